@@ -1,0 +1,16 @@
+import type { InspectResult } from '../runtime/inspectEngine';
+
+/** The JSON document of `inspect --format json`: keys as in kd-spec.md. */
+export function toJsonReport(r: InspectResult): object {
+  return {
+    teacher: r.teacher,
+    student: r.student,
+    ids: r.ids,
+    rows: r.rows,
+    summary: r.summary,
+    windows: r.windows,
+    exactSpans: r.exactSpans,
+    messages: r.messages,
+    timings: r.timings,
+  };
+}

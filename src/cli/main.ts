@@ -1,0 +1,154 @@
+/**
+ * distill-lens: the command-line interface over the same engine the editor uses.
+ * Exit codes: 0 success, 2 usage error, 1 any other error (one line; a stack with --verbose).
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'node:fs';
+import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
+import { UsageError } from '../core/errors';
+import { DEFAULT_METRIC_OPTIONS, type MetricOptions } from '../core/tokenRows';
+import { InspectEngine } from '../runtime/inspectEngine';
+import { DEVICES, type Device } from '../runtime/device';
+import { convertLlama2c } from '../models/llama2c';
+import { readTextFile } from './readText';
+import { formatTable } from './tableFormat';
+import { renderHtmlReport } from './htmlReport';
+import { toJsonReport } from './jsonReport';
+import { runMetricsCommand } from './metricsCommand';
+import { runDemo } from './demo';
+import { version } from '../../package.json';
+
+const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
+  const x = Number(v);
+  if (!Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${rule}`);
+  return x;
+};
+const integer = (name: string, min: number) => number(name, (x) => Number.isInteger(x) && x >= min, `an integer ≥ ${min}`);
+
+/** Options shared by inspect, metrics and demo. */
+function metricOptions(cmd: Command): Command {
+  return cmd
+    .option('--temperature <T>', 'softmax temperature for both models', number('--temperature', (x) => x > 0, 'a positive number'), 1)
+    .option('--beta <B>', 'β of the generalised JSD (0 = fkl, 1 = rkl)', number('--beta', (x) => x >= 0 && x <= 1, 'between 0 and 1'), 0.5)
+    .option('--alpha <A>', 'α of the skew KLs', number('--alpha', (x) => x >= 0 && x <= 1, 'between 0 and 1'), 0.1)
+    .option('--top-k <K>', 'top tokens listed per model', integer('--top-k', 1), 5)
+    .option('--metric <KEY>', `metric for colours and the worst list (${METRIC_KEYS.join(', ')})`, 'fkl')
+    .option('--verbose', 'print stack traces');
+}
+
+function toMetricOptions(o: Record<string, number>): MetricOptions {
+  return { ...DEFAULT_METRIC_OPTIONS, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: o.topK };
+}
+
+function writeOut(text: string, out?: string): void {
+  if (out) fs.writeFileSync(out, text);
+  else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('distill-lens')
+    .description('Token-by-token teacher/student divergences on ONNX Runtime')
+    .version(version)
+    .showHelpAfterError('(run distill-lens --help for usage)')
+    .exitOverride();
+
+  metricOptions(
+    program
+      .command('inspect')
+      .description('analyse a text with a teacher and a student model')
+      .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
+      .requiredOption('--student <M>', 'student: a model folder or a hub id')
+      .option('--text <S>', 'the text to analyse')
+      .option('--file <F>', 'a UTF-8 file to analyse')
+      .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
+      .addOption(new Option('--format <F>', 'output format').choices(['table', 'json', 'html']).default('table'))
+      .option('--out <F>', 'write the output to a file')
+      .option('--max-tokens <N>', 'refuse texts longer than this', integer('--max-tokens', 2), 8192)
+      .option('--window <N>', 'window length for long texts (default: the model context)', integer('--window', 2))
+      .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
+      .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1)),
+  ).action(async (o) => {
+    const metric = parseMetricKey(o.metric);
+    if ((o.text === undefined) === (o.file === undefined)) throw new UsageError('give the text with exactly one of --text or --file');
+    const text = o.text ?? readTextFile(o.file);
+    const engine = new InspectEngine({ threads: o.threads });
+    try {
+      const result = await engine.inspect({
+        teacher: o.teacher,
+        student: o.student,
+        text,
+        options: toMetricOptions(o),
+        metric,
+        device: o.device as Device,
+        maxTokens: o.maxTokens,
+        window: o.window,
+        allowRemote: !!o.allowRemote,
+      });
+      for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
+      if (o.format === 'json') writeOut(JSON.stringify(toJsonReport(result), null, 1), o.out);
+      else if (o.format === 'html') writeOut(renderHtmlReport(result, text, metric), o.out);
+      else writeOut(formatTable(result, text, metric, { color: o.out ? false : undefined }), o.out);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  metricOptions(
+    program
+      .command('metrics')
+      .description('metrics from logits given as JSON: {"teacher": number[][], "student": number[][], "targets": number[]}')
+      .requiredOption('--input <F>', 'the JSON file (- for standard input)')
+      .option('--out <F>', 'write the output to a file'),
+  ).action(async (o) => {
+    const metric = parseMetricKey(o.metric);
+    writeOut(JSON.stringify(await runMetricsCommand(o.input, toMetricOptions(o), metric), null, 1), o.out);
+  });
+
+  const convert = program.command('convert').description('convert other checkpoint formats to a Hugging Face folder');
+  convert
+    .command('llama2c')
+    .description('a llama2.c checkpoint and tokenizer → config.json, model.safetensors, tokenizer.json')
+    .requiredOption('--checkpoint <F>', 'the llama2.c .bin checkpoint')
+    .requiredOption('--tokenizer <F>', 'the llama2.c tokenizer .bin')
+    .requiredOption('--out <DIR>', 'the new folder (must not exist or be empty)')
+    .option('--layers <N>', 'keep only the first N transformer layers (a student)', integer('--layers', 1))
+    .option('--verbose', 'print stack traces')
+    .action((o) => {
+      const { config } = convertLlama2c({ checkpoint: o.checkpoint, tokenizer: o.tokenizer, out: o.out, layers: o.layers });
+      process.stdout.write(`wrote ${o.out}: Llama, ${config.num_hidden_layers} layers, width ${config.hidden_size}, vocabulary ${config.vocab_size}\n`);
+    });
+
+  metricOptions(
+    program
+      .command('demo')
+      .description('analyse a sample text with the stories260k pair from ../shared and write demo-report.html')
+      .option('--out <F>', 'where to write the HTML report', 'demo-report.html'),
+  ).action(async (o) => {
+    await runDemo({ metric: parseMetricKey(o.metric), options: toMetricOptions(o), htmlOut: o.out });
+  });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has printed its message already; --help and --version end with code 0
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    const err = e as Error;
+    process.stderr.write(`distill-lens: error: ${err.message}\n`);
+    if (verbose && err.stack) process.stderr.write(err.stack + '\n');
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('distill-lens.js') || process.argv[1]?.endsWith('cli.js')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

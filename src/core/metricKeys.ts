@@ -1,0 +1,36 @@
+import { UsageError } from './errors';
+
+/** The per-token metric keys of kd-spec.md, in the order the CLI and panel list them. */
+export const METRIC_KEYS = [
+  'fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl',
+  'tckd', 'nckd', 'uncertainty', 'k1', 'k2', 'k3',
+] as const;
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+export const METRIC_LABELS: Record<MetricKey, string> = {
+  fkl: 'forward KL(p‖q)',
+  rkl: 'reverse KL(q‖p)',
+  jeffreys: 'Jeffreys ½(fkl+rkl)',
+  jsd: 'Jensen–Shannon',
+  gjsd: 'generalised JSD (β)',
+  tvd: 'total variation',
+  skl: 'skew KL (α)',
+  srkl: 'skew reverse KL (α)',
+  akl: 'adaptive KL',
+  tckd: 'target-class KD',
+  nckd: 'non-target KD',
+  uncertainty: 'teacher uncertainty 1−p_y',
+  k1: 'k1 = −log(p_y/q_y)',
+  k2: 'k2 = ½ log²(p_y/q_y)',
+  k3: 'k3 = r − 1 − log r',
+};
+
+export function isMetricKey(key: string): key is MetricKey {
+  return (METRIC_KEYS as readonly string[]).includes(key);
+}
+
+/** Throws a message listing the valid keys when `key` is not one. */
+export function parseMetricKey(key: string): MetricKey {
+  if (!isMetricKey(key)) throw new UsageError(`unknown metric "${key}": choose one of ${METRIC_KEYS.join(', ')}`);
+  return key;
+}

@@ -1,0 +1,48 @@
+/** GPT2LMHeadModel as an ONNX graph. */
+import { GraphBuilder } from '../../onnx/graphBuilder';
+import type { WeightSource } from './weights';
+import { causalAttention, causalMask, geluTanh, inputDims, layerNorm, linear, mergeHeads, splitHeads } from './transformerOps';
+
+export interface Gpt2Config {
+  n_embd: number;
+  n_layer: number;
+  n_head: number;
+  n_positions: number;
+  vocab_size: number;
+  layer_norm_epsilon?: number;
+  n_inner?: number | null;
+}
+
+/** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
+export function buildGpt2Graph(c: Gpt2Config, w: WeightSource): GraphBuilder {
+  const g = new GraphBuilder('gpt2');
+  const D = c.n_embd;
+  const H = c.n_head;
+  const hd = D / H;
+  const eps = c.layer_norm_epsilon ?? 1e-5;
+  const ids = g.input('input_ids', 'int64', ['batch', 'length']);
+  const d = inputDims(g, ids);
+  const wte = w.weight(g, 'wte.weight');
+  const positions = g.op1('Range', [g.constant([0], 'int64', [], 'zero'), g.op1('Squeeze', [d.len, g.ints([0])]), g.constant([1], 'int64', [], 'one')]);
+  const tok = g.op1('Gather', [wte, ids], { axis: 0 }); // [B, L, D]
+  const pos = g.op1('Gather', [w.weight(g, 'wpe.weight'), positions], { axis: 0 }); // [L, D]
+  let x = g.op1('Reshape', [g.op1('Add', [tok, pos]), g.ints([-1, D])]); // [N, D]
+  const mask = causalMask(g, d);
+  for (let l = 0; l < c.n_layer; l++) {
+    const p = `h.${l}.`;
+    const h = layerNorm(g, x, w.weight(g, p + 'ln_1.weight'), w.weight(g, p + 'ln_1.bias'), eps);
+    const qkv = linear(g, h, w.weight(g, p + 'attn.c_attn.weight'), w.weight(g, p + 'attn.c_attn.bias'), false);
+    const [q, k, v] = g.op('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3).map((t) => splitHeads(g, t, d, H, hd));
+    const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), D);
+    x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'attn.c_proj.weight'), w.weight(g, p + 'attn.c_proj.bias'), false)]);
+    const h2 = layerNorm(g, x, w.weight(g, p + 'ln_2.weight'), w.weight(g, p + 'ln_2.bias'), eps);
+    const ff = geluTanh(g, linear(g, h2, w.weight(g, p + 'mlp.c_fc.weight'), w.weight(g, p + 'mlp.c_fc.bias'), false));
+    x = g.op1('Add', [x, linear(g, ff, w.weight(g, p + 'mlp.c_proj.weight'), w.weight(g, p + 'mlp.c_proj.bias'), false)]);
+  }
+  x = layerNorm(g, x, w.weight(g, 'ln_f.weight'), w.weight(g, 'ln_f.bias'), eps);
+  const logits2d = linear(g, x, wte, undefined, true);
+  const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
+  g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
+  g.output('logits', 'float32', ['batch', 'length', c.vocab_size]);
+  return g;
+}

@@ -1,0 +1,81 @@
+/** LlamaForCausalLM (Llama, SmolLM, TinyLlama; Qwen2's q/k/v biases) as an ONNX graph. */
+import { GraphBuilder } from '../../onnx/graphBuilder';
+import type { WeightSource } from './weights';
+import { causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, splitHeads } from './transformerOps';
+
+export interface LlamaConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  vocab_size: number;
+  max_position_embeddings?: number;
+  rms_norm_eps?: number;
+  rope_theta?: number;
+  tie_word_embeddings?: boolean;
+  rope_scaling?: unknown;
+}
+
+/** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
+export function buildLlamaGraph(c: LlamaConfig, w: WeightSource): GraphBuilder {
+  const g = new GraphBuilder('llama');
+  const D = c.hidden_size;
+  const H = c.num_attention_heads;
+  const KV = c.num_key_value_heads ?? H;
+  const hd = c.head_dim ?? D / H;
+  const eps = c.rms_norm_eps ?? 1e-6;
+  const maxPos = c.max_position_embeddings ?? 2048;
+  const ids = g.input('input_ids', 'int64', ['batch', 'length']);
+  const d = inputDims(g, ids);
+
+  const embed = w.weight(g, 'model.embed_tokens.weight');
+  let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
+
+  // rotary tables [maxPos, hd] in Hugging Face's half-split layout: cat(freqs, freqs)
+  const theta = c.rope_theta ?? 10000;
+  const cos = new Float32Array(maxPos * hd);
+  const sin = new Float32Array(maxPos * hd);
+  for (let pos = 0; pos < maxPos; pos++) {
+    for (let i = 0; i < hd / 2; i++) {
+      const invFreq = 1 / Math.pow(theta, (2 * i) / hd);
+      // float32 angle, as llama2.c and transformers compute it
+      const angle = Math.fround(pos * Math.fround(invFreq));
+      for (const j of [i, i + hd / 2]) {
+        cos[pos * hd + j] = Math.cos(angle);
+        sin[pos * hd + j] = Math.sin(angle);
+      }
+    }
+  }
+  const cosL = g.op1('Slice', [g.weight('rope_cos', 'float32', [maxPos, hd], cos), g.ints([0]), d.len]); // [L, hd]
+  const sinL = g.op1('Slice', [g.weight('rope_sin', 'float32', [maxPos, hd], sin), g.ints([0]), d.len]);
+  const rope = (t: string) => {
+    const [t1, t2] = g.op('Split', [t, g.ints([hd / 2, hd / 2])], { axis: -1 }, 2);
+    const rotated = g.op1('Concat', [g.op1('Neg', [t2]), t1], { axis: -1 });
+    return g.op1('Add', [g.op1('Mul', [t, cosL]), g.op1('Mul', [rotated, sinL])]);
+  };
+  const mask = causalMask(g, d);
+
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    const h = rmsNorm(g, x, w.weight(g, p + 'input_layernorm.weight'), eps);
+    const proj = (name: string) => linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), w.optional(g, p + `self_attn.${name}.bias`), true);
+    const q = rope(splitHeads(g, proj('q_proj'), d, H, hd));
+    const k = repeatKv(g, rope(splitHeads(g, proj('k_proj'), d, KV, hd)), d, KV, H / KV, hd);
+    const v = repeatKv(g, splitHeads(g, proj('v_proj'), d, KV, hd), d, KV, H / KV, hd);
+    const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), H * hd);
+    x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), undefined, true)]);
+    const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);
+    const gate = silu(g, linear(g, h2, w.weight(g, p + 'mlp.gate_proj.weight'), undefined, true));
+    const up = linear(g, h2, w.weight(g, p + 'mlp.up_proj.weight'), undefined, true);
+    x = g.op1('Add', [x, linear(g, g.op1('Mul', [gate, up]), w.weight(g, p + 'mlp.down_proj.weight'), undefined, true)]);
+  }
+  x = rmsNorm(g, x, w.weight(g, 'model.norm.weight'), eps);
+  const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
+  const logits2d = linear(g, x, head, undefined, true); // [N, V]
+  const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
+  g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
+  g.output('logits', 'float32', ['batch', 'length', c.vocab_size]);
+  return g;
+}

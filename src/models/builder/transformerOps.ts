@@ -1,0 +1,86 @@
+/**
+ * Building blocks shared by the Llama and GPT-2 graphs, all standard ONNX operators (so the
+ * training graphs of a later issue can differentiate them). Activations are kept 2-D as
+ * [N, D] with N = batch × length, so every projection is one Gemm against the weight in
+ * its checkpoint layout (transB where the checkpoint stores [out, in]).
+ */
+import type { GraphBuilder } from '../../onnx/graphBuilder';
+
+export interface Dims {
+  /** [B, L] as a 1-D int64 tensor */
+  batchLen: string;
+  /** N = B·L as a [1] int64 tensor */
+  n: string;
+  /** L as a [1] int64 tensor */
+  len: string;
+}
+
+/** Shapes derived from input_ids [B, L]. */
+export function inputDims(g: GraphBuilder, ids: string): Dims {
+  const batchLen = g.op1('Shape', [ids]);
+  const n = g.op1('ReduceProd', [batchLen], { keepdims: 1 });
+  const len = g.op1('Slice', [batchLen, g.ints([1]), g.ints([2])]);
+  return { batchLen, n, len };
+}
+
+/** x [N, in] · W → [N, out]; W is [out, in] when `transposed` (Linear) or [in, out] (GPT-2 Conv1D). */
+export function linear(g: GraphBuilder, x: string, w: string, bias: string | undefined, transposed: boolean): string {
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return g.op1('Gemm', inputs, { transB: transposed ? 1 : 0 });
+}
+
+export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const ms = g.op1('ReduceMean', [g.op1('Mul', [x, x]), g.ints([-1])], { keepdims: 1 });
+  const inv = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [ms, g.scalar(eps)])])]);
+  return g.op1('Mul', [g.op1('Mul', [x, inv]), weight]);
+}
+
+export function layerNorm(g: GraphBuilder, x: string, weight: string, bias: string, eps: number): string {
+  return g.op1('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: { float: eps } });
+}
+
+export function silu(g: GraphBuilder, x: string): string {
+  return g.op1('Mul', [x, g.op1('Sigmoid', [x])]);
+}
+
+/** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function geluTanh(g: GraphBuilder, x: string): string {
+  const x3 = g.op1('Mul', [g.op1('Mul', [x, x]), x]);
+  const inner = g.op1('Mul', [g.op1('Add', [x, g.op1('Mul', [x3, g.scalar(0.044715)])]), g.scalar(Math.sqrt(2 / Math.PI))]);
+  return g.op1('Mul', [g.op1('Mul', [x, g.scalar(0.5)]), g.op1('Add', [g.op1('Tanh', [inner]), g.scalar(1)])]);
+}
+
+/** [N, heads·hd] → [B, heads, L, hd] */
+export function splitHeads(g: GraphBuilder, x: string, d: Dims, heads: number, headSize: number): string {
+  const shape = g.op1('Concat', [d.batchLen, g.ints([heads, headSize])], { axis: 0 });
+  return g.op1('Transpose', [g.op1('Reshape', [x, shape])], { perm: [0, 2, 1, 3] });
+}
+
+/** [B, heads, L, hd] → [N, heads·hd] */
+export function mergeHeads(g: GraphBuilder, x: string, width: number): string {
+  return g.op1('Reshape', [g.op1('Transpose', [x], { perm: [0, 2, 1, 3] }), g.ints([-1, width])]);
+}
+
+/** [B, kvHeads, L, hd] → [B, kvHeads·rep, L, hd] for grouped-query attention. */
+export function repeatKv(g: GraphBuilder, x: string, d: Dims, kvHeads: number, rep: number, headSize: number): string {
+  if (rep === 1) return x;
+  const b = g.op1('Slice', [d.batchLen, g.ints([0]), g.ints([1])]);
+  const five = g.op1('Concat', [b, g.ints([kvHeads, 1]), d.len, g.ints([headSize])], { axis: 0 });
+  const expanded = g.op1('Concat', [b, g.ints([kvHeads, rep]), d.len, g.ints([headSize])], { axis: 0 });
+  const back = g.op1('Concat', [b, g.ints([kvHeads * rep]), d.len, g.ints([headSize])], { axis: 0 });
+  return g.op1('Reshape', [g.op1('Expand', [g.op1('Reshape', [x, five]), expanded]), back]);
+}
+
+/** [L, L] additive causal mask: 0 on and below the diagonal, −inf above. */
+export function causalMask(g: GraphBuilder, d: Dims): string {
+  const square = g.op1('Concat', [d.len, d.len], { axis: 0 });
+  const full = g.op1('ConstantOfShape', [square], { value: { dataType: 1, dims: [1], floatData: [-Infinity] } });
+  return g.op1('Trilu', [full, g.constant([1], 'int64', [], 'k')], { upper: 1 });
+}
+
+/** softmax(q·kᵀ/√hd + mask)·v for q, k, v [B, H, L, hd]. */
+export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, mask: string, headSize: number): string {
+  const kT = g.op1('Transpose', [k], { perm: [0, 1, 3, 2] });
+  const scores = g.op1('Add', [g.op1('Mul', [g.op1('MatMul', [q, kT]), g.scalar(1 / Math.sqrt(headSize))]), mask]);
+  return g.op1('MatMul', [g.op1('Softmax', [scores], { axis: -1 }), v]);
+}

@@ -1,0 +1,80 @@
+/**
+ * Safetensors checkpoints are built into ONNX once and cached, keyed by the sha256 of the
+ * weights' content and the config (so an edited file is rebuilt, a moved one is not).
+ * Hashing is remembered per (path, size, mtime) so a warm start does not re-read gigabytes.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ResolvedModel } from './modelSource';
+import { readSafetensors } from './safetensors';
+import { WeightSource } from './builder/weights';
+import { buildLlamaGraph, type LlamaConfig } from './builder/llamaGraph';
+import { buildGpt2Graph, type Gpt2Config } from './builder/gpt2Graph';
+import type { GraphBuilder } from '../onnx/graphBuilder';
+
+/** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
+const BUILDER_VERSION = 1;
+
+export function defaultBuildCacheDir(): string {
+  return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
+}
+
+export function buildGraphFor(model: ResolvedModel): GraphBuilder {
+  const files = model.weightFiles!.map(readSafetensors);
+  if (model.architecture === 'llama') return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files));
+  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));
+}
+
+function fileHash(file: string, memo: Record<string, string>): string {
+  const st = fs.statSync(file);
+  const key = `${path.resolve(file)}|${st.size}|${st.mtimeMs}`;
+  if (memo[key]) return memo[key];
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  const chunk = Buffer.allocUnsafe(1 << 24);
+  try {
+    let n: number;
+    while ((n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0) h.update(chunk.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return (memo[key] = h.digest('hex'));
+}
+
+/** Returns the path of the built ONNX model for a checkpoint, building it on first use. */
+export function ensureBuiltModel(model: ResolvedModel, cacheDir = defaultBuildCacheDir(), onProgress?: (m: string) => void): { onnxPath: string; built: boolean } {
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const memoFile = path.join(cacheDir, 'hashes.json');
+  let memo: Record<string, string> = {};
+  try {
+    memo = JSON.parse(fs.readFileSync(memoFile, 'utf8'));
+  } catch {
+    memo = {};
+  }
+  const h = crypto.createHash('sha256');
+  h.update(`builder ${BUILDER_VERSION}\n${JSON.stringify(model.config)}\n`);
+  for (const f of model.weightFiles!) h.update(fileHash(f, memo));
+  const key = h.digest('hex').slice(0, 32);
+  fs.writeFileSync(memoFile, JSON.stringify(memo));
+  const dir = path.join(cacheDir, 'built', key);
+  const onnxPath = path.join(dir, 'model.onnx');
+  if (fs.existsSync(onnxPath)) return { onnxPath, built: false };
+  onProgress?.(`building the ONNX graph for ${model.name}`);
+  const { model: bytes, externalData } = buildGraphFor(model).encode({ fileName: 'model.onnx.data', minBytes: 1024 });
+  fs.mkdirSync(path.join(cacheDir, 'built'), { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(cacheDir, 'built', `.${key}-`));
+  try {
+    const fd = fs.openSync(path.join(tmp, 'model.onnx.data'), 'w');
+    for (const part of externalData) fs.writeSync(fd, part);
+    fs.closeSync(fd);
+    fs.writeFileSync(path.join(tmp, 'model.onnx'), bytes);
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (fs.existsSync(onnxPath)) return { onnxPath, built: false }; // another process finished first
+    throw e;
+  }
+  return { onnxPath, built: true };
+}

@@ -1,0 +1,91 @@
+/**
+ * Turns what the user typed (a folder, or a hub id when remote models are allowed) into a
+ * model the runtime can open: an ONNX file, or a safetensors checkpoint to build into ONNX.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelLoadError } from './modelErrors';
+import { downloadHubModel, looksLikeHubId } from './hubDownload';
+
+export type ModelKind = 'onnx' | 'checkpoint';
+export type Architecture = 'llama' | 'gpt2';
+
+export interface ResolvedModel {
+  /** what the user asked for, for messages */
+  name: string;
+  folder: string;
+  kind: ModelKind;
+  /** the ONNX file (kind onnx) */
+  onnxPath?: string;
+  /** config.json, when the folder has one */
+  config?: Record<string, any>;
+  /** for checkpoints */
+  architecture?: Architecture;
+  weightFiles?: string[];
+  /** the longest sequence the model accepts */
+  contextLength: number;
+}
+
+export interface ResolveOptions {
+  allowRemote?: boolean;
+  cacheDir?: string;
+  onProgress?: (message: string) => void;
+}
+
+const LLAMA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM'];
+const GPT2_ARCHS = ['GPT2LMHeadModel'];
+
+export async function resolveModel(spec: string, o: ResolveOptions = {}): Promise<ResolvedModel> {
+  if (!spec) throw new ModelLoadError('no model given: pass a model folder (or a hub id with remote models allowed)');
+  let folder = path.resolve(spec);
+  if (!fs.existsSync(folder)) {
+    if (!looksLikeHubId(spec)) throw new ModelLoadError(`model folder ${spec} does not exist`);
+    if (!o.allowRemote) {
+      throw new ModelLoadError(`${spec} is not a local folder; to download it from the Hugging Face hub allow remote models (--allow-remote, or the setting distillLens.allowRemoteModels)`);
+    }
+    folder = await downloadHubModel(spec, o.cacheDir, o.onProgress);
+  }
+  if (!fs.statSync(folder).isDirectory()) throw new ModelLoadError(`${spec} is a file; give the model's folder`);
+  if (!fs.existsSync(path.join(folder, 'tokenizer.json'))) {
+    throw new ModelLoadError(`${spec} has no tokenizer.json: Distill Lens needs the Hugging Face tokenizer file beside the model`);
+  }
+  const config = readJsonIfPresent(path.join(folder, 'config.json'));
+  const genai = readJsonIfPresent(path.join(folder, 'genai_config.json'));
+  const onnxPath = ['onnx/model.onnx', 'model.onnx'].map((f) => path.join(folder, f)).find((f) => fs.existsSync(f));
+  const contextLength =
+    config?.max_position_embeddings ?? config?.n_positions ?? config?.n_ctx ?? genai?.model?.context_length ?? 2048;
+  if (onnxPath) return { name: spec, folder, kind: 'onnx', onnxPath, config, contextLength };
+
+  const weightFiles = safetensorsFiles(folder);
+  if (weightFiles.length === 0) {
+    throw new ModelLoadError(`${spec} has neither an ONNX model (onnx/model.onnx or model.onnx) nor model.safetensors`);
+  }
+  if (!config) throw new ModelLoadError(`${spec} has model weights but no config.json`);
+  const archs: string[] = config.architectures ?? [];
+  const architecture: Architecture | undefined = archs.some((a) => LLAMA_ARCHS.includes(a)) || config.model_type === 'llama'
+    ? 'llama'
+    : archs.some((a) => GPT2_ARCHS.includes(a)) || config.model_type === 'gpt2'
+      ? 'gpt2'
+      : undefined;
+  if (!architecture) {
+    throw new ModelLoadError(`${spec}: architecture ${archs.join(', ') || config.model_type || 'unknown'} is not supported for safetensors checkpoints (supported: ${[...LLAMA_ARCHS, ...GPT2_ARCHS].join(', ')}); export it to ONNX instead`);
+  }
+  return { name: spec, folder, kind: 'checkpoint', config, architecture, weightFiles, contextLength };
+}
+
+function safetensorsFiles(folder: string): string[] {
+  const single = path.join(folder, 'model.safetensors');
+  if (fs.existsSync(single)) return [single];
+  const index = readJsonIfPresent(path.join(folder, 'model.safetensors.index.json'));
+  if (index?.weight_map) return [...new Set(Object.values(index.weight_map as Record<string, string>))].map((f) => path.join(folder, f));
+  return [];
+}
+
+function readJsonIfPresent(file: string): Record<string, any> | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ModelLoadError(`${file} is not valid JSON (${(e as Error).message})`);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Runs the fused metrics graph over logits in chunks of positions and turns its outputs
+ * into rows. Used by inspection (model logits) and by `distill-lens metrics` (logits given
+ * as JSON), so both print numbers from the same code.
+ */
+import * as ort from 'onnxruntime-node';
+import { buildMetricsGraph } from '../onnx/metricsGraph';
+import { rowFromReductions, type MetricOptions, type PositionReductions, type TokenRow } from '../core/tokenRows';
+import { aklWeightsFullRow } from '../core/aklHead';
+import { halfToFloat32 } from '../models/safetensors';
+
+export type LogitsType = 'float32' | 'float16' | 'float64';
+export type LogitsData = Float32Array | Uint16Array | Float64Array;
+
+export interface RowSource {
+  /** position in the logits matrix whose distribution predicts `target` */
+  position: number;
+  target: number;
+  index: number;
+  text: string;
+  start: number;
+  end: number;
+}
+
+/** Positions per metrics run: small enough that float64 intermediates stay in cache. */
+const CHUNK = 16;
+
+export class MetricsRunner {
+  private sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+  constructor(private readonly providers: string[] = ['cpu']) {}
+
+  private session(type: LogitsType, o: MetricOptions, k: number): Promise<ort.InferenceSession> {
+    const key = `${type}|${o.temperature}|${o.beta}|${o.alpha}|${k}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      const bytes = buildMetricsGraph({ logitsType: type, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: k });
+      s = ort.InferenceSession.create(bytes, { executionProviders: this.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3 });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * Rows for the given positions of two [length, vocab] logits matrices.
+   * `checkCancelled` is called between chunks and may throw.
+   */
+  async rows(
+    teacher: LogitsData,
+    student: LogitsData,
+    type: LogitsType,
+    vocab: number,
+    sources: RowSource[],
+    o: MetricOptions,
+    decode: (id: number) => string,
+    checkCancelled: () => void = () => {},
+  ): Promise<TokenRow[]> {
+    const k = Math.min(vocab, Math.max(o.topK, 32));
+    const session = await this.session(type, o, k);
+    const rows: TokenRow[] = [];
+    const ortType = type === 'float64' ? 'float64' : type;
+    for (let c = 0; c < sources.length; c += CHUNK) {
+      checkCancelled();
+      const part = sources.slice(c, c + CHUNK);
+      // positions in one chunk are usually consecutive: pass a view, else gather the rows
+      const first = part[0].position;
+      const consecutive = part.every((s, i) => s.position === first + i);
+      const pick = (data: LogitsData) => {
+        if (consecutive) return data.subarray(first * vocab, (first + part.length) * vocab);
+        const out = new (data.constructor as any)(part.length * vocab) as LogitsData;
+        part.forEach((s, i) => out.set(data.subarray(s.position * vocab, (s.position + 1) * vocab), i * vocab));
+        return out;
+      };
+      const feeds = {
+        teacher_logits: new ort.Tensor(ortType, pick(teacher), [part.length, vocab]),
+        student_logits: new ort.Tensor(ortType, pick(student), [part.length, vocab]),
+        targets: new ort.Tensor('int64', BigInt64Array.from(part, (s) => BigInt(s.target)), [part.length]),
+      };
+      const out = await session.run(feeds);
+      const f = (name: string) => out[name].data as Float64Array;
+      const n = (name: string) => out[name].data as BigInt64Array;
+      part.forEach((s, i) => {
+        const top = (vals: Float64Array, idx: BigInt64Array) => Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
+        const qAt = f('q_at_top_t');
+        const reductions: PositionReductions = {
+          entT: f('ent_t')[i],
+          entS: f('ent_s')[i],
+          crossPQ: f('cross_pq')[i],
+          crossQP: f('cross_qp')[i],
+          sumSLogS: f('sum_slogs')[i],
+          gjsdP: f('gjsd_p')[i],
+          gjsdQ: f('gjsd_q')[i],
+          sklP: f('skl_p')[i],
+          srklQ: f('srkl_q')[i],
+          l1: f('l1')[i],
+          logpY: f('logp_y')[i],
+          logqY: f('logq_y')[i],
+          nllT: f('nll_t')[i],
+          nllS: f('nll_s')[i],
+          rankT: Number(n('rank_t')[i]),
+          rankS: Number(n('rank_s')[i]),
+          topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({ logp: e.lp, id: e.id, logq: qAt[i * k + j] })),
+          topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
+        };
+        rows.push(
+          rowFromReductions(reductions, o, {
+            ...s,
+            decode,
+            aklFallback: () => aklWeightsFullRow(softmaxRow(teacher, type, s.position, vocab, o.temperature), softmaxRow(student, type, s.position, vocab, o.temperature), o.mu),
+          }),
+        );
+      });
+    }
+    return rows;
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
+
+/** One row's softmax at temperature T in float64. */
+export function softmaxRow(data: LogitsData, type: LogitsType, position: number, vocab: number, temperature: number): Float64Array {
+  const raw = data.subarray(position * vocab, (position + 1) * vocab);
+  const z = type === 'float16' ? halfToFloat32(raw as Uint16Array) : raw;
+  const out = new Float64Array(vocab);
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) if (z[i] / temperature > max) max = z[i] / temperature;
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) sum += out[i] = Math.exp(z[i] / temperature - max);
+  for (let i = 0; i < vocab; i++) out[i] /= sum;
+  return out;
+}

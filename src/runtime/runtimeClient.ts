@@ -1,0 +1,136 @@
+/**
+ * Talks to the model process: one request per message id, progress callbacks, cancellation
+ * (a request that does not stop within a grace period has its process killed), and crash
+ * reporting. A crashed or killed process is started again on the next request.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import type { FromRuntime, ToRuntime } from '../shared/protocol';
+import type { InspectRequest, InspectResult } from './inspectEngine';
+import { CancelledError } from './inspectEngine';
+
+export class RuntimeCrashedError extends Error {
+  override name = 'RuntimeCrashedError';
+}
+
+/** An error from the model process, keeping its class name (UsageError, ModelLoadError, …). */
+export class RemoteError extends Error {
+  constructor(override name: string, message: string, readonly remoteStack?: string) {
+    super(message);
+  }
+}
+
+interface Pending {
+  resolve: (r: InspectResult) => void;
+  reject: (e: Error) => void;
+  onProgress?: (message: string, fraction?: number) => void;
+}
+
+export interface RuntimeClientOptions {
+  /** the bundled model process script (dist/runtime.js) */
+  script: string;
+  env?: NodeJS.ProcessEnv;
+  /** how long a cancelled request may keep running before its process is killed */
+  cancelGraceMs?: number;
+  execPath?: string;
+  log?: (line: string) => void;
+}
+
+export class RuntimeClient {
+  private child?: ChildProcess;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+
+  constructor(private readonly o: RuntimeClientOptions) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private ensureProcess(): ChildProcess {
+    if (this.child && this.child.connected) return this.child;
+    const child = fork(this.o.script, [], {
+      env: { ...process.env, ...this.o.env },
+      execPath: this.o.execPath,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      serialization: 'advanced',
+    });
+    child.stdout?.on('data', (d) => this.o.log?.(String(d).trimEnd()));
+    child.stderr?.on('data', (d) => this.o.log?.(String(d).trimEnd()));
+    child.on('message', (m: FromRuntime) => this.onMessage(m));
+    child.on('exit', (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      const why = signal === 'SIGKILL' ? 'it was killed (out of memory?)' : signal ? `signal ${signal}` : `exit code ${code}`;
+      this.o.log?.(`model process ${child.pid} stopped: ${why}`);
+      this.rejectAll(new RuntimeCrashedError(`the model process stopped (${why}); it restarts on the next request`));
+    });
+    this.child = child;
+    return child;
+  }
+
+  private onMessage(m: FromRuntime): void {
+    if (m.type === 'ready') return;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.type === 'progress') p.onProgress?.(m.message, m.fraction);
+    else if (m.type === 'result') {
+      this.pending.delete(m.id);
+      p.resolve(m.result);
+    } else if (m.type === 'error') {
+      this.pending.delete(m.id);
+      p.reject(m.name === 'CancelledError' ? new CancelledError() : new RemoteError(m.name, m.message, m.stack));
+    }
+  }
+
+  private rejectAll(e: Error): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(e);
+  }
+
+  inspect(request: InspectRequest, o: { onProgress?: (message: string, fraction?: number) => void; signal?: AbortSignal } = {}): Promise<InspectResult> {
+    if (o.signal?.aborted) return Promise.reject(new CancelledError());
+    const child = this.ensureProcess();
+    const id = this.nextId++;
+    return new Promise<InspectResult>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress: o.onProgress });
+      this.post({ type: 'inspect', id, request });
+      o.signal?.addEventListener('abort', () => {
+        if (!this.pending.has(id)) return;
+        this.post({ type: 'cancel', id });
+        const timer = setTimeout(() => {
+          // still running inside a forward pass: stop the process; it restarts next time
+          if (this.pending.has(id) && this.child === child) {
+            this.pending.get(id)!.reject(new CancelledError());
+            this.pending.delete(id);
+            child.kill('SIGKILL');
+          }
+        }, this.o.cancelGraceMs ?? 2000);
+        timer.unref();
+      });
+    });
+  }
+
+  private post(m: ToRuntime): void {
+    this.child?.send(m);
+  }
+
+  /** Asks the process to exit; kills it if it does not within a second. */
+  async dispose(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    this.rejectAll(new CancelledError());
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 1000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (child.connected) child.send({ type: 'shutdown' } satisfies ToRuntime);
+      else child.kill('SIGKILL');
+    });
+  }
+}

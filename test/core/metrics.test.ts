@@ -1,0 +1,151 @@
+/**
+ * Every metric of kd-spec.md, computed by the engine's metrics graph (through the same path
+ * as `distill-lens metrics`), against hand-derived values from the spec's worked examples
+ * and an independent float64 reference, plus the invariants the spec lists.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { metricsFromLogits } from '../../src/cli/metricsCommand';
+import { DEFAULT_METRIC_OPTIONS, lowerMedian, type MetricOptions, type TokenRow } from '../../src/core/tokenRows';
+import { gaussian, referenceRow, rng } from '../reference/kdReference';
+
+async function engineRows(teacher: number[][], student: number[][], targets: number[], o: Partial<MetricOptions> = {}): Promise<TokenRow[]> {
+  const V = teacher[0].length;
+  const { rows } = await metricsFromLogits(
+    { teacher: Float64Array.from(teacher.flat()), student: Float64Array.from(student.flat()), targets, vocab: V },
+    { ...DEFAULT_METRIC_OPTIONS, ...o },
+    'fkl',
+  );
+  return rows;
+}
+
+const close = (actual: number, expected: number, tol: number, what: string) =>
+  assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} (±${tol})`);
+
+test('worked example 1 of kd-spec.md (zt = [2, 1, 0], zs = [0.5, 1, 0])', async () => {
+  const zt = [2, 1, 0];
+  const zs = [0.5, 1, 0];
+  const [row] = await engineRows([zt], [zs], [0]);
+  // the spec's printed values (6 decimals)
+  const expected = { fkl: 0.270525, rkl: 0.266542, jeffreys: 0.268534, jsd: 0.065599, tvd: 0.358045, skl: 0.214949, srkl: 0.213139 };
+  for (const [k, v] of Object.entries(expected)) close(row[k as keyof typeof expected], v, 1e-6, k);
+  close(row.teacher.entropy, 0.832396, 1e-6, 'H(p)');
+  close(row.teacher.p, 0.665241, 1e-6, 'p_y');
+  close(row.student.p, 0.307196, 1e-6, 'q_y');
+  const [b01] = await engineRows([zt], [zs], [0], { beta: 0.1 });
+  close(b01.gjsd, 0.024101, 1e-6, 'gjsd β=0.1');
+  const [b09] = await engineRows([zt], [zs], [0], { beta: 0.9 });
+  close(b09.gjsd, 0.023823, 1e-6, 'gjsd β=0.9');
+});
+
+test('worked example 2 of kd-spec.md: generalised JSD across β and T', async () => {
+  const zt = [Math.log(0.9), Math.log(0.1)];
+  const zs = [Math.log(0.1), Math.log(0.9)];
+  const cases: [number, number, number][] = [
+    [0, 1, 1.75778],
+    [0.1, 1, 0.146311],
+    [0.5, 1, 0.368064],
+    [1, 1, 1.75778],
+    [0, 2, 0.549306],
+    [0.5, 2, 0.130812],
+  ];
+  for (const [beta, T, value] of cases) {
+    const [row] = await engineRows([zt], [zs], [0], { beta, temperature: T });
+    close(row.gjsd, value, 1e-6, `gjsd β=${beta} T=${T}`);
+  }
+});
+
+test('all metrics agree with the float64 reference on random logits (1e-6 absolute)', async () => {
+  const r = rng(7);
+  for (const [V, scale, T, beta, alpha] of [
+    [7, 1, 1, 0.5, 0.1],
+    [50, 3, 1, 0.3, 0.2],
+    [300, 6, 2, 0.7, 0.05],
+    [1000, 0.05, 0.7, 0.5, 0.1], // nearly flat: the AKL head is longer than the graph's top list
+  ]) {
+    const n = 12;
+    const teacher = Array.from({ length: n }, () => Array.from({ length: V }, () => scale * gaussian(r)));
+    const student = teacher.map((row) => row.map((v) => v + scale * 0.5 * gaussian(r)));
+    const targets = Array.from({ length: n }, (_, i) => (i * 13 + 1) % V);
+    const rows = await engineRows(teacher, student, targets, { temperature: T, beta, alpha });
+    rows.forEach((row, i) => {
+      const ref = referenceRow(teacher[i], student[i], targets[i], { T, beta, alpha });
+      for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'uncertainty', 'k1', 'k2', 'k3'] as const) {
+        close(row[k], ref[k], 1e-6 * Math.max(1, Math.abs(ref[k])), `${k} (V=${V}, row ${i})`);
+      }
+      close(row.teacher.p, ref.pY, 1e-9, 'p_y');
+      close(row.student.p, ref.qY, 1e-9, 'q_y');
+      close(row.teacher.logp, ref.logpY1, 1e-9, 'teacher logp at T=1');
+      close(row.student.logp, ref.logqY1, 1e-9, 'student logp at T=1');
+      assert.equal(row.teacher.rank, ref.rankT, 'teacher rank');
+      assert.equal(row.student.rank, ref.rankS, 'student rank');
+      close(row.teacher.entropy, ref.entT, 1e-9, 'H(p)');
+      close(row.student.entropy, ref.entS, 1e-9, 'H(q)');
+    });
+  }
+});
+
+test('invariants: non-negative, DKD identity, jsd ≤ log 2, Pinsker, gjsd endpoints', async () => {
+  const r = rng(11);
+  const V = 64;
+  const n = 40;
+  const teacher = Array.from({ length: n }, () => Array.from({ length: V }, () => 4 * gaussian(r)));
+  const student = Array.from({ length: n }, () => Array.from({ length: V }, () => 4 * gaussian(r)));
+  const targets = Array.from({ length: n }, (_, i) => (i * 7) % V);
+  const at = (beta: number) => engineRows(teacher, student, targets, { beta });
+  const [b0, b5, b1] = await Promise.all([at(0), at(0.5), at(1)]);
+  b5.forEach((row, i) => {
+    for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'k2', 'k3'] as const) assert.ok(row[k] >= 0, `${k} < 0`);
+    close(row.fkl, row.tckd + (1 - row.teacher.p) * row.nckd, 1e-9, 'fkl = tckd + (1 − p_y)·nckd');
+    assert.ok(row.jsd <= Math.log(2) + 1e-12, 'jsd ≤ log 2');
+    assert.ok(row.tvd <= Math.sqrt(row.fkl / 2) + 1e-12, 'tvd ≤ sqrt(fkl/2)');
+    close(b0[i].gjsd, row.fkl, 1e-12, 'gjsd(β=0) = fkl');
+    close(row.gjsd, row.jsd, 1e-12, 'gjsd(β=0.5) = jsd');
+    close(b1[i].gjsd, row.rkl, 1e-12, 'gjsd(β=1) = rkl');
+  });
+  // hard = uncertainty ≥ lower median (torch.median)
+  const median = lowerMedian(b5.map((row) => row.uncertainty));
+  b5.forEach((row) => assert.equal(row.hard, row.uncertainty >= median));
+});
+
+test('identical teacher and student give zero divergences', async () => {
+  const r = rng(3);
+  const logits = Array.from({ length: 5 }, () => Array.from({ length: 100 }, () => 5 * gaussian(r)));
+  const rows = await engineRows(logits, logits, [1, 2, 3, 4, 5]);
+  for (const row of rows) {
+    for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'k1', 'k2', 'k3'] as const) close(row[k], 0, 1e-12, k);
+    assert.equal(row.argmaxAgree, true);
+  }
+});
+
+test('lower median follows torch.median (lower middle for even counts)', () => {
+  assert.equal(lowerMedian([4, 1, 3, 2]), 2);
+  assert.equal(lowerMedian([5, 1, 3]), 3);
+});
+
+test('top-k lists the most probable tokens in order, with probabilities at T', async () => {
+  const zt = [0, 3, 1, 2, -1];
+  const [row] = await engineRows([zt], [zt], [0], { topK: 3, temperature: 2 });
+  assert.deepEqual(row.teacher.top.map((t) => t.id), [1, 3, 2]);
+  const p = Math.exp(3 / 2) / zt.reduce((s, v) => s + Math.exp(v / 2), 0);
+  close(row.teacher.top[0].p, p, 1e-12, 'top probability at T = 2');
+});
+
+test('AKL head/tail split: short heads (from the top list) and long heads (full-row fallback)', async () => {
+  const r = rng(5);
+  const V = 2000;
+  // teacher peaked (head of one or a few tokens) or nearly flat (head of ~1000 tokens);
+  // the student differs strongly so that fkl and rkl, and hence the weights, matter
+  for (const teacherScale of [4, 0.05]) {
+    const teacher = Array.from({ length: 6 }, () => Array.from({ length: V }, () => teacherScale * gaussian(r)));
+    // the student puts a spike on one token, which makes fkl and rkl differ
+    const student = Array.from({ length: 6 }, (_, i) => Array.from({ length: V }, (_, j) => 2 * gaussian(r) + (j === 10 + i ? 9 : 0)));
+    const targets = [0, 1, 2, 3, 4, 5];
+    const rows = await engineRows(teacher, student, targets);
+    rows.forEach((row, i) => {
+      const ref = referenceRow(teacher[i], student[i], targets[i]);
+      assert.ok(Math.abs(ref.fkl - ref.rkl) > 0.01 * ref.fkl, `the example separates fkl ${ref.fkl} and rkl ${ref.rkl}`);
+      close(row.akl, ref.akl, 1e-9 * ref.akl, `akl (teacher scale ${teacherScale}, row ${i})`);
+    });
+  }
+});
