@@ -7,55 +7,72 @@
  */
 const hiWords = new Uint32Array(2);
 const asDouble = new Float64Array(hiWords.buffer);
+const BUCKETS = 1 << 16;
+// reused across calls; only touched buckets are reset
+const counts = new Int32Array(BUCKETS);
+const mass = new Float64Array(BUCKETS);
+const diff = new Float64Array(BUCKETS);
 
-/** Monotone 16-bit key of a probability in (0, 1]: exponent and 5 mantissa bits. */
+/** Monotone key of a probability in (0, 1]: 11 exponent bits and 5 mantissa bits. */
 function bucketKey(p: number): number {
   asDouble[0] = p;
-  return hiWords[1] >>> 15; // sign 0, 11 exponent bits, 5 mantissa bits
+  return hiWords[1] >>> 15; // little-endian: word 1 holds sign, exponent and top mantissa bits
 }
 
 export function aklWeightsFullRow(p: Float64Array, q: Float64Array, mu: number): { wHead: number; wTail: number } {
   const V = p.length;
   let l1 = 0;
-  const counts = new Map<number, number>();
-  const mass = new Map<number, number>();
-  const diff = new Map<number, number>();
+  const keys = new Int32Array(V);
+  const distinct: number[] = [];
   for (let i = 0; i < V; i++) {
     const d = Math.abs(p[i] - q[i]);
     l1 += d;
-    if (p[i] <= 0) continue;
-    const k = bucketKey(p[i]);
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-    mass.set(k, (mass.get(k) ?? 0) + p[i]);
-    diff.set(k, (diff.get(k) ?? 0) + d);
+    if (!(p[i] > 0)) {
+      keys[i] = -1;
+      continue;
+    }
+    const k = (keys[i] = bucketKey(p[i]));
+    if (counts[k]++ === 0) distinct.push(k);
+    mass[k] += p[i];
+    diff[k] += d;
   }
-  const keys = [...counts.keys()].sort((a, b) => b - a);
+  distinct.sort((a, b) => b - a);
   let cum = 0;
   let gHead = 0;
   let first = true;
-  for (const k of keys) {
-    const m = mass.get(k)!;
-    if (cum + m <= mu) {
-      // the whole bucket fits in the head (all its entries are in it)
-      cum += m;
-      gHead += diff.get(k)!;
+  for (const k of distinct) {
+    if (cum + mass[k] <= mu) {
+      // the whole bucket fits in the head
+      cum += mass[k];
+      gHead += diff[k];
       first = false;
       continue;
     }
-    // the boundary bucket: sort its entries and continue one by one
+    // the boundary bucket: its entries one by one, largest first (ties in index order)
     const members: number[] = [];
-    for (let i = 0; i < V; i++) if (p[i] > 0 && bucketKey(p[i]) === k) members.push(i);
-    members.sort((a, b) => p[b] - p[a] || a - b);
-    const sortedP = members.map((i) => p[i]);
-    const qAt = members.map((i) => q[i]);
-    // reuse the list rule with the mass already in the head as a prefix
-    for (let j = 0; j < sortedP.length; j++) {
-      cum += sortedP[j];
-      if (!first && cum > mu) break;
-      gHead += Math.abs(sortedP[j] - qAt[j]);
+    for (let i = 0; i < V; i++) if (keys[i] === k) members.push(i);
+    const values = Float64Array.from(members, (i) => p[i]).sort().reverse();
+    // how many of the bucket's entries join the head, then which ones
+    let take = 0;
+    for (const v of values) {
+      if (!first && cum + v > mu) break;
+      cum += v;
+      take++;
       first = false;
     }
+    if (take > 0) {
+      const cutoff = values[take - 1];
+      let atCutoff = values.subarray(0, take).filter((v) => v === cutoff).length;
+      for (const i of members) {
+        if (p[i] > cutoff || (p[i] === cutoff && atCutoff-- > 0)) gHead += Math.abs(p[i] - q[i]);
+      }
+    }
     break;
+  }
+  for (const k of distinct) {
+    counts[k] = 0;
+    mass[k] = 0;
+    diff[k] = 0;
   }
   const gTail = Math.max(0, l1 - gHead);
   const total = gHead + gTail;

@@ -91,17 +91,23 @@ export function tensorAsFloat32(file: SafeTensorsFile, name: string): { shape: n
   return { shape: info.shape, data: out };
 }
 
+let halfTable: Float32Array | undefined;
+
+/** IEEE half → float32 through a 64K-entry table (built once). */
 export function halfToFloat32(h: Uint16Array): Float32Array {
-  const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i];
-    const sign = x & 0x8000 ? -1 : 1;
-    const exp = (x >> 10) & 0x1f;
-    const frac = x & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24;
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let x = 0; x < 65536; x++) {
+      const sign = x & 0x8000 ? -1 : 1;
+      const exp = (x >> 10) & 0x1f;
+      const frac = x & 0x3ff;
+      if (exp === 0) halfTable[x] = sign * frac * 2 ** -24;
+      else if (exp === 31) halfTable[x] = frac ? NaN : sign * Infinity;
+      else halfTable[x] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+    }
   }
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = halfTable[h[i]];
   return out;
 }
 

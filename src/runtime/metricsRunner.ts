@@ -125,10 +125,12 @@ export function softmaxRow(data: LogitsData, type: LogitsType, position: number,
   const raw = data.subarray(position * vocab, (position + 1) * vocab);
   const z = type === 'float16' ? halfToFloat32(raw as Uint16Array) : raw;
   const out = new Float64Array(vocab);
+  const invT = 1 / temperature;
   let max = -Infinity;
-  for (let i = 0; i < vocab; i++) if (z[i] / temperature > max) max = z[i] / temperature;
+  for (let i = 0; i < vocab; i++) if (z[i] > max) max = z[i];
   let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += out[i] = Math.exp(z[i] / temperature - max);
-  for (let i = 0; i < vocab; i++) out[i] /= sum;
+  for (let i = 0; i < vocab; i++) sum += out[i] = Math.exp((z[i] - max) * invT);
+  const inv = 1 / sum;
+  for (let i = 0; i < vocab; i++) out[i] *= inv;
   return out;
 }
