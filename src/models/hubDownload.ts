@@ -19,9 +19,10 @@ export function defaultHubCacheDir(): string {
 export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheDir(), onProgress?: (m: string) => void): Promise<string> {
   const hub = await import('@huggingface/hub');
   const accessToken = process.env.HF_TOKEN;
+  const hubUrl = process.env.HF_ENDPOINT; // a mirror, as huggingface_hub reads it
   try {
     const files: string[] = [];
-    for await (const f of hub.listFiles({ repo, recursive: true, accessToken })) if (f.type === 'file') files.push(f.path);
+    for await (const f of hub.listFiles({ repo, recursive: true, accessToken, hubUrl })) if (f.type === 'file') files.push(f.path);
     const wanted = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'genai_config.json'].filter((f) => files.includes(f));
     const onnx = ['onnx/model.onnx', 'model.onnx'].find((f) => files.includes(f));
     if (onnx) wanted.push(onnx, ...files.filter((f) => f.startsWith(onnx + '_data') || f.startsWith(onnx + '.data')));
@@ -31,7 +32,7 @@ export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheD
     let snapshot = '';
     for (const [i, file] of wanted.entries()) {
       onProgress?.(`downloading ${repo}/${file} (${i + 1}/${wanted.length})`);
-      const local = await hub.downloadFileToCacheDir({ repo, path: file, cacheDir, accessToken });
+      const local = await hub.downloadFileToCacheDir({ repo, path: file, cacheDir, accessToken, hubUrl });
       snapshot = local.slice(0, local.length - file.length);
     }
     return snapshot;

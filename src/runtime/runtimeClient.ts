@@ -59,9 +59,9 @@ export class RuntimeClient {
     child.on('message', (m: FromRuntime) => this.onMessage(m));
     child.on('exit', (code, signal) => {
       if (this.child === child) this.child = undefined;
-      const why = signal === 'SIGKILL' ? 'it was killed (out of memory?)' : signal ? `signal ${signal}` : `exit code ${code}`;
-      this.o.log?.(`model process ${child.pid} stopped: ${why}`);
-      this.rejectAll(new RuntimeCrashedError(`the model process stopped (${why}); it restarts on the next request`));
+      const why = signal === 'SIGKILL' ? 'was killed (out of memory?)' : signal ? `stopped on signal ${signal}` : `exited with code ${code}`;
+      this.o.log?.(`model process ${child.pid} ${why}`);
+      this.rejectAll(new RuntimeCrashedError(`the model process ${why}; it restarts on the next request`));
     });
     this.child = child;
     return child;
