@@ -66,7 +66,8 @@ export function buildProgram(): Command {
       .option('--max-tokens <N>', 'refuse texts longer than this', integer('--max-tokens', 2), 8192)
       .option('--window <N>', 'window length for long texts (default: the model context)', integer('--window', 2))
       .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
-      .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1)),
+      .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1))
+      .option('--timings', 'print the time of each step and the peak memory to standard error (JSON)'),
   ).action(async (o) => {
     const metric = parseMetricKey(o.metric);
     if ((o.text === undefined) === (o.file === undefined)) throw new UsageError('give the text with exactly one of --text or --file');
@@ -85,6 +86,11 @@ export function buildProgram(): Command {
         allowRemote: !!o.allowRemote,
       });
       for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
+      if (o.timings) {
+        const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+        const teacherMeanEntropy = result.rows.reduce((a, r) => a + r.teacher.entropy, 0) / result.rows.length;
+        process.stderr.write(`timings ${JSON.stringify({ ...result.timings, tokens: result.ids.length, peakRssMiB, processMs: performance.now(), teacherMeanEntropy })}\n`);
+      }
       if (o.format === 'json') writeOut(JSON.stringify(toJsonReport(result), null, 1), o.out);
       else if (o.format === 'html') writeOut(renderHtmlReport(result, text, metric), o.out);
       else writeOut(formatTable(result, text, metric, { color: o.out ? false : undefined }), o.out);

@@ -86,7 +86,9 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('cross_qp', dot(q, lp));
   const s = g.op1('Add', [p, q]);
   out('sum_slogs', dot(s, g.op1('Log', [s])));
-  const mixLog = (wp: number) => g.op1('Log', [g.op1('Add', [g.op1('Mul', [p, g.scalar(wp, 'float64')]), g.op1('Mul', [q, g.scalar(1 - wp, 'float64')])])]);
+  const diff = g.op1('Sub', [p, q]);
+  // log(w·p + (1−w)·q) = log(q + w·(p − q)): two passes instead of three
+  const mixLog = (wp: number) => g.op1('Log', [g.op1('Add', [q, g.op1('Mul', [diff, g.scalar(wp, 'float64')])])]);
   if (o.beta > 0 && o.beta < 1 && o.beta !== 0.5) {
     const lmb = mixLog(o.beta);
     out('gjsd_p', dot(p, lmb));
@@ -98,7 +100,7 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   }
   out('skl_p', dot(p, mixLog(o.alpha)));
   out('srkl_q', dot(q, mixLog(1 - o.alpha)));
-  out('l1', g.op1('ReduceL1', [g.op1('Sub', [p, q]), lastAxis], { keepdims: 0 }));
+  out('l1', g.op1('ReduceL1', [diff, lastAxis], { keepdims: 0 }));
 
   const gather = (x: string) => g.op1('Squeeze', [g.op1('GatherElements', [x, y2], { axis: 1 }), g.ints([1])]);
   out('logp_y', gather(lp));
@@ -112,8 +114,9 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
     const zy = g.op1('GatherElements', [z, y2], { axis: 1 });
     return g.op1('ReduceSum', [g.op1('Cast', [g.op1('Greater', [z, zy])], { to: 7 }), lastAxis], { keepdims: 0 });
   };
-  out('rank_t', rank(zt1), 'int64');
-  out('rank_s', rank(zs1), 'int64');
+  // float32 logits are compared as they are (4 bytes a value, and exact); others after the cast
+  out('rank_t', rank(o.logitsType === 'float32' ? tl : zt1), 'int64');
+  out('rank_s', rank(o.logitsType === 'float32' ? sl : zs1), 'int64');
   const k = g.ints([o.topK]);
   const [tv, ti] = g.op('TopK', [lp, k], { axis: -1, largest: 1, sorted: 1 }, 2);
   const [sv, si] = g.op('TopK', [lq, k], { axis: -1, largest: 1, sorted: 1 }, 2);

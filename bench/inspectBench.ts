@@ -1,0 +1,178 @@
+/**
+ * npm run bench: `distill-lens inspect` on a GPT-2-small-shaped teacher (12 layers, width
+ * 768, vocabulary 50257) and a 6-layer student, random weights written here as safetensors,
+ * 512 tokens, CPU. Reports each step, the whole-process time, peak memory, the metrics
+ * share, and the ratio to the same job in PyTorch eager (when python3-torch is installed).
+ *
+ * Two weight draws, both with GPT-2's init (std 0.02): "peaked" sets the final layer norm's
+ * gain to 8 so the output distributions are about as concentrated as a trained model's
+ * (teacher entropy a few nats); "gpt2-init" keeps gain 1, whose outputs are nearly uniform:
+ * AKL's head then spans half the vocabulary, its worst case.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeSafetensors } from '../src/models/safetensors';
+import { TextTokenizer } from '../src/models/tokenizer';
+
+const ROOT = path.resolve(__dirname, '..');
+const OUT = path.join(ROOT, 'bench-results');
+const GPT2_TOKENIZER = path.resolve(ROOT, '..', 'shared', 'tokenizers', 'gpt2');
+const BIN = path.join(ROOT, 'bin', 'distill-lens.js');
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function writeGpt2(dir: string, layers: number, seed: number, logitScale: number): void {
+  if (fs.existsSync(path.join(dir, 'config.json'))) return;
+  const D = 768;
+  const V = 50257;
+  const P = 1024;
+  const r = rng(seed);
+  // uniform with the given standard deviation (cheaper than Gaussian, same scale)
+  const t = (shape: number[], std: number, mean = 0) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const half = std * Math.sqrt(3);
+    for (let i = 0; i < n; i++) data[i] = mean + half * (2 * r() - 1);
+    return { shape, data };
+  };
+  const w: Record<string, { shape: number[]; data: Float32Array }> = {
+    'wte.weight': t([V, D], 0.02),
+    'wpe.weight': t([P, D], 0.01),
+    'ln_f.weight': t([D], 0, logitScale),
+    'ln_f.bias': t([D], 0),
+  };
+  for (let l = 0; l < layers; l++) {
+    const p = `h.${l}.`;
+    Object.assign(w, {
+      [p + 'ln_1.weight']: t([D], 0, 1),
+      [p + 'ln_1.bias']: t([D], 0),
+      [p + 'attn.c_attn.weight']: t([D, 3 * D], 0.02),
+      [p + 'attn.c_attn.bias']: t([3 * D], 0),
+      [p + 'attn.c_proj.weight']: t([D, D], 0.02 / Math.sqrt(2 * layers)),
+      [p + 'attn.c_proj.bias']: t([D], 0),
+      [p + 'ln_2.weight']: t([D], 0, 1),
+      [p + 'ln_2.bias']: t([D], 0),
+      [p + 'mlp.c_fc.weight']: t([D, 4 * D], 0.02),
+      [p + 'mlp.c_fc.bias']: t([4 * D], 0),
+      [p + 'mlp.c_proj.weight']: t([4 * D, D], 0.02 / Math.sqrt(2 * layers)),
+      [p + 'mlp.c_proj.bias']: t([D], 0),
+    });
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'model.safetensors'), w);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: D, n_layer: layers, n_head: 12, n_positions: P, vocab_size: V, layer_norm_epsilon: 1e-5 }));
+  fs.copyFileSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+}
+
+/** A text of exactly 512 GPT-2 tokens. */
+function benchText(): { text: string; ids: number[] } {
+  const tok = TextTokenizer.fromFolder(GPT2_TOKENIZER);
+  const base = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').replace(/```[\s\S]*?```/g, '') + '\n';
+  let text = base;
+  while (tok.encode(text).ids.length < 512) text += base;
+  const ids = tok.encode(text).ids.slice(0, 512);
+  text = tok.decode(ids);
+  const again = tok.encode(text).ids;
+  return { text, ids: again };
+}
+
+interface Timed {
+  wallMs: number;
+  timings: Record<string, number>;
+}
+
+function runInspect(teacher: string, student: string, textFile: string, env: NodeJS.ProcessEnv): Timed {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [BIN, 'inspect', '--teacher', teacher, '--student', student, '--file', textFile, '--format', 'json', '--out', '/dev/null', '--timings', '--max-tokens', '100000'], { encoding: 'utf8', env });
+  const wallMs = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`inspect failed: ${r.stderr}`);
+  const line = r.stderr.split('\n').find((l) => l.startsWith('timings '));
+  return { wallMs, timings: JSON.parse(line!.slice('timings '.length)) };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+}
+
+function torchAvailable(): boolean {
+  return spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+}
+
+function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  const { text, ids } = benchText();
+  const textFile = path.join(OUT, 'bench-text.txt');
+  fs.writeFileSync(textFile, text);
+  const idsFile = path.join(OUT, 'bench-ids.json');
+  fs.writeFileSync(idsFile, JSON.stringify(ids));
+  const env = { ...process.env, DISTILL_LENS_CACHE: path.join(OUT, 'cache') };
+  const report: Record<string, unknown> = { tokens: ids.length, runs: RUNS, cpu: 'see /proc/cpuinfo', date: new Date().toISOString() };
+  const haveTorch = torchAvailable();
+  for (const [variant, logitScale] of [['peaked', 8], ['gpt2-init', 1]] as const) {
+    const teacher = path.join(OUT, 'models', variant, 'teacher-12l');
+    const student = path.join(OUT, 'models', variant, 'student-6l');
+    process.stderr.write(`[${variant}] writing random weights…\n`);
+    writeGpt2(teacher, 12, 1, logitScale);
+    writeGpt2(student, 6, 2, logitScale);
+    process.stderr.write(`[${variant}] first run (builds and caches the ONNX graphs)…\n`);
+    const cold = runInspect(teacher, student, textFile, env);
+    const warm: Timed[] = [];
+    for (let i = 0; i < RUNS; i++) warm.push(runInspect(teacher, student, textFile, env));
+    const pick = (k: string) => median(warm.map((w) => w.timings[k]));
+    const wall = median(warm.map((w) => w.wallMs));
+    const row: Record<string, number | string> = {
+      coldWallMs: cold.wallMs,
+      coldLoadMs: cold.timings.loadMs,
+      wallMs: wall,
+      loadMs: pick('loadMs'),
+      tokenizeMs: pick('tokenizeMs'),
+      teacherForwardMs: pick('teacherMs'),
+      studentForwardMs: pick('studentMs'),
+      metricsMs: pick('metricsMs'),
+      engineTotalMs: pick('totalMs'),
+      peakRssMiB: Math.max(...warm.map((w) => w.timings.peakRssMiB)),
+    };
+    row.metricsShareOfWall = Number(row.metricsMs) / wall;
+    row.teacherMeanEntropy = pick('teacherMeanEntropy');
+    if (haveTorch) {
+      const torchRuns: { wallMs: number; out: any }[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const t0 = performance.now();
+        const r = spawnSync('/usr/bin/python3', [path.join(__dirname, 'torchReference.py'), teacher, student, idsFile], {
+          encoding: 'utf8',
+          env: { ...process.env, OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? 'Cooperlake', OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2' },
+        });
+        if (r.status !== 0) throw new Error(`torch reference failed: ${r.stderr}`);
+        torchRuns.push({ wallMs: performance.now() - t0, out: JSON.parse(r.stdout.trim().split('\n').pop()!) });
+      }
+      row.torchWallMs = median(torchRuns.map((t) => t.wallMs));
+      row.torchForwardMs = median(torchRuns.map((t) => t.out.teacherMs + t.out.studentMs));
+      row.torchMetricsMs = median(torchRuns.map((t) => t.out.metricsMs));
+      row.ratioToTorch = wall / Number(row.torchWallMs);
+    } else {
+      row.torch = 'not installed: apt-get install python3-torch to measure the ratio';
+    }
+    report[variant] = row;
+    process.stderr.write(`[${variant}] ${JSON.stringify(row)}\n`);
+  }
+  fs.writeFileSync(path.join(OUT, 'inspect-bench.json'), JSON.stringify(report, null, 2));
+  const fmt = (x: unknown) => (typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(3) : x.toFixed(0)) : String(x));
+  const keys = Object.keys(report.peaked as object);
+  console.log(`\ndistill-lens inspect, ${ids.length} tokens, GPT-2-small teacher (12 layers) / 6-layer student, CPU, median of ${RUNS} warm runs`);
+  console.log(`${'step'.padEnd(22)}${'peaked'.padStart(14)}${'gpt2-init'.padStart(14)}`);
+  for (const k of keys) console.log(`${k.padEnd(22)}${fmt((report.peaked as any)[k]).padStart(14)}${fmt((report['gpt2-init'] as any)[k]).padStart(14)}`);
+  console.log(`\nwritten to ${path.relative(ROOT, path.join(OUT, 'inspect-bench.json'))}`);
+}
+
+main();
