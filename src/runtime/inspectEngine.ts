@@ -3,6 +3,9 @@
  * Owns the ONNX Runtime sessions (kept open across requests). It runs inside the model
  * process for the editor and in-process for the CLI.
  */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ModelLoadError } from '../models/modelErrors';
 import { resolveModel } from '../models/modelSource';
 import { TextTokenizer } from '../models/tokenizer';
@@ -79,6 +82,8 @@ interface LoadedModel {
 
 export class InspectEngine {
   private models = new Map<string, Promise<LoadedModel>>();
+  /** tokenizers by file content: a teacher and student with one tokenizer parse it once */
+  private tokenizers = new Map<string, TextTokenizer>();
   private metrics = new Map<string, MetricsRunner>();
 
   constructor(private readonly o: { cacheDir?: string; threads?: number } = {}) {}
@@ -89,15 +94,30 @@ export class InspectEngine {
     if (!m) {
       m = (async () => {
         const resolved = await resolveModel(spec, { allowRemote: req.allowRemote, cacheDir: req.hubCacheDir, onProgress: (msg) => c.onProgress?.(msg) });
-        const tokenizer = TextTokenizer.fromFolder(resolved.folder);
         c.onProgress?.(`loading ${spec}`);
-        const lm = await LanguageModel.open(resolved, req.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: (msg) => c.onProgress?.(msg) });
-        return { lm, tokenizer };
+        // ONNX Runtime loads on its own threads while this thread parses the tokenizer
+        const opening = LanguageModel.open(resolved, req.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: (msg) => c.onProgress?.(msg) });
+        opening.catch(() => {}); // awaited below; a tokenizer error must not leave it unhandled
+        const tokenizer = this.tokenizerFor(resolved.folder);
+        return { lm: await opening, tokenizer };
       })();
       this.models.set(key, m);
       m.catch(() => this.models.delete(key)); // a failed load is retried next time
     }
     return m;
+  }
+
+  private tokenizerFor(folder: string): TextTokenizer {
+    const h = crypto.createHash('sha256');
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      const file = path.join(folder, f);
+      if (fs.existsSync(file)) h.update(fs.readFileSync(file));
+      h.update('\0');
+    }
+    const key = h.digest('hex');
+    let t = this.tokenizers.get(key);
+    if (!t) this.tokenizers.set(key, (t = TextTokenizer.fromFolder(folder)));
+    return t;
   }
 
   async inspect(req: InspectRequest, c: RunControl = {}): Promise<InspectResult> {

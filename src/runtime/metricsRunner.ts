@@ -8,6 +8,7 @@ import { buildMetricsGraph } from '../onnx/metricsGraph';
 import { rowFromReductions, type MetricOptions, type PositionReductions, type TokenRow } from '../core/tokenRows';
 import { aklWeightsFullRow } from '../core/aklHead';
 import { halfToFloat32 } from '../models/safetensors';
+import { NO_SPINNING } from './languageModel';
 
 export type LogitsType = 'float32' | 'float16' | 'float64';
 export type LogitsData = Float32Array | Uint16Array | Float64Array;
@@ -35,7 +36,7 @@ export class MetricsRunner {
     let s = this.sessions.get(key);
     if (!s) {
       const bytes = buildMetricsGraph({ logitsType: type, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: k });
-      s = ort.InferenceSession.create(bytes, { executionProviders: this.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3 });
+      s = ort.InferenceSession.create(bytes, { executionProviders: this.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3, ...NO_SPINNING });
       this.sessions.set(key, s);
     }
     return s;
