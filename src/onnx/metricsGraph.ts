@@ -60,17 +60,22 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   const invT = g.scalar(1 / o.temperature, 'float64');
   const zt = o.temperature === 1 ? zt1 : g.op1('Mul', [zt1, invT]);
   const zs = o.temperature === 1 ? zs1 : g.op1('Mul', [zs1, invT]);
-  // Log-softmax by hand: ONNX Runtime's float64 LogSoftmax kernel is several times slower
-  // than these vectorised element-wise kernels.
+  // Softmax by hand: ONNX Runtime's float64 LogSoftmax kernel is several times slower than
+  // these vectorised element-wise kernels.
   const lastAxis = g.ints([-1]);
+  // u = z − max and log S = log Σ exp(u), so log p = u − log S; log p itself is never
+  // materialised (two T×V passes saved): Σ p·log p = Σ p·u − log S because Σ p = 1.
   const logSoftmax = (z: string) => {
     const u = g.op1('Sub', [z, g.op1('ReduceMax', [z, lastAxis], { keepdims: 1 })]);
     const e = g.op1('Exp', [u]);
     const sum = g.op1('ReduceSum', [e, lastAxis], { keepdims: 1 });
-    return { logp: g.op1('Sub', [u, g.op1('Log', [sum])]), prob: g.op1('Div', [e, sum]) };
+    return { u, logS: g.op1('Log', [sum]), prob: g.op1('Div', [e, sum]) };
   };
-  const { logp: lp, prob: p } = logSoftmax(zt);
-  const { logp: lq, prob: q } = logSoftmax(zs);
+  const { u: ut, logS: logSt, prob: p } = logSoftmax(zt);
+  const { u: us, logS: logSs, prob: q } = logSoftmax(zs);
+  const flat = (x: string) => g.op1('Squeeze', [x, g.ints([1])]); // [T,1] → [T]
+  const logStFlat = flat(logSt);
+  const logSsFlat = flat(logSs);
 
   // Row-wise Σ a·b. (A batched MatMul [T,1,V]·[T,V,1] measured 2× slower than Mul + ReduceSum.)
   const dot = (a: string, b: string) => g.op1('ReduceSum', [g.op1('Mul', [a, b]), lastAxis], { keepdims: 0 });
@@ -79,11 +84,11 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
     g.output(name, type, dims);
   };
 
-  const entT = g.op1('Neg', [dot(p, lp)]);
+  const entT = g.op1('Sub', [logStFlat, dot(p, ut)]);
   out('ent_t', entT);
-  out('ent_s', g.op1('Neg', [dot(q, lq)]));
-  out('cross_pq', dot(p, lq));
-  out('cross_qp', dot(q, lp));
+  out('ent_s', g.op1('Sub', [logSsFlat, dot(q, us)]));
+  out('cross_pq', g.op1('Sub', [dot(p, us), logSsFlat]));
+  out('cross_qp', g.op1('Sub', [dot(q, ut), logStFlat]));
   const s = g.op1('Add', [p, q]);
   out('sum_slogs', dot(s, g.op1('Log', [s])));
   const diff = g.op1('Sub', [p, q]);
@@ -103,12 +108,14 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('l1', g.op1('ReduceL1', [diff, lastAxis], { keepdims: 0 }));
 
   const gather = (x: string) => g.op1('Squeeze', [g.op1('GatherElements', [x, y2], { axis: 1 }), g.ints([1])]);
-  out('logp_y', gather(lp));
-  out('logq_y', gather(lq));
-  const nllAtOne = (z1: string, l: string) =>
-    o.temperature === 1 ? g.op1('Neg', [gather(l)]) : g.op1('Sub', [g.op1('ReduceLogSumExp', [z1, lastAxis], { keepdims: 0 }), gather(z1)]);
-  out('nll_t', nllAtOne(zt1, lp));
-  out('nll_s', nllAtOne(zs1, lq));
+  const logpY = g.op1('Sub', [gather(ut), logStFlat]);
+  const logqY = g.op1('Sub', [gather(us), logSsFlat]);
+  out('logp_y', logpY);
+  out('logq_y', logqY);
+  const nllAtOne = (z1: string, logY: string) =>
+    o.temperature === 1 ? g.op1('Neg', [logY]) : g.op1('Sub', [g.op1('ReduceLogSumExp', [z1, lastAxis], { keepdims: 0 }), gather(z1)]);
+  out('nll_t', nllAtOne(zt1, logpY));
+  out('nll_s', nllAtOne(zs1, logqY));
   // Rank on the raw logits: softmax is monotone, so the order is the same at any T.
   const rank = (z: string) => {
     const zy = g.op1('GatherElements', [z, y2], { axis: 1 });
@@ -118,12 +125,12 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('rank_t', rank(o.logitsType === 'float32' ? tl : zt1), 'int64');
   out('rank_s', rank(o.logitsType === 'float32' ? sl : zs1), 'int64');
   const k = g.ints([o.topK]);
-  const [tv, ti] = g.op('TopK', [lp, k], { axis: -1, largest: 1, sorted: 1 }, 2);
-  const [sv, si] = g.op('TopK', [lq, k], { axis: -1, largest: 1, sorted: 1 }, 2);
-  out('top_t_val', tv, 'float64', ['T', o.topK]);
+  const [tu, ti] = g.op('TopK', [ut, k], { axis: -1, largest: 1, sorted: 1 }, 2);
+  const [su, si] = g.op('TopK', [us, k], { axis: -1, largest: 1, sorted: 1 }, 2);
+  out('top_t_val', g.op1('Sub', [tu, logSt]), 'float64', ['T', o.topK]);
   out('top_t_idx', ti, 'int64', ['T', o.topK]);
-  out('top_s_val', sv, 'float64', ['T', o.topK]);
+  out('top_s_val', g.op1('Sub', [su, logSs]), 'float64', ['T', o.topK]);
   out('top_s_idx', si, 'int64', ['T', o.topK]);
-  out('q_at_top_t', g.op1('GatherElements', [lq, ti], { axis: 1 }), 'float64', ['T', o.topK]);
+  out('q_at_top_t', g.op1('Sub', [g.op1('GatherElements', [us, ti], { axis: 1 }), logSs]), 'float64', ['T', o.topK]);
   return g.encode().model;
 }
