@@ -1,8 +1,8 @@
 /**
  * The ONNX graphs the project builds from safetensors checkpoints: GPT-2 against a float64
  * reference, Llama's Hugging Face layout (half-split rotary, grouped-query attention,
- * Qwen2-style q/k/v biases) against the llama2.c reference after the converter's
- * permutation, and the build cache keyed by the weights' content.
+ * Qwen2-style q/k/v biases, untied head) against a float64 Hugging Face reference, and the
+ * build cache keyed by the weights' content.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,10 @@ import { LanguageModel } from '../../src/runtime/languageModel';
 import { ensureBuiltModel } from '../../src/models/builtModelCache';
 import { randomGpt2Weights, referenceGpt2 } from '../reference/gpt2Reference';
 import { rng } from '../reference/kdReference';
-import { GPT2_TOKENIZER, tempDir } from '../helpers';
+import { GPT2_TOKENIZER, storiesPair, tempDir } from '../helpers';
+import { referenceLlamaHf } from '../reference/llamaHfReference';
+
+const STORIES_TOKENIZER_FOLDER = () => storiesPair().teacher;
 
 function writeGpt2Folder(dir: string, prefix: string, seed: number) {
   const cfg = { n_embd: 32, n_layer: 2, n_head: 4, vocab_size: 50257, n_positions: 64 };
@@ -63,4 +66,49 @@ test('built models are cached by weight content: same weights reuse, changed wei
   const other = ensureBuiltModel(await resolveModel(c), cache);
   assert.equal(other.built, true);
   assert.notEqual(other.onnxPath, first.onnxPath);
+});
+
+test('Llama graph (Qwen2 layout: q/k/v biases, grouped-query attention, untied head) agrees with a float64 reference', async () => {
+  const dir = tempDir();
+  const r = rng(4);
+  const c = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 512, rms_norm_eps: 1e-6, rope_theta: 1e6, tie_word_embeddings: false };
+  const t = (shape: number[], s = 0.3, offset = 0) => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)) });
+  const D = c.hidden_size;
+  const kv = (D / c.num_attention_heads) * c.num_key_value_heads;
+  const w: Record<string, { shape: number[]; data: Float32Array }> = {
+    'model.embed_tokens.weight': t([c.vocab_size, D]),
+    'model.norm.weight': t([D], 0.1, 1),
+    'lm_head.weight': t([c.vocab_size, D]),
+  };
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    Object.assign(w, {
+      [p + 'input_layernorm.weight']: t([D], 0.1, 1),
+      [p + 'post_attention_layernorm.weight']: t([D], 0.1, 1),
+      [p + 'self_attn.q_proj.weight']: t([D, D]),
+      [p + 'self_attn.q_proj.bias']: t([D]),
+      [p + 'self_attn.k_proj.weight']: t([kv, D]),
+      [p + 'self_attn.k_proj.bias']: t([kv]),
+      [p + 'self_attn.v_proj.weight']: t([kv, D]),
+      [p + 'self_attn.v_proj.bias']: t([kv]),
+      [p + 'self_attn.o_proj.weight']: t([D, D]),
+      [p + 'mlp.gate_proj.weight']: t([c.intermediate_size, D]),
+      [p + 'mlp.up_proj.weight']: t([c.intermediate_size, D]),
+      [p + 'mlp.down_proj.weight']: t([D, c.intermediate_size]),
+    });
+  }
+  const folder = path.join(dir, 'qwen2');
+  fs.mkdirSync(folder);
+  writeSafetensors(path.join(folder, 'model.safetensors'), w);
+  fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', max_position_embeddings: 64, ...c }));
+  fs.copyFileSync(path.join(STORIES_TOKENIZER_FOLDER(), 'tokenizer.json'), path.join(folder, 'tokenizer.json'));
+  const tokens = [1, 40, 300, 7, 511, 2, 99, 99, 45, 260, 13, 400];
+  const ref = referenceLlamaHf(w, c, tokens);
+  const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
+  const logits = await lm.forward(tokens);
+  await lm.release();
+  let maxDiff = 0;
+  ref.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+  assert.ok(maxDiff < 1e-4, `max |logit − reference| = ${maxDiff}`);
+  assert.ok(Math.max(...ref[5].map(Math.abs)) > 0.5, 'the reference logits are not trivially small');
 });

@@ -1,0 +1,83 @@
+/**
+ * An independent float64 forward pass of Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM
+ * (rotate_half rotary embedding, grouped-query attention, optional q/k/v biases).
+ */
+import type { Weights } from './gpt2Reference';
+
+export interface HfLlamaConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  vocab_size: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  tie_word_embeddings: boolean;
+}
+
+export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[]): Float64Array[] {
+  const D = c.hidden_size;
+  const H = c.num_attention_heads;
+  const KV = c.num_key_value_heads;
+  const hd = D / H;
+  const get = (n: string) => w[n]?.data;
+  const rms = (x: Float64Array, g: Float32Array) => {
+    const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
+    return x.map((v, i) => (v / Math.sqrt(ms + c.rms_norm_eps)) * g[i]);
+  };
+  // y = W x (+ b) with W [out, in]
+  const lin = (x: Float64Array, W: Float32Array, out: number, b?: Float32Array) =>
+    Float64Array.from({ length: out }, (_, o) => {
+      let s = b ? b[o] : 0;
+      for (let i = 0; i < x.length; i++) s += W[o * x.length + i] * x[i];
+      return s;
+    });
+  const rope = (v: Float64Array, heads: number, pos: number) => {
+    const out = new Float64Array(v.length);
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < hd / 2; i++) {
+        const angle = pos / Math.pow(c.rope_theta, (2 * i) / hd);
+        const a = v[h * hd + i];
+        const b = v[h * hd + i + hd / 2];
+        out[h * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
+        out[h * hd + i + hd / 2] = b * Math.cos(angle) + a * Math.sin(angle);
+      }
+    }
+    return out;
+  };
+  let xs = tokens.map((t) => Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]));
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    const hs = xs.map((x) => rms(x, get(p + 'input_layernorm.weight')));
+    const qs = hs.map((h, pos) => rope(lin(h, get(p + 'self_attn.q_proj.weight'), H * hd, get(p + 'self_attn.q_proj.bias')), H, pos));
+    const ks = hs.map((h, pos) => rope(lin(h, get(p + 'self_attn.k_proj.weight'), KV * hd, get(p + 'self_attn.k_proj.bias')), KV, pos));
+    const vs = hs.map((h) => lin(h, get(p + 'self_attn.v_proj.weight'), KV * hd, get(p + 'self_attn.v_proj.bias')));
+    xs = xs.map((x, t) => {
+      const att = new Float64Array(H * hd);
+      for (let h = 0; h < H; h++) {
+        const kvh = Math.floor(h / (H / KV));
+        const scores = Array.from({ length: t + 1 }, (_, s) => {
+          let d = 0;
+          for (let i = 0; i < hd; i++) d += qs[t][h * hd + i] * ks[s][kvh * hd + i];
+          return d / Math.sqrt(hd);
+        });
+        const m = Math.max(...scores);
+        const e = scores.map((v) => Math.exp(v - m));
+        const z = e.reduce((a, b) => a + b, 0);
+        e.forEach((a, s) => {
+          for (let i = 0; i < hd; i++) att[h * hd + i] += (a / z) * vs[s][kvh * hd + i];
+        });
+      }
+      const o = lin(att, get(p + 'self_attn.o_proj.weight'), D);
+      const x1 = x.map((v, i) => v + o[i]);
+      const h2 = rms(x1, get(p + 'post_attention_layernorm.weight'));
+      const gate = lin(h2, get(p + 'mlp.gate_proj.weight'), c.intermediate_size).map((v) => v / (1 + Math.exp(-v)));
+      const up = lin(h2, get(p + 'mlp.up_proj.weight'), c.intermediate_size);
+      const down = lin(gate.map((v, i) => v * up[i]), get(p + 'mlp.down_proj.weight'), D);
+      return x1.map((v, i) => v + down[i]);
+    });
+  }
+  const head = c.tie_word_embeddings ? get('model.embed_tokens.weight') : get('lm_head.weight');
+  return xs.map((x) => lin(rms(x, get('model.norm.weight')), head, c.vocab_size));
+}
