@@ -3,6 +3,8 @@
  * transformers.js's backend file. An unavailable provider falls back to the CPU with a
  * message that says why and how to enable it.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
 export type Device = 'cpu' | 'cuda' | 'dml' | 'auto';
@@ -20,7 +22,20 @@ const HOW_TO_CUDA =
   'install the CUDA provider with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (needs CUDA 12 and cuDNN 9; see the README, "GPU")';
 
 function bundled(name: string): boolean {
-  return ort.listSupportedBackends().some((b) => b.name === name);
+  return ort.listSupportedBackends().some((b) => b.name === name && b.bundled);
+}
+
+/** Whether onnxruntime-node's install script has put the CUDA provider library beside the binding. */
+function cudaInstalled(): boolean {
+  if (!ort.listSupportedBackends().some((b) => b.name === 'cuda')) return false;
+  try {
+    const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
+    const dir = path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+    const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+    return fs.existsSync(path.join(dir, lib));
+  } catch {
+    return false;
+  }
 }
 
 /** Decides the providers to try; `cudaWorks` is checked by actually opening a session. */
@@ -33,7 +48,7 @@ export function chooseProviders(requested: Device): ProviderChoice {
     return { providers: ['dml', 'cpu'], device: 'dml' };
   }
   // cuda, or auto elsewhere
-  if (!bundled('cuda')) {
+  if (!cudaInstalled()) {
     return requested === 'auto'
       ? { providers: ['cpu'], device: 'cpu' }
       : { providers: ['cpu'], device: 'cpu', fallbackReason: `this onnxruntime-node build has no CUDA provider; using the CPU. To use the GPU, ${HOW_TO_CUDA}` };

@@ -173,3 +173,17 @@ test('--verbose prints the stack; --help exits 0', () => {
   assert.match(r.stderr, /\n\s+at /);
   assert.equal(cli('--help').code, 0);
 });
+
+test('an unavailable device falls back to the CPU with a message that says how to enable it', () => {
+  const { teacher, student } = storiesPair();
+  const cuda = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'cuda', '--format', 'json');
+  assert.equal(cuda.code, 0, cuda.stderr);
+  assert.equal(JSON.parse(cuda.stdout).teacher.device, 'cpu');
+  assert.match(cuda.stderr, /no CUDA provider; using the CPU\. To use the GPU, install the CUDA provider with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`/);
+  if (process.platform !== 'win32') {
+    const dml = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'dml', '--format', 'json');
+    assert.equal(dml.code, 0, dml.stderr);
+    assert.match(dml.stderr, /DirectML runs only on Windows; using the CPU/);
+  }
+  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'tpu'), 2, /argument 'tpu' is invalid\. Allowed choices are auto, cpu, cuda, dml/);
+});
