@@ -141,6 +141,13 @@ export class InspectEngine {
       throw new ModelLoadError(`the teacher's and student's tokenizers split this text differently (${enc.ids.length} vs ${studentIds.length} tokens): choose models that share one tokenizer`);
     }
     const ids = enc.ids;
+    const outside = ids.findIndex((id) => id >= tv);
+    if (outside >= 0) {
+      const at = enc.spans[outside];
+      throw new ModelLoadError(
+        `the tokenizer gives token id ${ids[outside]} (${JSON.stringify(req.text.slice(at[0], at[1]))} at character ${at[0]}) but the models' vocabulary has ${tv} entries: the tokenizer.json does not belong to these models`,
+      );
+    }
     if (ids.length > req.maxTokens) {
       throw new UsageError(`the text has ${ids.length} tokens, more than the limit of ${req.maxTokens}: analyse a shorter part or raise the limit (--max-tokens / distillLens.maxTokens)`);
     }

@@ -134,6 +134,8 @@ test('a text of a single token, and a non-UTF-8 file', () => {
   fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], ...cfg }));
   fs.copyFileSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'), path.join(gpt2, 'tokenizer.json'));
   expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'Hello'), 2, /single token .*select more text/);
+  // this tokenizer.json has whitespace-run tokens beyond the model's 50257 entries
+  expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'indented:\n        code'), 1, /token id 5\d+ .* vocabulary has 50257 entries: the tokenizer\.json does not belong to these models/);
   const latin1 = path.join(dir, 'latin1.txt');
   fs.writeFileSync(latin1, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
   expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--file', latin1), 1, /not valid UTF-8/);
