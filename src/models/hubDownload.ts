@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ModelLoadError } from './modelErrors';
+import { ONNX_CANDIDATES } from './onnxLayout';
 
 export function looksLikeHubId(spec: string): boolean {
   return /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(spec) && !spec.startsWith('.');
@@ -24,7 +25,7 @@ export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheD
     const files: string[] = [];
     for await (const f of hub.listFiles({ repo, recursive: true, accessToken, hubUrl })) if (f.type === 'file') files.push(f.path);
     const wanted = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'genai_config.json'].filter((f) => files.includes(f));
-    const onnx = ['onnx/model.onnx', 'model.onnx'].find((f) => files.includes(f));
+    const onnx = ONNX_CANDIDATES.find((f) => files.includes(f));
     if (onnx) wanted.push(onnx, ...files.filter((f) => f.startsWith(onnx + '_data') || f.startsWith(onnx + '.data')));
     else if (files.includes('model.safetensors')) wanted.push('model.safetensors');
     else wanted.push(...files.filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f) || f === 'model.safetensors.index.json'));

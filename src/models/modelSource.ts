@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelLoadError } from './modelErrors';
 import { downloadHubModel, looksLikeHubId } from './hubDownload';
+import { ONNX_CANDIDATES } from './onnxLayout';
 
 export type ModelKind = 'onnx' | 'checkpoint';
 export type Architecture = 'llama' | 'gpt2';
@@ -51,14 +52,14 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
   }
   const config = readJsonIfPresent(path.join(folder, 'config.json'));
   const genai = readJsonIfPresent(path.join(folder, 'genai_config.json'));
-  const onnxPath = ['onnx/model.onnx', 'model.onnx'].map((f) => path.join(folder, f)).find((f) => fs.existsSync(f));
+  const onnxPath = ONNX_CANDIDATES.map((f) => path.join(folder, f)).find((f) => fs.existsSync(f));
   const contextLength =
     config?.max_position_embeddings ?? config?.n_positions ?? config?.n_ctx ?? genai?.model?.context_length ?? 2048;
   if (onnxPath) return { name: spec, folder, kind: 'onnx', onnxPath, config, contextLength };
 
   const weightFiles = safetensorsFiles(folder);
   if (weightFiles.length === 0) {
-    throw new ModelLoadError(`${spec} has neither an ONNX model (onnx/model.onnx or model.onnx) nor model.safetensors`);
+    throw new ModelLoadError(`${spec} has neither an ONNX model (onnx/model.onnx, model.onnx or an Optimum decoder_model*.onnx) nor model.safetensors`);
   }
   if (!config) throw new ModelLoadError(`${spec} has model weights but no config.json`);
   const archs: string[] = config.architectures ?? [];
