@@ -7,3 +7,11 @@ export class UsageError extends Error {
 export class InputError extends Error {
   override name = 'InputError';
 }
+
+/** A request the user cancelled. */
+export class CancelledError extends Error {
+  override name = 'CancelledError';
+  constructor() {
+    super('cancelled');
+  }
+}

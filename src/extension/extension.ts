@@ -1,46 +1,81 @@
 /**
- * Extension entry point. Activation only registers commands: the model process (and ONNX
- * Runtime) starts on the first analysis. The editor surfaces come with the next issue.
+ * Extension entry point. Activation only registers commands, providers and views: the model
+ * process (and ONNX Runtime) starts on the first analysis.
  */
-import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { RuntimeClient } from '../runtime/runtimeClient';
-import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
+import { METRIC_KEYS, METRIC_LABELS } from '../core/metricKeys';
+import { AnalysisController, documentChunks, paragraphAt } from './analysisController';
+import { TokenHoverProvider } from './hoverProvider';
+import { PanelProvider } from './panelProvider';
+import { RuntimeHost } from './runtimeHost';
+import { chooseModel } from './modelPicker';
+import { exportReport } from './exportReport';
 
-let client: RuntimeClient | undefined;
+/** What tests reach through `extension.exports`. */
+export interface DistillLensApi {
+  controller: AnalysisController;
+  panel: PanelProvider;
+}
 
-export function activate(context: vscode.ExtensionContext): void {
+export function activate(context: vscode.ExtensionContext): DistillLensApi {
   const log = vscode.window.createOutputChannel('Distill Lens', { log: true });
-  context.subscriptions.push(log);
-  const runtime = () => (client ??= new RuntimeClient({ script: path.join(context.extensionPath, 'dist', 'runtime.js'), log: (l) => log.info(l) }));
+  const runtime = new RuntimeHost(context, log);
+  const controller = new AnalysisController(runtime, log);
+  const panel = new PanelProvider(context.extensionUri, controller, log);
+  const activeEditor = () => {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) vscode.window.showWarningMessage('Distill Lens: open a text editor first.');
+    return editor;
+  };
   context.subscriptions.push(
+    log,
+    runtime,
+    controller,
+    panel,
+    vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, { webviewOptions: { retainContextWhenHidden: false } }),
+    vscode.languages.registerHoverProvider({ pattern: '**' }, new TokenHoverProvider(controller)),
     vscode.commands.registerCommand('distillLens.analyzeSelection', async () => {
-      const editor = vscode.window.activeTextEditor;
+      const editor = activeEditor();
       if (!editor) return;
-      const cfg = vscode.workspace.getConfiguration('distillLens');
-      const text = editor.document.getText(editor.selection.isEmpty ? undefined : editor.selection);
-      try {
-        const result = await vscode.window.withProgress(
-          { location: vscode.ProgressLocation.Notification, title: 'Distill Lens', cancellable: true },
-          (progress, token) => {
-            const abort = new AbortController();
-            token.onCancellationRequested(() => abort.abort());
-            return runtime().inspect(
-              { teacher: cfg.get('teacher', ''), student: cfg.get('student', ''), text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl', device: cfg.get('device', 'cpu'), maxTokens: 8192 },
-              { signal: abort.signal, onProgress: (message) => progress.report({ message }) },
-            );
-          },
-        );
-        log.info(`analysed ${result.rows.length} tokens: mean fkl ${result.summary.mean.fkl}`);
-        vscode.window.showInformationMessage(`Distill Lens: ${result.rows.length} tokens, mean forward KL ${result.summary.mean.fkl.toFixed(4)}`);
-      } catch (e) {
-        vscode.window.showErrorMessage(`Distill Lens: ${(e as Error).message}`);
-      }
+      const ranges = editor.selections.every((s) => s.isEmpty) ? [paragraphAt(editor.document, editor.selection.active)] : editor.selections.filter((s) => !s.isEmpty);
+      return controller.analyze(editor, ranges, ranges.length > 1 ? 'analysing the selections' : 'analysing');
     }),
-    { dispose: () => void client?.dispose() },
+    vscode.commands.registerCommand('distillLens.analyzeDocument', async () => {
+      const editor = activeEditor();
+      if (!editor) return;
+      return controller.analyze(editor, documentChunks(editor.document), `analysing ${editor.document.uri.path.split('/').pop()}`);
+    }),
+    vscode.commands.registerCommand('distillLens.clear', () => controller.clear(vscode.window.activeTextEditor?.document.uri)),
+    vscode.commands.registerCommand('distillLens.chooseMetric', async (key?: string) => {
+      const metric =
+        key && (METRIC_KEYS as readonly string[]).includes(key)
+          ? key
+          : (await vscode.window.showQuickPick(METRIC_KEYS.map((k) => ({ label: k, description: METRIC_LABELS[k], picked: k === controller.metric })), { title: 'Distill Lens: colour by metric' }))?.label;
+      if (metric) await vscode.workspace.getConfiguration('distillLens').update('metric', metric, vscode.ConfigurationTarget.Global);
+    }),
+    vscode.commands.registerCommand('distillLens.chooseTeacher', () => chooseModel('teacher')),
+    vscode.commands.registerCommand('distillLens.chooseStudent', () => chooseModel('student')),
+    vscode.commands.registerCommand('distillLens.openPanel', () => vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`)),
+    vscode.commands.registerCommand('distillLens.exportReport', async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {
+      const editor = activeEditor();
+      const a = editor && controller.get(editor.document.uri);
+      if (!editor || !a) {
+        vscode.window.showWarningMessage('Distill Lens: analyse this document first (Distill Lens: Analyze Selection).');
+        return;
+      }
+      const written = await exportReport(editor.document, a, format, target);
+      if (written && !target) vscode.window.showInformationMessage(`Distill Lens: report written to ${written.fsPath}`);
+      return written;
+    }),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (!e.affectsConfiguration('distillLens')) return;
+      // colours, legend and panel follow metric and scale changes at once; model and
+      // metric-option changes apply to the next analysis
+      controller.repaint();
+      panel.update();
+    }),
   );
+  return { controller, panel };
 }
 
-export function deactivate(): Promise<void> | undefined {
-  return client?.dispose();
-}
+export function deactivate(): void {}

@@ -12,6 +12,7 @@ import { TextTokenizer } from '../models/tokenizer';
 import { markHard, summarize, type MetricOptions, type Summary, type TokenRow } from '../core/tokenRows';
 import type { MetricKey } from '../core/metricKeys';
 import { UsageError } from '../core/errors';
+export { CancelledError } from '../core/errors';
 import { planWindows } from '../core/windows';
 import { LanguageModel } from './languageModel';
 import { MetricsRunner, type RowSource } from './metricsRunner';
@@ -66,13 +67,6 @@ export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
   /** throws (e.g. CancelledError) when the request was cancelled */
   checkCancelled?: () => void;
-}
-
-export class CancelledError extends Error {
-  override name = 'CancelledError';
-  constructor() {
-    super('cancelled');
-  }
 }
 
 interface LoadedModel {

@@ -2,7 +2,8 @@
  * Entry point of the model process, forked by RuntimeClient. It owns every ONNX Runtime
  * session so that a native crash or an out-of-memory here cannot take the editor down.
  */
-import { InspectEngine, CancelledError } from './inspectEngine';
+import { InspectEngine } from './inspectEngine';
+import { CancelledError } from '../core/errors';
 import type { FromRuntime, ToRuntime } from '../shared/protocol';
 
 const engine = new InspectEngine({ cacheDir: process.env.DISTILL_LENS_CACHE || undefined });

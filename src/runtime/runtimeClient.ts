@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { FromRuntime, ToRuntime } from '../shared/protocol';
 import type { InspectRequest, InspectResult } from './inspectEngine';
-import { CancelledError } from './inspectEngine';
+import { CancelledError } from '../core/errors';
 
 export class RuntimeCrashedError extends Error {
   override name = 'RuntimeCrashedError';

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { RuntimeClient, RuntimeCrashedError, RemoteError } from '../../src/runtime/runtimeClient';
-import { CancelledError } from '../../src/runtime/inspectEngine';
+import { CancelledError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { storiesPair } from '../helpers';
 

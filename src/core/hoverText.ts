@@ -1,0 +1,66 @@
+/**
+ * The hover tooltip for one token, as Markdown: the token and its target, both models'
+ * probability and rank, every metric of kd-spec.md grouped, and both top-k lists side by side.
+ */
+import type { MetricKey } from './metricKeys';
+import { METRIC_LABELS } from './metricKeys';
+import type { TokenRow } from './tokenRows';
+
+export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
+  { title: 'Divergences', keys: ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl'] },
+  { title: 'Target / non-target (DKD)', keys: ['tckd', 'nckd'] },
+  { title: 'Difficulty', keys: ['uncertainty'] },
+  { title: 'Estimators at the observed token', keys: ['k1', 'k2', 'k3'] },
+];
+
+export function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (x === 0) return '0';
+  if (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5) return x.toExponential(2);
+  return x.toFixed(4);
+}
+
+/** Escapes text for a Markdown table cell or inline code-free text. */
+export function escapeMarkdown(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => '\\' + c).replace(/\n/g, '\\n').replace(/\t/g, '\\t').replace(/\r/g, '\\r');
+}
+
+const shown = (s: string) => escapeMarkdown(JSON.stringify(s).slice(1, -1)) || '∅';
+
+export function hoverMarkdown(row: TokenRow, o: { metric: MetricKey; temperature: number; beta: number; alpha: number }): string {
+  const lines: string[] = [];
+  lines.push(`**Distill Lens** · token \`${JSON.stringify(row.text)}\` (id ${row.target})${row.hard ? ' · hard' : ''}`);
+  lines.push('');
+  lines.push(`**${METRIC_LABELS[o.metric]}**: ${formatNumber(row[o.metric])}`);
+  lines.push('');
+  lines.push('| | teacher | student |');
+  lines.push('|:--|--:|--:|');
+  lines.push(`| p(target) at T=${o.temperature} | ${formatNumber(row.teacher.p)} | ${formatNumber(row.student.p)} |`);
+  lines.push(`| rank | ${row.teacher.rank} | ${row.student.rank} |`);
+  lines.push(`| log p at T=1 | ${formatNumber(row.teacher.logp)} | ${formatNumber(row.student.logp)} |`);
+  lines.push(`| entropy | ${formatNumber(row.teacher.entropy)} | ${formatNumber(row.student.entropy)} |`);
+  lines.push('');
+  for (const g of METRIC_GROUPS) {
+    lines.push(`**${g.title}**`);
+    lines.push('');
+    lines.push('| metric | value |');
+    lines.push('|:--|--:|');
+    for (const k of g.keys) {
+      const label = k === 'gjsd' ? `gjsd (β=${o.beta})` : k === 'skl' || k === 'srkl' ? `${k} (α=${o.alpha})` : k;
+      lines.push(`| ${label} | ${formatNumber(row[k])} |`);
+    }
+    lines.push('');
+  }
+  lines.push('**Top tokens**');
+  lines.push('');
+  lines.push('| teacher | p | student | p |');
+  lines.push('|:--|--:|:--|--:|');
+  const n = Math.max(row.teacher.top.length, row.student.top.length);
+  for (let i = 0; i < n; i++) {
+    const t = row.teacher.top[i];
+    const s = row.student.top[i];
+    const mark = (id: number | undefined) => (id === row.target ? ' ◂' : '');
+    lines.push(`| ${t ? shown(t.text) + mark(t.id) : ''} | ${t ? formatNumber(t.p) : ''} | ${s ? shown(s.text) + mark(s.id) : ''} | ${s ? formatNumber(s.p) : ''} |`);
+  }
+  return lines.join('\n');
+}

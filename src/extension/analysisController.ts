@@ -1,0 +1,221 @@
+/**
+ * Runs analyses in the model process and owns what the editor shows for them: per document
+ * the placed rows, the decorations of visible editors, the status bar legend, and the panel.
+ */
+import * as vscode from 'vscode';
+import { DocumentAnalysis } from '../core/analysisState';
+import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
+import type { InspectResult } from '../runtime/inspectEngine';
+import { CancelledError } from '../core/errors';
+import { HeatDecorations } from './heatDecorations';
+import { readSettings, type Settings } from './settings';
+import type { RuntimeHost } from './runtimeHost';
+import { formatNumber } from '../core/hoverText';
+
+export interface StoredAnalysis {
+  placed: DocumentAnalysis;
+  /** results of each analysed chunk, with the document offset where its text starts */
+  parts: { result: InspectResult; baseOffset: number; text: string }[];
+  settings: Settings;
+  /** the whole document as it was analysed */
+  documentText: string;
+}
+
+/** Texts per Analyze Document request: about 1500 tokens of prose. */
+const DOCUMENT_CHUNK_CHARS = 6000;
+
+export class AnalysisController implements vscode.Disposable {
+  private readonly analyses = new Map<string, StoredAnalysis>();
+  readonly decorations = new HeatDecorations();
+  /** the last error shown to the user (notifications cannot be read back in tests) */
+  lastError?: string;
+  readonly statusBar = vscode.window.createStatusBarItem('distillLens.legend', vscode.StatusBarAlignment.Right, 100);
+  private readonly changed = new vscode.EventEmitter<vscode.Uri | undefined>();
+  /** fires when the analysis of a document (or the metric) changes */
+  readonly onDidChange = this.changed.event;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(private readonly runtime: RuntimeHost, private readonly log: vscode.LogOutputChannel) {
+    this.statusBar.name = 'Distill Lens legend';
+    this.statusBar.command = 'distillLens.openPanel';
+    this.disposables.push(
+      this.statusBar,
+      this.decorations,
+      this.changed,
+      vscode.window.onDidChangeVisibleTextEditors(() => this.repaint()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.repaint()),
+      vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)),
+      vscode.workspace.onDidCloseTextDocument((d) => this.forget(d.uri)),
+    );
+  }
+
+  get(uri: vscode.Uri): StoredAnalysis | undefined {
+    return this.analyses.get(uri.toString());
+  }
+
+  get metric(): MetricKey {
+    return readSettings().metric;
+  }
+
+  currentSettings(): Settings {
+    return readSettings();
+  }
+
+  /** Analyses `range` of the editor's document (or the whole document in chunks). */
+  async analyze(editor: vscode.TextEditor, ranges: vscode.Range[], title: string): Promise<StoredAnalysis | undefined> {
+    const settings = readSettings();
+    if (!settings.teacher || !settings.student) {
+      const missing = !settings.teacher ? 'teacher' : 'student';
+      const choose = missing === 'teacher' ? 'Choose Teacher…' : 'Choose Student…';
+      this.lastError = `no ${missing} model is set`;
+      // not awaited: the command ends now; the button opens the picker whenever it is clicked
+      void vscode.window.showErrorMessage(`Distill Lens: no ${missing} model is set.`, choose).then((pick) => {
+        if (pick) void vscode.commands.executeCommand(missing === 'teacher' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent');
+      });
+      return undefined;
+    }
+    const doc = editor.document;
+    const version = doc.version;
+    const pieces = ranges.map((r) => ({ baseOffset: doc.offsetAt(r.start), text: doc.getText(r) })).filter((p) => p.text.trim().length > 0);
+    if (pieces.length === 0) {
+      vscode.window.showWarningMessage('Distill Lens: there is no text to analyse here. Select some text first.');
+      return undefined;
+    }
+    try {
+      const parts = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Distill Lens: ${title}`, cancellable: true },
+        async (progress, token) => {
+          const abort = new AbortController();
+          token.onCancellationRequested(() => abort.abort());
+          const done: StoredAnalysis['parts'] = [];
+          for (const [i, piece] of pieces.entries()) {
+            if (token.isCancellationRequested) throw new CancelledError();
+            const prefix = pieces.length > 1 ? `part ${i + 1}/${pieces.length}: ` : '';
+            const result = await this.runtime.get().inspect(
+              {
+                teacher: settings.teacher,
+                student: settings.student,
+                text: piece.text,
+                options: settings.options,
+                metric: settings.metric,
+                device: settings.device,
+                maxTokens: settings.maxTokens,
+                allowRemote: settings.allowRemoteModels,
+                hubCacheDir: settings.hubCacheDir,
+              },
+              { signal: abort.signal, onProgress: (message) => progress.report({ message: prefix + message, increment: 0 }) },
+            );
+            for (const m of result.messages) this.log.warn(m);
+            done.push({ result, ...piece });
+            progress.report({ increment: 100 / pieces.length });
+          }
+          return done;
+        },
+      );
+      if (doc.version !== version) {
+        vscode.window.showWarningMessage('Distill Lens: the document changed during the analysis; run it again.');
+        return undefined;
+      }
+      const placed = new DocumentAnalysis([], 0);
+      for (const p of parts) placed.rows.push(...new DocumentAnalysis(p.result.rows, p.baseOffset).rows);
+      const stored: StoredAnalysis = { placed, parts, settings, documentText: doc.getText() };
+      this.analyses.set(doc.uri.toString(), stored);
+      const rows = parts.reduce((n, p) => n + p.result.rows.length, 0);
+      const t = parts.reduce((n, p) => n + p.result.timings.totalMs, 0);
+      this.log.info(`analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`);
+      for (const m of new Set(parts.flatMap((p) => p.result.messages))) vscode.window.showWarningMessage(`Distill Lens: ${m}`);
+      this.repaint();
+      this.changed.fire(doc.uri);
+      return stored;
+    } catch (e) {
+      this.reportError(e);
+      return undefined;
+    }
+  }
+
+  reportError(e: unknown): void {
+    const err = e as Error;
+    if (err instanceof CancelledError || err?.name === 'CancelledError') {
+      this.log.info('analysis cancelled');
+      return;
+    }
+    this.log.error(err?.stack ?? String(e));
+    this.lastError = err.message;
+    const actions: string[] = [];
+    if (/teacher|student|model folder|tokenizer|vocabulary|ONNX|safetensors|hub/i.test(err.message)) actions.push('Choose Teacher…', 'Choose Student…');
+    actions.push('Show Log');
+    void vscode.window.showErrorMessage(`Distill Lens: ${err.message}`, ...actions).then((pick) => {
+      if (pick === 'Choose Teacher…') void vscode.commands.executeCommand('distillLens.chooseTeacher');
+      else if (pick === 'Choose Student…') void vscode.commands.executeCommand('distillLens.chooseStudent');
+      else if (pick === 'Show Log') this.log.show();
+    });
+  }
+
+  clear(uri?: vscode.Uri): void {
+    if (uri) this.analyses.delete(uri.toString());
+    else this.analyses.clear();
+    this.repaint();
+    this.changed.fire(uri);
+  }
+
+  private forget(uri: vscode.Uri): void {
+    if (this.analyses.delete(uri.toString())) this.changed.fire(uri);
+  }
+
+  private onEdit(e: vscode.TextDocumentChangeEvent): void {
+    const a = this.analyses.get(e.document.uri.toString());
+    if (!a || e.contentChanges.length === 0) return;
+    // offsets refer to the document before this event: apply from the end backwards
+    const changes = [...e.contentChanges].sort((x, y) => y.rangeOffset - x.rangeOffset);
+    for (const c of changes) a.placed.applyEdit({ start: c.rangeOffset, end: c.rangeOffset + c.rangeLength, newLength: c.text.length });
+    this.repaint();
+    this.changed.fire(e.document.uri);
+  }
+
+  /** Repaints decorations of every visible editor and the legend (after edits, settings changes). */
+  repaint(): void {
+    const settings = readSettings();
+    let activeRange: [number, number] | undefined;
+    for (const editor of vscode.window.visibleTextEditors) {
+      const range = this.decorations.paint(editor, this.analyses.get(editor.document.uri.toString())?.placed, settings.metric, settings.colorScaleMaximum);
+      if (editor === vscode.window.activeTextEditor) activeRange = range;
+    }
+    if (activeRange) {
+      this.statusBar.text = `$(flame) ${settings.metric} ${formatNumber(activeRange[0])}–${formatNumber(activeRange[1])}`;
+      this.statusBar.tooltip = `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(activeRange[0])} (light) to ${formatNumber(activeRange[1])} (dark). Click to open the panel.`;
+      this.statusBar.show();
+    } else {
+      this.statusBar.hide();
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+/** Splits a document into ranges of about `DOCUMENT_CHUNK_CHARS`, at blank lines where possible. */
+export function documentChunks(doc: vscode.TextDocument, chunkChars = DOCUMENT_CHUNK_CHARS): vscode.Range[] {
+  const ranges: vscode.Range[] = [];
+  let startLine = 0;
+  let chars = 0;
+  for (let line = 0; line < doc.lineCount; line++) {
+    chars += doc.lineAt(line).text.length + 1;
+    const atBreak = doc.lineAt(line).isEmptyOrWhitespace || chars >= 2 * chunkChars;
+    if ((chars >= chunkChars && atBreak) || line === doc.lineCount - 1) {
+      ranges.push(new vscode.Range(startLine, 0, line, doc.lineAt(line).text.length));
+      startLine = line + 1;
+      chars = 0;
+    }
+  }
+  return ranges;
+}
+
+/** The paragraph around the cursor: the lines between the nearest blank lines. */
+export function paragraphAt(doc: vscode.TextDocument, position: vscode.Position): vscode.Range {
+  let first = position.line;
+  let last = position.line;
+  while (first > 0 && !doc.lineAt(first - 1).isEmptyOrWhitespace) first--;
+  while (last < doc.lineCount - 1 && !doc.lineAt(last + 1).isEmptyOrWhitespace) last++;
+  return new vscode.Range(first, 0, last, doc.lineAt(last).text.length);
+}

@@ -1,0 +1,18 @@
+/** Hover tooltips on analysed tokens: the numbers are already computed, so this is instant. */
+import * as vscode from 'vscode';
+import { hoverMarkdown } from '../core/hoverText';
+import type { AnalysisController } from './analysisController';
+
+export class TokenHoverProvider implements vscode.HoverProvider {
+  constructor(private readonly controller: AnalysisController) {}
+
+  provideHover(document: vscode.TextDocument, position: vscode.Position): vscode.Hover | undefined {
+    const a = this.controller.get(document.uri);
+    const hit = a?.placed.rowAt(document.offsetAt(position));
+    if (!a || !hit) return undefined;
+    const md = new vscode.MarkdownString(hoverMarkdown(hit.row, { metric: a.settings.metric === this.controller.metric ? a.settings.metric : this.controller.metric, ...a.settings.options }));
+    md.isTrusted = false;
+    md.supportHtml = false;
+    return new vscode.Hover(md, new vscode.Range(document.positionAt(hit.start), document.positionAt(hit.end)));
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The side panel (a webview view in the Distill Lens activity-bar container). Strict
+ * content security policy with a nonce, no remote content, local resources limited to the
+ * extension's dist/ and media/, and every message from the webview validated.
+ */
+import * as crypto from 'node:crypto';
+import * as vscode from 'vscode';
+import { parseFromPanel, type PanelAnalysis, type ToPanel } from '../shared/panelProtocol';
+import { summarize } from '../core/tokenRows';
+import type { AnalysisController, StoredAnalysis } from './analysisController';
+
+export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposable {
+  static readonly viewId = 'distillLens.panel';
+  private view?: vscode.WebviewView;
+  /** the document the panel shows, and its rows in panel order (for reveal) */
+  private shown?: { uri: vscode.Uri; analysis: StoredAnalysis };
+  private readonly disposables: vscode.Disposable[] = [];
+  /** messages the panel received, newest last (for tests and the log) */
+  readonly received: string[] = [];
+
+  constructor(private readonly extensionUri: vscode.Uri, private readonly controller: AnalysisController, private readonly log: vscode.LogOutputChannel) {
+    this.disposables.push(
+      controller.onDidChange(() => this.update()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.update()),
+      vscode.window.onDidChangeTextEditorSelection((e) => this.onSelection(e)),
+    );
+  }
+
+  resolveWebviewView(view: vscode.WebviewView): void {
+    this.view = view;
+    const webview = view.webview;
+    webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist'), vscode.Uri.joinPath(this.extensionUri, 'media')] };
+    webview.html = this.html(webview);
+    this.disposables.push(
+      webview.onDidReceiveMessage((raw) => {
+        const rows = this.shown?.analysis.placed.rows.length ?? 0;
+        const m = parseFromPanel(raw, rows);
+        if (!m) {
+          this.log.warn(`ignored a malformed message from the panel: ${JSON.stringify(raw)?.slice(0, 200)}`);
+          return;
+        }
+        this.received.push(m.type);
+        if (m.type === 'ready') this.update();
+        else if (m.type === 'chooseMetric') void vscode.workspace.getConfiguration('distillLens').update('metric', m.metric, vscode.ConfigurationTarget.Global);
+        else if (m.type === 'revealRow') void this.reveal(m.index);
+      }),
+      view.onDidChangeVisibility(() => view.visible && this.update()),
+    );
+  }
+
+  /** What the panel currently shows (for tests). */
+  get state(): { uri?: string; rows: number } {
+    return { uri: this.shown?.uri.toString(), rows: this.shown?.analysis.placed.rows.length ?? 0 };
+  }
+
+  private post(m: ToPanel): void {
+    void this.view?.webview.postMessage(m);
+  }
+
+  /** Sends the active document's analysis (kept when another kind of editor gets focus). */
+  update(): void {
+    const editor = vscode.window.activeTextEditor;
+    if (editor) {
+      const a = this.controller.get(editor.document.uri);
+      this.shown = a ? { uri: editor.document.uri, analysis: a } : undefined;
+    }
+    const settings = this.controller.currentSettings();
+    this.post({ type: 'showAnalysis', analysis: this.shown ? this.panelAnalysis(this.shown) : null, metric: settings.metric, fixedMax: settings.colorScaleMaximum });
+  }
+
+  private panelAnalysis(s: { uri: vscode.Uri; analysis: StoredAnalysis }): PanelAnalysis {
+    const a = s.analysis;
+    // rows as placed now (edits drop and shift them), with spans in document offsets
+    const rows = a.placed.rows.map((p) => ({ ...p.row, start: p.start, end: p.end }));
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === s.uri.toString());
+    return {
+      text: doc?.getText() ?? a.documentText,
+      rows,
+      summary: summarize(rows, a.settings.metric),
+      teacher: a.settings.teacher,
+      student: a.settings.student,
+      documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
+    };
+  }
+
+  private async reveal(index: number): Promise<void> {
+    if (!this.shown) return;
+    const row = this.shown.analysis.placed.rows[index];
+    const editor = await vscode.window.showTextDocument(this.shown.uri, { preserveFocus: false, preview: false });
+    const range = new vscode.Range(editor.document.positionAt(row.start), editor.document.positionAt(row.end));
+    editor.selection = new vscode.Selection(range.start, range.end);
+    editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+  }
+
+  private onSelection(e: vscode.TextEditorSelectionChangeEvent): void {
+    if (!this.shown || e.textEditor.document.uri.toString() !== this.shown.uri.toString()) return;
+    const offset = e.textEditor.document.offsetAt(e.selections[0].active);
+    const rows = this.shown.analysis.placed.rows;
+    const hit = this.shown.analysis.placed.rowAt(offset);
+    this.post({ type: 'highlightRow', index: hit ? rows.indexOf(hit) : null });
+  }
+
+  private html(webview: vscode.Webview): string {
+    const nonce = crypto.randomBytes(16).toString('base64');
+    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
+    const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'panel.css'));
+    const csp = [`default-src 'none'`, `style-src ${webview.cspSource} 'nonce-${nonce}'`, `script-src 'nonce-${nonce}'`, `font-src ${webview.cspSource}`, `img-src ${webview.cspSource} data:`].join('; ');
+    return `<!DOCTYPE html>
+<html lang="en"><head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${style}" nonce="${nonce}">
+<title>Distill Lens</title>
+</head><body>
+<div id="app"><p class="empty">Run <b>Distill Lens: Analyze Selection</b> to see the token heatmap here.</p></div>
+<script nonce="${nonce}" src="${script}"></script>
+</body></html>`;
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+}

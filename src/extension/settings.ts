@@ -1,0 +1,46 @@
+import * as vscode from 'vscode';
+import { isMetricKey, type MetricKey } from '../core/metricKeys';
+import type { MetricOptions } from '../core/tokenRows';
+import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
+import type { Device } from '../runtime/device';
+
+/** The distillLens.* settings, typed and checked. */
+export interface Settings {
+  teacher: string;
+  student: string;
+  device: Device;
+  options: MetricOptions;
+  metric: MetricKey;
+  maxTokens: number;
+  allowRemoteModels: boolean;
+  hubCacheDir?: string;
+  /** top of the colour scale; undefined = automatic */
+  colorScaleMaximum?: number;
+}
+
+export function readSettings(): Settings {
+  const c = vscode.workspace.getConfiguration('distillLens');
+  const num = (key: string, fallback: number) => {
+    const v = c.get<number>(key);
+    return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
+  };
+  const metric = c.get<string>('metric', 'fkl');
+  const max = num('colorScaleMaximum', 0);
+  return {
+    teacher: c.get<string>('teacher', '').trim(),
+    student: c.get<string>('student', '').trim(),
+    device: (c.get<string>('device', 'cpu') as Device) ?? 'cpu',
+    options: {
+      ...DEFAULT_METRIC_OPTIONS,
+      temperature: num('temperature', 1) > 0 ? num('temperature', 1) : 1,
+      beta: Math.min(1, Math.max(0, num('beta', 0.5))),
+      alpha: Math.min(1, Math.max(0, num('alpha', 0.1))),
+      topK: Math.min(32, Math.max(1, Math.round(num('topK', 5)))),
+    },
+    metric: isMetricKey(metric) ? metric : 'fkl',
+    maxTokens: Math.max(2, Math.round(num('maxTokens', 8192))),
+    allowRemoteModels: c.get<boolean>('allowRemoteModels', false),
+    hubCacheDir: c.get<string>('hubCacheDir', '').trim() || undefined,
+    colorScaleMaximum: max > 0 ? max : undefined,
+  };
+}
