@@ -19,6 +19,7 @@ test('extension tests in a real VS Code (code-server 4.139, VS Code 1.139)', { t
   assert.ok(toolsInstalled(), 'needs /usr/bin/chromium (apt-get install chromium) and the tools from scripts/vscodeTools.mjs');
   const suite = path.join(ROOT, 'dist-test', 'suite.js');
   await esbuild.build({ entryPoints: [path.join(__dirname, 'suite', 'index.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: suite, external: ['vscode', 'onnxruntime-node'], logLevel: 'warning' });
+  await esbuild.stop(); // its service process would keep this test file from exiting
 
   const { teacher, student } = storiesPair();
   const workspace = tempDir('distill-lens-ws-');

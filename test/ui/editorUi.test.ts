@@ -1,0 +1,108 @@
+/**
+ * The UI as a person sees it: the extension installed in code-server (its folder linked into
+ * the extensions directory), driven through Chromium: Analyze Selection from the command
+ * palette, a hover over a token, the panel's heatmap. Screenshots go to test-results/ui/.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { CHROMIUM_ARGS, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { storiesPair, tempDir } from '../helpers';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SHOTS = path.join(ROOT, 'test-results', 'ui');
+
+test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, async () => {
+  if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  const { teacher, student } = storiesPair();
+  const workspace = tempDir('distill-lens-ui-ws-');
+  fs.writeFileSync(path.join(workspace, 'story.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n');
+  const extensionsDir = path.join(tempDir('distill-lens-ui-ext-'), 'extensions');
+  fs.mkdirSync(extensionsDir, { recursive: true });
+  fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  const server = await startCodeServer({
+    workspace,
+    smokeTestDriver: false,
+    extensionsDir,
+    settings: { 'distillLens.teacher': teacher, 'distillLens.student': student, 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 16, 'editor.minimap.enabled': false },
+  });
+  const profile = tempDir('distill-lens-ui-chromium-');
+  const { chromium } = playwright();
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const palette = async (command: string) => {
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(`>${command}`);
+    await page.waitForTimeout(400);
+    await page.keyboard.press('Enter');
+  };
+  try {
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    await page.waitForTimeout(2000);
+    // open the story and select its line
+    await page.keyboard.press('Control+P');
+    await page.locator('.quick-input-widget input').fill('story.txt');
+    await page.waitForTimeout(500);
+    await page.keyboard.press('Enter');
+    const lines = page.locator('.monaco-editor .view-lines');
+    await lines.waitFor();
+    await lines.click();
+    await page.keyboard.press('Control+Home');
+    await page.keyboard.press('Shift+End');
+    await palette('Distill Lens: Analyze Selection');
+    // the legend appears in the status bar when the decorations are painted
+    const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
+    await legend.waitFor({ timeout: 120_000 });
+    await page.keyboard.press('End');
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
+
+    // hover the token " girl": find it in the rendered line with a DOM range
+    const box = await page.evaluate(() => {
+      const walker = document.createTreeWalker(document.querySelector('.monaco-editor .view-lines')!, NodeFilter.SHOW_TEXT);
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const i = n.textContent!.indexOf('girl');
+        if (i >= 0) {
+          const r = document.createRange();
+          r.setStart(n, i + 1);
+          r.setEnd(n, i + 3);
+          const b = r.getBoundingClientRect();
+          return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+        }
+      }
+      return null;
+    });
+    assert.ok(box, 'the word is on screen');
+    await page.mouse.move(box.x, box.y);
+    const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
+    await hover.waitFor({ timeout: 20_000 });
+    const hoverText = await hover.innerText();
+    for (const s of ['Divergences', 'Top tokens', 'teacher', 'student', 'nckd']) assert.ok(hoverText.includes(s), `hover shows ${s}`);
+    await page.screenshot({ path: path.join(SHOTS, 'hover.png') });
+
+    // the panel's heatmap
+    await page.mouse.move(5, 5);
+    await palette('Distill Lens: Open Panel');
+    const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+    await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
+    const tokens = await frame.locator('#heatmap .tok').allInnerTexts();
+    assert.ok(tokens.join('').includes('little girl named Lily'), tokens.join('|'));
+    await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
+    await frame.locator('#details').waitFor();
+    assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
+    await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
+  } catch (e) {
+    await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
