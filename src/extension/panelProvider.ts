@@ -94,7 +94,9 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 
   private onSelection(e: vscode.TextEditorSelectionChangeEvent): void {
     if (!this.shown || e.textEditor.document.uri.toString() !== this.shown.uri.toString()) return;
-    const offset = e.textEditor.document.offsetAt(e.selections[0].active);
+    // a selected token (also what revealRow sets) is identified by its start, a cursor by its position
+    const sel = e.selections[0];
+    const offset = e.textEditor.document.offsetAt(sel.isEmpty ? sel.active : sel.start);
     const rows = this.shown.analysis.placed.rows;
     const hit = this.shown.analysis.placed.rowAt(offset);
     this.post({ type: 'highlightRow', index: hit ? rows.indexOf(hit) : null });

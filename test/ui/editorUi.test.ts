@@ -39,8 +39,7 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible' });
     await input.fill(`>${command}`);
-    await page.waitForTimeout(400);
-    await page.keyboard.press('Enter');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: command.replace(/^Distill Lens: /, '') }).first().click();
   };
   try {
     await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
@@ -49,8 +48,7 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
     // open the story and select its line
     await page.keyboard.press('Control+P');
     await page.locator('.quick-input-widget input').fill('story.txt');
-    await page.waitForTimeout(500);
-    await page.keyboard.press('Enter');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'story.txt' }).first().click();
     const lines = page.locator('.monaco-editor .view-lines');
     await lines.waitFor();
     await lines.click();
@@ -65,10 +63,11 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
     await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
 
     // hover the token " girl": find it in the rendered line with a DOM range
-    const box = await page.evaluate(() => {
-      const walker = document.createTreeWalker(document.querySelector('.monaco-editor .view-lines')!, NodeFilter.SHOW_TEXT);
+    // runs in the page (a string, so this Node file needs no DOM types)
+    const box: { x: number; y: number } | null = await page.evaluate(`(() => {
+      const walker = document.createTreeWalker(document.querySelector('.monaco-editor .view-lines'), NodeFilter.SHOW_TEXT);
       for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const i = n.textContent!.indexOf('girl');
+        const i = n.textContent.indexOf('girl');
         if (i >= 0) {
           const r = document.createRange();
           r.setStart(n, i + 1);
@@ -78,7 +77,7 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
         }
       }
       return null;
-    });
+    })()`);
     assert.ok(box, 'the word is on screen');
     await page.mouse.move(box.x, box.y);
     const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
@@ -96,6 +95,9 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
     assert.ok(tokens.join('').includes('little girl named Lily'), tokens.join('|'));
     await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
     await frame.locator('#details').waitFor();
+    // the editor selects the token, and the panel keeps showing that token
+    await page.waitForTimeout(500);
+    assert.match(await frame.locator('#details').getAttribute('title'), /Lily/);
     assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
     await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
   } catch (e) {
