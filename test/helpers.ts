@@ -32,3 +32,18 @@ export function storiesPair(): { teacher: string; student: string } {
   convertLlama2c({ checkpoint: STORIES_BIN, tokenizer: STORIES_TOK, out: student, layers: 3 });
   return (pair = { teacher, student });
 }
+
+/** Runs a model folder on `tokens` and returns max |logit − reference| over every position. */
+export async function maxLogitError(folder: string, tokens: number[], reference: Float64Array[]): Promise<number> {
+  const { resolveModel } = await import('../src/models/modelSource');
+  const { LanguageModel } = await import('../src/runtime/languageModel');
+  const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
+  try {
+    const logits = await lm.forward(tokens);
+    let maxDiff = 0;
+    reference.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+    return maxDiff;
+  } finally {
+    await lm.release();
+  }
+}

@@ -10,11 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeSafetensors } from '../../src/models/safetensors';
 import { resolveModel } from '../../src/models/modelSource';
-import { LanguageModel } from '../../src/runtime/languageModel';
 import { ensureBuiltModel } from '../../src/models/builtModelCache';
 import { randomGpt2Weights, referenceGpt2 } from '../reference/gpt2Reference';
 import { rng } from '../reference/kdReference';
-import { GPT2_TOKENIZER, storiesPair, tempDir } from '../helpers';
+import { GPT2_TOKENIZER, maxLogitError, storiesPair, tempDir } from '../helpers';
 import { referenceLlamaHf } from '../reference/llamaHfReference';
 
 const STORIES_TOKENIZER_FOLDER = () => storiesPair().teacher;
@@ -36,11 +35,7 @@ test('GPT-2 graph: logits agree with a float64 reference (both weight-name layou
     const { cfg, w } = writeGpt2Folder(folder, prefix, 1);
     const tokens = [464, 3290, 318, 257, 1332, 286, 262, 50256, 11];
     const ref = referenceGpt2(w, cfg, tokens);
-    const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
-    const logits = await lm.forward(tokens);
-    await lm.release();
-    let maxDiff = 0;
-    ref.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+    const maxDiff = await maxLogitError(folder, tokens, ref);
     assert.ok(maxDiff < 1e-4, `max |logit − reference| = ${maxDiff}`);
     assert.ok(Math.max(...ref[0].map(Math.abs)) > 0.5, 'the reference logits are not trivially small');
   }
@@ -104,11 +99,7 @@ test('Llama graph (Qwen2 layout: q/k/v biases, grouped-query attention, untied h
   fs.copyFileSync(path.join(STORIES_TOKENIZER_FOLDER(), 'tokenizer.json'), path.join(folder, 'tokenizer.json'));
   const tokens = [1, 40, 300, 7, 511, 2, 99, 99, 45, 260, 13, 400];
   const ref = referenceLlamaHf(w, c, tokens);
-  const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
-  const logits = await lm.forward(tokens);
-  await lm.release();
-  let maxDiff = 0;
-  ref.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+  const maxDiff = await maxLogitError(folder, tokens, ref);
   assert.ok(maxDiff < 1e-4, `max |logit − reference| = ${maxDiff}`);
   assert.ok(Math.max(...ref[5].map(Math.abs)) > 0.5, 'the reference logits are not trivially small');
 });

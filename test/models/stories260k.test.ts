@@ -10,7 +10,7 @@ import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/runtime/languageModel';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { loadRefModel, loadRefTokenizer, referenceEncode, referenceForward } from '../reference/llama2cReference';
-import { STORIES, STORIES_BIN, STORIES_TOK, storiesPair } from '../helpers';
+import { STORIES, STORIES_BIN, STORIES_TOK, maxLogitError, storiesPair } from '../helpers';
 
 const GOLDEN = fs
   .readFileSync(path.join(STORIES, 'README.md'), 'utf8')
@@ -45,11 +45,7 @@ test('logits agree with a float64 llama2.c forward pass to 1e-4 (5 layers and th
   const tokens = [1, 403, 407, 261, 378, 30, 5, 300, 120, 77, 499, 2, 260, 261];
   for (const [folder, layers] of [[teacher, 5], [student, 3]] as const) {
     const ref = referenceForward(loadRefModel(STORIES_BIN, layers), tokens);
-    const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
-    const logits = await lm.forward(tokens);
-    await lm.release();
-    let maxDiff = 0;
-    ref.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+    const maxDiff = await maxLogitError(folder, tokens, ref);
     assert.ok(maxDiff <= 1e-4, `${layers} layers: max |logit − reference| = ${maxDiff}`);
   }
 });
