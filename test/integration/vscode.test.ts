@@ -45,7 +45,10 @@ test('extension tests in a real VS Code (code-server 4.139, VS Code 1.139)', { t
       ['extensionEnvironment', JSON.stringify({ DISTILL_LENS_CACHE: process.env.DISTILL_LENS_CACHE, DISTILL_LENS_TEST_WORKSPACE: workspace, DISTILL_LENS_TEST_FILTER: process.env.DISTILL_LENS_TEST_FILTER ?? '' })],
     ];
     await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
-    const code = await Promise.race([exitCode, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`timed out; output so far:\n${output.join('\n')}`)), 420_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<number>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out; output so far:\n${output.join('\n')}`)), 420_000)));
+    // the timer is cleared at once: a pending one would keep this test file alive for minutes
+    const code = await Promise.race([exitCode, timeout]).finally(() => clearTimeout(timer));
     const summary = output.filter((l) => /^(ok|not ok|#|\d+ passed)/.test(l));
     process.stdout.write(summary.map((l) => `# [vscode] ${l}`).join('\n') + '\n');
     assert.equal(code, 0, `extension tests failed:\n${output.join('\n')}`);
