@@ -90,6 +90,16 @@ test('the panel receives the rows', async () => {
   await until('panel shows the story', () => api.panel.state.rows > 0 && api.panel.state.uri === storyUri().toString());
 });
 
+test('the panel comes back with its rows after being hidden', async () => {
+  const readies = api.panel.received.filter((m) => m === 'ready').length;
+  await vscode.commands.executeCommand('workbench.view.explorer');
+  await sleep(500);
+  await vscode.commands.executeCommand('distillLens.openPanel');
+  await until('the reloaded panel asks for its state', () => api.panel.received.filter((m) => m === 'ready').length > readies, 30_000);
+  assert.ok(api.panel.state.rows > 0);
+  await openStory();
+});
+
 test('edits drop the numbers of the edited token and move the others', async () => {
   const editor = await openStory();
   const before = api.controller.get(editor.document.uri)!.placed.rows.map((r) => ({ ...r }));
