@@ -10,7 +10,8 @@ export class TokenHoverProvider implements vscode.HoverProvider {
     const a = this.controller.get(document.uri);
     const hit = a?.placed.rowAt(document.offsetAt(position));
     if (!a || !hit) return undefined;
-    const md = new vscode.MarkdownString(hoverMarkdown(hit.row, { metric: a.settings.metric === this.controller.metric ? a.settings.metric : this.controller.metric, ...a.settings.options }));
+    // the metric as set now (it may have changed since the analysis); options as analysed
+    const md = new vscode.MarkdownString(hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }));
     md.isTrusted = false;
     md.supportHtml = false;
     return new vscode.Hover(md, new vscode.Range(document.positionAt(hit.start), document.positionAt(hit.end)));

@@ -29,7 +29,7 @@ export function readSettings(): Settings {
   return {
     teacher: c.get<string>('teacher', '').trim(),
     student: c.get<string>('student', '').trim(),
-    device: (c.get<string>('device', 'cpu') as Device) ?? 'cpu',
+    device: (['auto', 'cpu', 'cuda', 'dml'].includes(c.get<string>('device', 'cpu')) ? c.get<string>('device', 'cpu') : 'cpu') as Device,
     options: {
       ...DEFAULT_METRIC_OPTIONS,
       temperature: num('temperature', 1) > 0 ? num('temperature', 1) : 1,

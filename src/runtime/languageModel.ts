@@ -16,7 +16,7 @@ import { chooseProviders, cudaLoadFailure, type Device } from './device';
  * runs (measured: the 6-layer student ran slower than the 12-layer teacher). Threads sleep
  * instead.
  */
-export const NO_SPINNING = process.env.DISTILL_LENS_SPIN === '1' ? {} : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
+export const NO_SPINNING = { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
 
 export interface Logits {
   /** float32 or float16 (as raw uint16) values, [length, vocab] row-major */
