@@ -100,6 +100,17 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
     assert.match(await frame.locator('#details').getAttribute('title'), /Lily/);
     assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
     await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
+
+    // the same heatmap in the light and high-contrast themes, picked from the palette
+    for (const [theme, themeClass, shot] of [['Light Modern', 'vs', 'heatmap-light.png'], ['Dark High Contrast', 'hc-black', 'heatmap-high-contrast.png']]) {
+      await palette('Preferences: Color Theme');
+      const input = page.locator('.quick-input-widget input');
+      await input.fill(theme);
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().click();
+      await page.locator(`.monaco-workbench.${themeClass}`).waitFor({ timeout: 20_000 });
+      await page.waitForTimeout(500);
+      await page.screenshot({ path: path.join(SHOTS, shot) });
+    }
   } catch (e) {
     await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
     throw e;
