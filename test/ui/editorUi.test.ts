@@ -1,7 +1,8 @@
 /**
  * The UI as a person sees it: the extension installed in code-server (its folder linked into
  * the extensions directory), driven through Chromium: Analyze Selection from the command
- * palette, a hover over a token, the panel's heatmap. Screenshots go to test-results/ui/.
+ * palette, a hover over a token, the panel's heatmap, the heatmap in light and high-contrast
+ * themes, and Choose Teacher with a hub id. Screenshots go to test-results/ui/.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { storiesPair, tempDir } from '../helpers';
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHOTS = path.join(ROOT, 'test-results', 'ui');
 
-test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, async () => {
+test('in the browser: analyse, hover, read the panel, switch themes, choose a teacher', { timeout: 300_000 }, async () => {
   if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
   fs.mkdirSync(SHOTS, { recursive: true });
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -110,6 +111,19 @@ test('analyse, hover and read the panel in the browser', { timeout: 300_000 }, a
       await page.locator(`.monaco-workbench.${themeClass}`).waitFor({ timeout: 20_000 });
       await page.waitForTimeout(500);
       await page.screenshot({ path: path.join(SHOTS, shot) });
+    }
+
+    // Choose Teacher…: a hub id typed into the input box lands in the user settings
+    await palette('Distill Lens: Choose Teacher…');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Enter a hub model id' }).first().click();
+    const idInput = page.locator('.quick-input-widget input');
+    await idInput.fill('HuggingFaceTB/SmolLM2-360M');
+    await page.keyboard.press('Enter');
+    const settingsFile = path.join(server.home, 'user-data', 'User', 'settings.json');
+    const deadline = Date.now() + 20_000;
+    while (!fs.readFileSync(settingsFile, 'utf8').includes('HuggingFaceTB/SmolLM2-360M')) {
+      assert.ok(Date.now() < deadline, 'the teacher setting was written');
+      await page.waitForTimeout(200);
     }
   } catch (e) {
     await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
