@@ -8,7 +8,8 @@ import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-collapsible/index.js';
 import '@vscode-elements/elements/dist/vscode-divider/index.js';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKeys';
-import { METRIC_GROUPS, formatNumber } from '../src/core/hoverText';
+import { METRIC_GROUPS } from '../src/core/hoverText';
+import { formatNumber } from '../src/core/formatNumber';
 import { scalePosition, scaleRange } from '../src/core/colorScale';
 import type { FromPanel, PanelAnalysis, ToPanel } from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
@@ -185,6 +186,7 @@ window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
     state.metric = m.metric;
     render();
   } else if (m.type === 'highlightRow') {
+    if (m.index === state.selected) return; // cursor moves inside one token redraw nothing
     state.selected = m.index;
     render();
     document.querySelector('.tok.selected')?.scrollIntoView({ block: 'nearest' });

@@ -3,6 +3,7 @@ import { Chalk } from 'chalk';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import type { InspectResult } from '../runtime/inspectEngine';
+import { formatNumber as fmt } from '../core/formatNumber';
 
 export function formatTable(r: InspectResult, text: string, metric: MetricKey, o: { color?: boolean } = {}): string {
   const chalk = o.color === false ? new Chalk({ level: 0 }) : new Chalk();
@@ -51,12 +52,6 @@ export function formatTable(r: InspectResult, text: string, metric: MetricKey, o
     }),
   ];
   return lines.join('\n') + '\n';
-}
-
-export function fmt(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  if (x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5)) return x.toExponential(3);
-  return x.toFixed(4);
 }
 
 function chunk<T>(xs: T[], n: number): T[][] {

@@ -5,6 +5,8 @@
 import type { MetricKey } from './metricKeys';
 import { METRIC_LABELS } from './metricKeys';
 import type { TokenRow } from './tokenRows';
+import { formatNumber } from './formatNumber';
+
 
 export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
   { title: 'Divergences', keys: ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl'] },
@@ -12,13 +14,6 @@ export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
   { title: 'Difficulty', keys: ['uncertainty'] },
   { title: 'Estimators at the observed token', keys: ['k1', 'k2', 'k3'] },
 ];
-
-export function formatNumber(x: number): string {
-  if (!Number.isFinite(x)) return String(x);
-  if (x === 0) return '0';
-  if (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5) return x.toExponential(2);
-  return x.toFixed(4);
-}
 
 /** Escapes text for a Markdown table cell or inline code-free text. */
 export function escapeMarkdown(s: string): string {

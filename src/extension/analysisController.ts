@@ -10,7 +10,7 @@ import { CancelledError } from '../core/errors';
 import { HeatDecorations } from './heatDecorations';
 import { readSettings, type Settings } from './settings';
 import type { RuntimeHost } from './runtimeHost';
-import { formatNumber } from '../core/hoverText';
+import { formatNumber } from '../core/formatNumber';
 
 export interface StoredAnalysis {
   placed: DocumentAnalysis;

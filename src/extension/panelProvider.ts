@@ -20,8 +20,10 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 
   constructor(private readonly extensionUri: vscode.Uri, private readonly controller: AnalysisController, private readonly log: vscode.LogOutputChannel) {
     this.disposables.push(
-      controller.onDidChange(() => this.update()),
-      vscode.window.onDidChangeActiveTextEditor(() => this.update()),
+      // edits fire this on every keystroke: the panel gets the text and rows once typing pauses
+      controller.onDidChange(() => this.updateSoon()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.updateSoon()),
+      { dispose: () => clearTimeout(this.pending) },
       vscode.window.onDidChangeTextEditorSelection((e) => this.onSelection(e)),
     );
   }
@@ -57,13 +59,22 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     void this.view?.webview.postMessage(m);
   }
 
+  private pending?: NodeJS.Timeout;
+
+  private updateSoon(): void {
+    clearTimeout(this.pending);
+    this.pending = setTimeout(() => this.update(), 150);
+  }
+
   /** Sends the active document's analysis (kept when another kind of editor gets focus). */
   update(): void {
+    clearTimeout(this.pending);
     const editor = vscode.window.activeTextEditor;
     if (editor) {
       const a = this.controller.get(editor.document.uri);
       this.shown = a ? { uri: editor.document.uri, analysis: a } : undefined;
     }
+    if (!this.view?.visible) return; // sent when it becomes visible
     const settings = this.controller.currentSettings();
     this.post({ type: 'showAnalysis', analysis: this.shown ? this.panelAnalysis(this.shown) : null, metric: settings.metric, fixedMax: settings.colorScaleMaximum });
   }
