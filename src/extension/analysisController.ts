@@ -137,6 +137,7 @@ export class AnalysisController implements vscode.Disposable {
     const err = e as Error;
     if (err instanceof CancelledError || err?.name === 'CancelledError') {
       this.log.info('analysis cancelled');
+      vscode.window.setStatusBarMessage('$(circle-slash) Distill Lens: analysis cancelled', 5000);
       return;
     }
     this.log.error(err?.stack ?? String(e));

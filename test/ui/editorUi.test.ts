@@ -2,7 +2,8 @@
  * The UI as a person sees it: the extension installed in code-server (its folder linked into
  * the extensions directory), driven through Chromium: Analyze Selection from the command
  * palette, a hover over a token, the panel's heatmap, the heatmap in light and high-contrast
- * themes, and Choose Teacher with a hub id. Screenshots go to test-results/ui/.
+ * themes, Analyze Document cancelled from its notification, Choose Student
+ * with a folder from the open dialog and Choose Teacher with a hub id. Screenshots go to test-results/ui/.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -113,6 +114,31 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
       await page.screenshot({ path: path.join(SHOTS, shot) });
     }
 
+    // Analyze Document on a long file, cancelled from the progress notification's Cancel button
+    fs.writeFileSync(path.join(workspace, 'long.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(12_000));
+    await page.keyboard.press('Control+P');
+    await page.locator('.quick-input-widget input').fill('long.txt');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'long.txt' }).first().click();
+    await page.locator('.tab.active', { hasText: 'long.txt' }).waitFor();
+    await palette('Distill Lens: Analyze Document');
+    const toast = page.locator('.notification-toast', { hasText: 'analysing long.txt' });
+    await toast.waitFor({ timeout: 30_000 });
+    await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
+    await page.locator('.statusbar-item', { hasText: 'analysis cancelled' }).waitFor({ timeout: 20_000 });
+    await toast.waitFor({ state: 'detached', timeout: 20_000 });
+    assert.equal(await legend.count(), 0, 'a cancelled analysis paints nothing');
+
+    // Choose Student…: a folder picked in the open dialog (code-server's own file dialog: type the path)
+    await palette('Distill Lens: Choose Student…');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Choose a folder' }).first().click();
+    const pathInput = page.locator('.quick-input-widget input');
+    await pathInput.waitFor({ state: 'visible' });
+    await pathInput.fill(teacher + '/');
+    await page.waitForTimeout(500);
+    await page.keyboard.press('Enter');
+    // the dialog checks the path before it accepts; wait for it to close
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
+
     // Choose Teacher…: a hub id typed into the input box lands in the user settings
     await palette('Distill Lens: Choose Teacher…');
     await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Enter a hub model id' }).first().click();
@@ -125,6 +151,7 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
       assert.ok(Date.now() < deadline, 'the teacher setting was written');
       await page.waitForTimeout(200);
     }
+    assert.equal(JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['distillLens.student'], teacher, 'the folder chosen in the dialog is the student');
   } catch (e) {
     await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
     throw e;
