@@ -36,6 +36,7 @@ export class GraphBuilder {
   private outputs: onnx.IValueInfoProto[] = [];
   private initializers: onnx.ITensorProto[] = [];
   private counter = 0;
+  private exact = new Map<string, Float64Array>();
 
   constructor(readonly name: string, readonly opset = 18) {}
 
@@ -67,8 +68,11 @@ export class GraphBuilder {
     if (type === 'int64') data = values instanceof BigInt64Array ? values : BigInt64Array.from(Array.from(values as number[], (v) => BigInt(v)));
     else if (type === 'float64') data = Float64Array.from(values as number[]);
     else if (type === 'int32') data = Int32Array.from(values as number[]);
-    else if (type === 'float32') data = Float32Array.from(values as number[]);
-    else throw new Error(`constant of type ${type} is not supported`);
+    else if (type === 'float32') {
+      data = Float32Array.from(values as number[]);
+      // kept so that promoteToFloat64 restores constants such as log(β) to full precision
+      if (!(values instanceof Float32Array)) this.exact.set(name, Float64Array.from(values as number[]));
+    } else throw new Error(`constant of type ${type} is not supported`);
     return this.weight(name, type, dims, data);
   }
 
@@ -102,6 +106,56 @@ export class GraphBuilder {
   /** Renames the value `from` to the graph output `to` with an Identity node. */
   rename(from: string, to: string): void {
     this.nodes.push({ opType: 'Identity', input: [from], output: [to], name: this.fresh('n_Identity') });
+  }
+
+  /** The nodes so far, in the order added (a topological order). */
+  get nodeList(): readonly onnx.INodeProto[] {
+    return this.nodes;
+  }
+
+  /** Declared inputs and initializers: their element type, dims and (initializers) raw bytes. */
+  describe(name: string): { type: number; dims: Dim[]; raw?: Uint8Array } | undefined {
+    const init = this.initializers.find((t) => t.name === name);
+    if (init) return { type: init.dataType!, dims: (init.dims ?? []).map(Number), raw: init.rawData as Uint8Array };
+    const input = this.inputs.find((t) => t.name === name);
+    if (!input) return undefined;
+    const tt = input.type!.tensorType!;
+    return { type: tt.elemType!, dims: (tt.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue))) };
+  }
+
+  /** Drops the declared outputs (a training graph replaces the model's logits output with its own). */
+  clearOutputs(): void {
+    this.outputs = [];
+  }
+
+  get inputNames(): string[] {
+    return this.inputs.map((i) => i.name!);
+  }
+
+  /**
+   * Rewrites every float32 tensor of the graph (inputs, outputs, weights, constants, casts)
+   * as float64, for gradient checks in double precision: ONNX Runtime's CPU provider has
+   * float64 kernels for every operator the model builder and the training graphs emit.
+   */
+  promoteToFloat64(): void {
+    const F32 = onnx.TensorProto.DataType.FLOAT;
+    const F64 = onnx.TensorProto.DataType.DOUBLE;
+    for (const v of [...this.inputs, ...this.outputs]) if (v.type?.tensorType?.elemType === F32) v.type.tensorType.elemType = F64;
+    for (const t of this.initializers) {
+      if (t.dataType !== F32) continue;
+      const raw = t.rawData as Uint8Array;
+      const f32 = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      t.dataType = F64;
+      t.rawData = new Uint8Array((this.exact.get(t.name!) ?? Float64Array.from(f32)).buffer);
+    }
+    for (const n of this.nodes) {
+      for (const a of n.attribute ?? []) {
+        if (n.opType === 'Cast' && a.name === 'to' && Number(a.i) === F32) a.i = F64;
+        if (a.t && a.t.dataType === F32) {
+          a.t = { ...a.t, dataType: F64, doubleData: (a.t.floatData ?? []).map(Number), floatData: [] };
+        }
+      }
+    }
   }
 
   /**

@@ -14,7 +14,7 @@ import { ensureBuiltModel } from '../../src/models/builtModelCache';
 import { randomGpt2Weights, referenceGpt2 } from '../reference/gpt2Reference';
 import { rng } from '../reference/kdReference';
 import { GPT2_TOKENIZER, maxLogitError, storiesPair, tempDir } from '../helpers';
-import { referenceLlamaHf } from '../reference/llamaHfReference';
+import { randomLlamaWeights, referenceLlamaHf } from '../reference/llamaHfReference';
 
 const STORIES_TOKENIZER_FOLDER = () => storiesPair().teacher;
 
@@ -67,31 +67,7 @@ test('Llama graph (Qwen2 layout: q/k/v biases, grouped-query attention, untied h
   const dir = tempDir();
   const r = rng(4);
   const c = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 512, rms_norm_eps: 1e-6, rope_theta: 1e6, tie_word_embeddings: false };
-  const t = (shape: number[], s = 0.3, offset = 0) => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)) });
-  const D = c.hidden_size;
-  const kv = (D / c.num_attention_heads) * c.num_key_value_heads;
-  const w: Record<string, { shape: number[]; data: Float32Array }> = {
-    'model.embed_tokens.weight': t([c.vocab_size, D]),
-    'model.norm.weight': t([D], 0.1, 1),
-    'lm_head.weight': t([c.vocab_size, D]),
-  };
-  for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    Object.assign(w, {
-      [p + 'input_layernorm.weight']: t([D], 0.1, 1),
-      [p + 'post_attention_layernorm.weight']: t([D], 0.1, 1),
-      [p + 'self_attn.q_proj.weight']: t([D, D]),
-      [p + 'self_attn.q_proj.bias']: t([D]),
-      [p + 'self_attn.k_proj.weight']: t([kv, D]),
-      [p + 'self_attn.k_proj.bias']: t([kv]),
-      [p + 'self_attn.v_proj.weight']: t([kv, D]),
-      [p + 'self_attn.v_proj.bias']: t([kv]),
-      [p + 'self_attn.o_proj.weight']: t([D, D]),
-      [p + 'mlp.gate_proj.weight']: t([c.intermediate_size, D]),
-      [p + 'mlp.up_proj.weight']: t([c.intermediate_size, D]),
-      [p + 'mlp.down_proj.weight']: t([D, c.intermediate_size]),
-    });
-  }
+  const w = randomLlamaWeights(c, r);
   const folder = path.join(dir, 'qwen2');
   fs.mkdirSync(folder);
   writeSafetensors(path.join(folder, 'model.safetensors'), w);

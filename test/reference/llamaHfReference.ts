@@ -81,3 +81,33 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
   const head = c.tie_word_embeddings ? get('model.embed_tokens.weight') : get('lm_head.weight');
   return xs.map((x) => lin(rms(x, get('model.norm.weight')), head, c.vocab_size));
 }
+
+/** Random weights in the Hugging Face Llama / Qwen2 layout (q/k/v biases, untied head). */
+export function randomLlamaWeights(c: HfLlamaConfig & { intermediate_size: number }, r: () => number): Weights {
+  const t = (shape: number[], s = 0.3, offset = 0) => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)) });
+  const D = c.hidden_size;
+  const kv = (D / c.num_attention_heads) * (c.num_key_value_heads ?? c.num_attention_heads);
+  const w: Weights = {
+    'model.embed_tokens.weight': t([c.vocab_size, D]),
+    'model.norm.weight': t([D], 0.1, 1),
+    'lm_head.weight': t([c.vocab_size, D]),
+  };
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    Object.assign(w, {
+      [p + 'input_layernorm.weight']: t([D], 0.1, 1),
+      [p + 'post_attention_layernorm.weight']: t([D], 0.1, 1),
+      [p + 'self_attn.q_proj.weight']: t([D, D]),
+      [p + 'self_attn.q_proj.bias']: t([D]),
+      [p + 'self_attn.k_proj.weight']: t([kv, D]),
+      [p + 'self_attn.k_proj.bias']: t([kv]),
+      [p + 'self_attn.v_proj.weight']: t([kv, D]),
+      [p + 'self_attn.v_proj.bias']: t([kv]),
+      [p + 'self_attn.o_proj.weight']: t([D, D]),
+      [p + 'mlp.gate_proj.weight']: t([c.intermediate_size, D]),
+      [p + 'mlp.up_proj.weight']: t([c.intermediate_size, D]),
+      [p + 'mlp.down_proj.weight']: t([D, c.intermediate_size]),
+    });
+  }
+  return w;
+}

@@ -1,7 +1,7 @@
 /** GPT2LMHeadModel as an ONNX graph. */
 import { GraphBuilder } from '../../onnx/graphBuilder';
-import type { WeightSource } from './weights';
-import { causalAttention, causalMask, geluTanh, inputDims, layerNorm, linear, mergeHeads, splitHeads } from './transformerOps';
+import type { ModelWeights } from './weights';
+import { LOGITS_ROWS, causalAttention, causalMask, geluTanh, inputDims, layerNorm, linear, mergeHeads, splitHeads } from './transformerOps';
 
 export interface Gpt2Config {
   n_embd: number;
@@ -14,7 +14,7 @@ export interface Gpt2Config {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildGpt2Graph(c: Gpt2Config, w: WeightSource): GraphBuilder {
+export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const D = c.n_embd;
   const H = c.n_head;
@@ -40,7 +40,8 @@ export function buildGpt2Graph(c: Gpt2Config, w: WeightSource): GraphBuilder {
     x = g.op1('Add', [x, linear(g, ff, w.weight(g, p + 'mlp.c_proj.weight'), w.weight(g, p + 'mlp.c_proj.bias'), false)]);
   }
   x = layerNorm(g, x, w.weight(g, 'ln_f.weight'), w.weight(g, 'ln_f.bias'), eps);
-  const logits2d = linear(g, x, wte, undefined, true);
+  const logits2d = linear(g, x, wte, undefined, true); // [N, V]
+  g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
   g.output('logits', 'float32', ['batch', 'length', c.vocab_size]);

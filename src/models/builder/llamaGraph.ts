@@ -1,7 +1,7 @@
 /** LlamaForCausalLM (Llama, SmolLM, TinyLlama; Qwen2's q/k/v biases) as an ONNX graph. */
 import { GraphBuilder } from '../../onnx/graphBuilder';
-import type { WeightSource } from './weights';
-import { causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, splitHeads } from './transformerOps';
+import type { ModelWeights } from './weights';
+import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, splitHeads } from './transformerOps';
 
 export interface LlamaConfig {
   hidden_size: number;
@@ -19,7 +19,7 @@ export interface LlamaConfig {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildLlamaGraph(c: LlamaConfig, w: WeightSource): GraphBuilder {
+export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights): GraphBuilder {
   const g = new GraphBuilder('llama');
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -74,6 +74,7 @@ export function buildLlamaGraph(c: LlamaConfig, w: WeightSource): GraphBuilder {
   x = rmsNorm(g, x, w.weight(g, 'model.norm.weight'), eps);
   const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = linear(g, x, head, undefined, true); // [N, V]
+  g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
   g.output('logits', 'float32', ['batch', 'length', c.vocab_size]);

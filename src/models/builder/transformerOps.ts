@@ -6,6 +6,9 @@
  */
 import type { GraphBuilder } from '../../onnx/graphBuilder';
 
+/** The logits as rows [B·L, V], named so that a training graph can take them before the final reshape. */
+export const LOGITS_ROWS = 'logits_rows';
+
 export interface Dims {
   /** [B, L] as a 1-D int64 tensor */
   batchLen: string;

@@ -1,0 +1,243 @@
+/**
+ * The distillation losses of kd-spec.md ("Training losses") as ONNX subgraphs over logits
+ * laid out as rows [M, V] (M = batch × length). Built in float32; the gradient checks
+ * promote the whole graph to float64.
+ */
+import type { GraphBuilder } from '../onnx/graphBuilder';
+
+export const LOSS_KEYS = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'dkd', 'atkd', 'ce'] as const;
+export type LossKey = (typeof LOSS_KEYS)[number];
+
+export interface LossOptions {
+  key: LossKey;
+  /** temperature T */
+  temperature: number;
+  /** gjsd β (default 0.5); dkd's β, the nckd weight (default 8) */
+  beta?: number;
+  /** skl/srkl α (default 0.1); dkd's α, the tckd weight (default 1); atkd's α (default 0.2) */
+  alpha?: number;
+  /** AKL head mass μ (default 0.5) */
+  mu?: number;
+  /** loss = (1 − kdRatio)·ce + kdRatio·kd; default 1 */
+  kdRatio?: number;
+  /** multiply the KD term by T²; default on for dkd, off otherwise */
+  scaleByT2?: boolean;
+}
+
+/** The option values a loss actually uses, defaults filled in (for run.json). */
+export function resolvedLossOptions(o: LossOptions): Required<LossOptions> {
+  const alpha = o.alpha ?? (o.key === 'dkd' ? 1 : o.key === 'atkd' ? 0.2 : 0.1);
+  const beta = o.beta ?? (o.key === 'dkd' ? 8 : 0.5);
+  return { key: o.key, temperature: o.temperature, alpha, beta, mu: o.mu ?? 0.5, kdRatio: o.kdRatio ?? 1, scaleByT2: o.scaleByT2 ?? o.key === 'dkd' };
+}
+
+export interface LossInputs {
+  /** student logits [M, V] (trainable path) */
+  student: string;
+  /** teacher logits [M, V] */
+  teacher: string;
+  /** target ids [M, 1] int64 */
+  targets: string;
+  /** 1 for a valid target, 0 for padding and prompt tokens: [M] */
+  mask: string;
+  rows: number;
+  vocab: number;
+}
+
+/** Smallest positive value used to keep logarithms finite; far below float32's resolution of any loss term. */
+const TINY = 1e-30;
+
+/** Builds the batch loss (a scalar): the mean of the per-token term over valid targets. */
+export function buildLoss(g: GraphBuilder, x: LossInputs, options: LossOptions): string {
+  const o = resolvedLossOptions(options);
+  const b = new LossBuilder(g, x);
+  const kd = o.key === 'ce' ? undefined : b.kdLoss(o);
+  const needCe = o.key === 'ce' || o.kdRatio < 1;
+  const ce = needCe ? b.maskedMean(b.crossEntropy()) : undefined;
+  if (!kd) return ce!;
+  const scaled = o.scaleByT2 && o.temperature !== 1 ? g.op1('Mul', [kd, g.scalar(o.temperature * o.temperature)]) : kd;
+  if (!ce || o.kdRatio === 1) return scaled;
+  return g.op1('Add', [g.op1('Mul', [ce, g.scalar(1 - o.kdRatio)]), g.op1('Mul', [scaled, g.scalar(o.kdRatio)])]);
+}
+
+/**
+ * Masked sums for held-out evaluation: Σ mask·fkl, Σ mask·rkl and Σ mask·nll (T = 1) over
+ * the batch, and Σ mask.
+ */
+export function buildEvalSums(g: GraphBuilder, x: LossInputs): { fkl: string; rkl: string; nll: string; count: string } {
+  const b = new LossBuilder(g, x);
+  const dist = b.distributions(1);
+  const sum = (v: string) => g.op1('ReduceSum', [g.op1('Mul', [v, x.mask]), g.ints([0])], { keepdims: 0 });
+  return {
+    fkl: sum(b.rowSum(g.op1('Mul', [dist.p, g.op1('Sub', [dist.lt, dist.ls])]))),
+    rkl: sum(b.rowSum(g.op1('Mul', [dist.q, g.op1('Sub', [dist.ls, dist.lt])]))),
+    nll: sum(b.crossEntropy()),
+    count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }),
+  };
+}
+
+interface Distributions {
+  lt: string;
+  ls: string;
+  p: string;
+  q: string;
+}
+
+class LossBuilder {
+  private cache = new Map<number, Distributions>();
+
+  constructor(private readonly g: GraphBuilder, private readonly x: LossInputs) {}
+
+  private op(t: string, i: string[], a: Record<string, any> = {}): string {
+    return this.g.op1(t, i, a);
+  }
+
+  private s(v: number): string {
+    return this.g.scalar(v);
+  }
+
+  /** log-softmax of both models at temperature T, and the probabilities */
+  distributions(T: number): Distributions {
+    const hit = this.cache.get(T);
+    if (hit) return hit;
+    const scale = (z: string) => (T === 1 ? z : this.op('Div', [z, this.s(T)]));
+    const lt = this.op('LogSoftmax', [scale(this.x.teacher)], { axis: -1 });
+    const ls = this.op('LogSoftmax', [scale(this.x.student)], { axis: -1 });
+    const d = { lt, ls, p: this.op('Exp', [lt]), q: this.op('Exp', [ls]) };
+    this.cache.set(T, d);
+    return d;
+  }
+
+  /** Σ over the vocabulary: [M, V] → [M] */
+  rowSum(v: string): string {
+    return this.op('ReduceSum', [v, this.g.ints([-1])], { keepdims: 0 });
+  }
+
+  private rowSumKeep(v: string): string {
+    return this.op('ReduceSum', [v, this.g.ints([-1])], { keepdims: 1 });
+  }
+
+  /** Σ mask·term / max(Σ mask, 1) */
+  maskedMean(term: string, mask = this.x.mask): string {
+    const total = this.op('ReduceSum', [this.op('Mul', [term, mask]), this.g.ints([0])], { keepdims: 0 });
+    const count = this.op('Max', [this.op('ReduceSum', [mask, this.g.ints([0])], { keepdims: 0 }), this.s(1)]);
+    return this.op('Div', [total, count]);
+  }
+
+  /** log(wa·exp(la) + wb·exp(lb)) element-wise, without underflow */
+  private mixLog(wa: number, la: string, wb: number, lb: string): string {
+    const a = this.op('Unsqueeze', [this.op('Add', [la, this.s(Math.log(wa))]), this.g.ints([-1])]);
+    const b = this.op('Unsqueeze', [this.op('Add', [lb, this.s(Math.log(wb))]), this.g.ints([-1])]);
+    return this.op('ReduceLogSumExp', [this.op('Concat', [a, b], { axis: -1 }), this.g.ints([-1])], { keepdims: 0 });
+  }
+
+  /** KL(a‖m) per row for log-probabilities la (probabilities pa) and log m */
+  private kl(pa: string, la: string, lm: string): string {
+    return this.rowSum(this.op('Mul', [pa, this.op('Sub', [la, lm])]));
+  }
+
+  crossEntropy(): string {
+    const { ls } = this.distributions(1);
+    const picked = this.op('GatherElements', [ls, this.x.targets], { axis: 1 });
+    return this.op('Neg', [this.op('Reshape', [picked, this.g.ints([this.x.rows])])]);
+  }
+
+  kdLoss(o: Required<LossOptions>): string {
+    const d = this.distributions(o.temperature);
+    const fkl = () => this.kl(d.p, d.lt, d.ls);
+    const rkl = () => this.kl(d.q, d.ls, d.lt);
+    const half = (v: string) => this.op('Mul', [v, this.s(0.5)]);
+    const gjsd = (beta: number) => {
+      if (beta === 0) return fkl();
+      if (beta === 1) return rkl();
+      const lm = this.mixLog(beta, d.lt, 1 - beta, d.ls);
+      return this.op('Add', [this.op('Mul', [this.kl(d.p, d.lt, lm), this.s(beta)]), this.op('Mul', [this.kl(d.q, d.ls, lm), this.s(1 - beta)])]);
+    };
+    switch (o.key) {
+      case 'fkl':
+        return this.maskedMean(fkl());
+      case 'rkl':
+        return this.maskedMean(rkl());
+      case 'jeffreys':
+        return this.maskedMean(half(this.op('Add', [fkl(), rkl()])));
+      case 'jsd':
+        return this.maskedMean(gjsd(0.5));
+      case 'gjsd':
+        return this.maskedMean(gjsd(o.beta));
+      case 'tvd':
+        return this.maskedMean(half(this.rowSum(this.op('Abs', [this.op('Sub', [d.p, d.q])]))));
+      case 'skl':
+        if (o.alpha === 1) return this.maskedMean(this.op('Mul', [fkl(), this.s(0)]));
+        return this.maskedMean(o.alpha === 0 ? fkl() : this.kl(d.p, d.lt, this.mixLog(o.alpha, d.lt, 1 - o.alpha, d.ls)));
+      case 'srkl':
+        if (o.alpha === 1) return this.maskedMean(this.op('Mul', [rkl(), this.s(0)]));
+        return this.maskedMean(o.alpha === 0 ? rkl() : this.kl(d.q, d.ls, this.mixLog(1 - o.alpha, d.lt, o.alpha, d.ls)));
+      case 'akl':
+        return this.maskedMean(this.akl(d, o.mu, fkl(), rkl()));
+      case 'dkd': {
+        const { tckd, nckd } = this.split(d);
+        return this.maskedMean(this.op('Add', [this.op('Mul', [tckd, this.s(o.alpha)]), this.op('Mul', [nckd, this.s(o.beta)])]));
+      }
+      case 'atkd':
+        return this.atkd(d, o.alpha);
+      default:
+        throw new Error(`unknown loss ${o.key}`);
+    }
+  }
+
+  /** AKL: head/tail weights from the teacher's sorted probabilities (kd-spec) */
+  private akl(d: Distributions, mu: number, fkl: string, rkl: string): string {
+    const { rows, vocab } = this.x;
+    const [sorted, order] = this.g.op('TopK', [d.p, this.g.ints([vocab])], { axis: -1, largest: 1, sorted: 1 }, 2);
+    const cumulative = this.op('CumSum', [sorted, this.g.constant([1], 'int64', [], 'axis')]);
+    const first = new Float32Array(vocab);
+    first[0] = 1;
+    const headSorted = this.op('Max', [this.op('Cast', [this.op('LessOrEqual', [cumulative, this.s(mu)])], { to: 1 }), this.g.constant(first, 'float32', [1, vocab], 'first')]);
+    const zeros = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+    const head = this.op('ScatterElements', [zeros, order, headSorted], { axis: -1 });
+    const gap = this.op('Abs', [this.op('Sub', [d.p, d.q])]);
+    const gh = this.rowSum(this.op('Mul', [gap, head]));
+    const gt = this.rowSum(this.op('Mul', [gap, this.op('Sub', [this.s(1), head])]));
+    const wh = this.op('Div', [gh, this.op('Add', [this.op('Add', [gh, gt]), this.s(TINY)])]);
+    return this.op('Add', [this.op('Mul', [wh, fkl]), this.op('Mul', [this.op('Sub', [this.s(1), wh]), rkl])]);
+  }
+
+  /** DKD's target / non-target split per row, with the target removed exactly */
+  private split(d: Distributions): { tckd: string; nckd: string; uTeacher: string } {
+    const { rows, vocab, targets } = this.x;
+    const flat = (v: string) => this.op('Reshape', [v, this.g.ints([rows])]);
+    const lpy = this.op('GatherElements', [d.lt, targets], { axis: 1 });
+    const lqy = this.op('GatherElements', [d.ls, targets], { axis: 1 });
+    const py = this.op('Exp', [lpy]);
+    const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [1] } });
+    const zeroCol = this.op('ConstantOfShape', [this.g.ints([rows, 1])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+    const notTarget = this.op('ScatterElements', [ones, targets, zeroCol], { axis: 1 });
+    // the non-target masses summed directly, so 1 − p_y keeps its precision when p_y → 1
+    const up = this.rowSumKeep(this.op('Mul', [d.p, notTarget]));
+    const uq = this.rowSumKeep(this.op('Mul', [d.q, notTarget]));
+    const safeLog = (u: string) => this.op('Log', [this.op('Max', [u, this.s(TINY)])]);
+    const tckd = this.op('Add', [this.op('Mul', [py, this.op('Sub', [lpy, lqy])]), this.op('Mul', [up, this.op('Sub', [safeLog(up), safeLog(uq)])])]);
+    const weighted = this.rowSumKeep(this.op('Mul', [this.op('Mul', [d.p, notTarget]), this.op('Sub', [d.lt, d.ls])]));
+    const nckdRaw = this.op('Add', [this.op('Sub', [this.op('Div', [weighted, this.op('Max', [up, this.s(TINY)])]), safeLog(up)]), safeLog(uq)]);
+    // p̂ does not exist when the teacher puts all its mass on the target: nckd is 0 there
+    const defined = this.op('Cast', [this.op('Greater', [up, this.s(TINY)])], { to: 1 });
+    return { tckd: flat(tckd), nckd: flat(this.op('Mul', [nckdRaw, defined])), uTeacher: flat(up) };
+  }
+
+  /** ATKD: easy / hard rows by the lower median of the teacher's uncertainty over the batch */
+  private atkd(d: Distributions, alpha: number): string {
+    const { rows } = this.x;
+    const { tckd, nckd, uTeacher } = this.split(d);
+    const mask = this.x.mask;
+    // row i is hard iff #{valid j : u_j ≤ u_i} ≥ ⌊(n−1)/2⌋ + 1, i.e. u_i ≥ the lower median
+    const below = this.op('Cast', [this.op('LessOrEqual', [this.op('Reshape', [uTeacher, this.g.ints([1, rows])]), this.op('Reshape', [uTeacher, this.g.ints([rows, 1])])])], { to: 1 });
+    const counts = this.rowSum(this.op('Mul', [below, this.op('Reshape', [mask, this.g.ints([1, rows])])]));
+    const n = this.op('ReduceSum', [mask, this.g.ints([0])], { keepdims: 0 });
+    const needed = this.op('Add', [this.op('Floor', [this.op('Div', [this.op('Sub', [n, this.s(1)]), this.s(2)])]), this.s(1)]);
+    const hard = this.op('Mul', [this.op('Cast', [this.op('GreaterOrEqual', [counts, needed])], { to: 1 }), mask]);
+    const easy = this.op('Sub', [mask, hard]);
+    const easyPart = this.op('Mul', [this.maskedMean(nckd, easy), this.s(alpha)]);
+    const hardPart = this.op('Mul', [this.op('Add', [this.maskedMean(tckd, hard), this.maskedMean(nckd, hard)]), this.s(1 - alpha)]);
+    return this.op('Add', [easyPart, hardPart]);
+  }
+}

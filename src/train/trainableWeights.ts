@@ -1,0 +1,132 @@
+/**
+ * Which weights a fine-tune trains: every weight (full fine-tuning), or low-rank adapters
+ * on chosen projections (LoRA) with the base weights frozen. The graph builders ask for
+ * weights by checkpoint name; trained ones become graph inputs, so each training step feeds
+ * the current values and receives the updated ones.
+ */
+import type { GraphBuilder } from '../onnx/graphBuilder';
+import type { ModelWeights, WeightSource } from '../models/builder/weights';
+import type { Architecture } from '../models/modelSource';
+import type { Rng } from './random';
+
+export type TrainMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: string[] };
+
+/** PEFT's defaults: the query and value projections. */
+export function defaultLoraTargets(arch: Architecture): string[] {
+  return arch === 'gpt2' ? ['c_attn'] : ['q_proj', 'v_proj'];
+}
+
+export interface Param {
+  /** graph input name */
+  name: string;
+  shape: number[];
+  /** initial value */
+  init: Float32Array;
+  /** decoupled weight decay applies (matrices, not biases or norm gains) */
+  decay: boolean;
+  /** the checkpoint weight this parameter belongs to */
+  weight: string;
+  role: 'weight' | 'lora_A' | 'lora_B';
+}
+
+export interface LoraAdapter {
+  weight: string;
+  a: Param;
+  b: Param;
+  /** alpha / rank */
+  scale: number;
+  /** GPT-2's Conv1D stores [in, out]; Linear stores [out, in] */
+  conv1d: boolean;
+}
+
+export class TrainableWeights implements ModelWeights {
+  readonly params: Param[] = [];
+  readonly adapters: LoraAdapter[] = [];
+  private added = new Map<string, string>();
+
+  constructor(
+    readonly base: WeightSource,
+    readonly mode: TrainMode,
+    private readonly architecture: Architecture,
+    private readonly rng: Rng,
+    /** tests start B random too, so that both adapter matrices get a gradient */
+    private readonly randomLoraB = false,
+  ) {}
+
+  has(name: string): boolean {
+    return this.base.has(name);
+  }
+
+  optional(g: GraphBuilder, name: string): string | undefined {
+    return this.has(name) ? this.weight(g, name) : undefined;
+  }
+
+  isLoraTarget(name: string): boolean {
+    if (this.mode.kind !== 'lora' || !name.endsWith('.weight')) return false;
+    const module = name.slice(0, -'.weight'.length).split('.').pop()!;
+    return this.mode.targets.includes(module);
+  }
+
+  weight(g: GraphBuilder, name: string): string {
+    const existing = this.added.get(name);
+    if (existing) return existing;
+    let value: string;
+    if (this.mode.kind === 'full') {
+      const t = this.base.tensor(name);
+      value = this.declare(g, { name, shape: t.shape, init: t.data, decay: t.shape.length >= 2, weight: name, role: 'weight' });
+    } else if (this.isLoraTarget(name)) {
+      value = this.adapted(g, name, this.mode.rank, this.mode.alpha);
+    } else {
+      value = this.base.weight(g, name);
+    }
+    this.added.set(name, value);
+    return value;
+  }
+
+  private declare(g: GraphBuilder, p: Param): string {
+    this.params.push(p);
+    return g.input(p.name, 'float32', p.shape);
+  }
+
+  /** W + (α/r)·B·A in the weight's own layout */
+  private adapted(g: GraphBuilder, name: string, rank: number, alpha: number): string {
+    const frozen = this.base.weight(g, name);
+    const shape = this.base.tensor(name).shape;
+    if (shape.length !== 2) throw new Error(`LoRA target ${name} is not a matrix`);
+    const conv1d = this.architecture === 'gpt2';
+    const [inF, outF] = conv1d ? shape : [shape[1], shape[0]];
+    const bound = 1 / Math.sqrt(inF); // PEFT: kaiming_uniform(a=√5) for A, zeros for B
+    const aInit = Float32Array.from({ length: rank * inF }, () => (2 * this.rng() - 1) * bound);
+    const bInit = this.randomLoraB ? Float32Array.from({ length: outF * rank }, () => (2 * this.rng() - 1) * bound) : new Float32Array(outF * rank);
+    const a: Param = { name: `${name}.lora_A`, shape: [rank, inF], init: aInit, decay: true, weight: name, role: 'lora_A' };
+    const b: Param = { name: `${name}.lora_B`, shape: [outF, rank], init: bInit, decay: true, weight: name, role: 'lora_B' };
+    const aIn = this.declare(g, a);
+    const bIn = this.declare(g, b);
+    const scale = alpha / rank;
+    this.adapters.push({ weight: name, a, b, scale, conv1d });
+    let delta = g.op1('MatMul', [bIn, aIn]); // [out, in]
+    if (conv1d) delta = g.op1('Transpose', [delta], { perm: [1, 0] });
+    return g.op1('Add', [frozen, g.op1('Mul', [delta, g.scalar(scale)])]);
+  }
+}
+
+/** The merged weight W + (α/r)·B·A, as a new array in W's layout. */
+export function mergeAdapter(w: Float32Array, adapter: LoraAdapter, a: Float32Array, b: Float32Array): Float32Array {
+  const [r, inF] = adapter.a.shape;
+  const outF = adapter.b.shape[0];
+  const merged = Float32Array.from(w);
+  const row = new Float64Array(inF);
+  for (let o = 0; o < outF; o++) {
+    row.fill(0);
+    for (let k = 0; k < r; k++) {
+      const bk = b[o * r + k];
+      if (bk === 0) continue;
+      for (let i = 0; i < inF; i++) row[i] += bk * a[k * inF + i];
+    }
+    for (let i = 0; i < inF; i++) {
+      const at = adapter.conv1d ? i * outF + o : o * inF + i;
+      merged[at] += adapter.scale * row[i];
+    }
+  }
+  return merged;
+}
