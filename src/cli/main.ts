@@ -16,6 +16,7 @@ import { renderHtmlReport } from './htmlReport';
 import { toJsonReport } from './jsonReport';
 import { runMetricsCommand } from './metricsCommand';
 import { runDemo } from './demo';
+import { addDistillCommand } from './distillCommand';
 import { version } from '../../package.json';
 
 const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
@@ -123,6 +124,13 @@ export function buildProgram(): Command {
       const { config } = convertLlama2c({ checkpoint: o.checkpoint, tokenizer: o.tokenizer, out: o.out, layers: o.layers });
       process.stdout.write(`wrote ${o.out}: Llama, ${config.num_hidden_layers} layers, width ${config.hidden_size}, vocabulary ${config.vocab_size}\n`);
     });
+
+  addDistillCommand(
+    program,
+    integer,
+    (name) => number(name, (x) => x > 0, 'a positive number'),
+    (name) => number(name, (x) => x >= 0 && x <= 1, 'between 0 and 1'),
+  );
 
   metricOptions(
     program

@@ -14,6 +14,7 @@ export function writeFolderAtomically(target: string, fill: (dir: string) => voi
   fs.mkdirSync(path.dirname(abs), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(path.dirname(abs), `.${path.basename(abs)}.partial-`));
   try {
+    fs.chmodSync(tmp, 0o755); // mkdtemp makes it private; the result is an ordinary folder
     fill(tmp);
     if (fs.existsSync(abs)) fs.rmdirSync(abs); // empty folder, checked above
     fs.renameSync(tmp, abs);

@@ -62,14 +62,11 @@ export function ensureBuiltModel(model: ResolvedModel, cacheDir = defaultBuildCa
   const onnxPath = path.join(dir, 'model.onnx');
   if (fs.existsSync(onnxPath)) return { onnxPath, built: false };
   onProgress?.(`building the ONNX graph for ${model.name}`);
-  const { model: bytes, externalData } = buildGraphFor(model).encode({ fileName: 'model.onnx.data', minBytes: 1024 });
+  const graph = buildGraphFor(model);
   fs.mkdirSync(path.join(cacheDir, 'built'), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cacheDir, 'built', `.${key}-`));
   try {
-    const fd = fs.openSync(path.join(tmp, 'model.onnx.data'), 'w');
-    for (const part of externalData) fs.writeSync(fd, part);
-    fs.closeSync(fd);
-    fs.writeFileSync(path.join(tmp, 'model.onnx'), bytes);
+    writeOnnxModel(graph, tmp);
     fs.renameSync(tmp, dir);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -77,4 +74,18 @@ export function ensureBuiltModel(model: ResolvedModel, cacheDir = defaultBuildCa
     throw e;
   }
   return { onnxPath, built: true };
+}
+
+/** Writes model.onnx with its weights in model.onnx.data beside it (protobuf's 2 GB limit). */
+export function writeOnnxModel(graph: GraphBuilder, dir: string): string {
+  const { model: bytes, externalData } = graph.encode({ fileName: 'model.onnx.data', minBytes: 1024 });
+  fs.mkdirSync(dir, { recursive: true });
+  const fd = fs.openSync(path.join(dir, 'model.onnx.data'), 'w');
+  try {
+    for (const part of externalData) fs.writeSync(fd, part);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.writeFileSync(path.join(dir, 'model.onnx'), bytes);
+  return path.join(dir, 'model.onnx');
 }

@@ -1,0 +1,124 @@
+/** `distill-lens distill`: a distillation fine-tune from the command line, with a progress bar and Ctrl-C as cancel. */
+import { Command, Option } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { CancelledError } from '../core/errors';
+import { DEVICES, type Device } from '../runtime/device';
+import { LOSS_KEYS, type LossKey } from '../train/losses';
+import { runDistillation, type RunRecord } from '../train/distill';
+import { formatNumber } from '../core/formatNumber';
+
+type Parse = (name: string, min: number) => (v: string) => number;
+
+export function addDistillCommand(program: Command, integer: Parse, positive: (name: string) => (v: string) => number, fraction: (name: string) => (v: string) => number): void {
+  program
+    .command('distill')
+    .description('fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder')
+    .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
+    .requiredOption('--student <M>', 'student: a safetensors checkpoint folder (Llama, Qwen2, Mistral or GPT-2)')
+    .requiredOption('--data <PATH>', 'a text file, a folder of text or code files, or JSONL with "text" or "prompt"/"completion" fields')
+    .requiredOption('--out <DIR>', 'the new model folder (must not exist or be empty)')
+    .addOption(new Option('--loss <KEY>', 'the distillation loss').choices([...LOSS_KEYS]).default('fkl'))
+    .option('--temperature <T>', 'softmax temperature of both models in the loss', positive('--temperature'), 1)
+    .option('--beta <B>', "gjsd's β (default 0.5); dkd's nckd weight (default 8)", positive('--beta'))
+    .option('--alpha <A>', "skl/srkl's α (0.1); dkd's tckd weight (1); atkd's easy weight (0.2)", positive('--alpha'))
+    .option('--kd-ratio <R>', 'loss = (1 − R)·ce + R·kd', fraction('--kd-ratio'), 1)
+    .option('--scale-by-t2', 'multiply the KD term by T² (default for dkd)')
+    .option('--no-scale-by-t2', 'do not multiply the KD term by T²')
+    .option('--full', 'train every weight instead of LoRA adapters')
+    .option('--lora-rank <R>', 'LoRA rank', integer('--lora-rank', 1), 8)
+    .option('--lora-alpha <A>', 'LoRA alpha (the update is scaled by alpha / rank)', positive('--lora-alpha'), 16)
+    .option('--lora-targets <LIST>', 'comma-separated projection names (default q_proj,v_proj; c_attn for GPT-2)')
+    .addOption(new Option('--optimizer <O>', 'optimiser').choices(['adamw', 'sgd']).default('adamw'))
+    .option('--steps <N>', 'training steps', integer('--steps', 1), 100)
+    .option('--lr <LR>', 'peak learning rate (linear warm-up, then cosine to a tenth)', positive('--lr'), 5e-4)
+    .option('--warmup <N>', 'warm-up steps (default a tenth of the steps)', integer('--warmup', 0))
+    .option('--weight-decay <W>', 'decoupled weight decay on matrices', fraction('--weight-decay'), 0.01)
+    .option('--max-grad-norm <N>', 'clip the global gradient norm (0: no clipping)', (v) => Number(v), 1)
+    .option('--batch-size <N>', 'windows per step', integer('--batch-size', 1), 4)
+    .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), 128)
+    .option('--seed <N>', 'seed for initialisation and data order (CPU runs repeat exactly)', integer('--seed', 0), 0)
+    .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
+    .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
+    .option('--quiet', 'no progress bar')
+    .option('--verbose', 'print stack traces')
+    .action(async (o) => {
+      const abort = new AbortController();
+      const onSigint = () => {
+        if (abort.signal.aborted) process.exit(130);
+        process.stderr.write('\ndistill-lens: cancelling (Ctrl-C again to quit at once); nothing will be written\n');
+        abort.abort();
+      };
+      process.on('SIGINT', onSigint);
+      const bar = new SingleBar(
+        { format: 'distilling {bar} {value}/{total} steps | loss {loss} | {tps} tok/s | {eta_formatted} left', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000, stream: process.stderr },
+        Presets.shades_classic,
+      );
+      let barStarted = false;
+      try {
+        const record = await runDistillation(
+          {
+            teacher: o.teacher,
+            student: o.student,
+            data: { path: o.data },
+            out: o.out,
+            loss: { key: o.loss as LossKey, temperature: o.temperature, beta: o.beta, alpha: o.alpha, kdRatio: o.kdRatio, scaleByT2: o.scaleByT2 },
+            mode: o.full ? { kind: 'full' } : { kind: 'lora', rank: o.loraRank, alpha: o.loraAlpha, targets: o.loraTargets?.split(',').map((s: string) => s.trim()).filter(Boolean) },
+            optimizer: { kind: o.optimizer, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm },
+            steps: o.steps,
+            lr: o.lr,
+            warmupSteps: o.warmup,
+            batchSize: o.batchSize,
+            seqLen: o.seqLen,
+            seed: o.seed,
+            device: o.device as Device,
+            allowRemote: !!o.allowRemote,
+          },
+          {
+            signal: abort.signal,
+            onProgress: (p) => {
+              if (o.quiet) return;
+              if (p.phase === 'train') {
+                if (!barStarted) {
+                  bar.start(p.steps!, 0, { loss: '-', tps: '-' });
+                  barStarted = true;
+                }
+                bar.update(p.step!, { loss: p.loss!.toFixed(4), tps: Math.round(p.tokensPerSecond ?? 0) });
+              } else if (!barStarted || p.phase === 'write') {
+                if (barStarted) {
+                  bar.stop();
+                  barStarted = false;
+                }
+                process.stderr.write(`distill-lens: ${p.message}\n`);
+              }
+            },
+          },
+        );
+        if (barStarted) bar.stop();
+        for (const m of record.messages) process.stderr.write(`distill-lens: ${m}\n`);
+        process.stdout.write(summary(record));
+      } catch (e) {
+        if (barStarted) bar.stop();
+        if (e instanceof CancelledError) {
+          process.stderr.write('distill-lens: cancelled; no model was written\n');
+          process.exitCode = 130;
+          return;
+        }
+        throw e;
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+}
+
+function summary(r: RunRecord): string {
+  const { before, after } = r.heldOut;
+  const pct = (a: number, b: number) => `${b >= a ? '+' : ''}${(((b - a) / a) * 100).toFixed(1)}%`;
+  return [
+    `wrote ${r.out} (${r.lossCurve.length} steps, ${r.timings.totalSeconds.toFixed(1)} s, ${Math.round(r.timings.tokensPerSecond)} tokens/s)`,
+    `held-out (${after.tokens} tokens)   before     after      change`,
+    `  forward KL             ${formatNumber(before.fkl).padEnd(10)} ${formatNumber(after.fkl).padEnd(10)} ${pct(before.fkl, after.fkl)}`,
+    `  reverse KL             ${formatNumber(before.rkl).padEnd(10)} ${formatNumber(after.rkl).padEnd(10)} ${pct(before.rkl, after.rkl)}`,
+    `  student perplexity     ${formatNumber(before.studentPerplexity).padEnd(10)} ${formatNumber(after.studentPerplexity).padEnd(10)} ${pct(before.studentPerplexity, after.studentPerplexity)}`,
+    '',
+  ].join('\n');
+}

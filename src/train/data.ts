@@ -1,0 +1,121 @@
+/**
+ * Training data: documents from text, a file, a folder of text or code files, or JSONL
+ * ({"text"} or {"prompt", "completion"} records), tokenised like `inspect` tokenises text,
+ * and packed into fixed-length windows that never span two documents.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InputError } from '../core/errors';
+import type { TextTokenizer } from '../models/tokenizer';
+import { shuffle, type Rng } from './random';
+
+export interface TrainDocument {
+  /** where it came from, for messages */
+  source: string;
+  text: string;
+  /** characters [0, promptChars) are a prompt: no loss on their tokens */
+  promptChars?: number;
+}
+
+/** Text and code files a folder may hold; anything else (binaries, lock files) is skipped. */
+const TEXT_EXTENSIONS = new Set(['.txt', '.md', '.rst', '.ts', '.tsx', '.js', '.jsx', '.mjs', '.cjs', '.py', '.java', '.c', '.h', '.cc', '.cpp', '.hpp', '.cs', '.go', '.rs', '.rb', '.php', '.swift', '.kt', '.scala', '.sh', '.json', '.jsonl', '.yaml', '.yml', '.toml', '.html', '.css', '.sql', '.tex']);
+const SKIPPED_FOLDERS = new Set(['node_modules', '.git', '.hg', '.svn', 'dist', 'out', 'build', '__pycache__', '.venv']);
+/** Files larger than this are skipped in folders (minified bundles, data dumps). */
+const MAX_FOLDER_FILE_BYTES = 4 << 20;
+
+/** Reads every document of a data path: a JSONL file, a text file, or a folder of them. */
+export function readDocuments(dataPath: string): TrainDocument[] {
+  if (!fs.existsSync(dataPath)) throw new InputError(`data ${dataPath} does not exist`);
+  const st = fs.statSync(dataPath);
+  if (st.isDirectory()) {
+    const docs: TrainDocument[] = [];
+    const walk = (dir: string) => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          if (!SKIPPED_FOLDERS.has(entry.name) && !entry.name.startsWith('.')) walk(full);
+        } else if (entry.isFile() && TEXT_EXTENSIONS.has(path.extname(entry.name).toLowerCase()) && fs.statSync(full).size <= MAX_FOLDER_FILE_BYTES) {
+          docs.push(...readFile(full));
+        }
+      }
+    };
+    walk(dataPath);
+    if (docs.length === 0) throw new InputError(`the folder ${dataPath} has no text or code files (${[...TEXT_EXTENSIONS].slice(0, 8).join(', ')}, …)`);
+    return docs;
+  }
+  return readFile(dataPath);
+}
+
+function readFile(file: string): TrainDocument[] {
+  const text = fs.readFileSync(file, 'utf8');
+  if (file.toLowerCase().endsWith('.jsonl')) return parseJsonl(text, file);
+  return text.trim() ? [{ source: file, text }] : [];
+}
+
+/** JSONL: one record per line with a "text" field, or "prompt" and "completion" fields. */
+export function parseJsonl(text: string, source: string): TrainDocument[] {
+  const docs: TrainDocument[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let record: any;
+    try {
+      record = JSON.parse(line);
+    } catch (e) {
+      throw new InputError(`${source}:${i + 1} is not valid JSON (${(e as Error).message})`);
+    }
+    const where = `${source}:${i + 1}`;
+    if (typeof record?.text === 'string') docs.push({ source: where, text: record.text });
+    else if (typeof record?.prompt === 'string' && typeof record?.completion === 'string') {
+      docs.push({ source: where, text: record.prompt + record.completion, promptChars: record.prompt.length });
+    } else throw new InputError(`${where} has neither a "text" string nor "prompt" and "completion" strings`);
+  });
+  return docs;
+}
+
+/** One training window: L input ids, the target of each position (the next token), and which targets count. */
+export interface Window {
+  ids: number[];
+  targets: number[];
+  mask: number[];
+  source: string;
+}
+
+/**
+ * Packs each document into windows of `seqLen` tokens. Consecutive windows overlap by one
+ * token, so every token after the first of a document is a target exactly once; the last
+ * window is padded (padding is never a target).
+ */
+export function packWindows(docs: TrainDocument[], tokenizer: TextTokenizer, seqLen: number): Window[] {
+  if (seqLen < 2) throw new InputError('the sequence length must be at least 2');
+  const windows: Window[] = [];
+  for (const doc of docs) {
+    const enc = tokenizer.encode(doc.text);
+    const ids = enc.ids;
+    if (ids.length < 2) continue;
+    // a token is trained on when it is a completion token (or there is no prompt)
+    const counts = ids.map((_, i) => doc.promptChars === undefined || enc.spans[i][0] >= doc.promptChars);
+    for (let start = 0; start < ids.length - 1; start += seqLen - 1) {
+      const w: Window = { ids: [], targets: [], mask: [], source: doc.source };
+      for (let i = 0; i < seqLen; i++) {
+        const at = start + i;
+        w.ids.push(at < ids.length ? ids[at] : 0);
+        const target = at + 1;
+        const valid = i < seqLen - 1 && target < ids.length && counts[target];
+        w.targets.push(valid ? ids[target] : 0);
+        w.mask.push(valid ? 1 : 0);
+      }
+      if (w.mask.some((m) => m)) windows.push(w);
+    }
+  }
+  return windows;
+}
+
+/** Splits windows into training and held-out sets (about a tenth held out, at most 64). */
+export function splitWindows(windows: Window[], rng: Rng, heldOutFraction = 0.1): { train: Window[]; heldOut: Window[]; shared: boolean } {
+  if (windows.length === 0) throw new InputError('the data has no text to train on (every document is shorter than two tokens)');
+  if (windows.length === 1) return { train: windows, heldOut: windows, shared: true };
+  const order = shuffle(windows.map((_, i) => i), rng);
+  const n = Math.min(64, Math.max(1, Math.round(windows.length * heldOutFraction)));
+  const held = new Set(order.slice(0, n));
+  return { train: windows.filter((_, i) => !held.has(i)), heldOut: windows.filter((_, i) => held.has(i)), shared: false };
+}
