@@ -100,8 +100,6 @@ export function addDistillCommand(program: Command, integer: Parse, positive: (n
         if (barStarted) bar.stop();
         if (e instanceof CancelledError) {
           process.stderr.write('distill-lens: cancelled; no model was written\n');
-          process.exitCode = 130;
-          return;
         }
         throw e;
       } finally {

@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
-import { UsageError } from '../core/errors';
+import { CancelledError, UsageError } from '../core/errors';
 import { DEFAULT_METRIC_OPTIONS, type MetricOptions } from '../core/tokenRows';
 import { InspectEngine } from '../runtime/inspectEngine';
 import { DEVICES, type Device } from '../runtime/device';
@@ -155,6 +155,7 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2;
     }
     const err = e as Error;
+    if (err instanceof CancelledError) return 130; // the command has said so already
     process.stderr.write(`distill-lens: error: ${err.message}\n`);
     if (verbose && err.stack) process.stderr.write(err.stack + '\n');
     return err instanceof UsageError ? 2 : 1;

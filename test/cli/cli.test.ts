@@ -189,3 +189,33 @@ test('an unavailable device falls back to the CPU with a message that says how t
   }
   expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'tpu'), 2, /argument 'tpu' is invalid\. Allowed choices are auto, cpu, cuda, dml/);
 });
+
+test('distill: trains, prints the held-out change and writes the folder; Ctrl-C cancels and writes nothing; bad flags exit 2', async () => {
+  const { teacher, student } = storiesPair();
+  const dir = tempDir();
+  const data = path.join(dir, 'data.txt');
+  fs.writeFileSync(data, `${TEXT}\n\nTom had a big red ball. He liked to throw it high in the sky. One day the ball went over the fence.\n`.repeat(6));
+  const out = path.join(dir, 'out');
+  const ok = cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out, '--steps', '20', '--seq-len', '32', '--loss', 'dkd', '--temperature', '2');
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /forward KL\s+\d/);
+  assert.match(ok.stderr, /distilling .* 20\/20 steps/);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).settings.loss.scaleByT2, true);
+  // Ctrl-C while training
+  const { spawn } = await import('node:child_process');
+  const cancelled = path.join(dir, 'cancelled');
+  const child = spawn(process.execPath, [BIN, 'distill', '--teacher', teacher, '--student', student, '--data', data, '--out', cancelled, '--steps', '100000', '--seq-len', '32'], { env: { ...process.env, NO_COLOR: '1' } });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (/distilling/.test(stderr) && !child.killed) child.kill('SIGINT');
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /cancelled; no model was written/);
+  assert.equal(fs.existsSync(cancelled), false);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['data.txt', 'out'], 'no partial folder');
+  expectError(cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', path.join(dir, 'x'), '--loss', 'kl'), 2, /--loss.*kl.*choices/i);
+  expectError(cli('distill', '--teacher', teacher, '--student', student, '--out', path.join(dir, 'x')), 2, /--data/);
+  expectError(cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out), 2, /already exists and is not empty/);
+});
