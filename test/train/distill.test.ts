@@ -67,7 +67,7 @@ test('LoRA distillation of the 3-layer student lowers held-out forward KL by at 
   const engine = new InspectEngine();
   try {
     const text = storiesText(3, 99).join('\n\n');
-    const req = { teacher, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const };
+    const req = { teacher, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const, maxTokens: 8192 };
     const old = await engine.inspect({ ...req, student });
     const now = await engine.inspect({ ...req, student: out });
     assert.ok(now.summary.mean.fkl < 0.8 * old.summary.mean.fkl, `inspect fkl ${old.summary.mean.fkl} → ${now.summary.mean.fkl}`);
