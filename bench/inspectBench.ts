@@ -12,67 +12,13 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeSafetensors } from '../src/models/safetensors';
+import { GPT2_TOKENIZER, writeGpt2 } from './gpt2Checkpoint';
 import { TextTokenizer } from '../src/models/tokenizer';
 
 const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(ROOT, 'bench-results');
-const GPT2_TOKENIZER = path.resolve(ROOT, '..', 'shared', 'tokenizers', 'gpt2');
 const BIN = path.join(ROOT, 'bin', 'distill-lens.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function writeGpt2(dir: string, layers: number, seed: number, logitScale: number): void {
-  if (fs.existsSync(path.join(dir, 'config.json'))) return;
-  const D = 768;
-  const V = 50257;
-  const P = 1024;
-  const r = rng(seed);
-  // uniform with the given standard deviation (cheaper than Gaussian, same scale)
-  const t = (shape: number[], std: number, mean = 0) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    const half = std * Math.sqrt(3);
-    for (let i = 0; i < n; i++) data[i] = mean + half * (2 * r() - 1);
-    return { shape, data };
-  };
-  const w: Record<string, { shape: number[]; data: Float32Array }> = {
-    'wte.weight': t([V, D], 0.02),
-    'wpe.weight': t([P, D], 0.01),
-    'ln_f.weight': t([D], 0, logitScale),
-    'ln_f.bias': t([D], 0),
-  };
-  for (let l = 0; l < layers; l++) {
-    const p = `h.${l}.`;
-    Object.assign(w, {
-      [p + 'ln_1.weight']: t([D], 0, 1),
-      [p + 'ln_1.bias']: t([D], 0),
-      [p + 'attn.c_attn.weight']: t([D, 3 * D], 0.02),
-      [p + 'attn.c_attn.bias']: t([3 * D], 0),
-      [p + 'attn.c_proj.weight']: t([D, D], 0.02 / Math.sqrt(2 * layers)),
-      [p + 'attn.c_proj.bias']: t([D], 0),
-      [p + 'ln_2.weight']: t([D], 0, 1),
-      [p + 'ln_2.bias']: t([D], 0),
-      [p + 'mlp.c_fc.weight']: t([D, 4 * D], 0.02),
-      [p + 'mlp.c_fc.bias']: t([4 * D], 0),
-      [p + 'mlp.c_proj.weight']: t([4 * D, D], 0.02 / Math.sqrt(2 * layers)),
-      [p + 'mlp.c_proj.bias']: t([D], 0),
-    });
-  }
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'model.safetensors'), w);
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: D, n_layer: layers, n_head: 12, n_positions: P, vocab_size: V, layer_norm_epsilon: 1e-5 }));
-  fs.copyFileSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
-}
 
 /** A text of exactly 512 GPT-2 tokens. */
 function benchText(): { text: string; ids: number[] } {
