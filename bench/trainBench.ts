@@ -30,12 +30,12 @@ function median(xs: number[]): number {
   return s[Math.floor((s.length - 1) / 2)];
 }
 
-async function timeRuns(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches?: string[]): Promise<number> {
-  await session.run(feeds, fetches); // warm-up
+async function timeRuns(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
+  await session.run(feeds); // warm-up
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const t = performance.now();
-    await session.run(feeds, fetches);
+    await session.run(feeds);
     times.push(performance.now() - t);
   }
   return median(times);
@@ -65,7 +65,7 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   const teacher = await LanguageModel.open(await resolveModel(teacherDir), 'cpu');
   const ids = Array.from({ length: L }, (_, i) => (i * 7919) % 50000);
   const teacherTimes: number[] = [];
-  let logits = new Float32Array(0);
+  let logits: Float32Array = new Float32Array(0);
   for (let i = 0; i <= RUNS; i++) {
     const t0 = performance.now();
     logits = (await teacher.forward(ids)).data as Float32Array;
