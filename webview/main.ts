@@ -7,11 +7,12 @@ import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-collapsible/index.js';
 import '@vscode-elements/elements/dist/vscode-divider/index.js';
+import '@vscode-elements/elements/dist/vscode-button/index.js';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKeys';
 import { METRIC_GROUPS } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
 import { scalePosition, scaleRange } from '../src/core/colorScale';
-import type { FromPanel, PanelAnalysis, ToPanel } from '../src/shared/panelProtocol';
+import type { FromPanel, PanelAnalysis, ToPanel, TrainingView } from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
 declare function acquireVsCodeApi(): { postMessage(m: FromPanel): void; getState(): PanelState | undefined; setState(s: PanelState): void };
@@ -22,6 +23,9 @@ interface PanelState {
   metric: MetricKey;
   fixedMax?: number;
   selected: number | null;
+  training?: TrainingView | null;
+  /** with a baseline: colour tokens by the metric itself, or by its change after distillation */
+  colorBy?: 'value' | 'change';
 }
 
 const BANDS = 10;
@@ -46,11 +50,13 @@ function save(): void {
 function render(): void {
   save();
   app.replaceChildren();
+  if (state.training) app.append(trainingSection(state.training));
   const a = state.analysis;
   if (!a || a.rows.length === 0) {
     app.append(el('p', { class: 'empty' }, 'Run ', el('b', {}, 'Distill Lens: Analyze Selection'), ' to see the token heatmap here.'));
     return;
   }
+  const byChange = !!a.baseline && state.colorBy === 'change';
   const metric = state.metric;
   const range = scaleRange(a.rows.map((r) => r[metric]), state.fixedMax);
 
@@ -70,7 +76,22 @@ function render(): void {
   const bar = el('span', { class: 'bar' });
   for (let i = 0; i < BANDS; i++) bar.append(el('span', { class: `heat${i}` }));
   legend.append(bar, el('span', {}, formatNumber(range[1])));
-  app.append(el('div', { class: 'header' }, select, legend), el('div', { class: 'models' }, `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`));
+  const header = el('div', { class: 'header' }, select, byChange ? changeLegend(a, metric) : legend);
+  if (a.baseline) {
+    const colorBy = el('vscode-single-select', { id: 'colorBy', 'aria-label': 'colour by' }) as HTMLElement & { value: string };
+    for (const [v, label] of [['value', 'colour by value'], ['change', 'colour by change']]) {
+      const o = el('vscode-option', { value: v }, label);
+      if ((state.colorBy ?? 'value') === v) o.setAttribute('selected', '');
+      colorBy.append(o);
+    }
+    colorBy.addEventListener('change', () => {
+      if (colorBy.value === (state.colorBy ?? 'value')) return;
+      state.colorBy = colorBy.value as 'value' | 'change';
+      render();
+    });
+    header.append(colorBy);
+  }
+  app.append(header, el('div', { class: 'models' }, `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`));
 
   // heatmap: text between tokens plain, each token span coloured, boundaries visible
   const heat = el('div', { class: 'heatmap', id: 'heatmap' });
@@ -84,7 +105,8 @@ function render(): void {
     if (r.start > at) heat.append(a.text.slice(at, r.start));
     const sharing = order.filter((j) => a.rows[j].start === r.start && a.rows[j].end === r.end);
     const value = Math.max(...sharing.map((j) => a.rows[j][metric]));
-    const span = el('span', { class: `tok heat${band(value, range)}${sharing.includes(state.selected ?? -1) ? ' selected' : ''}`, 'data-row': String(i), title: `${JSON.stringify(r.text)} ${metric} ${formatNumber(value)}`, tabindex: '0' }, a.text.slice(r.start, r.end));
+    const colour = byChange ? changeClass(a, sharing, metric) : `heat${band(value, range)}`;
+    const span = el('span', { class: `tok ${colour}${sharing.includes(state.selected ?? -1) ? ' selected' : ''}`, 'data-row': String(i), title: `${JSON.stringify(r.text)} ${metric} ${formatNumber(value)}`, tabindex: '0' }, a.text.slice(r.start, r.end));
     heat.append(span);
     at = r.end;
   }
@@ -101,11 +123,120 @@ function render(): void {
   });
   app.append(heat);
 
-  if (state.selected !== null && a.rows[state.selected]) app.append(details(a.rows[state.selected], metric));
+  if (state.selected !== null && a.rows[state.selected]) app.append(details(a.rows[state.selected], metric, a.baseline?.rows[state.selected] ?? null));
+  if (a.baseline) app.append(comparison(a, metric));
   app.append(summary(a), histogram(a, metric, range), worst(a, metric));
 }
 
-function details(r: TokenRow, metric: MetricKey): HTMLElement {
+/** after − before of the metric for row i, or undefined when the token has no baseline */
+function delta(a: PanelAnalysis, i: number, metric: MetricKey): number | undefined {
+  const b = a.baseline?.rows[i];
+  return b ? a.rows[i][metric] - b[metric] : undefined;
+}
+
+function maxAbsDelta(a: PanelAnalysis, metric: MetricKey): number {
+  return a.rows.reduce((m, _, i) => Math.max(m, Math.abs(delta(a, i, metric) ?? 0)), 0) || 1;
+}
+
+/** Lower is better for every metric: a fall is "better" (green), a rise "worse" (red), five steps each. */
+function changeClass(a: PanelAnalysis, rows: number[], metric: MetricKey): string {
+  const ds = rows.map((i) => delta(a, i, metric)).filter((d): d is number => d !== undefined);
+  if (ds.length === 0) return 'nochange';
+  const d = ds.reduce((x, y) => (Math.abs(y) > Math.abs(x) ? y : x));
+  const level = Math.min(4, Math.floor((Math.abs(d) / maxAbsDelta(a, metric)) * 5));
+  return d < 0 ? `better${level}` : d > 0 ? `worse${level}` : 'nochange';
+}
+
+function changeLegend(a: PanelAnalysis, metric: MetricKey): HTMLElement {
+  const m = maxAbsDelta(a, metric);
+  const legend = el('div', { class: 'legend', title: `change of ${metric} after distillation: green fell (better), red rose (worse)` });
+  const bar = el('span', { class: 'bar' });
+  for (let i = 4; i >= 0; i--) bar.append(el('span', { class: `better${i}` }));
+  for (let i = 0; i < 5; i++) bar.append(el('span', { class: `worse${i}` }));
+  legend.append(el('span', {}, `−${formatNumber(m)}`), bar, el('span', {}, `+${formatNumber(m)}`));
+  return legend;
+}
+
+function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
+  const box = el('vscode-collapsible', { title: `Before / after distillation: ${metric}`, open: '', id: 'comparison' });
+  const matched = a.rows.map((_, i) => i).filter((i) => a.baseline!.rows[i]);
+  const mean = (f: (i: number) => number) => matched.reduce((s, i) => s + f(i), 0) / Math.max(1, matched.length);
+  const before = mean((i) => a.baseline!.rows[i]![metric]);
+  const after = mean((i) => a.rows[i][metric]);
+  const better = matched.filter((i) => delta(a, i, metric)! < 0).length;
+  const worse = matched.filter((i) => delta(a, i, metric)! > 0).length;
+  const t = el('table', { class: 'metrics' });
+  t.append(
+    el('tr', {}, el('th', {}, ''), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'after'), el('th', { class: 'num' }, 'change')),
+    el('tr', {}, el('td', {}, `mean ${metric}`), el('td', { class: 'num' }, formatNumber(before)), el('td', { class: 'num' }, formatNumber(after)), el('td', { class: 'num' }, `${after - before >= 0 ? '+' : ''}${formatNumber(after - before)}`)),
+  );
+  const lists = el('div', { class: 'sidebyside' });
+  const list = (title: string, order: number[]) => {
+    const ol = el('ol', { class: 'worst' });
+    for (const i of order) {
+      const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(a.rows[i].text));
+      link.addEventListener('click', (e) => {
+        e.preventDefault();
+        state.selected = i;
+        vscode.postMessage({ type: 'revealRow', index: i });
+        render();
+      });
+      const d = delta(a, i, metric)!;
+      ol.append(el('li', {}, link, ` ${d >= 0 ? '+' : ''}${formatNumber(d)}`));
+    }
+    return el('div', {}, el('div', { class: 'bars-title' }, title), ol);
+  };
+  const byDelta = [...matched].sort((x, y) => delta(a, x, metric)! - delta(a, y, metric)!);
+  lists.append(list(`fixed most (${better} tokens fell)`, byDelta.filter((i) => delta(a, i, metric)! < 0).slice(0, 5)), list(`broke most (${worse} tokens rose)`, byDelta.filter((i) => delta(a, i, metric)! > 0).reverse().slice(0, 5)));
+  box.append(el('div', { class: 'models' }, `before: ${a.baseline!.student}`), t, lists);
+  return box;
+}
+
+function trainingSection(t: TrainingView): HTMLElement {
+  const status = { running: 'running', done: 'done', cancelled: 'cancelled', failed: 'failed' }[t.status];
+  const box = el('vscode-collapsible', { title: `Distillation (${status}): ${t.title}`, open: '', id: 'training' });
+  const W = 300;
+  const H = 90;
+  const svgNs = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(svgNs, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('class', 'losschart');
+  svg.setAttribute('role', 'img');
+  const pts = t.points;
+  const losses = pts.map((p) => p.loss);
+  const lo = Math.min(...losses, Infinity);
+  const hi = Math.max(...losses, -Infinity);
+  svg.setAttribute('aria-label', pts.length ? `loss from ${formatNumber(losses[0])} to ${formatNumber(losses[losses.length - 1])} over ${pts.length} of ${t.steps} steps` : 'no steps yet');
+  if (pts.length > 0) {
+    const x = (step: number) => ((step - 1) / Math.max(1, t.steps - 1)) * (W - 4) + 2;
+    const y = (loss: number) => (hi > lo ? (1 - (loss - lo) / (hi - lo)) * (H - 8) + 4 : H / 2);
+    const line = document.createElementNS(svgNs, 'polyline');
+    line.setAttribute('points', pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '));
+    line.setAttribute('class', 'lossline');
+    svg.append(line);
+  }
+  box.append(
+    svg,
+    el('div', { class: 'axis' }, el('span', {}, `loss ${pts.length ? formatNumber(lo) : '–'}…${pts.length ? formatNumber(hi) : '–'}`), el('span', {}, `step ${pts.length ? pts[pts.length - 1].step : 0}/${t.steps}`)),
+    el('div', { class: 'models', id: 'training-message' }, t.message ?? ''),
+  );
+  if (t.heldOut) {
+    const table = el('table', { class: 'metrics' });
+    table.append(el('tr', {}, el('th', {}, 'held-out'), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'after')));
+    for (const [label, k] of [['forward KL', 'fkl'], ['reverse KL', 'rkl'], ['student perplexity', 'studentPerplexity']] as const) {
+      table.append(el('tr', {}, el('td', {}, label), el('td', { class: 'num' }, formatNumber(t.heldOut.before[k])), el('td', { class: 'num' }, formatNumber(t.heldOut.after[k]))));
+    }
+    box.append(table);
+  }
+  if (t.status === 'done') {
+    const use = el('vscode-button', { id: 'use-distilled' }, 'Use as Student and Re-analyse');
+    use.addEventListener('click', () => vscode.postMessage({ type: 'useDistilled' }));
+    box.append(el('div', { class: 'actions' }, use));
+  }
+  return box;
+}
+
+function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, number> | null): HTMLElement {
   const box = el('vscode-collapsible', { title: `Token ${JSON.stringify(r.text)}`, open: '', id: 'details' });
   const bars = (title: string, m: TokenRow['teacher']) => {
     const list = el('div', { class: 'bars' }, el('div', { class: 'bars-title' }, `${title}: p(target) ${formatNumber(m.p)}, rank ${m.rank}`));
@@ -120,8 +251,15 @@ function details(r: TokenRow, metric: MetricKey): HTMLElement {
   };
   const table = el('table', { class: 'metrics' });
   for (const g of METRIC_GROUPS) {
-    table.append(el('tr', {}, el('th', { colspan: '2' }, g.title)));
-    for (const k of g.keys) table.append(el('tr', { class: k === metric ? 'current' : '' }, el('td', { title: METRIC_LABELS[k] }, k), el('td', { class: 'num' }, formatNumber(r[k]))));
+    table.append(el('tr', {}, el('th', { colspan: before ? '4' : '2' }, g.title), ...(before ? [el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'Δ')] : [])));
+    for (const k of g.keys) {
+      const cells = [el('td', { title: METRIC_LABELS[k] }, k), el('td', { class: 'num' }, formatNumber(r[k]))];
+      if (before) {
+        const d = r[k] - before[k];
+        cells.push(el('td', { class: 'num' }, formatNumber(before[k])), el('td', { class: `num ${d < 0 ? 'fell' : d > 0 ? 'rose' : ''}` }, `${d >= 0 ? '+' : ''}${formatNumber(d)}`));
+      }
+      table.append(el('tr', { class: k === metric ? 'current' : '' }, ...cells));
+    }
   }
   box.append(el('div', { class: 'details' }, el('div', { class: 'sidebyside' }, bars('teacher', r.teacher), bars('student', r.student)), table));
   return box;
@@ -180,7 +318,10 @@ window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
   const m = e.data;
   if (m.type === 'showAnalysis') {
     const same = state.analysis && m.analysis && state.analysis.documentName === m.analysis.documentName && state.analysis.rows.length === m.analysis.rows.length;
-    state = { analysis: m.analysis, metric: m.metric, fixedMax: m.fixedMax, selected: same ? state.selected : null };
+    state = { ...state, analysis: m.analysis, metric: m.metric, fixedMax: m.fixedMax, selected: same ? state.selected : null };
+    render();
+  } else if (m.type === 'showTraining') {
+    state.training = m.training;
     render();
   } else if (m.type === 'setMetric') {
     state.metric = m.metric;

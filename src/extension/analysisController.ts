@@ -19,6 +19,8 @@ export interface StoredAnalysis {
   settings: Settings;
   /** the whole document as it was analysed */
   documentText: string;
+  /** the same text analysed with the previous student (after Run Distillation), for before/after */
+  baseline?: StoredAnalysis;
 }
 
 /** Texts per Analyze Document request: about 1500 tokens of prose. */
@@ -131,6 +133,24 @@ export class AnalysisController implements vscode.Disposable {
       this.reportError(e);
       return undefined;
     }
+  }
+
+  /**
+   * Analyses the text of `before` again with the current settings (a new student) and keeps
+   * `before` as the baseline, so the panel shows per token what changed.
+   */
+  async reanalyze(editor: vscode.TextEditor, before: StoredAnalysis): Promise<StoredAnalysis | undefined> {
+    const doc = editor.document;
+    const ranges =
+      doc.getText() === before.documentText
+        ? before.parts.map((p) => new vscode.Range(doc.positionAt(p.baseOffset), doc.positionAt(p.baseOffset + p.text.length)))
+        : documentChunks(doc);
+    const after = await this.analyze(editor, ranges, 'analysing with the distilled student');
+    if (after) {
+      after.baseline = { ...before, baseline: undefined };
+      this.changed.fire(doc.uri);
+    }
+    return after;
   }
 
   reportError(e: unknown): void {

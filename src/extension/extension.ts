@@ -10,18 +10,21 @@ import { PanelProvider } from './panelProvider';
 import { RuntimeHost } from './runtimeHost';
 import { chooseModel } from './modelPicker';
 import { exportReport } from './exportReport';
+import { DistillationRunner, type DistillArgs } from './distillationRunner';
 
 /** What tests reach through `extension.exports`. */
 export interface DistillLensApi {
   controller: AnalysisController;
   panel: PanelProvider;
+  distillation: DistillationRunner;
 }
 
 export function activate(context: vscode.ExtensionContext): DistillLensApi {
   const log = vscode.window.createOutputChannel('Distill Lens', { log: true });
   const runtime = new RuntimeHost(context, log);
   const controller = new AnalysisController(runtime, log);
-  const panel = new PanelProvider(context.extensionUri, controller, log);
+  const distillation = new DistillationRunner(controller, runtime, log);
+  const panel = new PanelProvider(context.extensionUri, controller, distillation, log);
   const activeEditor = () => {
     const editor = vscode.window.activeTextEditor;
     if (!editor) vscode.window.showWarningMessage('Distill Lens: open a text editor first.');
@@ -31,6 +34,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     log,
     runtime,
     controller,
+    distillation,
     panel,
     vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, { webviewOptions: { retainContextWhenHidden: false } }),
     vscode.languages.registerHoverProvider({ pattern: '**' }, new TokenHoverProvider(controller)),
@@ -55,6 +59,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     }),
     vscode.commands.registerCommand('distillLens.chooseTeacher', () => chooseModel('teacher')),
     vscode.commands.registerCommand('distillLens.chooseStudent', () => chooseModel('student')),
+    vscode.commands.registerCommand('distillLens.runDistillation', (args?: DistillArgs) => distillation.run(args ?? {})),
     vscode.commands.registerCommand('distillLens.openPanel', () => vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`)),
     vscode.commands.registerCommand('distillLens.exportReport', async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {
       const editor = activeEditor();
@@ -75,7 +80,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       panel.update();
     }),
   );
-  return { controller, panel };
+  return { controller, panel, distillation };
 }
 
 export function deactivate(): void {}

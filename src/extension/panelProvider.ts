@@ -7,6 +7,8 @@ import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
 import { parseFromPanel, type PanelAnalysis, type ToPanel } from '../shared/panelProtocol';
 import { summarize } from '../core/tokenRows';
+import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
+import type { DistillationRunner } from './distillationRunner';
 import type { AnalysisController, StoredAnalysis } from './analysisController';
 
 export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposable {
@@ -18,8 +20,14 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   /** messages the panel received, newest last (for tests and the log) */
   readonly received: string[] = [];
 
-  constructor(private readonly extensionUri: vscode.Uri, private readonly controller: AnalysisController, private readonly log: vscode.LogOutputChannel) {
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly controller: AnalysisController,
+    private readonly runner: DistillationRunner,
+    private readonly log: vscode.LogOutputChannel,
+  ) {
     this.disposables.push(
+      runner.onDidChange(() => this.post({ type: 'showTraining', training: runner.training })),
       // edits fire this on every keystroke: the panel gets the text and rows once typing pauses
       controller.onDidChange(() => this.updateSoon()),
       vscode.window.onDidChangeActiveTextEditor(() => this.updateSoon()),
@@ -42,17 +50,24 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
           return;
         }
         this.received.push(m.type);
-        if (m.type === 'ready') this.update();
+        if (m.type === 'ready') {
+          this.update();
+          this.post({ type: 'showTraining', training: this.runner.training });
+        } else if (m.type === 'useDistilled') void this.runner.useResult();
         else if (m.type === 'chooseMetric') void vscode.workspace.getConfiguration('distillLens').update('metric', m.metric, vscode.ConfigurationTarget.Global);
         else if (m.type === 'revealRow') void this.reveal(m.index);
       }),
-      view.onDidChangeVisibility(() => view.visible && this.update()),
+      view.onDidChangeVisibility(() => {
+        if (!view.visible) return;
+        this.update();
+        this.post({ type: 'showTraining', training: this.runner.training });
+      }),
     );
   }
 
   /** What the panel currently shows (for tests). */
-  get state(): { uri?: string; rows: number } {
-    return { uri: this.shown?.uri.toString(), rows: this.shown?.analysis.placed.rows.length ?? 0 };
+  get state(): { uri?: string; rows: number; baseline: boolean; training?: string } {
+    return { uri: this.shown?.uri.toString(), rows: this.shown?.analysis.placed.rows.length ?? 0, baseline: !!this.shown?.analysis.baseline, training: this.runner.training?.status };
   }
 
   private post(m: ToPanel): void {
@@ -84,7 +99,21 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     // rows as placed now (edits drop and shift them), with spans in document offsets
     const rows = a.placed.rows.map((p) => ({ ...p.row, start: p.start, end: p.end }));
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === s.uri.toString());
+    let baseline: PanelAnalysis['baseline'];
+    if (a.baseline) {
+      // the same token in both analyses: same place and same target
+      const key = (start: number, end: number, target: number) => `${start}:${end}:${target}`;
+      const before = new Map(a.baseline.placed.rows.map((p) => [key(p.start, p.end, p.row.target), p.row]));
+      baseline = {
+        student: a.baseline.settings.student,
+        rows: rows.map((r) => {
+          const b = before.get(key(r.start, r.end, r.target));
+          return b ? (Object.fromEntries(METRIC_KEYS.map((k) => [k, b[k]])) as Record<MetricKey, number>) : null;
+        }),
+      };
+    }
     return {
+      baseline,
       text: doc?.getText() ?? a.documentText,
       rows,
       summary: summarize(rows, a.settings.metric),

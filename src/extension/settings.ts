@@ -44,3 +44,32 @@ export function readSettings(): Settings {
     colorScaleMaximum: max > 0 ? max : undefined,
   };
 }
+
+/** The distillLens.distill.* settings: defaults of Run Distillation…. */
+export interface DistillSettings {
+  loss: string;
+  steps: number;
+  mode: 'lora' | 'full';
+  learningRate: number;
+  loraRank: number;
+  batchSize: number;
+  sequenceLength: number;
+}
+
+export function readDistillSettings(): DistillSettings {
+  const c = vscode.workspace.getConfiguration('distillLens.distill');
+  const int = (key: string, fallback: number, min: number) => {
+    const v = c.get<number>(key);
+    return typeof v === 'number' && Number.isInteger(v) && v >= min ? v : fallback;
+  };
+  const lr = c.get<number>('learningRate', 5e-4);
+  return {
+    loss: c.get<string>('loss', 'fkl'),
+    steps: int('steps', 100, 1),
+    mode: c.get<string>('mode', 'lora') === 'full' ? 'full' : 'lora',
+    learningRate: typeof lr === 'number' && lr > 0 ? lr : 5e-4,
+    loraRank: int('loraRank', 8, 1),
+    batchSize: int('batchSize', 4, 1),
+    sequenceLength: int('sequenceLength', 128, 2),
+  };
+}

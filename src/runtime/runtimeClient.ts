@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { FromRuntime, ToRuntime } from '../shared/protocol';
 import type { InspectRequest, InspectResult } from './inspectEngine';
+import type { DistillProgress, DistillRequest, RunRecord } from '../train/distill';
 import { CancelledError } from '../core/errors';
 
 export class RuntimeCrashedError extends Error {
@@ -20,9 +21,14 @@ export class RemoteError extends Error {
 }
 
 interface Pending {
-  resolve: (r: InspectResult) => void;
+  resolve: (r: any) => void;
   reject: (e: Error) => void;
-  onProgress?: (message: string, fraction?: number) => void;
+  onProgress?: (message: string, fraction?: number, training?: DistillProgress) => void;
+}
+
+export interface CallOptions {
+  onProgress?: (message: string, fraction?: number, training?: DistillProgress) => void;
+  signal?: AbortSignal;
 }
 
 export interface RuntimeClientOptions {
@@ -71,7 +77,7 @@ export class RuntimeClient {
     if (m.type === 'ready') return;
     const p = this.pending.get(m.id);
     if (!p) return;
-    if (m.type === 'progress') p.onProgress?.(m.message, m.fraction);
+    if (m.type === 'progress') p.onProgress?.(m.message, m.fraction, m.training);
     else if (m.type === 'result') {
       this.pending.delete(m.id);
       p.resolve(m.result);
@@ -87,13 +93,25 @@ export class RuntimeClient {
     for (const p of all) p.reject(e);
   }
 
-  inspect(request: InspectRequest, o: { onProgress?: (message: string, fraction?: number) => void; signal?: AbortSignal } = {}): Promise<InspectResult> {
+  inspect(request: InspectRequest, o: CallOptions = {}): Promise<InspectResult> {
+    return this.call((id) => ({ type: 'inspect', id, request }), o, this.o.cancelGraceMs ?? 2000);
+  }
+
+  /**
+   * A distillation run. Cancelling stops it at the next step; the process is killed only if
+   * a step outlasts the (long) grace period, and the output folder appears atomically either way.
+   */
+  distill(request: DistillRequest, o: CallOptions = {}): Promise<RunRecord> {
+    return this.call((id) => ({ type: 'distill', id, request }), o, Math.max(this.o.cancelGraceMs ?? 2000, 60_000));
+  }
+
+  private call<T>(message: (id: number) => ToRuntime, o: CallOptions, graceMs: number): Promise<T> {
     if (o.signal?.aborted) return Promise.reject(new CancelledError());
     const child = this.ensureProcess();
     const id = this.nextId++;
-    return new Promise<InspectResult>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress: o.onProgress });
-      this.post({ type: 'inspect', id, request });
+      this.post(message(id));
       o.signal?.addEventListener('abort', () => {
         if (!this.pending.has(id)) return;
         this.post({ type: 'cancel', id });
@@ -104,7 +122,7 @@ export class RuntimeClient {
             this.pending.delete(id);
             child.kill('SIGKILL');
           }
-        }, this.o.cancelGraceMs ?? 2000);
+        }, graceMs);
         timer.unref();
       });
     });

@@ -14,6 +14,30 @@ export interface PanelAnalysis {
   teacher: string;
   student: string;
   documentName: string;
+  /**
+   * The same text analysed with the previous student (before a distillation run), per row
+   * of `rows`: its metric values, or null where that token has no counterpart.
+   */
+  baseline?: { student: string; rows: (Record<MetricKey, number> | null)[] };
+}
+
+/** A distillation run as the panel shows it: a live loss chart, then the held-out change. */
+export interface TrainingView {
+  status: 'running' | 'done' | 'cancelled' | 'failed';
+  /** loss, mode and steps, e.g. "fkl · LoRA r8 · 100 steps" */
+  title: string;
+  steps: number;
+  points: { step: number; loss: number }[];
+  message?: string;
+  heldOut?: { before: HeldOutNumbers; after: HeldOutNumbers };
+  /** the new model folder (done) */
+  out?: string;
+}
+
+export interface HeldOutNumbers {
+  fkl: number;
+  rkl: number;
+  studentPerplexity: number;
 }
 
 /** Host → panel: a new analysis (or none, to clear). */
@@ -33,7 +57,12 @@ export interface HighlightRowMessage {
   type: 'highlightRow';
   index: number | null;
 }
-export type ToPanel = ShowAnalysisMessage | SetMetricToPanel | HighlightRowMessage;
+/** Host → panel: the current (or last) distillation run, or none. */
+export interface ShowTrainingMessage {
+  type: 'showTraining';
+  training: TrainingView | null;
+}
+export type ToPanel = ShowAnalysisMessage | SetMetricToPanel | HighlightRowMessage | ShowTrainingMessage;
 
 /** Panel → host: the webview has loaded and wants the current state. */
 export interface PanelReadyMessage {
@@ -49,7 +78,11 @@ export interface ChooseMetricMessage {
   type: 'chooseMetric';
   metric: MetricKey;
 }
-export type FromPanel = PanelReadyMessage | RevealRowMessage | ChooseMetricMessage;
+/** Panel → host: use the distilled student and analyse the same text again. */
+export interface UseDistilledMessage {
+  type: 'useDistilled';
+}
+export type FromPanel = PanelReadyMessage | RevealRowMessage | ChooseMetricMessage | UseDistilledMessage;
 
 /** Returns the message if it is well-formed, else undefined (and the host ignores it). */
 export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefined {
@@ -58,6 +91,8 @@ export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefi
   switch (msg.type) {
     case 'ready':
       return { type: 'ready' };
+    case 'useDistilled':
+      return { type: 'useDistilled' };
     case 'revealRow':
       return Number.isInteger(msg.index) && (msg.index as number) >= 0 && (msg.index as number) < rowCount ? { type: 'revealRow', index: msg.index as number } : undefined;
     case 'chooseMetric':

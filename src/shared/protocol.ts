@@ -3,12 +3,19 @@
  * message says who sends it. No vscode, no DOM.
  */
 import type { InspectRequest, InspectResult } from '../runtime/inspectEngine';
+import type { DistillProgress, DistillRequest, RunRecord } from '../train/distill';
 
 /** Client → model process: analyse a text. */
 export interface InspectMessage {
   type: 'inspect';
   id: number;
   request: InspectRequest;
+}
+/** Client → model process: run a distillation fine-tune. */
+export interface DistillMessage {
+  type: 'distill';
+  id: number;
+  request: DistillRequest;
 }
 /** Client → model process: stop request `id` as soon as possible. */
 export interface CancelMessage {
@@ -19,7 +26,7 @@ export interface CancelMessage {
 export interface ShutdownMessage {
   type: 'shutdown';
 }
-export type ToRuntime = InspectMessage | CancelMessage | ShutdownMessage;
+export type ToRuntime = InspectMessage | DistillMessage | CancelMessage | ShutdownMessage;
 
 /** Model process → client: progress of request `id`. */
 export interface ProgressMessage {
@@ -27,12 +34,14 @@ export interface ProgressMessage {
   id: number;
   message: string;
   fraction?: number;
+  /** a distillation's step, loss and speed */
+  training?: DistillProgress;
 }
 /** Model process → client: the answer to request `id`. */
 export interface ResultMessage {
   type: 'result';
   id: number;
-  result: InspectResult;
+  result: InspectResult | RunRecord;
 }
 /** Model process → client: request `id` failed; `name` keeps the error's class for the client. */
 export interface ErrorMessage {

@@ -41,7 +41,7 @@ test('activates without loading ONNX Runtime, and registers every command', asyn
   const loaded = Object.keys(require.cache).filter((k) => k.includes('onnxruntime'));
   assert.deepEqual(loaded, [], 'ONNX Runtime is not loaded in the extension host');
   const commands = (await vscode.commands.getCommands(true)).filter((c) => c.startsWith('distillLens.'));
-  for (const c of ['analyzeSelection', 'analyzeDocument', 'clear', 'chooseMetric', 'chooseTeacher', 'chooseStudent', 'openPanel', 'exportReport']) {
+  for (const c of ['analyzeSelection', 'analyzeDocument', 'clear', 'chooseMetric', 'chooseTeacher', 'chooseStudent', 'openPanel', 'exportReport', 'runDistillation']) {
     assert.ok(commands.includes(`distillLens.${c}`), `command distillLens.${c}`);
   }
 });
@@ -148,6 +148,39 @@ test('a bad model folder gives a clear error and keeps the previous analysis', a
     assert.equal(api.controller.get(editor.document.uri)!.placed.rows.length, rowsBefore);
   } finally {
     await config().update('teacher', good, vscode.ConfigurationTarget.Global);
+  }
+});
+
+test('Run Distillation on the selection: live loss in the panel, the new student used, before/after per token', async () => {
+  const editor = await openStory();
+  const doc = editor.document;
+  editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(doc.getText().length));
+  assert.ok(await vscode.commands.executeCommand('distillLens.analyzeSelection'), 'analysed before');
+  const student = config().get<string>('student')!;
+  const out = path.join(workspace, 'distilled-student');
+  try {
+    const record = await vscode.commands.executeCommand<{ lossCurve: unknown[]; heldOut: { before: { fkl: number }; after: { fkl: number } } }>('distillLens.runDistillation', {
+      data: { selection: true },
+      loss: 'fkl',
+      steps: 20,
+      out,
+      useResult: true,
+    });
+    assert.ok(record, `distillation ran (${api.controller.lastError ?? ''})`);
+    assert.equal(record.lossCurve.length, 20);
+    assert.ok(record.heldOut.after.fkl < record.heldOut.before.fkl, 'the fine-tune lowered fkl on its own text');
+    const training = api.distillation.training!;
+    assert.equal(training.status, 'done');
+    assert.equal(training.points.length, 20, 'every step reached the panel');
+    assert.ok(fs.existsSync(path.join(out, 'run.json')) && fs.existsSync(path.join(out, 'onnx', 'model.onnx')));
+    assert.equal(config().get('student'), out, 'the new student is used');
+    const after = api.controller.get(doc.uri)!;
+    assert.equal(after.settings.student, out);
+    assert.equal(after.baseline?.settings.student, student, 'the previous analysis is kept as the baseline');
+    await vscode.commands.executeCommand('distillLens.openPanel');
+    await until('the panel shows before/after', () => api.panel.state.baseline && api.panel.state.training === 'done');
+  } finally {
+    await config().update('student', student, vscode.ConfigurationTarget.Global);
   }
 });
 

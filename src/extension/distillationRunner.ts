@@ -1,0 +1,260 @@
+/**
+ * Run Distillation…: asks for the data, the loss and the number of steps (the rest from
+ * settings), runs the fine-tune in the model process with a cancellable progress
+ * notification and a live loss chart in the panel, then offers to use the new student and
+ * analyse the same text again, so the panel shows per token what changed.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { CancelledError } from '../core/errors';
+import { formatNumber } from '../core/formatNumber';
+import { LOSS_KEYS, type LossKey } from '../train/losses';
+import type { DistillRequest, RunRecord } from '../train/distill';
+import type { TrainingView } from '../shared/panelProtocol';
+import type { AnalysisController } from './analysisController';
+import type { RuntimeHost } from './runtimeHost';
+import { readDistillSettings, readSettings } from './settings';
+
+const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
+  fkl: 'forward KL, classic word-level KD',
+  rkl: 'reverse KL (MiniLLM)',
+  jeffreys: '½ (forward + reverse KL)',
+  jsd: 'Jensen–Shannon',
+  gjsd: "generalised JSD with β (TRL's GKD)",
+  tvd: 'total variation',
+  skl: 'skew KL with α (DistiLLM)',
+  srkl: 'skew reverse KL with α (DistiLLM)',
+  akl: 'adaptive KL, head/tail weighted (Wu et al. 2024)',
+  dkd: 'decoupled KD: α·tckd + β·nckd, × T²',
+  atkd: 'adaptive teaching KD (easy/hard tokens)',
+  ce: 'cross-entropy on the text only (plain fine-tune)',
+};
+
+/** Arguments that skip the questions (tests, keybindings). */
+export interface DistillArgs {
+  data?: { selection: true } | { currentFile: true } | { path: string };
+  loss?: LossKey;
+  steps?: number;
+  out?: string;
+  /** switch to the new student and re-analyse without asking */
+  useResult?: boolean;
+}
+
+export class DistillationRunner implements vscode.Disposable {
+  private view: TrainingView | null = null;
+  private readonly changed = new vscode.EventEmitter<void>();
+  readonly onDidChange = this.changed.event;
+  /** the last finished run: its output folder and the analysis to compare against */
+  last?: { out: string; record: RunRecord; document?: vscode.Uri };
+  running = false;
+
+  constructor(private readonly controller: AnalysisController, private readonly runtime: RuntimeHost, private readonly log: vscode.LogOutputChannel) {}
+
+  get training(): TrainingView | null {
+    return this.view;
+  }
+
+  private show(v: TrainingView | null): void {
+    this.view = v;
+    this.changed.fire();
+  }
+
+  async run(args: DistillArgs = {}): Promise<RunRecord | undefined> {
+    if (this.running) {
+      vscode.window.showWarningMessage('Distill Lens: a distillation is already running.');
+      return undefined;
+    }
+    const settings = readSettings();
+    const ds = readDistillSettings();
+    if (!settings.teacher || !settings.student) {
+      void vscode.window.showErrorMessage(`Distill Lens: choose a teacher and a student first.`, 'Choose Teacher…', 'Choose Student…').then((pick) => {
+        if (pick) void vscode.commands.executeCommand(pick === 'Choose Teacher…' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent');
+      });
+      return undefined;
+    }
+    if (!fs.existsSync(settings.student) || !fs.statSync(settings.student).isDirectory()) {
+      void vscode.window.showErrorMessage(`Distill Lens: distillation trains a local checkpoint folder (config.json + model.safetensors); the student "${settings.student}" is not a local folder.`, 'Choose Student…').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('distillLens.chooseStudent');
+      });
+      return undefined;
+    }
+    const editor = vscode.window.activeTextEditor;
+    const data = args.data ?? (await this.askData(editor));
+    if (!data) return undefined;
+    const loss = args.loss ?? (await this.askLoss(ds.loss));
+    if (!loss) return undefined;
+    const steps = args.steps ?? (await this.askSteps(ds.steps));
+    if (!steps) return undefined;
+    const out = args.out ?? (await this.askOut(settings.student, loss));
+    if (!out) return undefined;
+
+    let documents: DistillRequest['data'];
+    if ('path' in data) documents = { path: data.path };
+    else if (!editor) {
+      vscode.window.showWarningMessage('Distill Lens: open a text editor first.');
+      return undefined;
+    } else if ('selection' in data) {
+      const texts = editor.selections.filter((s) => !s.isEmpty).map((s) => editor.document.getText(s));
+      if (texts.length === 0) {
+        vscode.window.showWarningMessage('Distill Lens: select the text to train on first.');
+        return undefined;
+      }
+      documents = { documents: texts.map((text, i) => ({ source: `${editor.document.uri.path.split('/').pop()} selection ${i + 1}`, text })) };
+    } else documents = { documents: [{ source: editor.document.uri.path.split('/').pop() ?? 'document', text: editor.document.getText() }] };
+
+    const request: DistillRequest = {
+      teacher: settings.teacher,
+      student: settings.student,
+      data: documents,
+      loss: { key: loss, temperature: settings.options.temperature, ...(loss === 'gjsd' ? { beta: settings.options.beta } : {}), ...(loss === 'skl' || loss === 'srkl' ? { alpha: settings.options.alpha } : {}) },
+      mode: ds.mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank: ds.loraRank, alpha: 2 * ds.loraRank },
+      steps,
+      lr: ds.learningRate,
+      batchSize: ds.batchSize,
+      seqLen: ds.sequenceLength,
+      seed: 0,
+      device: settings.device,
+      out,
+      allowRemote: settings.allowRemoteModels,
+      hubCacheDir: settings.hubCacheDir,
+    };
+    const title = `${loss} · ${ds.mode === 'full' ? 'full fine-tune' : `LoRA r${ds.loraRank}`} · ${steps} steps`;
+    const view: TrainingView = { status: 'running', title, steps, points: [], message: 'starting' };
+    this.show(view);
+    void vscode.commands.executeCommand('distillLens.openPanel');
+    this.running = true;
+    const compareWith = editor?.document.uri;
+    try {
+      const record = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Distill Lens: distilling (${title})`, cancellable: true },
+        async (progress, token) => {
+          const abort = new AbortController();
+          token.onCancellationRequested(() => abort.abort());
+          let lastFraction = 0;
+          let lastPost = 0;
+          return this.runtime.get().distill(request, {
+            signal: abort.signal,
+            onProgress: (message, fraction, training) => {
+              if (training?.step !== undefined && training.loss !== undefined) {
+                view.points.push({ step: training.step, loss: training.loss });
+                view.message = `step ${training.step}/${training.steps} · loss ${formatNumber(training.loss)} · ${Math.round(training.tokensPerSecond ?? 0)} tokens/s · ${Math.round(training.secondsLeft ?? 0)} s left`;
+              } else view.message = message;
+              const increment = fraction !== undefined ? Math.max(0, (fraction - lastFraction) * 100) : 0;
+              if (fraction !== undefined) lastFraction = fraction;
+              progress.report({ message: view.message, increment });
+              // the chart redraws at most five times a second
+              if (performance.now() - lastPost > 200 || training?.step === training?.steps) {
+                lastPost = performance.now();
+                this.show(view);
+              }
+            },
+          });
+        },
+      );
+      view.status = 'done';
+      view.heldOut = { before: record.heldOut.before, after: record.heldOut.after };
+      view.out = out;
+      const change = record.heldOut.fklChange * 100;
+      view.message = `held-out forward KL ${formatNumber(record.heldOut.before.fkl)} → ${formatNumber(record.heldOut.after.fkl)} (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`;
+      this.show(view);
+      this.last = { out, record, document: compareWith };
+      this.log.info(`distillation written to ${out}: ${view.message}`);
+      for (const m of record.messages) this.log.warn(m);
+      if (args.useResult) await this.useResult();
+      else {
+        void vscode.window.showInformationMessage(`Distill Lens: ${view.message}. New student: ${out}`, 'Use as Student and Re-analyse', 'Open run.json').then((pick) => {
+          if (pick === 'Use as Student and Re-analyse') void this.useResult();
+          else if (pick === 'Open run.json') void vscode.window.showTextDocument(vscode.Uri.file(path.join(out, 'run.json')));
+        });
+      }
+      return record;
+    } catch (e) {
+      const cancelled = e instanceof CancelledError || (e as Error)?.name === 'CancelledError';
+      view.status = cancelled ? 'cancelled' : 'failed';
+      view.message = cancelled ? 'cancelled: no model was written' : (e as Error).message;
+      this.show(view);
+      if (cancelled) this.log.info('distillation cancelled');
+      else this.controller.reportError(e);
+      return undefined;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Sets the last run's output as the student and analyses the compared text again. */
+  async useResult(): Promise<void> {
+    const last = this.last;
+    if (!last) {
+      vscode.window.showWarningMessage('Distill Lens: no distillation has finished in this window yet.');
+      return;
+    }
+    await vscode.workspace.getConfiguration('distillLens').update('student', last.out, vscode.ConfigurationTarget.Global);
+    const editor = last.document ? vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === last.document!.toString()) ?? vscode.window.activeTextEditor : vscode.window.activeTextEditor;
+    const before = editor && this.controller.get(editor.document.uri);
+    if (!editor || !before) {
+      vscode.window.showInformationMessage(`Distill Lens: the student is now ${last.out}. Analyse some text to see it.`);
+      return;
+    }
+    await this.controller.reanalyze(editor, before);
+  }
+
+  private async askData(editor: vscode.TextEditor | undefined): Promise<DistillArgs['data']> {
+    type Item = vscode.QuickPickItem & { pick: 'selection' | 'file' | 'folder' | 'jsonl' };
+    const items: Item[] = [];
+    const hasSelection = editor?.selections.some((s) => !s.isEmpty);
+    if (hasSelection) items.push({ label: '$(selection) The selection', description: `${editor!.selections.filter((s) => !s.isEmpty).reduce((n, s) => n + editor!.document.getText(s).length, 0)} characters`, pick: 'selection' });
+    if (editor) items.push({ label: '$(file) The current file', description: editor.document.uri.path.split('/').pop(), pick: 'file' });
+    items.push({ label: '$(folder) A folder of text or code files…', pick: 'folder' }, { label: '$(json) A JSONL file…', description: '{"text"} or {"prompt", "completion"} records', pick: 'jsonl' });
+    const choice = await vscode.window.showQuickPick(items, { title: 'Distill Lens: train on which text? (1/3)', placeHolder: 'the data the student learns the teacher on' });
+    if (!choice) return undefined;
+    if (choice.pick === 'selection') return { selection: true };
+    if (choice.pick === 'file') return { currentFile: true };
+    const uris = await vscode.window.showOpenDialog(
+      choice.pick === 'folder'
+        ? { canSelectFolders: true, canSelectFiles: false, openLabel: 'Train on this folder', title: 'Distill Lens: training data folder' }
+        : { canSelectFolders: false, canSelectFiles: true, filters: { JSONL: ['jsonl'] }, openLabel: 'Train on this file', title: 'Distill Lens: training data (JSONL)' },
+    );
+    return uris?.[0] ? { path: uris[0].fsPath } : undefined;
+  }
+
+  private async askLoss(preferred: string): Promise<LossKey | undefined> {
+    const keys = [...LOSS_KEYS].sort((a, b) => Number(b === preferred) - Number(a === preferred));
+    const pick = await vscode.window.showQuickPick(
+      keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k] })),
+      { title: 'Distill Lens: loss (2/3)', placeHolder: `default from distillLens.distill.loss: ${preferred}` },
+    );
+    return pick?.label as LossKey | undefined;
+  }
+
+  private async askSteps(preferred: number): Promise<number | undefined> {
+    const v = await vscode.window.showInputBox({
+      title: 'Distill Lens: training steps (3/3)',
+      value: String(preferred),
+      prompt: 'Each step trains on a batch of windows (distillLens.distill.batchSize × sequenceLength tokens).',
+      validateInput: (s) => (/^\d+$/.test(s.trim()) && Number(s) >= 1 ? undefined : 'a whole number of steps, at least 1'),
+    });
+    return v ? Number(v.trim()) : undefined;
+  }
+
+  private async askOut(student: string, loss: string): Promise<string | undefined> {
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const suggested = `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
+    const v = await vscode.window.showInputBox({
+      title: 'Distill Lens: where to write the distilled student',
+      value: suggested,
+      prompt: 'A new folder; the input models are never changed.',
+      validateInput: (s) => {
+        const dir = s.trim();
+        if (!dir) return 'a folder path';
+        if (!fs.existsSync(dir)) return undefined;
+        return !fs.statSync(dir).isDirectory() || fs.readdirSync(dir).length > 0 ? 'this exists and is not an empty folder: choose a new one' : undefined;
+      },
+    });
+    return v?.trim() || undefined;
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}
