@@ -228,7 +228,8 @@ function trainingSection(t: TrainingView): HTMLElement {
     }
     box.append(table);
   }
-  if (t.status === 'done') {
+  if (t.status === 'done' && t.used) box.append(el('div', { class: 'models' }, `now the student: ${t.out}`));
+  else if (t.status === 'done') {
     const use = el('vscode-button', { id: 'use-distilled' }, 'Use as Student and Re-analyse');
     use.addEventListener('click', () => vscode.postMessage({ type: 'useDistilled' }));
     box.append(el('div', { class: 'actions' }, use));
@@ -251,7 +252,7 @@ function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, numbe
   };
   const table = el('table', { class: 'metrics' });
   for (const g of METRIC_GROUPS) {
-    table.append(el('tr', {}, el('th', { colspan: before ? '4' : '2' }, g.title), ...(before ? [el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'Δ')] : [])));
+    table.append(el('tr', {}, el('th', { colspan: before ? '1' : '2' }, g.title), ...(before ? [el('th', { class: 'num' }, 'now'), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'Δ')] : [])));
     for (const k of g.keys) {
       const cells = [el('td', { title: METRIC_LABELS[k] }, k), el('td', { class: 'num' }, formatNumber(r[k]))];
       if (before) {

@@ -190,6 +190,10 @@ export class DistillationRunner implements vscode.Disposable {
       return;
     }
     await vscode.workspace.getConfiguration('distillLens').update('student', last.out, vscode.ConfigurationTarget.Global);
+    if (this.view?.out === last.out) {
+      this.view.used = true;
+      this.show(this.view);
+    }
     const editor = last.document ? vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === last.document!.toString()) ?? vscode.window.activeTextEditor : vscode.window.activeTextEditor;
     const before = editor && this.controller.get(editor.document.uri);
     if (!editor || !before) {

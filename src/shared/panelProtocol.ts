@@ -32,6 +32,8 @@ export interface TrainingView {
   heldOut?: { before: HeldOutNumbers; after: HeldOutNumbers };
   /** the new model folder (done) */
   out?: string;
+  /** the new model is now the student */
+  used?: boolean;
 }
 
 export interface HeldOutNumbers {

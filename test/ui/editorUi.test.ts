@@ -2,7 +2,7 @@
  * The UI as a person sees it: the extension installed in code-server (its folder linked into
  * the extensions directory), driven through Chromium: Analyze Selection from the command
  * palette, a hover over a token, the panel's heatmap, the heatmap in light and high-contrast
- * themes, Analyze Document cancelled from its notification, Choose Student
+ * themes, Run Distillation with its before/after view, Analyze Document cancelled from its notification, Choose Student
  * with a folder from the open dialog and Choose Teacher with a hub id. Screenshots go to test-results/ui/.
  */
 import { test } from 'node:test';
@@ -23,6 +23,7 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
   const { teacher, student } = storiesPair();
   const workspace = tempDir('distill-lens-ui-ws-');
   fs.writeFileSync(path.join(workspace, 'story.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n');
+  fs.writeFileSync(path.join(workspace, 'long.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(12_000));
   const extensionsDir = path.join(tempDir('distill-lens-ui-ext-'), 'extensions');
   fs.mkdirSync(extensionsDir, { recursive: true });
   fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
@@ -103,6 +104,31 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
     await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
 
+    // Run Distillation… on the story from the palette: the loss chart fills in, then the new
+    // student analyses the same text and the panel colours each token by its change
+    await lines.click();
+    await page.keyboard.press('Control+A');
+    await palette('Distill Lens: Run Distillation…');
+    const quick = page.locator('.quick-input-widget input');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
+    await quick.fill('jsd');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Jensen' }).first().click();
+    await quick.fill('20');
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    await page.keyboard.press('Enter'); // the suggested output folder beside the student
+    const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
+    await done.waitFor({ timeout: 120_000 });
+    assert.match(await frame.locator('#training').getAttribute('title') ?? '', /done/);
+    await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
+    await frame.locator('#comparison').waitFor({ timeout: 60_000 });
+    await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
+    await frame.locator('#heatmap .tok.better0, #heatmap .tok.better1, #heatmap .tok.better2, #heatmap .tok.better3, #heatmap .tok.better4').first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Control+Home');
+    await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });
+
     // the same heatmap in the light and high-contrast themes, picked from the palette
     for (const [theme, themeClass, shot] of [['Light Modern', 'vs', 'heatmap-light.png'], ['Dark High Contrast', 'hc-black', 'heatmap-high-contrast.png']]) {
       await palette('Preferences: Color Theme');
@@ -115,7 +141,6 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     }
 
     // Analyze Document on a long file, cancelled from the progress notification's Cancel button
-    fs.writeFileSync(path.join(workspace, 'long.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(12_000));
     await page.keyboard.press('Control+P');
     await page.locator('.quick-input-widget input').fill('long.txt');
     await page.locator('.quick-input-list .monaco-list-row', { hasText: 'long.txt' }).first().click();
