@@ -38,6 +38,7 @@ export function addDistillCommand(program: Command, integer: Parse, positive: (n
     .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), 128)
     .option('--seed <N>', 'seed for initialisation and data order (CPU runs repeat exactly)', integer('--seed', 0), 0)
     .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
+    .option('--teacher-top-k <K>', "give the loss only the teacher's K most probable tokens (plus the target) and one bucket for the rest: less memory for large vocabularies", integer('--teacher-top-k', 1))
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
     .option('--quiet', 'no progress bar')
     .option('--verbose', 'print stack traces')
@@ -71,6 +72,7 @@ export function addDistillCommand(program: Command, integer: Parse, positive: (n
             seqLen: o.seqLen,
             seed: o.seed,
             device: o.device as Device,
+            teacherTopK: o.teacherTopK,
             allowRemote: !!o.allowRemote,
           },
           {

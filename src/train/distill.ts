@@ -22,6 +22,7 @@ import { seededRandom, shuffle } from './random';
 import { buildStepGraph, DEFAULT_OPTIMIZER, learningRate, names, type OptimizerSpec } from './stepGraph';
 import { defaultLoraTargets, type TrainMode } from './trainableWeights';
 import { writeDistilledStudent } from './studentOutput';
+import { teacherBuckets, type TeacherBuckets } from './teacherBuckets';
 
 export interface DistillRequest {
   teacher: string;
@@ -40,6 +41,8 @@ export interface DistillRequest {
   seqLen: number;
   seed: number;
   device?: Device;
+  /** give the loss only the teacher's top-k tokens (plus the target) and one bucket for the rest */
+  teacherTopK?: number;
   out: string;
   allowRemote?: boolean;
   hubCacheDir?: string;
@@ -139,7 +142,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   const L = req.seqLen;
   const B = req.batchSize;
   const cache = new Map<Window, Float32Array>();
-  const cacheable = windows.length * L * vocab * 4 <= TEACHER_CACHE_BYTES;
+  // with teacher top-k only the held-out windows' full logits are kept (evaluation needs them)
+  const cacheable = (req.teacherTopK ? split.heldOut.length : windows.length) * L * vocab * 4 <= TEACHER_CACHE_BYTES;
+  const bucketCache = new Map<Window, TeacherBuckets>();
+  const heldOutSet = new Set(split.heldOut);
   const teacherLogits = async (w: Window): Promise<Float32Array> => {
     const hit = cache.get(w);
     if (hit) return hit;
@@ -148,8 +154,16 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     if (out.vocab !== vocab) throw new ModelLoadError(`the teacher's logits have ${out.vocab} entries, the student's vocabulary ${vocab}: they do not share a vocabulary`);
     const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
     teacherSeconds += (performance.now() - t) / 1000;
-    if (cacheable) cache.set(w, data);
+    if (cacheable && (!req.teacherTopK || heldOutSet.has(w))) cache.set(w, data);
     return data;
+  };
+  const teacherTopK = async (w: Window, k: number): Promise<TeacherBuckets> => {
+    let b = bucketCache.get(w);
+    if (!b) {
+      b = teacherBuckets(await teacherLogits(w), L, vocab, w.targets, k, req.loss.temperature);
+      bucketCache.set(w, b);
+    }
+    return b;
   };
 
   // graphs
@@ -161,7 +175,9 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   const optimizer: OptimizerSpec = { ...DEFAULT_OPTIMIZER, ...req.optimizer };
   const weights = new WeightSource(student.weightFiles!.map(readSafetensors), arch === 'gpt2' ? ['', 'transformer.'] : ['']);
   report({ phase: 'prepare', message: 'building the training graph' });
-  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed };
+  const topK = req.teacherTopK;
+  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1 || topK + 1 >= vocab)) throw new UsageError(`--teacher-top-k must be a whole number from 1 to ${vocab - 2}`);
+  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed, teacherTopK: topK };
   const step = buildStepGraph({ ...spec, purpose: 'step' });
   const evalGraph = buildStepGraph({ ...spec, purpose: 'eval' });
   if (step.params.length === 0) throw new UsageError(`no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`);
@@ -175,11 +191,16 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   let values: Float32Array[] = params.map((p) => p.init);
   let states: Record<string, Float32Array[]> = Object.fromEntries(step.stateNames.map((s) => [s, params.map((p) => new Float32Array(p.init.length))]));
 
-  const batchFeeds = async (batch: Window[]): Promise<Record<string, ort.Tensor>> => {
+  /** the batch's inputs; the teacher as full logits (evaluation, or no top-k) or as top-k buckets */
+  const batchFeeds = async (batch: Window[], forEval = false): Promise<Record<string, ort.Tensor>> => {
     const ids = new BigInt64Array(B * L);
     const targets = new BigInt64Array(B * L);
     const mask = new Float32Array(B * L);
-    const teacherBuf = new Float32Array(B * L * vocab);
+    const k = forEval ? undefined : topK;
+    const teacherBuf = k ? undefined : new Float32Array(B * L * vocab);
+    const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined;
+    const topLogprobs = k ? new Float32Array(B * L * (k + 2)) : undefined;
+    const topTarget = k ? new BigInt64Array(B * L) : undefined;
     for (let b = 0; b < B; b++) {
       const w = batch[b];
       if (!w) continue; // an all-masked filler row
@@ -188,14 +209,23 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         targets[b * L + i] = BigInt(w.targets[i]);
         mask[b * L + i] = w.mask[i];
       }
-      teacherBuf.set(await teacherLogits(w), b * L * vocab);
+      if (k) {
+        const buckets = await teacherTopK(w, k);
+        topIds!.set(buckets.ids, b * L * (k + 1));
+        topLogprobs!.set(buckets.logprobs, b * L * (k + 2));
+        topTarget!.set(buckets.target, b * L);
+      } else teacherBuf!.set(await teacherLogits(w), b * L * vocab);
     }
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [B, L]),
       targets: new ort.Tensor('int64', targets, [B * L, 1]),
       mask: new ort.Tensor('float32', mask, [B * L]),
-      teacher_logits: new ort.Tensor('float32', teacherBuf, [B, L, vocab]),
     };
+    if (k) {
+      feeds.teacher_topk_ids = new ort.Tensor('int64', topIds!, [B * L, k + 1]);
+      feeds.teacher_topk_logprobs = new ort.Tensor('float32', topLogprobs!, [B * L, k + 2]);
+      feeds.teacher_topk_target = new ort.Tensor('int64', topTarget!, [B * L, 1]);
+    } else feeds.teacher_logits = new ort.Tensor('float32', teacherBuf!, [B, L, vocab]);
     params.forEach((p, i) => (feeds[p.name] = new ort.Tensor('float32', values[i], p.shape)));
     return feeds;
   };
@@ -205,7 +235,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     for (let i = 0; i < split.heldOut.length; i += B) {
       checkCancel();
       report({ phase: 'evaluate', message: `held-out evaluation ${label}: ${Math.min(i + B, split.heldOut.length)}/${split.heldOut.length} windows` });
-      const out = await evalSession.run(await batchFeeds(split.heldOut.slice(i, i + B)));
+      const out = await evalSession.run(await batchFeeds(split.heldOut.slice(i, i + B), true));
       fkl += Number(out.fkl.data[0]);
       rkl += Number(out.rkl.data[0]);
       nll += Number(out.nll.data[0]);
@@ -278,6 +308,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         seqLen: L,
         seed: req.seed,
         device,
+        teacherTopK: topK ?? null,
         data: 'path' in req.data ? req.data.path : `${documents.length} document(s) from the editor`,
       },
       data: { documents: documents.length, trainWindows: split.train.length, heldOutWindows: split.heldOut.length, heldOutIsTrainingData: split.shared, trainTokens: trainedTokens },

@@ -34,8 +34,15 @@ export function resolvedLossOptions(o: LossOptions): Required<LossOptions> {
 export interface LossInputs {
   /** student logits [M, V] (trainable path) */
   student: string;
-  /** teacher logits [M, V] */
+  /** teacher logits [M, V]; or, with `buckets`, unused */
   teacher: string;
+  /**
+   * Teacher top-k mode: the teacher is given only as log-probabilities (at the loss
+   * temperature) of K chosen ids, always including the target, plus one last bucket for the
+   * remaining mass. Every KD loss is then computed over these K + 1 buckets, with the
+   * student's probabilities bucketed the same way.
+   */
+  buckets?: { ids: string; logprobs: string; k: number; target: string };
   /** target ids [M, 1] int64 */
   targets: string;
   /** 1 for a valid target, 0 for padding and prompt tokens: [M] */
@@ -96,14 +103,43 @@ class LossBuilder {
     return this.g.scalar(v);
   }
 
+  /** width of the distributions the KD losses compare: the vocabulary, or K + 1 buckets */
+  private get width(): number {
+    return this.x.buckets ? this.x.buckets.k + 1 : this.x.vocab;
+  }
+
+  /** the target's index in the compared distributions */
+  private get target(): string {
+    return this.x.buckets ? this.x.buckets.target : this.x.targets;
+  }
+
+  private studentLogSoftmax(T: number): string {
+    const scale = (z: string) => (T === 1 ? z : this.op('Div', [z, this.s(T)]));
+    return this.op('LogSoftmax', [scale(this.x.student)], { axis: -1 });
+  }
+
   /** log-softmax of both models at temperature T, and the probabilities */
   distributions(T: number): Distributions {
     const hit = this.cache.get(T);
     if (hit) return hit;
-    const scale = (z: string) => (T === 1 ? z : this.op('Div', [z, this.s(T)]));
-    const lt = this.op('LogSoftmax', [scale(this.x.teacher)], { axis: -1 });
-    const ls = this.op('LogSoftmax', [scale(this.x.student)], { axis: -1 });
-    const d = { lt, ls, p: this.op('Exp', [lt]), q: this.op('Exp', [ls]) };
+    let d: Distributions;
+    const b = this.x.buckets;
+    if (b) {
+      // the student's mass on the teacher's chosen ids, and on everything else as one bucket
+      const { rows, vocab } = this.x;
+      const full = this.studentLogSoftmax(T);
+      const chosen = this.op('GatherElements', [full, b.ids], { axis: 1 });
+      const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [1] } });
+      const zeros = this.op('ConstantOfShape', [this.g.ints([rows, b.k])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+      const others = this.op('ScatterElements', [ones, b.ids, zeros], { axis: 1 });
+      const rest = this.rowSumKeep(this.op('Mul', [this.op('Exp', [full]), others]));
+      const ls = this.op('Concat', [chosen, this.op('Log', [this.op('Max', [rest, this.s(TINY)])])], { axis: 1 });
+      d = { lt: b.logprobs, ls, p: this.op('Exp', [b.logprobs]), q: this.op('Exp', [ls]) };
+    } else {
+      const lt = this.op('LogSoftmax', [T === 1 ? this.x.teacher : this.op('Div', [this.x.teacher, this.s(T)])], { axis: -1 });
+      const ls = this.studentLogSoftmax(T);
+      d = { lt, ls, p: this.op('Exp', [lt]), q: this.op('Exp', [ls]) };
+    }
     this.cache.set(T, d);
     return d;
   }
@@ -137,7 +173,7 @@ class LossBuilder {
   }
 
   crossEntropy(): string {
-    const { ls } = this.distributions(1);
+    const ls = this.x.buckets ? this.studentLogSoftmax(1) : this.distributions(1).ls;
     const picked = this.op('GatherElements', [ls, this.x.targets], { axis: 1 });
     return this.op('Neg', [this.op('Reshape', [picked, this.g.ints([this.x.rows])])]);
   }
@@ -187,7 +223,8 @@ class LossBuilder {
 
   /** AKL: head/tail weights from the teacher's sorted probabilities (kd-spec) */
   private akl(d: Distributions, mu: number, fkl: string, rkl: string): string {
-    const { rows, vocab } = this.x;
+    const { rows } = this.x;
+    const vocab = this.width;
     const [sorted, order] = this.g.op('TopK', [d.p, this.g.ints([vocab])], { axis: -1, largest: 1, sorted: 1 }, 2);
     const cumulative = this.op('CumSum', [sorted, this.g.constant([1], 'int64', [], 'axis')]);
     const first = new Float32Array(vocab);
@@ -204,7 +241,9 @@ class LossBuilder {
 
   /** DKD's target / non-target split per row, with the target removed exactly */
   private split(d: Distributions): { tckd: string; nckd: string; uTeacher: string } {
-    const { rows, vocab, targets } = this.x;
+    const { rows } = this.x;
+    const vocab = this.width;
+    const targets = this.target;
     const flat = (v: string) => this.op('Reshape', [v, this.g.ints([rows])]);
     const lpy = this.op('GatherElements', [d.lt, targets], { axis: 1 });
     const lqy = this.op('GatherElements', [d.ls, targets], { axis: 1 });

@@ -16,7 +16,7 @@ import { LOGITS_ROWS } from '../models/builder/transformerOps';
 import type { Architecture } from '../models/modelSource';
 import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
-import { buildEvalSums, buildLoss, type LossOptions } from './losses';
+import { buildEvalSums, buildLoss, type LossInputs, type LossOptions } from './losses';
 import { seededRandom } from './random';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 
@@ -45,6 +45,8 @@ export interface StepGraphSpec {
   /** step: the full update; gradients: loss and raw gradients (tests); eval: held-out sums */
   purpose: 'step' | 'gradients' | 'eval';
   seed: number;
+  /** give the teacher as its top-k (plus the target) and one rest bucket instead of full logits */
+  teacherTopK?: number;
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
@@ -73,11 +75,22 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const params = fresh.params;
   const { batch: B, seqLen: L, vocab: V } = spec;
   const M = B * L;
-  const teacher = g.input('teacher_logits', 'float32', [B, L, V]);
   const targets = g.input('targets', 'int64', [M, 1]);
   const mask = g.input('mask', 'float32', [M]);
-  const rows = (v: string) => g.op1('Reshape', [v, g.ints([M, V])]);
-  const lossInputs = { student: LOGITS_ROWS, teacher: rows(teacher), targets, mask, rows: M, vocab: V };
+  const K = spec.teacherTopK;
+  let lossInputs: LossInputs;
+  if (K && spec.purpose !== 'eval') {
+    const buckets = {
+      ids: g.input('teacher_topk_ids', 'int64', [M, K + 1]),
+      logprobs: g.input('teacher_topk_logprobs', 'float32', [M, K + 2]),
+      target: g.input('teacher_topk_target', 'int64', [M, 1]),
+      k: K + 1,
+    };
+    lossInputs = { student: LOGITS_ROWS, teacher: '', buckets, targets, mask, rows: M, vocab: V };
+  } else {
+    const teacher = g.input('teacher_logits', 'float32', [B, L, V]);
+    lossInputs = { student: LOGITS_ROWS, teacher: g.op1('Reshape', [teacher, g.ints([M, V])]), targets, mask, rows: M, vocab: V };
+  }
   const stateNames: string[] = [];
 
   if (spec.purpose === 'eval') {

@@ -159,6 +159,13 @@ test('the same seed repeats a CPU run exactly; cancelling leaves no folder; bad 
   assert.equal(folderHash(path.join(dir, 'a', 'onnx')), folderHash(path.join(dir, 'b', 'onnx')), 'identical weights');
   assert.ok(fs.readFileSync(path.join(dir, 'a', 'model.safetensors')).equals(fs.readFileSync(path.join(dir, 'b', 'model.safetensors'))));
 
+  // the teacher as its top 16 tokens (with the target) and a rest bucket
+  const top = await run('top', { teacherTopK: 16, loss: { key: 'dkd', temperature: 2 } });
+  assert.equal(top.settings.teacherTopK, 16);
+  assert.ok(top.lossCurve.every((p) => Number.isFinite(p.loss)));
+  assert.ok(top.lossCurve[7].loss < top.lossCurve[0].loss, 'the loss falls');
+  fs.rmSync(path.join(dir, 'top'), { recursive: true });
+
   const abort = new AbortController();
   await assert.rejects(run('cancelled', {}, { signal: abort.signal, onProgress: (p: { step?: number }) => p.step === 3 && abort.abort() }), CancelledError);
   assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b'], 'no partial folder');
