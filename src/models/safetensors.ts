@@ -111,17 +111,62 @@ export function halfToFloat32(h: Uint16Array): Float32Array {
   return out;
 }
 
-/** Writes float32 tensors as a safetensors file (names sorted, as the reference writer does). */
-export function writeSafetensors(path: string, tensors: Record<string, { shape: number[]; data: Float32Array }>, metadata: Record<string, string> = { format: 'pt' }): void {
+/** float32 → IEEE half, rounding to nearest even (what PyTorch's .half() does). */
+export function float32ToHalf(f: Float32Array): Uint16Array {
+  const bits = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 31) {
+      out[i] = sign | 0x7c00; // overflow → infinity
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign; // underflow → zero
+        continue;
+      }
+      // subnormal half
+      const m = mant | 0x800000;
+      const shift = 14 - e;
+      let h = m >>> shift;
+      const rest = m & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rest > half || (rest === half && (h & 1))) h++;
+      out[i] = sign | h;
+    } else {
+      let h = (e << 10) | (mant >>> 13);
+      const rest = mant & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent: still right
+      out[i] = sign | h;
+    }
+  }
+  return out;
+}
+
+/**
+ * Writes float32 tensors as a safetensors file (names sorted, as the reference writer does),
+ * stored as F32 or, halving the size, F16.
+ */
+export function writeSafetensors(path: string, tensors: Record<string, { shape: number[]; data: Float32Array }>, metadata: Record<string, string> = { format: 'pt' }, dtype: 'F32' | 'F16' = 'F32'): void {
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
+  const stored = new Map<string, ArrayBufferView>();
   for (const name of names) {
     const t = tensors[name];
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (n !== t.data.length) throw new Error(`tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const data = dtype === 'F16' ? float32ToHalf(t.data) : t.data;
+    stored.set(name, data);
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + data.byteLength] };
+    offset += data.byteLength;
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   // pad with spaces so the data section starts 8-byte aligned
@@ -133,7 +178,7 @@ export function writeSafetensors(path: string, tensors: Record<string, { shape: 
     fs.writeSync(fd, len);
     fs.writeSync(fd, headerBytes);
     for (const name of names) {
-      const d = tensors[name].data;
+      const d = stored.get(name)!;
       fs.writeSync(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     }
   } finally {

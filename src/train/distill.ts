@@ -25,6 +25,7 @@ import { writeDistilledStudent } from './studentOutput';
 import { teacherBuckets, type TeacherBuckets } from './teacherBuckets';
 
 export interface DistillRequest {
+  /** empty: no teacher, training from scratch with the ce loss (how the built-in teacher is made) */
   teacher: string;
   student: string;
   /** a file, folder or JSONL path; or documents given directly (the editor's selection) */
@@ -110,12 +111,14 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   report({ phase: 'prepare', message: 'loading the models' });
   const resolveOpts = { allowRemote: req.allowRemote, cacheDir: req.hubCacheDir, onProgress: (m: string) => report({ phase: 'prepare', message: m }) };
   const student = await resolveModel(req.student, resolveOpts);
-  const teacherModel = await resolveModel(req.teacher, resolveOpts);
+  const noTeacher = !req.teacher;
+  if (noTeacher && req.loss.key !== 'ce') throw new UsageError(`the ${req.loss.key} loss needs a teacher (only ce trains without one)`);
+  const teacherModel = noTeacher ? undefined : await resolveModel(req.teacher, resolveOpts);
   if (student.kind !== 'checkpoint' || !student.architecture) {
     throw new ModelLoadError(`${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Mistral or GPT-2 model); this folder has only an ONNX export`);
   }
   const tokenizer = TextTokenizer.fromFolder(student.folder);
-  const teacherTokenizer = TextTokenizer.fromFolder(teacherModel.folder);
+  const teacherTokenizer = teacherModel ? TextTokenizer.fromFolder(teacherModel.folder) : tokenizer;
   const vocab = Number(student.config!.vocab_size);
   if (teacherTokenizer.vocabSize !== tokenizer.vocabSize) {
     throw new ModelLoadError(`teacher vocabulary ${teacherTokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer`);
@@ -136,8 +139,8 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
 
   // teacher
   const device = req.device ?? 'cpu';
-  const teacher = await LanguageModel.open(teacherModel, device, { onProgress: (m) => report({ phase: 'prepare', message: m }) });
-  messages.push(...teacher.info.messages);
+  const teacher = teacherModel ? await LanguageModel.open(teacherModel, device, { onProgress: (m) => report({ phase: 'prepare', message: m }) }) : undefined;
+  messages.push(...(teacher?.info.messages ?? []));
   let teacherSeconds = 0;
   const L = req.seqLen;
   const B = req.batchSize;
@@ -150,7 +153,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const hit = cache.get(w);
     if (hit) return hit;
     const t = performance.now();
-    const out = await teacher.forward(w.ids);
+    const out = await teacher!.forward(w.ids);
     if (out.vocab !== vocab) throw new ModelLoadError(`the teacher's logits have ${out.vocab} entries, the student's vocabulary ${vocab}: they do not share a vocabulary`);
     const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
     teacherSeconds += (performance.now() - t) / 1000;
@@ -177,7 +180,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   report({ phase: 'prepare', message: 'building the training graph' });
   const topK = req.teacherTopK;
   if (topK !== undefined && (!Number.isInteger(topK) || topK < 1 || topK + 1 >= vocab)) throw new UsageError(`--teacher-top-k must be a whole number from 1 to ${vocab - 2}`);
-  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed, teacherTopK: topK };
+  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed, teacherTopK: topK, noTeacher };
   const step = buildStepGraph({ ...spec, purpose: 'step' });
   const evalGraph = buildStepGraph({ ...spec, purpose: 'eval' });
   if (step.params.length === 0) throw new UsageError(`no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`);
@@ -197,7 +200,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const targets = new BigInt64Array(B * L);
     const mask = new Float32Array(B * L);
     const k = forEval ? undefined : topK;
-    const teacherBuf = k ? undefined : new Float32Array(B * L * vocab);
+    const teacherBuf = k || noTeacher ? undefined : new Float32Array(B * L * vocab);
     const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined;
     const topLogprobs = k ? new Float32Array(B * L * (k + 2)) : undefined;
     const topTarget = k ? new BigInt64Array(B * L) : undefined;
@@ -214,7 +217,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         topIds!.set(buckets.ids, b * L * (k + 1));
         topLogprobs!.set(buckets.logprobs, b * L * (k + 2));
         topTarget!.set(buckets.target, b * L);
-      } else teacherBuf!.set(await teacherLogits(w), b * L * vocab);
+      } else if (teacherBuf) teacherBuf.set(await teacherLogits(w), b * L * vocab);
     }
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [B, L]),
@@ -225,7 +228,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       feeds.teacher_topk_ids = new ort.Tensor('int64', topIds!, [B * L, k + 1]);
       feeds.teacher_topk_logprobs = new ort.Tensor('float32', topLogprobs!, [B * L, k + 2]);
       feeds.teacher_topk_target = new ort.Tensor('int64', topTarget!, [B * L, 1]);
-    } else feeds.teacher_logits = new ort.Tensor('float32', teacherBuf!, [B, L, vocab]);
+    } else if (teacherBuf) feeds.teacher_logits = new ort.Tensor('float32', teacherBuf, [B, L, vocab]);
     params.forEach((p, i) => (feeds[p.name] = new ort.Tensor('float32', values[i], p.shape)));
     return feeds;
   };
@@ -236,8 +239,8 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       checkCancel();
       report({ phase: 'evaluate', message: `held-out evaluation ${label}: ${Math.min(i + B, split.heldOut.length)}/${split.heldOut.length} windows` });
       const out = await evalSession.run(await batchFeeds(split.heldOut.slice(i, i + B), true));
-      fkl += Number(out.fkl.data[0]);
-      rkl += Number(out.rkl.data[0]);
+      fkl += out.fkl ? Number(out.fkl.data[0]) : NaN;
+      rkl += out.rkl ? Number(out.rkl.data[0]) : NaN;
       nll += Number(out.nll.data[0]);
       count += Number(out.count.data[0]);
     }
@@ -325,7 +328,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   } finally {
     await stepSession.release();
     await evalSession.release();
-    await teacher.release();
+    await teacher?.release();
   }
 }
 
@@ -343,7 +346,7 @@ function validate(req: DistillRequest): void {
   if (req.loss.alpha !== undefined && (req.loss.key === 'skl' || req.loss.key === 'srkl' || req.loss.key === 'atkd') && !(req.loss.alpha >= 0 && req.loss.alpha <= 1)) throw new UsageError('--alpha must be between 0 and 1');
   if (req.mode?.kind === 'lora' && req.mode.rank !== undefined) positiveInt(req.mode.rank, '--lora-rank');
   const out = fs.existsSync(req.out) ? fs.realpathSync(req.out) : req.out;
-  for (const input of [req.student, req.teacher]) {
+  for (const input of [req.student, req.teacher].filter(Boolean)) {
     if (fs.existsSync(input) && fs.realpathSync(input) === out) throw new UsageError(`--out ${req.out} is an input model folder: distillation never overwrites a model; choose a new folder`);
   }
   if (fs.existsSync(req.out) && fs.readdirSync(req.out).length > 0) throw new UsageError(`--out ${req.out} already exists and is not empty: choose a new folder`);

@@ -71,15 +71,16 @@ export function buildLoss(g: GraphBuilder, x: LossInputs, options: LossOptions):
  * Masked sums for held-out evaluation: Σ mask·fkl, Σ mask·rkl and Σ mask·nll (T = 1) over
  * the batch, and Σ mask.
  */
-export function buildEvalSums(g: GraphBuilder, x: LossInputs): { fkl: string; rkl: string; nll: string; count: string } {
+export function buildEvalSums(g: GraphBuilder, x: LossInputs): { fkl?: string; rkl?: string; nll: string; count: string } {
   const b = new LossBuilder(g, x);
-  const dist = b.distributions(1);
   const sum = (v: string) => g.op1('ReduceSum', [g.op1('Mul', [v, x.mask]), g.ints([0])], { keepdims: 0 });
+  const base = { nll: sum(b.crossEntropy()), count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }) };
+  if (!x.teacher) return base; // training from scratch: no teacher to compare with
+  const dist = b.distributions(1);
   return {
+    ...base,
     fkl: sum(b.rowSum(g.op1('Mul', [dist.p, g.op1('Sub', [dist.lt, dist.ls])]))),
     rkl: sum(b.rowSum(g.op1('Mul', [dist.q, g.op1('Sub', [dist.ls, dist.lt])]))),
-    nll: sum(b.crossEntropy()),
-    count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }),
   };
 }
 
@@ -113,9 +114,15 @@ class LossBuilder {
     return this.x.buckets ? this.x.buckets.target : this.x.targets;
   }
 
+  private studentLs = new Map<number, string>();
+
   private studentLogSoftmax(T: number): string {
-    const scale = (z: string) => (T === 1 ? z : this.op('Div', [z, this.s(T)]));
-    return this.op('LogSoftmax', [scale(this.x.student)], { axis: -1 });
+    let ls = this.studentLs.get(T);
+    if (!ls) {
+      ls = this.op('LogSoftmax', [T === 1 ? this.x.student : this.op('Div', [this.x.student, this.s(T)])], { axis: -1 });
+      this.studentLs.set(T, ls);
+    }
+    return ls;
   }
 
   /** log-softmax of both models at temperature T, and the probabilities */
@@ -173,7 +180,7 @@ class LossBuilder {
   }
 
   crossEntropy(): string {
-    const ls = this.x.buckets ? this.studentLogSoftmax(1) : this.distributions(1).ls;
+    const ls = this.studentLogSoftmax(1);
     const picked = this.op('GatherElements', [ls, this.x.targets], { axis: 1 });
     return this.op('Neg', [this.op('Reshape', [picked, this.g.ints([this.x.rows])])]);
   }

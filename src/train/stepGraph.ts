@@ -47,6 +47,8 @@ export interface StepGraphSpec {
   seed: number;
   /** give the teacher as its top-k (plus the target) and one rest bucket instead of full logits */
   teacherTopK?: number;
+  /** no teacher: training from scratch with the ce loss */
+  noTeacher?: boolean;
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
@@ -87,6 +89,9 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
       k: K + 1,
     };
     lossInputs = { student: LOGITS_ROWS, teacher: '', buckets, targets, mask, rows: M, vocab: V };
+  } else if (spec.noTeacher) {
+    if (spec.loss.key !== 'ce') throw new Error(`the ${spec.loss.key} loss needs a teacher`);
+    lossInputs = { student: LOGITS_ROWS, teacher: '', targets, mask, rows: M, vocab: V };
   } else {
     const teacher = g.input('teacher_logits', 'float32', [B, L, V]);
     lossInputs = { student: LOGITS_ROWS, teacher: g.op1('Reshape', [teacher, g.ints([M, V])]), targets, mask, rows: M, vocab: V };
@@ -96,6 +101,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   if (spec.purpose === 'eval') {
     const sums = buildEvalSums(g, lossInputs);
     for (const [k, v] of Object.entries(sums)) {
+      if (!v) continue;
       g.rename(v, k);
       g.output(k, 'float32', []);
     }

@@ -101,6 +101,4 @@ export function referenceRow(zt: number[], zs: number[], y: number, o: { T?: num
 /** Deterministic pseudo-random numbers (mulberry32) so failures reproduce: test inputs, not reference values. */
 export { seededRandom as rng } from '../../src/train/random';
 
-export function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
+export { gaussian } from '../../src/train/random';

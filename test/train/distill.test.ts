@@ -166,6 +166,13 @@ test('the same seed repeats a CPU run exactly; cancelling leaves no folder; bad 
   assert.ok(top.lossCurve[7].loss < top.lossCurve[0].loss, 'the loss falls');
   fs.rmSync(path.join(dir, 'top'), { recursive: true });
 
+  // no teacher: training from scratch with ce (how the built-in teacher is made)
+  const scratch = await run('scratch', { teacher: '', loss: { key: 'ce', temperature: 1 } });
+  assert.ok(scratch.lossCurve[7].loss < scratch.lossCurve[0].loss);
+  assert.ok(Number.isNaN(scratch.heldOut.after.fkl) && scratch.heldOut.after.studentPerplexity > 1);
+  fs.rmSync(path.join(dir, 'scratch'), { recursive: true });
+  await assert.rejects(run('nt', { teacher: '', loss: { key: 'fkl', temperature: 1 } }), /needs a teacher/);
+
   const abort = new AbortController();
   await assert.rejects(run('cancelled', {}, { signal: abort.signal, onProgress: (p: { step?: number }) => p.step === 3 && abort.abort() }), CancelledError);
   assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b'], 'no partial folder');
