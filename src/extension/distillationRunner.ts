@@ -5,7 +5,9 @@
  * analyse the same text again, so the panel shows per token what changed.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { builtInPair } from '../models/builtInModels';
 import * as vscode from 'vscode';
 import { CancelledError } from '../core/errors';
 import { formatNumber } from '../core/formatNumber';
@@ -243,7 +245,10 @@ export class DistillationRunner implements vscode.Disposable {
 
   private async askOut(student: string, loss: string): Promise<string | undefined> {
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-    const suggested = `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
+    // beside the student; the built-in student lives inside the extension, so its runs go to the workspace (or home)
+    const builtIn = path.resolve(student) === path.resolve(builtInPair().student);
+    const base = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir();
+    const suggested = builtIn ? path.join(base, 'distill-lens-models', `demo-student-${loss}-${stamp}`) : `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
     const v = await vscode.window.showInputBox({
       title: 'Distill Lens: where to write the distilled student',
       value: suggested,

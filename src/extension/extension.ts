@@ -11,6 +11,7 @@ import { RuntimeHost } from './runtimeHost';
 import { chooseModel } from './modelPicker';
 import { exportReport } from './exportReport';
 import { DistillationRunner, type DistillArgs } from './distillationRunner';
+import { DEMO_TEXT } from '../models/builtInModels';
 
 /** What tests reach through `extension.exports`. */
 export interface DistillLensApi {
@@ -37,7 +38,8 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     distillation,
     panel,
     vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, { webviewOptions: { retainContextWhenHidden: false } }),
-    vscode.languages.registerHoverProvider({ pattern: '**' }, new TokenHoverProvider(controller)),
+    // every document, saved or untitled (the walkthrough's sample is untitled)
+    vscode.languages.registerHoverProvider('*', new TokenHoverProvider(controller)),
     vscode.commands.registerCommand('distillLens.analyzeSelection', async () => {
       const editor = activeEditor();
       if (!editor) return;
@@ -59,6 +61,13 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     }),
     vscode.commands.registerCommand('distillLens.chooseTeacher', () => chooseModel('teacher')),
     vscode.commands.registerCommand('distillLens.chooseStudent', () => chooseModel('student')),
+    vscode.commands.registerCommand('distillLens.openSample', async () => {
+      // a declaration like the built-in models were trained on, selected and ready to analyse
+      const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content: DEMO_TEXT });
+      const editor = await vscode.window.showTextDocument(doc);
+      editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(doc.getText().length));
+      return editor;
+    }),
     vscode.commands.registerCommand('distillLens.runDistillation', (args?: DistillArgs) => distillation.run(args ?? {})),
     vscode.commands.registerCommand('distillLens.openPanel', () => vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`)),
     vscode.commands.registerCommand('distillLens.exportReport', async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {

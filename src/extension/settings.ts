@@ -3,6 +3,7 @@ import { isMetricKey, type MetricKey } from '../core/metricKeys';
 import type { MetricOptions } from '../core/tokenRows';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import type { Device } from '../runtime/device';
+import { builtInPair } from '../models/builtInModels';
 
 /** The distillLens.* settings, typed and checked. */
 export interface Settings {
@@ -27,8 +28,9 @@ export function readSettings(): Settings {
   const metric = c.get<string>('metric', 'fkl');
   const max = num('colorScaleMaximum', 0);
   return {
-    teacher: c.get<string>('teacher', '').trim(),
-    student: c.get<string>('student', '').trim(),
+    // empty settings mean the built-in pair, so the first run needs no configuration
+    teacher: c.get<string>('teacher', '').trim() || builtInPair().teacher,
+    student: c.get<string>('student', '').trim() || builtInPair().student,
     device: (['auto', 'cpu', 'cuda', 'dml'].includes(c.get<string>('device', 'cpu')) ? c.get<string>('device', 'cpu') : 'cpu') as Device,
     options: {
       ...DEFAULT_METRIC_OPTIONS,

@@ -3,7 +3,7 @@
  * temporary profile, and opens it in Debian's Chromium through playwright-core.
  * See ../shared/docs/vscode-testing.md.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -133,4 +133,23 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function playwright(): any {
   return require(path.join(TOOLS, 'node_modules', 'playwright-core'));
+}
+
+/**
+ * Builds the linux-x64 VSIX (scripts/packageVsix.mjs, from the current dist/) once per test
+ * run and installs it into a fresh extensions folder with code-server's own installer.
+ */
+export function installPackagedExtension(): string {
+  const vsixDir = path.join(ROOT, 'dist-vsix');
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  const vsix = path.join(vsixDir, `${pkg.name}-${pkg.version}-linux-x64.vsix`);
+  const built = fs.existsSync(vsix) && fs.statSync(vsix).mtimeMs > fs.statSync(path.join(ROOT, 'dist', 'extension.js')).mtimeMs;
+  if (!built) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'packageVsix.mjs'), 'linux-x64'], { stdio: 'ignore' });
+  const home = tempDir('distill-lens-vsix-');
+  const extensionsDir = path.join(home, 'extensions');
+  execFileSync(NODE24, [ENTRY, '--user-data-dir', path.join(home, 'user-data'), '--extensions-dir', extensionsDir, '--install-extension', vsix], {
+    env: { ...process.env, HOME: home, EXTENSIONS_GALLERY: '{}' },
+    stdio: 'ignore',
+  });
+  return extensionsDir;
 }

@@ -1,6 +1,6 @@
 /**
- * The UI as a person sees it: the extension installed in code-server (its folder linked into
- * the extensions directory), driven through Chromium: Analyze Selection from the command
+ * The UI as a person sees it: the packaged linux-x64 VSIX installed in code-server, driven
+ * through Chromium: Analyze Selection from the command
  * palette, a hover over a token, the panel's heatmap, the heatmap in light and high-contrast
  * themes, Run Distillation with its before/after view, Analyze Document cancelled from its notification, Choose Student
  * with a folder from the open dialog and Choose Teacher with a hub id. Screenshots go to test-results/ui/.
@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CHROMIUM_ARGS, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { CHROMIUM_ARGS, installPackagedExtension, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
 import { storiesPair, tempDir } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -19,14 +19,11 @@ const SHOTS = path.join(ROOT, 'test-results', 'ui');
 test('in the browser: analyse, hover, read the panel, switch themes, choose a teacher', { timeout: 300_000 }, async () => {
   if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
   fs.mkdirSync(SHOTS, { recursive: true });
-  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const { teacher, student } = storiesPair();
   const workspace = tempDir('distill-lens-ui-ws-');
   fs.writeFileSync(path.join(workspace, 'story.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n');
   fs.writeFileSync(path.join(workspace, 'long.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(12_000));
-  const extensionsDir = path.join(tempDir('distill-lens-ui-ext-'), 'extensions');
-  fs.mkdirSync(extensionsDir, { recursive: true });
-  fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  const extensionsDir = installPackagedExtension();
   const server = await startCodeServer({
     workspace,
     smokeTestDriver: false,

@@ -1,0 +1,122 @@
+/**
+ * The first run of a new user: the packaged linux-x64 VSIX installed in code-server, no
+ * settings at all (the built-in pair), driven through Chromium. Opens the walkthrough, the
+ * sample text, analyses it, reads a hover, opens the panel, runs a 20-step distillation and
+ * the before/after view. Screenshots go to test-results/ui/first-run-*.png.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { CHROMIUM_ARGS, installPackagedExtension, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { tempDir } from '../helpers';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SHOTS = path.join(ROOT, 'test-results', 'ui');
+
+test('first run with the packaged extension and the built-in models: walkthrough, analyse, hover, panel, distil', { timeout: 300_000 }, async () => {
+  if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const workspace = tempDir('distill-lens-first-run-');
+  const server = await startCodeServer({
+    workspace,
+    smokeTestDriver: false,
+    extensionsDir: installPackagedExtension(),
+    settings: { 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 15, 'editor.minimap.enabled': false },
+  });
+  const profile = tempDir('distill-lens-first-run-chromium-');
+  const { chromium } = playwright();
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const quick = page.locator('.quick-input-widget input');
+  const palette = async (command: string, pick = command.replace(/^.*: /, '')) => {
+    await page.keyboard.press('F1');
+    await quick.waitFor({ state: 'visible' });
+    await quick.fill(`>${command}`);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: pick }).first().click();
+  };
+  try {
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    await page.waitForTimeout(2000);
+
+    // the walkthrough is listed and opens
+    await palette('Welcome: Open Walkthrough', 'Open Walkthrough');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Get started with Distill Lens' }).first().click();
+    await page.locator('.getting-started-category, .gettingStartedSlideDetails', { hasText: 'Analyse a selection' }).first().waitFor({ timeout: 20_000 });
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-walkthrough.png') });
+
+    // the sample, analysed with no configuration at all
+    await palette('Distill Lens: Open the Sample Text');
+    const lines = page.locator('.monaco-editor .view-lines').last();
+    await lines.waitFor();
+    await palette('Distill Lens: Analyze Selection');
+    const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
+    await legend.waitFor({ timeout: 120_000 });
+    await lines.click();
+    await page.keyboard.press('Control+Home');
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-heatmap.png') });
+
+    // a hover on "PriorityQueue"
+    const box: { x: number; y: number } | null = await page.evaluate(`(() => {
+      const walker = document.createTreeWalker(document.querySelectorAll('.monaco-editor .view-lines')[document.querySelectorAll('.monaco-editor .view-lines').length - 1], NodeFilter.SHOW_TEXT);
+      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const i = n.textContent.indexOf('PriorityQueue');
+        if (i >= 0) {
+          const r = document.createRange();
+          r.setStart(n, i + 2);
+          r.setEnd(n, i + 4);
+          const b = r.getBoundingClientRect();
+          return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+        }
+      }
+      return null;
+    })()`);
+    assert.ok(box, 'the sample is on screen');
+    await page.mouse.move(box.x, box.y);
+    const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
+    await hover.waitFor({ timeout: 20_000 });
+    assert.match(await hover.innerText(), /teacher[\s\S]*student/);
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-hover.png') });
+    await page.mouse.move(5, 5);
+
+    // the panel
+    await palette('Distill Lens: Open Panel');
+    const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+    await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
+    assert.ok((await frame.locator('#heatmap').innerText()).includes('PriorityQueue'));
+    assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-panel.png') });
+
+    // a 20-step distillation of the built-in student on the sample, then before/after
+    await lines.click();
+    await page.keyboard.press('Control+A');
+    await palette('Distill Lens: Run Distillation…');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
+    await quick.fill('fkl');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'forward KL' }).first().click();
+    await quick.fill('20');
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    assert.match(await quick.inputValue(), /distill-lens-models[\\/]demo-student-fkl-/, 'the built-in student is never the output: a folder in the workspace is suggested');
+    await page.keyboard.press('Enter');
+    const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
+    await done.waitFor({ timeout: 180_000 });
+    await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
+    await frame.locator('#comparison').waitFor({ timeout: 60_000 });
+    await page.keyboard.press('Control+Home');
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-distillation.png') });
+    const written = fs.readdirSync(path.join(workspace, 'distill-lens-models'));
+    assert.equal(written.length, 1);
+    const run = JSON.parse(fs.readFileSync(path.join(workspace, 'distill-lens-models', written[0], 'run.json'), 'utf8'));
+    assert.equal(run.lossCurve.length, 20);
+  } catch (e) {
+    await page.screenshot({ path: path.join(SHOTS, 'first-run-failure.png') }).catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
