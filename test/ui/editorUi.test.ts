@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CHROMIUM_ARGS, installPackagedExtension, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
 import { storiesPair, tempDir } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.join(ROOT, 'test-results', 'ui');
 
 test('in the browser: analyse, hover, read the panel, switch themes, choose a teacher', { timeout: 300_000 }, async () => {
   if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
@@ -30,21 +30,9 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     extensionsDir,
     settings: { 'distillLens.teacher': teacher, 'distillLens.student': student, 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 16, 'editor.minimap.enabled': false },
   });
-  const profile = tempDir('distill-lens-ui-chromium-');
-  const { chromium } = playwright();
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
-  const page = browser.pages()[0] ?? (await browser.newPage());
-  const palette = async (command: string) => {
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(`>${command}`);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: command.replace(/^Distill Lens: /, '') }).first().click();
-  };
+  const { page, close } = await openWorkbench(server);
+  const palette = (command: string) => runPalette(page, command, command.replace(/^Distill Lens: /, ''));
   try {
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-    await page.waitForTimeout(2000);
     // open the story and select its line
     await page.keyboard.press('Control+P');
     await page.locator('.quick-input-widget input').fill('story.txt');
@@ -62,24 +50,8 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     await page.waitForTimeout(500);
     await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
 
-    // hover the token " girl": find it in the rendered line with a DOM range
-    // runs in the page (a string, so this Node file needs no DOM types)
-    const box: { x: number; y: number } | null = await page.evaluate(`(() => {
-      const walker = document.createTreeWalker(document.querySelector('.monaco-editor .view-lines'), NodeFilter.SHOW_TEXT);
-      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const i = n.textContent.indexOf('girl');
-        if (i >= 0) {
-          const r = document.createRange();
-          r.setStart(n, i + 1);
-          r.setEnd(n, i + 3);
-          const b = r.getBoundingClientRect();
-          return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
-        }
-      }
-      return null;
-    })()`);
-    assert.ok(box, 'the word is on screen');
-    await page.mouse.move(box.x, box.y);
+    // hover the token " girl"
+    assert.ok(await hoverWord(page, 'girl'), 'the word is on screen');
     const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
     await hover.waitFor({ timeout: 20_000 });
     const hoverText = await hover.innerText();
@@ -178,7 +150,7 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
     throw e;
   } finally {
-    await browser.close();
+    await close();
     await server.stop();
   }
 });

@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CHROMIUM_ARGS, installPackagedExtension, playwright, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
 import { tempDir } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.join(ROOT, 'test-results', 'ui');
 
 test('first run with the packaged extension and the built-in models: walkthrough, analyse, hover, panel, distil', { timeout: 300_000 }, async () => {
   if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'vscodeTools.mjs')], { stdio: 'inherit' });
@@ -25,21 +25,10 @@ test('first run with the packaged extension and the built-in models: walkthrough
     extensionsDir: installPackagedExtension(),
     settings: { 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 15, 'editor.minimap.enabled': false },
   });
-  const profile = tempDir('distill-lens-first-run-chromium-');
-  const { chromium } = playwright();
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
-  const page = browser.pages()[0] ?? (await browser.newPage());
+  const { page, close } = await openWorkbench(server);
   const quick = page.locator('.quick-input-widget input');
-  const palette = async (command: string, pick = command.replace(/^.*: /, '')) => {
-    await page.keyboard.press('F1');
-    await quick.waitFor({ state: 'visible' });
-    await quick.fill(`>${command}`);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: pick }).first().click();
-  };
+  const palette = (command: string, pick?: string) => runPalette(page, command, pick);
   try {
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-    await page.waitForTimeout(2000);
 
     // the walkthrough is listed and opens
     await palette('Welcome: Open Walkthrough', 'Open Walkthrough');
@@ -60,22 +49,7 @@ test('first run with the packaged extension and the built-in models: walkthrough
     await page.screenshot({ path: path.join(SHOTS, 'first-run-heatmap.png') });
 
     // a hover on "PriorityQueue"
-    const box: { x: number; y: number } | null = await page.evaluate(`(() => {
-      const walker = document.createTreeWalker(document.querySelectorAll('.monaco-editor .view-lines')[document.querySelectorAll('.monaco-editor .view-lines').length - 1], NodeFilter.SHOW_TEXT);
-      for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const i = n.textContent.indexOf('PriorityQueue');
-        if (i >= 0) {
-          const r = document.createRange();
-          r.setStart(n, i + 2);
-          r.setEnd(n, i + 4);
-          const b = r.getBoundingClientRect();
-          return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
-        }
-      }
-      return null;
-    })()`);
-    assert.ok(box, 'the sample is on screen');
-    await page.mouse.move(box.x, box.y);
+    assert.ok(await hoverWord(page, 'PriorityQueue', 2, 4), 'the sample is on screen');
     const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
     await hover.waitFor({ timeout: 20_000 });
     assert.match(await hover.innerText(), /teacher[\s\S]*student/);
@@ -116,7 +90,7 @@ test('first run with the packaged extension and the built-in models: walkthrough
     await page.screenshot({ path: path.join(SHOTS, 'first-run-failure.png') }).catch(() => {});
     throw e;
   } finally {
-    await browser.close();
+    await close();
     await server.stop();
   }
 });
