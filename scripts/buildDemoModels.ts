@@ -2,8 +2,8 @@
  * npm run build:demo-models: rebuilds the built-in model pair in models/demo/ from scratch,
  * with the project's own engine:
  *
- *   1. the corpus: TypeScript's bundled lib.*.d.ts files (Apache-2.0, installed by npm with
- *      the typescript package), each file a document;
+ *   1. the corpus: declaration files npm installs with the dev dependencies: TypeScript's
+ *      lib.*.d.ts (Apache-2.0), @types/node and @types/vscode (MIT), each file a document;
  *   2. a byte-level BPE tokenizer of 4096 tokens trained on it (src/models/bpeTrainer.ts);
  *   3. the teacher (Llama layout, 4 layers, width 192) trained from random weights with ce;
  *   4. the student (2 layers, width 128) from random weights, distilled from the teacher
@@ -32,11 +32,27 @@ const SEQ = 128;
 const TEACHER = { hidden_size: 192, intermediate_size: 512, num_hidden_layers: 4, num_attention_heads: 6, num_key_value_heads: 2 };
 const STUDENT = { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
 
-function corpus(): { documents: TrainDocument[]; files: string[]; version: string } {
-  const lib = path.join(ROOT, 'node_modules', 'typescript', 'lib');
-  const files = fs.readdirSync(lib).filter((f) => /^lib\..*\.d\.ts$/.test(f)).sort();
-  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', 'typescript', 'package.json'), 'utf8')).version;
-  return { documents: files.map((f) => ({ source: f, text: fs.readFileSync(path.join(lib, f), 'utf8') })), files, version };
+interface CorpusPart {
+  package: string;
+  licence: string;
+  files: string[];
+}
+
+/** Declaration files npm installs with this project's dev dependencies, each file a document. */
+function corpus(): { documents: TrainDocument[]; parts: CorpusPart[] } {
+  const documents: TrainDocument[] = [];
+  const parts: CorpusPart[] = [];
+  const add = (pkg: string, select: (file: string) => boolean) => {
+    const dir = path.join(ROOT, 'node_modules', pkg);
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+    const files = (fs.readdirSync(dir, { recursive: true }) as string[]).map((f) => f.split(path.sep).join('/')).filter(select).sort();
+    for (const f of files) documents.push({ source: `${pkg}/${f}`, text: fs.readFileSync(path.join(dir, f), 'utf8') });
+    parts.push({ package: `${pkg}@${manifest.version}`, licence: manifest.license, files });
+  };
+  add('typescript', (f) => /^lib\/lib\..*\.d\.ts$/.test(f));
+  add('@types/node', (f) => f.endsWith('.d.ts') && !f.startsWith('ts5.'));
+  add('@types/vscode', (f) => f === 'index.d.ts');
+  return { documents, parts };
 }
 
 function llamaConfig(shape: typeof TEACHER): Record<string, unknown> {
@@ -115,8 +131,8 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-lens-demo-'));
   try {
-    const { documents, files, version } = corpus();
-    process.stderr.write(`corpus: ${files.length} files of typescript@${version}\n`);
+    const { documents, parts } = corpus();
+    process.stderr.write(`corpus: ${parts.map((p) => `${p.files.length} files of ${p.package}`).join(', ')}\n`);
     const tokenizer = trainByteLevelBpe(documents.map((d) => d.text), VOCAB);
     const tokenizerJson = JSON.stringify(tokenizer.json);
     const teacherInit = path.join(work, 'teacher-init');
@@ -133,16 +149,16 @@ async function main(): Promise<void> {
     const teacherParams = storeHalf(path.join(work, 'teacher'), path.join(OUT, 'teacher'));
     const studentParams = storeHalf(path.join(work, 'student'), path.join(OUT, 'student'));
     const bytes = ['teacher', 'student'].reduce((n, m) => n + fs.statSync(path.join(OUT, m, 'model.safetensors')).size, 0);
-    const log = { createdAt: new Date().toISOString(), corpus: { package: `typescript@${version}`, licence: 'Apache-2.0', files }, tokenizer: { type: 'byte-level BPE', vocabSize: VOCAB, merges: tokenizer.merges.length }, teacher: teacherRun, student: distilled, studentTextOnly: textOnly, seconds: (performance.now() - t0) / 1000 };
+    const log = { createdAt: new Date().toISOString(), corpus: parts, tokenizer: { type: 'byte-level BPE', vocabSize: VOCAB, merges: tokenizer.merges.length }, teacher: teacherRun, student: distilled, studentTextOnly: textOnly, seconds: (performance.now() - t0) / 1000 };
     fs.writeFileSync(path.join(OUT, 'training-log.json'), JSON.stringify(log, null, 1) + '\n');
-    fs.writeFileSync(path.join(OUT, 'MODEL_CARD.md'), modelCard({ version, files, teacherRun, distilled, textOnly, teacherParams, studentParams, bytes, merges: tokenizer.merges.length }));
+    fs.writeFileSync(path.join(OUT, 'MODEL_CARD.md'), modelCard({ parts, teacherRun, distilled, textOnly, teacherParams, studentParams, bytes, merges: tokenizer.merges.length }));
     process.stderr.write(`wrote ${path.relative(ROOT, OUT)}: ${(bytes / 1e6).toFixed(1)} MB of weights in ${((performance.now() - t0) / 60000).toFixed(1)} min\n`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-function modelCard(o: { version: string; files: string[]; teacherRun: RunRecord; distilled: RunRecord; textOnly: RunRecord; teacherParams: number; studentParams: number; bytes: number; merges: number }): string {
+function modelCard(o: { parts: CorpusPart[]; teacherRun: RunRecord; distilled: RunRecord; textOnly: RunRecord; teacherParams: number; studentParams: number; bytes: number; merges: number }): string {
   const ppl = (x: number) => x.toFixed(1);
   const s = o.distilled.settings;
   return `# Distill Lens demo models
@@ -154,9 +170,14 @@ not general language models.
 
 ## Corpus
 
-The ${o.files.length} \`lib.*.d.ts\` files bundled with the npm package \`typescript@${o.version}\`
-(© Microsoft Corporation, licensed under the Apache License 2.0), each file one document,
-${SEQ}-token windows, a tenth of the windows (at most 64) held out.
+TypeScript declaration files that npm installs with this project's dev dependencies, each
+file one document:
+
+${o.parts.map((p) => `- ${p.files.length} files of \`${p.package}\` (licence: ${p.licence})`).join('\n')}
+
+The \`typescript\` files are its \`lib.*.d.ts\` (© Microsoft Corporation, Apache License 2.0);
+the \`@types\` packages come from DefinitelyTyped (MIT). ${SEQ}-token windows; whole files
+are held out for evaluation (about a tenth of the windows, 64 evaluated).
 
 ## Tokenizer
 

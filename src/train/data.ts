@@ -110,12 +110,30 @@ export function packWindows(docs: TrainDocument[], tokenizer: TextTokenizer, seq
   return windows;
 }
 
-/** Splits windows into training and held-out sets (about a tenth held out, at most 64). */
+/**
+ * Splits windows into training and held-out sets: about a tenth held out (at most 64
+ * windows). With several documents whole documents are held out, so no held-out window
+ * shares a document with a training window; a single document is split by windows.
+ */
 export function splitWindows(windows: Window[], rng: Rng, heldOutFraction = 0.1): { train: Window[]; heldOut: Window[]; shared: boolean } {
   if (windows.length === 0) throw new InputError('the data has no text to train on (every document is shorter than two tokens)');
   if (windows.length === 1) return { train: windows, heldOut: windows, shared: true };
-  const order = shuffle(windows.map((_, i) => i), rng);
-  const n = Math.min(64, Math.max(1, Math.round(windows.length * heldOutFraction)));
-  const held = new Set(order.slice(0, n));
-  return { train: windows.filter((_, i) => !held.has(i)), heldOut: windows.filter((_, i) => held.has(i)), shared: false };
+  const target = Math.min(64, Math.max(1, Math.round(windows.length * heldOutFraction)));
+  const sources = [...new Set(windows.map((w) => w.source))];
+  const held = new Set<Window>();
+  if (sources.length >= 3) {
+    const bySource = new Map(sources.map((s) => [s, windows.filter((w) => w.source === s)]));
+    for (const source of shuffle(sources, rng)) {
+      if (held.size >= target) break;
+      const own = bySource.get(source)!;
+      if (held.size + own.length > windows.length / 2) continue; // never hold out half the data
+      own.forEach((w) => held.add(w));
+    }
+  }
+  if (held.size === 0) {
+    shuffle(windows.map((_, i) => i), rng).slice(0, target).forEach((i) => held.add(windows[i]));
+  }
+  // evaluation uses at most 64 of the held-out windows
+  const heldOut = windows.filter((w) => held.has(w)).slice(0, 64);
+  return { train: windows.filter((w) => !held.has(w)), heldOut, shared: false };
 }

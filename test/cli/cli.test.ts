@@ -219,3 +219,12 @@ test('distill: trains, prints the held-out change and writes the folder; Ctrl-C 
   expectError(cli('distill', '--teacher', teacher, '--student', student, '--out', path.join(dir, 'x')), 2, /--data/);
   expectError(cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out), 2, /already exists and is not empty/);
 });
+
+test('demo: the built-in pair analyses the sample and writes the HTML report', () => {
+  const out = path.join(tempDir(), 'demo.html');
+  const r = cli('demo', '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /PriorityQueue/);
+  assert.match(r.stdout, /perplexity/);
+  assert.match(fs.readFileSync(out, 'utf8'), /<html/i);
+});

@@ -46,7 +46,7 @@ test('JSONL: text records, prompt/completion records train on the completion onl
   assert.throws(() => parseJsonl('{"text": "a"}\nnot json', 'x.jsonl'), /x\.jsonl:2 is not valid JSON/);
 });
 
-test('folders: text and code files in order, dependency and hidden folders skipped; held-out split', () => {
+test('folders: text and code files in order, dependency and hidden folders skipped; held-out split by documents', () => {
   const dir = tempDir();
   fs.mkdirSync(path.join(dir, 'src'));
   fs.mkdirSync(path.join(dir, 'node_modules', 'x'), { recursive: true });
@@ -63,4 +63,11 @@ test('folders: text and code files in order, dependency and hidden folders skipp
   assert.equal(split.heldOut.length, 3);
   assert.equal(split.train.length, 27);
   assert.equal(new Set([...split.train, ...split.heldOut]).size, 30);
+  // several documents: whole documents are held out, none is in both sets
+  const docs = Array.from({ length: 60 }, (_, i) => ({ ids: [i], targets: [0], mask: [1], source: `doc${i % 12}` }));
+  const byDoc = splitWindows(docs, rng(2));
+  const trainSources = new Set(byDoc.train.map((w) => w.source));
+  assert.ok(byDoc.heldOut.length >= 5 && byDoc.heldOut.length <= 10, `${byDoc.heldOut.length} held out`);
+  assert.ok(byDoc.heldOut.every((w) => !trainSources.has(w.source)), 'no document on both sides');
+  assert.equal(byDoc.train.length + byDoc.heldOut.length, 60);
 });

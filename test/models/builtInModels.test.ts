@@ -1,0 +1,44 @@
+/**
+ * The built-in pair in models/demo: small enough to ship, loadable with no settings, and
+ * meaningful: on text outside its training corpus the teacher predicts better than the
+ * student, and the student is close to the teacher (measured here, not read from the log).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { builtInModelsFolder, builtInPair, DEMO_TEXT } from '../../src/models/builtInModels';
+import { InspectEngine } from '../../src/runtime/inspectEngine';
+import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
+import { TextTokenizer } from '../../src/models/tokenizer';
+import { readSafetensors } from '../../src/models/safetensors';
+
+test('built-in pair: at most 8 MB of weights, one tokenizer, float16, a model card and a training log', () => {
+  const root = builtInModelsFolder();
+  const { teacher, student } = builtInPair();
+  const bytes = [teacher, student].reduce((n, d) => n + fs.statSync(path.join(d, 'model.safetensors')).size, 0);
+  assert.ok(bytes <= 8e6, `${bytes} bytes of weights`);
+  assert.equal(fs.readFileSync(path.join(teacher, 'tokenizer.json'), 'utf8'), fs.readFileSync(path.join(student, 'tokenizer.json'), 'utf8'));
+  assert.equal(TextTokenizer.fromFolder(teacher).vocabSize, 4096);
+  for (const d of [teacher, student]) assert.ok([...readSafetensors(path.join(d, 'model.safetensors')).tensors.values()].every((t) => t.dtype === 'F16'));
+  assert.match(fs.readFileSync(path.join(root, 'MODEL_CARD.md'), 'utf8'), /Apache License 2\.0/);
+  const log = JSON.parse(fs.readFileSync(path.join(root, 'training-log.json'), 'utf8'));
+  assert.deepEqual(log.corpus.map((p: { licence: string }) => p.licence).sort(), ['Apache-2.0', 'MIT', 'MIT']);
+});
+
+test('built-in pair on held-out text: the teacher predicts it better than the student, and the student follows the teacher', async () => {
+  // the demo declaration and this project's own sources: neither is in the training corpus
+  const texts = [DEMO_TEXT, fs.readFileSync(path.resolve(__dirname, '..', '..', 'src', 'core', 'windows.ts'), 'utf8')];
+  const engine = new InspectEngine();
+  try {
+    for (const text of texts) {
+      const r = await engine.inspect({ ...builtInPair(), text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl', device: 'cpu', maxTokens: 8192 });
+      const s = r.summary;
+      assert.ok(s.teacherPerplexity < 0.8 * s.studentPerplexity, `teacher perplexity ${s.teacherPerplexity} vs student ${s.studentPerplexity}`);
+      assert.ok(s.teacherPerplexity < 100, `the teacher has learned TypeScript: perplexity ${s.teacherPerplexity}`);
+      assert.ok(s.mean.fkl < 2, `the student is distilled from the teacher: mean fkl ${s.mean.fkl}`);
+    }
+  } finally {
+    await engine.dispose();
+  }
+});
