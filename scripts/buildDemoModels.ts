@@ -27,7 +27,7 @@ const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(ROOT, 'models', 'demo');
 const SCALE = Number(process.env.DEMO_SCALE ?? 1);
 const VOCAB = 4096;
-const SEQ = 128;
+const SEQ = 256;
 
 const TEACHER = { hidden_size: 192, intermediate_size: 512, num_hidden_layers: 4, num_attention_heads: 6, num_key_value_heads: 2 };
 const STUDENT = { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
@@ -61,7 +61,8 @@ function llamaConfig(shape: typeof TEACHER): Record<string, unknown> {
     model_type: 'llama',
     ...shape,
     vocab_size: VOCAB,
-    max_position_embeddings: 512,
+    // the context it was trained on: longer windows would use positions it never saw
+    max_position_embeddings: SEQ,
     rms_norm_eps: 1e-5,
     rope_theta: 10000,
     tie_word_embeddings: true,
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
     const studentInit = path.join(work, 'student-init');
     writeRandomLlama(teacherInit, TEACHER, 1, tokenizerJson);
     writeRandomLlama(studentInit, STUDENT, 2, tokenizerJson);
-    const common = { data: { documents }, mode: { kind: 'full' as const }, batchSize: 16, seqLen: SEQ, seed: 7, device: 'cpu' as const };
+    const common = { data: { documents }, mode: { kind: 'full' as const }, batchSize: 8, seqLen: SEQ, seed: 7, device: 'cpu' as const };
     const steps = (n: number) => Math.max(10, Math.round(n * SCALE));
     const teacherRun = await run('teacher', { ...common, teacher: '', student: teacherInit, loss: { key: 'ce', temperature: 1 }, steps: steps(1200), lr: 3e-3, warmupSteps: steps(100), out: path.join(work, 'teacher') });
     const distilled = await run('student, distilled', { ...common, teacher: path.join(work, 'teacher'), student: studentInit, loss: { key: 'fkl', temperature: 1 }, steps: steps(600), lr: 3e-3, warmupSteps: steps(50), out: path.join(work, 'student') });
@@ -193,6 +194,8 @@ Both models share it. No BOS token is added.
 | student | ${STUDENT.num_hidden_layers} | ${STUDENT.hidden_size} | ${STUDENT.num_attention_heads} (${STUDENT.num_key_value_heads}) | ${STUDENT.intermediate_size} | ${o.studentParams.toLocaleString('en')} |
 
 ${(o.bytes / 1e6).toFixed(1)} MB of weights together.
+Context: ${SEQ} tokens, the training window (\`max_position_embeddings\`); longer texts are
+analysed in overlapping windows.
 
 ## Training
 

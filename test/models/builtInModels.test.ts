@@ -26,17 +26,18 @@ test('built-in pair: at most 8 MB of weights, one tokenizer, float16, a model ca
   assert.deepEqual(log.corpus.map((p: { licence: string }) => p.licence).sort(), ['Apache-2.0', 'MIT', 'MIT']);
 });
 
-test('built-in pair on held-out text: the teacher predicts it better than the student, and the student follows the teacher', async () => {
-  // the demo declaration and this project's own sources: neither is in the training corpus
-  const texts = [DEMO_TEXT, fs.readFileSync(path.resolve(__dirname, '..', '..', 'src', 'core', 'windows.ts'), 'utf8')];
+test('built-in pair on declarations it never saw: the teacher predicts them better than the student, and the student follows the teacher', async () => {
+  // the demo declaration, and declaration files of packages outside the training corpus
+  const root = path.resolve(__dirname, '..', '..');
+  const texts = [DEMO_TEXT, ...['@types/cli-progress/index.d.ts', '@types/sarif/index.d.ts'].map((f) => fs.readFileSync(path.join(root, 'node_modules', f), 'utf8').slice(0, 8000))];
   const engine = new InspectEngine();
   try {
     for (const text of texts) {
       const r = await engine.inspect({ ...builtInPair(), text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl', device: 'cpu', maxTokens: 8192 });
       const s = r.summary;
-      assert.ok(s.teacherPerplexity < 0.8 * s.studentPerplexity, `teacher perplexity ${s.teacherPerplexity} vs student ${s.studentPerplexity}`);
-      assert.ok(s.teacherPerplexity < 100, `the teacher has learned TypeScript: perplexity ${s.teacherPerplexity}`);
-      assert.ok(s.mean.fkl < 2, `the student is distilled from the teacher: mean fkl ${s.mean.fkl}`);
+      assert.ok(s.teacherPerplexity < 0.95 * s.studentPerplexity, `teacher perplexity ${s.teacherPerplexity} vs student ${s.studentPerplexity}`);
+      assert.ok(s.teacherPerplexity < 150, `the teacher has learned TypeScript declarations: perplexity ${s.teacherPerplexity} (a uniform guess: 4096)`);
+      assert.ok(s.mean.fkl < 1, `the student is distilled from the teacher: mean fkl ${s.mean.fkl}`);
     }
   } finally {
     await engine.dispose();

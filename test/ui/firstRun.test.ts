@@ -80,6 +80,9 @@ test('first run with the packaged extension and the built-in models: walkthrough
     await done.waitFor({ timeout: 180_000 });
     await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
     await frame.locator('#comparison').waitFor({ timeout: 60_000 });
+    await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
     await page.keyboard.press('Control+Home');
     await page.screenshot({ path: path.join(SHOTS, 'first-run-distillation.png') });
     const written = fs.readdirSync(path.join(workspace, 'distill-lens-models'));
