@@ -224,7 +224,8 @@ test('demo: the built-in pair analyses the sample and writes the HTML report', (
   const out = path.join(tempDir(), 'demo.html');
   const r = cli('demo', '--out', out);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /PriorityQueue/);
-  assert.match(r.stdout, /perplexity/);
+  assert.match(r.stdout, /"riority"=\d/, 'the sample declaration, token by token');
+  assert.match(r.stdout, /teacher .*models[\\/]demo[\\/]teacher/);
+  assert.match(r.stdout, /perplexity: teacher/);
   assert.match(fs.readFileSync(out, 'utf8'), /<html/i);
 });
