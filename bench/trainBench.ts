@@ -49,18 +49,18 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   const mode: TrainMode = modeName === 'lora' ? { kind: 'lora', rank: 8, alpha: 16, targets: ['c_attn'] } : { kind: 'full' };
   const student = await resolveModel(studentDir);
   const weights = new WeightSource(student.weightFiles!.map(readSafetensors), ['', 'transformer.']);
-  const spec = { architecture: 'gpt2' as const, config: student.config!, weights, mode, batch: B, seqLen: L, vocab: V, loss: { key: 'fkl' as const, temperature: 1 }, optimizer: DEFAULT_OPTIMIZER, seed: 1 };
+  const spec = { architecture: 'gpt2' as const, config: student.config!, weights, mode, batch: B, seqLen: L, vocab: V, loss: { key: 'fkl' as const, temperature: 1 }, optimizer: DEFAULT_OPTIMIZER, seed: 1, frozenAsInputs: true };
   let t = performance.now();
   const step = buildStepGraph({ ...spec, purpose: 'step' });
-  const grads = buildStepGraph({ ...spec, purpose: 'gradients' });
-  const forward = buildStepGraph({ ...spec, purpose: 'eval' });
+  const gradBytes = buildStepGraph({ ...spec, purpose: 'gradients' }).bytes;
+  const forwardBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes;
   const buildMs = performance.now() - t;
   const options: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, ...NO_SPINNING };
   t = performance.now();
   const stepSession = await ort.InferenceSession.create(step.bytes, options);
   const sessionMs = performance.now() - t;
-  const gradSession = await ort.InferenceSession.create(grads.bytes, options);
-  const fwdSession = await ort.InferenceSession.create(forward.bytes, options);
+  const gradSession = await ort.InferenceSession.create(gradBytes, options);
+  const fwdSession = await ort.InferenceSession.create(forwardBytes, options);
 
   const teacher = await LanguageModel.open(await resolveModel(teacherDir), 'cpu');
   const ids = Array.from({ length: L }, (_, i) => (i * 7919) % 50000);
@@ -80,6 +80,8 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
     mask: new ort.Tensor('float32', Float32Array.from({ length: B * L }, (_, i) => (i % L === L - 1 ? 0 : 1)), [B * L]),
   };
   for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
+  // LoRA's frozen weights: one copy shared by the three sessions, as a run does
+  for (const f of step.weights.frozen) feeds[f.name] = new ort.Tensor('float32', f.data, f.shape);
   const fwdMs = await timeRuns(fwdSession, feeds);
   await fwdSession.release();
   const gradMs = await timeRuns(gradSession, feeds);

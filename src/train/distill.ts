@@ -180,17 +180,19 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   report({ phase: 'prepare', message: 'building the training graph' });
   const topK = req.teacherTopK;
   if (topK !== undefined && (!Number.isInteger(topK) || topK < 1 || topK + 1 >= vocab)) throw new UsageError(`--teacher-top-k must be a whole number from 1 to ${vocab - 2}`);
-  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed, teacherTopK: topK, noTeacher };
+  const spec = { architecture: arch, config: student.config!, weights, mode, batch: B, seqLen: L, vocab, loss: req.loss, optimizer, seed: req.seed, teacherTopK: topK, noTeacher, frozenAsInputs: true };
   const step = buildStepGraph({ ...spec, purpose: 'step' });
-  const evalGraph = buildStepGraph({ ...spec, purpose: 'eval' });
+  const evalBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes; // its frozen copies are dropped: the step graph's are fed
   if (step.params.length === 0) throw new UsageError(`no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`);
   const providers = chooseProviders(device);
   if (providers.fallbackReason && !messages.includes(providers.fallbackReason)) messages.push(providers.fallbackReason);
   const sessionOptions: ort.InferenceSession.SessionOptions = { executionProviders: providers.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3, ...NO_SPINNING };
   const stepSession = await ort.InferenceSession.create(step.bytes, sessionOptions);
-  const evalSession = await ort.InferenceSession.create(evalGraph.bytes, sessionOptions);
+  const evalSession = await ort.InferenceSession.create(evalBytes, sessionOptions);
 
   const params = step.params;
+  // LoRA's frozen weights: one copy, fed to both sessions
+  const frozenFeeds = Object.fromEntries(step.weights.frozen.map((f) => [f.name, new ort.Tensor('float32', f.data, f.shape)]));
   let values: Float32Array[] = params.map((p) => p.init);
   let states: Record<string, Float32Array[]> = Object.fromEntries(step.stateNames.map((s) => [s, params.map((p) => new Float32Array(p.init.length))]));
 
@@ -230,6 +232,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       feeds.teacher_topk_target = new ort.Tensor('int64', topTarget!, [B * L, 1]);
     } else if (teacherBuf) feeds.teacher_logits = new ort.Tensor('float32', teacherBuf, [B, L, vocab]);
     params.forEach((p, i) => (feeds[p.name] = new ort.Tensor('float32', values[i], p.shape)));
+    Object.assign(feeds, frozenFeeds);
     return feeds;
   };
 

@@ -52,6 +52,8 @@ export interface StepGraphSpec {
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
+  /** frozen weights as graph inputs (shared between sessions) rather than initializers */
+  frozenAsInputs?: boolean;
 }
 
 export interface StepGraph {
@@ -71,7 +73,7 @@ export const names = {
 
 /** Builds the graph; the same spec and seed always give the same parameter initialisation. */
 export function buildStepGraph(spec: StepGraphSpec): StepGraph {
-  const fresh = new TrainableWeights(spec.weights, spec.mode, spec.architecture, seededRandom(spec.seed), spec.randomLoraB);
+  const fresh = new TrainableWeights(spec.weights, spec.mode, spec.architecture, seededRandom(spec.seed), spec.randomLoraB, spec.frozenAsInputs);
   const g: GraphBuilder = spec.architecture === 'llama' ? buildLlamaGraph(spec.config as LlamaConfig, fresh) : buildGpt2Graph(spec.config as Gpt2Config, fresh);
   g.clearOutputs();
   const params = fresh.params;

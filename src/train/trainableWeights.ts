@@ -39,8 +39,17 @@ export interface LoraAdapter {
   conv1d: boolean;
 }
 
+/** A frozen weight fed as a graph input, so that several graphs share one copy of it. */
+export interface FrozenInput {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
 export class TrainableWeights implements ModelWeights {
   readonly params: Param[] = [];
+  /** with `frozenAsInputs`, the frozen weights the graph expects as inputs */
+  readonly frozen: FrozenInput[] = [];
   readonly adapters: LoraAdapter[] = [];
   private added = new Map<string, string>();
 
@@ -51,7 +60,19 @@ export class TrainableWeights implements ModelWeights {
     private readonly rng: Rng,
     /** tests start B random too, so that both adapter matrices get a gradient */
     private readonly randomLoraB = false,
+    /**
+     * Frozen weights become graph inputs instead of initializers: the step and evaluation
+     * graphs then share the caller's one copy instead of each session holding its own.
+     */
+    private readonly frozenAsInputs = false,
   ) {}
+
+  private frozenWeight(g: GraphBuilder, name: string): string {
+    if (!this.frozenAsInputs) return this.base.weight(g, name);
+    const t = this.base.tensor(name);
+    this.frozen.push({ name: `frozen:${name}`, shape: t.shape, data: t.data });
+    return g.input(`frozen:${name}`, 'float32', t.shape);
+  }
 
   has(name: string): boolean {
     return this.base.has(name);
@@ -77,7 +98,7 @@ export class TrainableWeights implements ModelWeights {
     } else if (this.isLoraTarget(name)) {
       value = this.adapted(g, name, this.mode.rank, this.mode.alpha);
     } else {
-      value = this.base.weight(g, name);
+      value = this.frozenWeight(g, name);
     }
     this.added.set(name, value);
     return value;
@@ -90,7 +111,7 @@ export class TrainableWeights implements ModelWeights {
 
   /** W + (α/r)·B·A in the weight's own layout */
   private adapted(g: GraphBuilder, name: string, rank: number, alpha: number): string {
-    const frozen = this.base.weight(g, name);
+    const frozen = this.frozenWeight(g, name);
     const shape = this.base.tensor(name).shape;
     if (shape.length !== 2) throw new Error(`LoRA target ${name} is not a matrix`);
     const conv1d = this.architecture === 'gpt2';
