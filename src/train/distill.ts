@@ -47,8 +47,6 @@ export interface DistillRequest {
   out: string;
   allowRemote?: boolean;
   hubCacheDir?: string;
-  /** record the loss every step (default) */
-  evalBatches?: number;
 }
 
 export interface DistillProgress {
@@ -187,8 +185,19 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   const providers = chooseProviders(device);
   if (providers.fallbackReason && !messages.includes(providers.fallbackReason)) messages.push(providers.fallbackReason);
   const sessionOptions: ort.InferenceSession.SessionOptions = { executionProviders: providers.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3, ...NO_SPINNING };
-  const stepSession = await ort.InferenceSession.create(step.bytes, sessionOptions);
-  const evalSession = await ort.InferenceSession.create(evalBytes, sessionOptions);
+  let stepSession: ort.InferenceSession;
+  let evalSession: ort.InferenceSession;
+  try {
+    stepSession = await ort.InferenceSession.create(step.bytes, sessionOptions);
+    evalSession = await ort.InferenceSession.create(evalBytes, sessionOptions);
+  } catch (e) {
+    if (providers.device === 'cpu') throw e;
+    // a provider may load but lack a kernel the training graph needs: train on the CPU instead
+    messages.push(`the training graph could not start on ${providers.device} (${String((e as Error).message ?? e).split('\n')[0]}); training on the CPU`);
+    const cpu = { ...sessionOptions, executionProviders: ['cpu'] as ort.InferenceSession.ExecutionProviderConfig[] };
+    stepSession = await ort.InferenceSession.create(step.bytes, cpu);
+    evalSession = await ort.InferenceSession.create(evalBytes, cpu);
+  }
 
   const params = step.params;
   // LoRA's frozen weights: one copy, fed to both sessions

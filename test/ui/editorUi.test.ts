@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
-import { hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
+import { distilSelection, hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
 import { storiesPair, tempDir } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -77,23 +77,7 @@ test('in the browser: analyse, hover, read the panel, switch themes, choose a te
     // student analyses the same text and the panel colours each token by its change
     await lines.click();
     await page.keyboard.press('Control+A');
-    await palette('Distill Lens: Run Distillation…');
-    const quick = page.locator('.quick-input-widget input');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
-    await quick.fill('jsd');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Jensen' }).first().click();
-    await quick.fill('20');
-    await page.keyboard.press('Enter');
-    await page.waitForTimeout(300);
-    await page.keyboard.press('Enter'); // the suggested output folder beside the student
-    const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
-    await done.waitFor({ timeout: 120_000 });
-    assert.match(await frame.locator('#training').getAttribute('title') ?? '', /done/);
-    await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
-    await frame.locator('#comparison').waitFor({ timeout: 60_000 });
-    await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
-    await page.keyboard.press('ArrowDown');
-    await page.keyboard.press('Enter');
+    await distilSelection(page, frame, { loss: 'jsd', lossRow: 'Jensen', steps: 20 });
     await frame.locator('#heatmap .tok.better0, #heatmap .tok.better1, #heatmap .tok.better2, #heatmap .tok.better3, #heatmap .tok.better4').first().waitFor({ timeout: 10_000 });
     await page.keyboard.press('Control+Home');
     await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });

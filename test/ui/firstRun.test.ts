@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
-import { hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
+import { distilSelection, hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
 import { tempDir } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -26,7 +26,6 @@ test('first run with the packaged extension and the built-in models: walkthrough
     settings: { 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 15, 'editor.minimap.enabled': false },
   });
   const { page, close } = await openWorkbench(server);
-  const quick = page.locator('.quick-input-widget input');
   const palette = (command: string, pick?: string) => runPalette(page, command, pick);
   try {
 
@@ -67,22 +66,8 @@ test('first run with the packaged extension and the built-in models: walkthrough
     // a 20-step distillation of the built-in student on the sample, then before/after
     await lines.click();
     await page.keyboard.press('Control+A');
-    await palette('Distill Lens: Run Distillation…');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
-    await quick.fill('fkl');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'forward KL' }).first().click();
-    await quick.fill('20');
-    await page.keyboard.press('Enter');
-    await page.waitForTimeout(300);
-    assert.match(await quick.inputValue(), /distill-lens-models[\\/]demo-student-fkl-/, 'the built-in student is never the output: a folder in the workspace is suggested');
-    await page.keyboard.press('Enter');
-    const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
-    await done.waitFor({ timeout: 180_000 });
-    await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
-    await frame.locator('#comparison').waitFor({ timeout: 60_000 });
-    await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
-    await page.keyboard.press('ArrowDown');
-    await page.keyboard.press('Enter');
+    const out = await distilSelection(page, frame, { loss: 'fkl', lossRow: 'forward KL', steps: 20 });
+    assert.match(out, /distill-lens-models[\\/]demo-student-fkl-/, 'the built-in student is never the output: a folder in the workspace is suggested');
     await page.keyboard.press('Control+Home');
     await page.screenshot({ path: path.join(SHOTS, 'first-run-distillation.png') });
     const written = fs.readdirSync(path.join(workspace, 'distill-lens-models'));

@@ -51,3 +51,30 @@ export async function hoverWord(page: Page, word: string, from = 1, to = 3): Pro
   await page.mouse.move(box.x, box.y);
   return true;
 }
+
+/**
+ * Run Distillation… from the palette on the selection: picks the loss (by a word of its
+ * description), the steps, accepts the suggested output folder (returned), and waits for the
+ * run to end; then Use as Student and Re-analyse, and the panel's colour-by-change view.
+ */
+export async function distilSelection(page: Page, frame: Page, o: { loss: string; lossRow: string; steps: number }): Promise<string> {
+  const quick = page.locator('.quick-input-widget input');
+  await palette(page, 'Distill Lens: Run Distillation…');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
+  await quick.fill(o.loss);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: o.lossRow }).first().click();
+  await quick.fill(String(o.steps));
+  await page.keyboard.press('Enter');
+  await page.waitForTimeout(300);
+  const out: string = await quick.inputValue();
+  await page.keyboard.press('Enter'); // the suggested output folder
+  const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
+  await done.waitFor({ timeout: 180_000 });
+  if (!/done/.test((await frame.locator('#training').getAttribute('title')) ?? '')) throw new Error('the panel does not show the finished run');
+  await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
+  await frame.locator('#comparison').waitFor({ timeout: 60_000 });
+  await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  return out;
+}
