@@ -4,7 +4,12 @@ import * as path from 'node:path';
 import { writeSafetensors } from '../src/models/safetensors';
 import { seededRandom as rng } from '../src/train/random';
 
-export const GPT2_TOKENIZER = path.resolve(__dirname, '..', '..', 'shared', 'tokenizers', 'gpt2');
+/** A folder with GPT-2's tokenizer.json: BENCH_GPT2_TOKENIZER, else the developers' shared folder beside the repository. */
+export const GPT2_TOKENIZER = process.env.BENCH_GPT2_TOKENIZER ?? path.resolve(__dirname, '..', '..', 'shared', 'tokenizers', 'gpt2');
+if (!fs.existsSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'))) {
+  console.error(`the benchmark needs GPT-2's tokenizer.json (https://huggingface.co/openai-community/gpt2): set BENCH_GPT2_TOKENIZER to its folder (looked in ${GPT2_TOKENIZER})`);
+  process.exit(2);
+}
 
 export function writeGpt2(dir: string, layers: number, seed: number, logitScale: number): void {
   if (fs.existsSync(path.join(dir, 'config.json'))) return;

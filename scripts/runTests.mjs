@@ -1,8 +1,11 @@
-// Runs every test/**/*.test.ts with node's test runner (Node 20's --test does not expand
-// globs or find .ts files itself). Extra arguments filter by path substring.
+// `npm test`: runs every test/**/*.test.ts with Node's test runner (Node 20's --test does not
+// expand globs or find .ts files itself), after installing what the tests in a real VS Code
+// need (scripts/testTools.mjs). Extra arguments filter test files by path substring.
+// The last line says how many tests ran and how many were skipped, and why.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureVscodeTools } from './testTools.mjs';
 
 const filters = process.argv.slice(2);
 const files = [];
@@ -14,5 +17,39 @@ const walk = (dir) => {
   }
 };
 walk('test');
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+
+const env = { ...process.env };
+if (files.some((f) => f.startsWith(join('test', 'integration')) || f.startsWith(join('test', 'ui')))) {
+  const reason = ensureVscodeTools();
+  // the tests in a real VS Code read this and skip themselves with the reason
+  if (reason) env.DISTILL_LENS_NO_VSCODE = reason;
+}
+
+mkdirSync('.test-cache', { recursive: true });
+const summaryFile = join('.test-cache', 'test-summary.json');
+const run = spawnSync(
+  process.execPath,
+  [
+    '--import', 'tsx', '--test', '--test-concurrency=1',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=./scripts/testSummaryReporter.mjs', `--test-reporter-destination=${summaryFile}`,
+    ...files,
+  ],
+  { stdio: 'inherit', env },
+);
+
+let summary;
+try {
+  summary = JSON.parse(readFileSync(summaryFile, 'utf8'));
+} catch {
+  console.log(`npm test: the test runner stopped before reporting (exit ${run.status ?? run.signal})`);
+  process.exit(run.status || 1);
+}
+const reasons = Object.entries(summary.skipReasons);
+if (reasons.length > 0) {
+  console.log('\nskipped:');
+  for (const [reason, count] of reasons) console.log(`  ${count} × ${reason}`);
+}
+const ran = summary.passed + summary.failed;
+console.log(`\nnpm test: ${ran} tests ran (${summary.passed} passed, ${summary.failed} failed), ${summary.skipped} skipped`);
+process.exit(run.status ?? 1);

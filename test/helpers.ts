@@ -11,6 +11,57 @@ export const STORIES_TOK = path.join(STORIES, 'tok512.bin');
 export const ORTGENAI = path.join(SHARED, 'models', 'tiny-random-llama-ortgenai');
 export const GPT2_TOKENIZER = path.join(SHARED, 'tokenizers', 'gpt2');
 
+/**
+ * Files some tests read from the developers' shared folder beside the repository (CI always
+ * has it). Without one, those tests are skipped with a line saying what it is, where it
+ * comes from, its sha256 and where to put it.
+ */
+interface Fixture {
+  what: string;
+  source: string;
+  files: { path: string; sha256: string }[];
+}
+export const FIXTURES = {
+  stories260k: {
+    what: "Karpathy's stories260K (a 260k-parameter Llama trained on TinyStories, llama2.c format) and its 512-piece tokenizer",
+    source: 'https://huggingface.co/karpathy/tinyllamas/tree/main/stories260K (MIT)',
+    files: [
+      { path: STORIES_BIN, sha256: 'b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696' },
+      { path: STORIES_TOK, sha256: '037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312' },
+    ],
+  },
+  gpt2Tokenizer: {
+    what: "GPT-2's tokenizer.json (50257-token byte-level BPE)",
+    source: 'https://huggingface.co/openai-community/gpt2/blob/main/tokenizer.json (MIT)',
+    files: [{ path: path.join(GPT2_TOKENIZER, 'tokenizer.json'), sha256: '337da36be7a71a6e88aa9148967a7bc8736f4b47c7de8e19ba92b89e80734cfc' }],
+  },
+  ortGenaiLlama: {
+    what: 'a tiny random float16 Llama exported by onnxruntime-genai (contrib operators, past_key_values inputs)',
+    source: 'https://github.com/microsoft/onnxruntime-genai, test/test_models/hf-internal-testing/tiny-random-LlamaForCausalLM-fp16 at f00eed5b (MIT)',
+    files: [
+      { path: path.join(ORTGENAI, 'model.onnx'), sha256: '3d13c04efa19b6926f7b681b2f244c2b3fa984aa0bdd1f81ee6276d7e9996e91' },
+      { path: path.join(ORTGENAI, 'model.onnx.data'), sha256: 'de83a26356d47822412cbc6b56931ad513751714457133ac35b5d9e71f587610' },
+      { path: path.join(ORTGENAI, 'tokenizer.json'), sha256: 'd606f46a8aa6f29f0a0abdec7c3ffddefc9f9bfe26919532d209a0a850e25029' },
+    ],
+  },
+} satisfies Record<string, Fixture>;
+
+/**
+ * Test options that skip the test when a fixture is missing: `test(name, needs('stories260k'), fn)`.
+ * The reason is one line per missing fixture.
+ */
+export function needs(...names: (keyof typeof FIXTURES)[]): { skip?: string } {
+  const missing = names.map((n) => FIXTURES[n] as Fixture).filter((f) => f.files.some((file) => !fs.existsSync(file.path)));
+  if (missing.length === 0) return {};
+  const describe = (f: Fixture) => `needs ${f.what}, from ${f.source}: ${f.files.map((file) => `${path.basename(file.path)} (sha256 ${file.sha256}) at ${file.path}`).join(', ')}`;
+  return { skip: missing.map(describe).join('; ') };
+}
+
+/** Test options that skip a test in a real VS Code when npm test could not install its tools. */
+export function needsVscode(): { skip?: string } {
+  return process.env.DISTILL_LENS_NO_VSCODE ? { skip: process.env.DISTILL_LENS_NO_VSCODE } : {};
+}
+
 /** A scratch folder removed at exit. */
 export function tempDir(prefix = 'distill-lens-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -20,6 +71,12 @@ export function tempDir(prefix = 'distill-lens-test-'): string {
 
 // the build cache of every test run is private, so tests never see a user's cache
 process.env.DISTILL_LENS_CACHE ??= tempDir('distill-lens-cache-');
+
+/** The built-in pair in models/demo (part of the repository, so tests using it run everywhere). */
+export function demoPair(): { teacher: string; student: string } {
+  const root = path.resolve(__dirname, '..', 'models', 'demo');
+  return { teacher: path.join(root, 'teacher'), student: path.join(root, 'student') };
+}
 
 let pair: { teacher: string; student: string } | undefined;
 /** stories260k converted (teacher) and truncated to 3 layers (student). */

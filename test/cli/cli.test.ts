@@ -11,7 +11,7 @@ import { METRIC_KEYS } from '../../src/core/metricKeys';
 import { writeSafetensors } from '../../src/models/safetensors';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { referenceRow, rng } from '../reference/kdReference';
-import { GPT2_TOKENIZER, ORTGENAI, STORIES_BIN, STORIES_TOK, storiesPair, tempDir } from '../helpers';
+import { GPT2_TOKENIZER, ORTGENAI, STORIES_BIN, STORIES_TOK, demoPair, needs, storiesPair, tempDir } from '../helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'distill-lens.js');
 
@@ -28,27 +28,28 @@ function expectError(r: ReturnType<typeof cli>, code: number, message: RegExp) {
 }
 
 const TEXT = 'Once upon a time, there was a little girl named Lily. She loved to play.';
+/** A declaration like the built-in pair's training text. */
+const DECL = '/** Returns the number of items. */\ndeclare function count<T>(items: readonly T[]): number;\n';
 
 test('inspect --format json: rows with every kd-spec key, spans, ids and summary', () => {
-  const { teacher, student } = storiesPair();
-  const r = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--format', 'json', '--top-k', '3');
+  const { teacher, student } = demoPair();
+  const r = cli('inspect', '--teacher', teacher, '--student', student, '--text', DECL, '--format', 'json', '--top-k', '3');
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
-  assert.equal(doc.ids[0], 1, 'BOS first');
   assert.equal(doc.rows.length, doc.ids.length - 1, 'one row per token after the first');
   for (const row of doc.rows) {
     for (const k of [...METRIC_KEYS, 'hard', 'text', 'start', 'end', 'target']) assert.ok(k in row, `row has ${k}`);
     for (const who of ['teacher', 'student']) for (const k of ['p', 'logp', 'rank', 'entropy', 'top']) assert.ok(k in row[who], `${who}.${k}`);
     assert.equal(row.teacher.top.length, 3);
-    assert.equal(TEXT.slice(row.start, row.end), row.text);
+    assert.equal(DECL.slice(row.start, row.end), row.text);
   }
-  assert.equal(doc.rows.map((r: any) => r.text).join(''), TEXT, 'spans tile the text');
+  assert.equal(doc.rows.map((r: any) => r.text).join(''), DECL, 'spans tile the text');
   for (const k of METRIC_KEYS) assert.ok(Number.isFinite(doc.summary.mean[k]), `summary mean ${k}`);
-  assert.ok(doc.summary.teacherPerplexity < doc.summary.studentPerplexity, 'the 5-layer teacher beats its 3-layer truncation');
+  assert.ok(doc.summary.teacherPerplexity < doc.summary.studentPerplexity, 'the 4-layer teacher beats the 2-layer student');
 });
 
 test('inspect --format table and html; --out writes the file', () => {
-  const { teacher, student } = storiesPair();
+  const { teacher, student } = demoPair();
   const table = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--metric', 'jsd');
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /Jensen–Shannon \(jsd\): colour scale/);
@@ -91,7 +92,7 @@ test('metrics --input: same numbers as the float64 reference; NaN, Infinity and 
 });
 
 test('usage errors exit 2: unknown metric, text and file together or missing, bad numbers', () => {
-  const { teacher, student } = storiesPair();
+  const { teacher, student } = demoPair();
   expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', 'hi', '--metric', 'kl'), 2, /unknown metric "kl": choose one of fkl, rkl/);
   expectError(cli('inspect', '--teacher', teacher, '--student', student), 2, /exactly one of --text or --file/);
   expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', 'a', '--file', 'b'), 2, /exactly one of --text or --file/);
@@ -100,7 +101,7 @@ test('usage errors exit 2: unknown metric, text and file together or missing, ba
   expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', '   '), 2, /the text is empty/);
 });
 
-test('bad model folders: missing, without tokenizer, corrupt ONNX, truncated safetensors', () => {
+test('bad model folders: missing, without tokenizer, corrupt ONNX, truncated safetensors', needs('stories260k', 'ortGenaiLlama'), () => {
   const dir = tempDir();
   const { teacher, student } = storiesPair();
   expectError(cli('inspect', '--teacher', path.join(dir, 'nope'), '--student', student, '--text', TEXT), 1, /model folder .*nope does not exist/);
@@ -120,12 +121,12 @@ test('bad model folders: missing, without tokenizer, corrupt ONNX, truncated saf
   expectError(cli('inspect', '--teacher', truncated, '--student', student, '--text', TEXT), 1, /not a valid safetensors file .*truncated/);
 });
 
-test('teacher and student vocabularies that differ are named in the message', () => {
+test('teacher and student vocabularies that differ are named in the message', needs('stories260k', 'ortGenaiLlama'), () => {
   const { teacher } = storiesPair();
   expectError(cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT), 1, /teacher vocabulary 512 .* student vocabulary 32000 .*share one tokenizer/);
 });
 
-test('a text of a single token, and a non-UTF-8 file', () => {
+test('a text of a single token, and a non-UTF-8 file', needs('gpt2Tokenizer'), () => {
   const dir = tempDir();
   const gpt2 = path.join(dir, 'gpt2');
   fs.mkdirSync(gpt2);
@@ -150,7 +151,7 @@ test('a text of a single token, and a non-UTF-8 file', () => {
   expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'word '.repeat(100), '--max-tokens', '50'), 2, /has 10\d tokens, more than the limit of 50/);
 });
 
-test('convert llama2c: truncated checkpoint, bad --layers, and an existing output folder is left alone', () => {
+test('convert llama2c: truncated checkpoint, bad --layers, and an existing output folder is left alone', needs('stories260k'), () => {
   const dir = tempDir();
   const cut = path.join(dir, 'cut.bin');
   fs.writeFileSync(cut, fs.readFileSync(STORIES_BIN).subarray(0, 500_000));
@@ -177,7 +178,7 @@ test('--verbose prints the stack; --help exits 0', () => {
 });
 
 test('an unavailable device falls back to the CPU with a message that says how to enable it', () => {
-  const { teacher, student } = storiesPair();
+  const { teacher, student } = demoPair();
   const cuda = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'cuda', '--format', 'json');
   assert.equal(cuda.code, 0, cuda.stderr);
   assert.equal(JSON.parse(cuda.stdout).teacher.device, 'cpu');
@@ -190,7 +191,7 @@ test('an unavailable device falls back to the CPU with a message that says how t
   expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'tpu'), 2, /argument 'tpu' is invalid\. Allowed choices are auto, cpu, cuda, dml/);
 });
 
-test('distill: trains, prints the held-out change and writes the folder; Ctrl-C cancels and writes nothing; bad flags exit 2', async () => {
+test('distill: trains, prints the held-out change and writes the folder; Ctrl-C cancels and writes nothing; bad flags exit 2', needs('stories260k'), async () => {
   const { teacher, student } = storiesPair();
   const dir = tempDir();
   const data = path.join(dir, 'data.txt');

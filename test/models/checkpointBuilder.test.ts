@@ -13,7 +13,7 @@ import { resolveModel } from '../../src/models/modelSource';
 import { ensureBuiltModel } from '../../src/models/builtModelCache';
 import { randomGpt2Weights, referenceGpt2 } from '../reference/gpt2Reference';
 import { rng } from '../reference/kdReference';
-import { GPT2_TOKENIZER, maxLogitError, storiesPair, tempDir } from '../helpers';
+import { GPT2_TOKENIZER, maxLogitError, storiesPair, tempDir, needs } from '../helpers';
 import { randomLlamaWeights, referenceLlamaHf } from '../reference/llamaHfReference';
 
 const STORIES_TOKENIZER_FOLDER = () => storiesPair().teacher;
@@ -28,7 +28,7 @@ function writeGpt2Folder(dir: string, prefix: string, seed: number) {
   return { cfg, w };
 }
 
-test('GPT-2 graph: logits agree with a float64 reference (both weight-name layouts)', async () => {
+test('GPT-2 graph: logits agree with a float64 reference (both weight-name layouts)', needs('gpt2Tokenizer'), async () => {
   const dir = tempDir();
   for (const prefix of ['', 'transformer.']) {
     const folder = path.join(dir, `gpt2${prefix}`);
@@ -41,7 +41,7 @@ test('GPT-2 graph: logits agree with a float64 reference (both weight-name layou
   }
 });
 
-test('built models are cached by weight content: same weights reuse, changed weights rebuild', async () => {
+test('built models are cached by weight content: same weights reuse, changed weights rebuild', needs('gpt2Tokenizer'), async () => {
   const dir = tempDir();
   const cache = path.join(dir, 'cache');
   const a = path.join(dir, 'a');
@@ -63,7 +63,7 @@ test('built models are cached by weight content: same weights reuse, changed wei
   assert.notEqual(other.onnxPath, first.onnxPath);
 });
 
-test('Llama graph (Qwen2 layout: q/k/v biases, grouped-query attention, untied head) agrees with a float64 reference', async () => {
+test('Llama graph (Qwen2 layout: q/k/v biases, grouped-query attention, untied head) agrees with a float64 reference', needs('stories260k'), async () => {
   const dir = tempDir();
   const r = rng(4);
   const c = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 512, rms_norm_eps: 1e-6, rope_theta: 1e6, tie_word_embeddings: false };

@@ -10,11 +10,11 @@ import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/runtime/languageModel';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { planWindows } from '../../src/core/windows';
-import { ORTGENAI, storiesPair } from '../helpers';
+import { ORTGENAI, storiesPair, needs } from '../helpers';
 
 const request = (teacher: string, student: string, text: string) => ({ teacher, student, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const, maxTokens: 4096 });
 
-test('an onnxruntime-genai fp16 model runs: its inputs are filled and its logits are float16', async () => {
+test('an onnxruntime-genai fp16 model runs: its inputs are filled and its logits are float16', needs('ortGenaiLlama'), async () => {
   const lm = await LanguageModel.open(await resolveModel(ORTGENAI), 'cpu');
   try {
     const logits = await lm.forward([1, 15043, 3186, 29892]);
@@ -26,7 +26,7 @@ test('an onnxruntime-genai fp16 model runs: its inputs are filled and its logits
   }
 });
 
-test('the same fp16 model as teacher and student gives zero divergence, with the Llama 32k tokenizer', async () => {
+test('the same fp16 model as teacher and student gives zero divergence, with the Llama 32k tokenizer', needs('ortGenaiLlama'), async () => {
   const engine = new InspectEngine();
   try {
     const text = 'Hello world, naïve café: 日本 😀!';
@@ -70,7 +70,7 @@ test('window plan: every token after the first scored once, with at least half a
   }
 });
 
-test('windowed analysis equals whole-text analysis where the windows see the same context', async () => {
+test('windowed analysis equals whole-text analysis where the windows see the same context', needs('stories260k'), async () => {
   const { teacher, student } = storiesPair();
   const engine = new InspectEngine();
   try {

@@ -10,7 +10,7 @@ import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/runtime/languageModel';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { loadRefModel, loadRefTokenizer, referenceEncode, referenceForward } from '../reference/llama2cReference';
-import { STORIES, STORIES_BIN, STORIES_TOK, maxLogitError, storiesPair } from '../helpers';
+import { STORIES, STORIES_BIN, STORIES_TOK, maxLogitError, storiesPair, needs } from '../helpers';
 
 const GOLDEN = fs
   .readFileSync(path.join(STORIES, 'README.md'), 'utf8')
@@ -20,7 +20,7 @@ const GOLDEN = fs
   .map((l) => l.trim())
   .join(' ');
 
-test('golden text: greedy decoding of the converted model reproduces llama2.c', async () => {
+test('golden text: greedy decoding of the converted model reproduces llama2.c', needs('stories260k'), async () => {
   assert.match(GOLDEN, /^Once upon a time, there was a little girl named Lily\./);
   const { teacher } = storiesPair();
   const lm = await LanguageModel.open(await resolveModel(teacher), 'cpu');
@@ -40,7 +40,7 @@ test('golden text: greedy decoding of the converted model reproduces llama2.c', 
   assert.equal(tok.decode(ids.slice(1)).slice(0, GOLDEN.length), GOLDEN);
 });
 
-test('logits agree with a float64 llama2.c forward pass to 1e-4 (5 layers and the 3-layer student)', async () => {
+test('logits agree with a float64 llama2.c forward pass to 1e-4 (5 layers and the 3-layer student)', needs('stories260k'), async () => {
   const { teacher, student } = storiesPair();
   const tokens = [1, 403, 407, 261, 378, 30, 5, 300, 120, 77, 499, 2, 260, 261];
   for (const [folder, layers] of [[teacher, 5], [student, 3]] as const) {
@@ -50,7 +50,7 @@ test('logits agree with a float64 llama2.c forward pass to 1e-4 (5 layers and th
   }
 });
 
-test('the derived tokenizer.json gives exactly llama2.c encode ids', () => {
+test('the derived tokenizer.json gives exactly llama2.c encode ids', needs('stories260k'), () => {
   const { teacher } = storiesPair();
   const tok = TextTokenizer.fromFolder(teacher);
   const ref = loadRefTokenizer(STORIES_TOK, 512);
@@ -69,7 +69,7 @@ test('the derived tokenizer.json gives exactly llama2.c encode ids', () => {
   for (const s of strings) assert.deepEqual(tok.encode(s).ids, referenceEncode(ref, s), JSON.stringify(s));
 });
 
-test('token spans: byte-fallback tokens cover their whole character; leading spaces belong to the token', () => {
+test('token spans: byte-fallback tokens cover their whole character; leading spaces belong to the token', needs('stories260k'), () => {
   const { teacher } = storiesPair();
   const tok = TextTokenizer.fromFolder(teacher);
   const text = 'a 日 😀 upon';

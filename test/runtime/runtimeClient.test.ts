@@ -8,13 +8,13 @@ import * as path from 'node:path';
 import { RuntimeClient, RuntimeCrashedError, RemoteError } from '../../src/runtime/runtimeClient';
 import { CancelledError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
-import { storiesPair } from '../helpers';
+import { demoPair } from '../helpers';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'dist', 'runtime.js');
 const STORY = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ';
 
 function request(text: string, extra: object = {}) {
-  const { teacher, student } = storiesPair();
+  const { teacher, student } = demoPair();
   return { teacher, student, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const, maxTokens: 100_000, ...extra };
 }
 

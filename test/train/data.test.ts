@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import { packWindows, parseJsonl, readDocuments, splitWindows } from '../../src/train/data';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { rng } from '../reference/kdReference';
-import { storiesPair, tempDir } from '../helpers';
+import { demoPair, tempDir } from '../helpers';
 
-const tokenizer = () => TextTokenizer.fromFolder(storiesPair().student);
+const tokenizer = () => TextTokenizer.fromFolder(demoPair().student);
 
 test('windows: each document alone, overlapping by one token, every later token a target exactly once', () => {
   const tok = tokenizer();

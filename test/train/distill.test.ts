@@ -21,7 +21,7 @@ import { packWindows } from '../../src/train/data';
 import { InspectEngine } from '../../src/runtime/inspectEngine';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { CancelledError, UsageError } from '../../src/core/errors';
-import { storiesPair, tempDir, ORTGENAI } from '../helpers';
+import { storiesPair, tempDir, ORTGENAI, needs } from '../helpers';
 import { storiesText } from './storiesText';
 
 function folderHash(dir: string): string {
@@ -44,7 +44,7 @@ const base = (): Omit<DistillRequest, 'out' | 'data'> => {
   return { teacher, student, loss: { key: 'fkl', temperature: 1 }, steps: 200, lr: 5e-4, batchSize: 4, seqLen: 128, seed: 1 };
 };
 
-test('LoRA distillation of the 3-layer student lowers held-out forward KL by at least 30% and writes a loadable model', async () => {
+test('LoRA distillation of the 3-layer student lowers held-out forward KL by at least 30% and writes a loadable model', needs('stories260k'), async () => {
   const { teacher, student } = storiesPair();
   const before = folderHash(student);
   const out = path.join(tempDir(), 'distilled');
@@ -76,7 +76,7 @@ test('LoRA distillation of the 3-layer student lowers held-out forward KL by at 
   }
 });
 
-test('one plain SGD step changes the saved weights by exactly −lr × the gradient (full and LoRA)', async () => {
+test('one plain SGD step changes the saved weights by exactly −lr × the gradient (full and LoRA)', needs('stories260k'), async () => {
   const { teacher, student } = storiesPair();
   // one short document: a single window, so the batch is known
   const text = 'Once upon a time, there was a little girl named Lily. She loved to play in the park.';
@@ -149,7 +149,7 @@ test('one plain SGD step changes the saved weights by exactly −lr × the gradi
   }
 });
 
-test('the same seed repeats a CPU run exactly; cancelling leaves no folder; bad requests are refused before work', async () => {
+test('the same seed repeats a CPU run exactly; cancelling leaves no folder; bad requests are refused before work', needs('stories260k', 'ortGenaiLlama'), async () => {
   const data = { path: dataFile(20) };
   const dir = tempDir();
   const run = (out: string, extra: Partial<DistillRequest> = {}, control = {}) => runDistillation({ ...base(), steps: 8, data, out: path.join(dir, out), mode: { kind: 'full' }, loss: { key: 'jsd', temperature: 1 }, ...extra }, control);
