@@ -14,7 +14,7 @@ const node = {
 };
 const builds = [
   { ...node, entryPoints: { extension: 'src/extension/extension.ts' }, outdir: 'dist' },
-  { ...node, entryPoints: { runtime: 'src/runtime/modelProcess.ts' }, outdir: 'dist' },
+  { ...node, entryPoints: { runtime: 'src/host/modelProcess.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { cli: 'src/cli/main.ts' }, outdir: 'dist' },
   { bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, entryPoints: { webview: 'webview/main.ts' }, outdir: 'dist', logLevel: 'warning' },
 ];

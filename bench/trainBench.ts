@@ -14,7 +14,8 @@ import { writeGpt2 } from './gpt2Checkpoint';
 import { resolveModel } from '../src/models/modelSource';
 import { readSafetensors } from '../src/models/safetensors';
 import { WeightSource } from '../src/models/builder/weights';
-import { LanguageModel, NO_SPINNING } from '../src/runtime/languageModel';
+import { LanguageModel } from '../src/models/languageModel';
+import { openSession } from '../src/onnx/sessions';
 import { buildStepGraph, DEFAULT_OPTIMIZER, names } from '../src/train/stepGraph';
 import type { TrainMode } from '../src/train/trainableWeights';
 
@@ -55,12 +56,12 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   const gradBytes = buildStepGraph({ ...spec, purpose: 'gradients' }).bytes;
   const forwardBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes;
   const buildMs = performance.now() - t;
-  const options: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, ...NO_SPINNING };
+  const open = async (model: Uint8Array, name: string) => (await openSession({ model, device: 'cpu', name })).session;
   t = performance.now();
-  const stepSession = await ort.InferenceSession.create(step.bytes, options);
+  const stepSession = await open(step.bytes, 'the training graph');
   const sessionMs = performance.now() - t;
-  const gradSession = await ort.InferenceSession.create(gradBytes, options);
-  const fwdSession = await ort.InferenceSession.create(forwardBytes, options);
+  const gradSession = await open(gradBytes, 'the gradient graph');
+  const fwdSession = await open(forwardBytes, 'the forward graph');
 
   const teacher = await LanguageModel.open(await resolveModel(teacherDir), 'cpu');
   const ids = Array.from({ length: L }, (_, i) => (i * 7919) % 50000);

@@ -19,9 +19,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { trainByteLevelBpe } from '../src/models/bpeTrainer';
 import { readSafetensors, tensorAsFloat32, writeSafetensors } from '../src/models/safetensors';
-import { runDistillation, type DistillRequest, type RunRecord } from '../src/train/distill';
-import type { TrainDocument } from '../src/train/data';
+import { runDistillation } from '../src/train/distill';
 import { gaussian, seededRandom } from '../src/train/random';
+import type { DistillRequest, RunRecord, TrainDocument } from '../src/shared/protocol';
 
 const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(ROOT, 'models', 'demo');

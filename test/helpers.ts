@@ -93,7 +93,7 @@ export function storiesPair(): { teacher: string; student: string } {
 /** Runs a model folder on `tokens` and returns max |logit − reference| over every position. */
 export async function maxLogitError(folder: string, tokens: number[], reference: Float64Array[]): Promise<number> {
   const { resolveModel } = await import('../src/models/modelSource');
-  const { LanguageModel } = await import('../src/runtime/languageModel');
+  const { LanguageModel } = await import('../src/models/languageModel');
   const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
   try {
     const logits = await lm.forward(tokens);

@@ -11,7 +11,8 @@ import '@vscode-elements/elements/dist/vscode-button/index.js';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKeys';
 import { METRIC_GROUPS } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
-import { scalePosition, scaleRange } from '../src/core/colorScale';
+import { scalePosition } from '../src/core/colorScale';
+import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from '../src/report/heatmap';
 import type { FromPanel, PanelAnalysis, ToPanel, TrainingView } from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
@@ -28,7 +29,6 @@ interface PanelState {
   colorBy?: 'value' | 'change';
 }
 
-const BANDS = 10;
 let state: PanelState = vscode.getState() ?? { analysis: null, metric: 'fkl', selected: null };
 const app = document.getElementById('app')!;
 
@@ -37,10 +37,6 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string,
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   e.append(...children);
   return e;
-}
-
-function band(v: number, range: [number, number]): number {
-  return Math.min(BANDS - 1, Math.floor(scalePosition(v, range) * BANDS));
 }
 
 function save(): void {
@@ -58,7 +54,7 @@ function render(): void {
   }
   const byChange = !!a.baseline && state.colorBy === 'change';
   const metric = state.metric;
-  const range = scaleRange(a.rows.map((r) => r[metric]), state.fixedMax);
+  const range = heatRange(a.rows.map((r) => r[metric]), state.fixedMax);
 
   // header: metric selector and legend
   const select = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & { value: string };
@@ -95,22 +91,17 @@ function render(): void {
 
   // heatmap: text between tokens plain, each token span coloured, boundaries visible
   const heat = el('div', { class: 'heatmap', id: 'heatmap' });
-  const first = a.rows.reduce((m, r) => Math.min(m, r.start), Infinity);
-  const last = a.rows.reduce((m, r) => Math.max(m, r.end), 0);
-  const order = a.rows.map((r, i) => i).sort((x, y) => a.rows[x].start - a.rows[y].start || x - y);
-  let at = first;
-  for (const i of order) {
-    const r = a.rows[i];
-    if (r.start < at) continue; // byte-fallback pieces share their character's span: shown once
-    if (r.start > at) heat.append(a.text.slice(at, r.start));
-    const sharing = order.filter((j) => a.rows[j].start === r.start && a.rows[j].end === r.end);
-    const value = Math.max(...sharing.map((j) => a.rows[j][metric]));
-    const colour = byChange ? changeClass(a, sharing, metric) : `heat${band(value, range)}`;
-    const span = el('span', { class: `tok ${colour}${sharing.includes(state.selected ?? -1) ? ' selected' : ''}`, 'data-row': String(i), title: `${JSON.stringify(r.text)} ${metric} ${formatNumber(value)}`, tabindex: '0' }, a.text.slice(r.start, r.end));
+  for (const seg of heatmapSegments(a.text, a.rows)) {
+    if (seg.kind === 'text') {
+      heat.append(seg.text);
+      continue;
+    }
+    const value = segmentValue(seg, (j) => a.rows[j][metric]);
+    const colour = byChange ? changeClass(a, seg.rows, metric) : `heat${heatBand(value, range)}`;
+    const row = seg.rows[0];
+    const span = el('span', { class: `tok ${colour}${seg.rows.includes(state.selected ?? -1) ? ' selected' : ''}`, 'data-row': String(row), title: `${JSON.stringify(seg.text)} ${metric} ${formatNumber(value)}`, tabindex: '0' }, seg.text);
     heat.append(span);
-    at = r.end;
   }
-  if (last > at) heat.append(a.text.slice(at, last));
   heat.addEventListener('click', (e) => {
     const t = (e.target as HTMLElement).closest('.tok') as HTMLElement | null;
     if (!t) return;
@@ -323,9 +314,6 @@ window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
     render();
   } else if (m.type === 'showTraining') {
     state.training = m.training;
-    render();
-  } else if (m.type === 'setMetric') {
-    state.metric = m.metric;
     render();
   } else if (m.type === 'highlightRow') {
     if (m.index === state.selected) return; // cursor moves inside one token redraw nothing

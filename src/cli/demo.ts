@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions } from '../core/tokenRows';
 import { builtInPair, DEMO_TEXT } from '../models/builtInModels';
-import { InspectEngine } from '../runtime/inspectEngine';
+import { InspectEngine } from '../inspect/inspectEngine';
 import { formatTable } from './tableFormat';
-import { renderHtmlReport } from './htmlReport';
+import { renderHtmlReport } from '../report/htmlReport';
 
 export async function runDemo(o: { metric: MetricKey; options: MetricOptions; htmlOut: string }): Promise<void> {
   const { teacher, student } = builtInPair();

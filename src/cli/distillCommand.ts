@@ -2,10 +2,10 @@
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { CancelledError } from '../core/errors';
-import { DEVICES, type Device } from '../runtime/device';
-import { LOSS_KEYS, type LossKey } from '../train/losses';
-import { runDistillation, type RunRecord } from '../train/distill';
+import { runDistillation } from '../train/distill';
 import { formatNumber } from '../core/formatNumber';
+import { DEVICES, type Device } from '../shared/devices';
+import { LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 

@@ -7,17 +7,18 @@ import * as fs from 'node:fs';
 import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
 import { CancelledError, UsageError } from '../core/errors';
 import { DEFAULT_METRIC_OPTIONS, type MetricOptions } from '../core/tokenRows';
-import { InspectEngine } from '../runtime/inspectEngine';
-import { DEVICES, type Device } from '../runtime/device';
+import { ModelPool } from '../models/modelPool';
+import { InspectEngine } from '../inspect/inspectEngine';
 import { convertLlama2c } from '../models/llama2c';
 import { readTextFile } from './readText';
 import { formatTable } from './tableFormat';
-import { renderHtmlReport } from './htmlReport';
-import { toJsonReport } from './jsonReport';
+import { renderHtmlReport } from '../report/htmlReport';
+import { toJsonReport } from '../report/jsonReport';
 import { runMetricsCommand } from './metricsCommand';
 import { runDemo } from './demo';
 import { addDistillCommand } from './distillCommand';
 import { version } from '../../package.json';
+import { DEVICES, type Device } from '../shared/devices';
 
 const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
   const x = Number(v);
@@ -73,7 +74,7 @@ export function buildProgram(): Command {
     const metric = parseMetricKey(o.metric);
     if ((o.text === undefined) === (o.file === undefined)) throw new UsageError('give the text with exactly one of --text or --file');
     const text = o.text ?? readTextFile(o.file);
-    const engine = new InspectEngine({ threads: o.threads });
+    const engine = new InspectEngine(new ModelPool({ threads: o.threads }));
     try {
       const result = await engine.inspect({
         teacher: o.teacher,
@@ -135,7 +136,7 @@ export function buildProgram(): Command {
   metricOptions(
     program
       .command('demo')
-      .description('analyse a sample text with the stories260k pair from ../shared and write demo-report.html')
+      .description('analyse a sample TypeScript declaration with the built-in teacher and student and write demo-report.html')
       .option('--out <F>', 'where to write the HTML report', 'demo-report.html'),
   ).action(async (o) => {
     await runDemo({ metric: parseMetricKey(o.metric), options: toMetricOptions(o), htmlOut: o.out });

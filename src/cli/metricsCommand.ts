@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { InputError } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
 import { markHard, summarize, type MetricOptions } from '../core/tokenRows';
-import { MetricsRunner, type RowSource } from '../runtime/metricsRunner';
+import { MetricsRunner, type RowSource } from '../inspect/metricsRunner';
 
 export interface LogitsInput {
   teacher: Float64Array;

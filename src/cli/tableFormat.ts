@@ -2,8 +2,8 @@
 import { Chalk } from 'chalk';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
-import type { InspectResult } from '../runtime/inspectEngine';
 import { formatNumber as fmt } from '../core/formatNumber';
+import type { InspectResult } from '../shared/protocol';
 
 export function formatTable(r: InspectResult, text: string, metric: MetricKey, o: { color?: boolean } = {}): string {
   const chalk = o.color === false ? new Chalk({ level: 0 }) : new Chalk();

@@ -5,12 +5,12 @@
 import * as vscode from 'vscode';
 import { DocumentAnalysis } from '../core/analysisState';
 import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
-import type { InspectResult } from '../runtime/inspectEngine';
-import { CancelledError } from '../core/errors';
+import { CancelledError, ModelLoadError } from '../core/errors';
 import { HeatDecorations } from './heatDecorations';
 import { readSettings, type Settings } from './settings';
 import type { RuntimeHost } from './runtimeHost';
 import { formatNumber } from '../core/formatNumber';
+import type { InspectResult } from '../shared/protocol';
 
 export interface StoredAnalysis {
   placed: DocumentAnalysis;
@@ -155,7 +155,7 @@ export class AnalysisController implements vscode.Disposable {
 
   reportError(e: unknown): void {
     const err = e as Error;
-    if (err instanceof CancelledError || err?.name === 'CancelledError') {
+    if (err instanceof CancelledError) {
       this.log.info('analysis cancelled');
       vscode.window.setStatusBarMessage('$(circle-slash) Distill Lens: analysis cancelled', 5000);
       return;
@@ -163,7 +163,7 @@ export class AnalysisController implements vscode.Disposable {
     this.log.error(err?.stack ?? String(e));
     this.lastError = err.message;
     const actions: string[] = [];
-    if (/teacher|student|model folder|tokenizer|vocabulary|ONNX|safetensors|hub/i.test(err.message)) actions.push('Choose Teacher…', 'Choose Student…');
+    if (err instanceof ModelLoadError) actions.push('Choose Teacher…', 'Choose Student…');
     actions.push('Show Log');
     void vscode.window.showErrorMessage(`Distill Lens: ${err.message}`, ...actions).then((pick) => {
       if (pick === 'Choose Teacher…') void vscode.commands.executeCommand('distillLens.chooseTeacher');

@@ -11,12 +11,11 @@ import { builtInPair } from '../models/builtInModels';
 import * as vscode from 'vscode';
 import { CancelledError } from '../core/errors';
 import { formatNumber } from '../core/formatNumber';
-import { LOSS_KEYS, type LossKey } from '../train/losses';
-import type { DistillRequest, RunRecord } from '../train/distill';
 import type { TrainingView } from '../shared/panelProtocol';
 import type { AnalysisController } from './analysisController';
 import type { RuntimeHost } from './runtimeHost';
 import { readDistillSettings, readSettings } from './settings';
+import { LOSS_KEYS, type DistillRequest, type LossKey, type RunRecord } from '../shared/protocol';
 
 const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
   fkl: 'forward KL, classic word-level KD',
@@ -172,7 +171,7 @@ export class DistillationRunner implements vscode.Disposable {
       }
       return record;
     } catch (e) {
-      const cancelled = e instanceof CancelledError || (e as Error)?.name === 'CancelledError';
+      const cancelled = e instanceof CancelledError;
       view.status = cancelled ? 'cancelled' : 'failed';
       view.message = cancelled ? 'cancelled: no model was written' : (e as Error).message;
       this.show(view);

@@ -1,6 +1,6 @@
 /** The extension's one model process, started on first use (activation stays cheap). */
 import * as vscode from 'vscode';
-import { RuntimeClient } from '../runtime/runtimeClient';
+import { RuntimeClient } from '../host/runtimeClient';
 
 export class RuntimeHost implements vscode.Disposable {
   private client?: RuntimeClient;

@@ -2,8 +2,8 @@ import * as vscode from 'vscode';
 import { isMetricKey, type MetricKey } from '../core/metricKeys';
 import type { MetricOptions } from '../core/tokenRows';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
-import type { Device } from '../runtime/device';
 import { builtInPair } from '../models/builtInModels';
+import type { Device } from '../shared/devices';
 
 /** The distillLens.* settings, typed and checked. */
 export interface Settings {

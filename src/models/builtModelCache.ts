@@ -27,24 +27,40 @@ export function buildGraphFor(model: ResolvedModel): GraphBuilder {
   return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));
 }
 
-function fileHash(file: string, memo: Record<string, string>): string {
+/**
+ * sha256 of a file, read in 16 MiB chunks. Asynchronous, so that a model process stays
+ * responsive while it hashes gigabytes: a Cancel arriving meanwhile is seen between chunks.
+ */
+async function fileHash(file: string, memo: Record<string, string>, checkCancelled: () => void): Promise<string> {
   const st = fs.statSync(file);
   const key = `${path.resolve(file)}|${st.size}|${st.mtimeMs}`;
   if (memo[key]) return memo[key];
   const h = crypto.createHash('sha256');
-  const fd = fs.openSync(file, 'r');
+  const handle = await fs.promises.open(file, 'r');
   const chunk = Buffer.allocUnsafe(1 << 24);
   try {
     let n: number;
-    while ((n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0) h.update(chunk.subarray(0, n));
+    while ((n = (await handle.read(chunk, 0, chunk.length, null)).bytesRead) > 0) {
+      h.update(chunk.subarray(0, n));
+      checkCancelled();
+    }
   } finally {
-    fs.closeSync(fd);
+    await handle.close();
   }
   return (memo[key] = h.digest('hex'));
 }
 
+export interface BuildOptions {
+  cacheDir?: string;
+  onProgress?: (m: string) => void;
+  /** throws (a CancelledError) when the request was cancelled; called between long steps */
+  checkCancelled?: () => void;
+}
+
 /** Returns the path of the built ONNX model for a checkpoint, building it on first use. */
-export function ensureBuiltModel(model: ResolvedModel, cacheDir = defaultBuildCacheDir(), onProgress?: (m: string) => void): { onnxPath: string; built: boolean } {
+export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {}): Promise<{ onnxPath: string; built: boolean }> {
+  const cacheDir = o.cacheDir ?? defaultBuildCacheDir();
+  const checkCancelled = o.checkCancelled ?? (() => {});
   fs.mkdirSync(cacheDir, { recursive: true });
   const memoFile = path.join(cacheDir, 'hashes.json');
   let memo: Record<string, string> = {};
@@ -55,14 +71,17 @@ export function ensureBuiltModel(model: ResolvedModel, cacheDir = defaultBuildCa
   }
   const h = crypto.createHash('sha256');
   h.update(`builder ${BUILDER_VERSION}\n${JSON.stringify(model.config)}\n`);
-  for (const f of model.weightFiles!) h.update(fileHash(f, memo));
+  for (const f of model.weightFiles!) h.update(await fileHash(f, memo, checkCancelled));
   const key = h.digest('hex').slice(0, 32);
   fs.writeFileSync(memoFile, JSON.stringify(memo));
   const dir = path.join(cacheDir, 'built', key);
   const onnxPath = path.join(dir, 'model.onnx');
   if (fs.existsSync(onnxPath)) return { onnxPath, built: false };
-  onProgress?.(`building the ONNX graph for ${model.name}`);
+  o.onProgress?.(`building the ONNX graph for ${model.name}`);
+  await new Promise((resolve) => setImmediate(resolve)); // let a pending Cancel arrive before the build
+  checkCancelled();
   const graph = buildGraphFor(model);
+  checkCancelled();
   fs.mkdirSync(path.join(cacheDir, 'built'), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cacheDir, 'built', `.${key}-`));
   try {

@@ -5,8 +5,8 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ModelLoadError } from './modelErrors';
 import { ONNX_CANDIDATES } from './onnxLayout';
+import { ModelLoadError } from '../core/errors';
 
 export function looksLikeHubId(spec: string): boolean {
   return /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(spec) && !spec.startsWith('.');

@@ -4,9 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelLoadError } from './modelErrors';
 import { downloadHubModel, looksLikeHubId } from './hubDownload';
 import { ONNX_CANDIDATES } from './onnxLayout';
+import { ModelLoadError } from '../core/errors';
 
 export type ModelKind = 'onnx' | 'checkpoint';
 export type Architecture = 'llama' | 'gpt2';

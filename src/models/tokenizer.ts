@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ModelLoadError } from './modelErrors';
+import { ModelLoadError } from '../core/errors';
 
 export interface Encoded {
   ids: number[];

@@ -49,11 +49,6 @@ export interface ShowAnalysisMessage {
   metric: MetricKey;
   fixedMax?: number;
 }
-/** Host → panel: the metric changed. */
-export interface SetMetricToPanel {
-  type: 'setMetric';
-  metric: MetricKey;
-}
 /** Host → panel: the editor selection is on row `index` (or on no row: null). */
 export interface HighlightRowMessage {
   type: 'highlightRow';
@@ -64,7 +59,7 @@ export interface ShowTrainingMessage {
   type: 'showTraining';
   training: TrainingView | null;
 }
-export type ToPanel = ShowAnalysisMessage | SetMetricToPanel | HighlightRowMessage | ShowTrainingMessage;
+export type ToPanel = ShowAnalysisMessage | HighlightRowMessage | ShowTrainingMessage;
 
 /** Panel → host: the webview has loaded and wants the current state. */
 export interface PanelReadyMessage {

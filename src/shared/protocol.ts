@@ -1,9 +1,168 @@
 /**
- * Messages between the extension host (or any client) and the model process. Every
- * message says who sends it. No vscode, no DOM.
+ * The protocol between the extension host (or the CLI) and the model process: what an
+ * analysis or a distillation is asked to do, what it answers, and the messages that carry
+ * them. Every message says who sends it. Types only (and their key lists): no vscode, no
+ * DOM, no ONNX Runtime.
  */
-import type { InspectRequest, InspectResult } from '../runtime/inspectEngine';
-import type { DistillProgress, DistillRequest, RunRecord } from '../train/distill';
+import type { MetricKey } from '../core/metricKeys';
+import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
+import type { Device, UsedDevice } from './devices';
+
+// ---- analysis (inspect) ----
+
+export interface InspectRequest {
+  teacher: string;
+  student: string;
+  text: string;
+  options: MetricOptions;
+  metric: MetricKey;
+  device: Device;
+  /** hard cap on the text's token count */
+  maxTokens: number;
+  /** window length for long texts (default: the smaller model context) */
+  window?: number;
+  allowRemote?: boolean;
+  hubCacheDir?: string;
+}
+
+export interface ModelReport {
+  name: string;
+  folder: string;
+  device: string;
+  vocab: number;
+  contextLength: number;
+}
+
+export interface Timings {
+  loadMs: number;
+  tokenizeMs: number;
+  teacherMs: number;
+  studentMs: number;
+  metricsMs: number;
+  totalMs: number;
+}
+
+export interface InspectResult {
+  ids: number[];
+  rows: TokenRow[];
+  summary: Summary;
+  teacher: ModelReport;
+  student: ModelReport;
+  /** windows used: [first position, end position) of each */
+  windows: [number, number][];
+  exactSpans: boolean;
+  messages: string[];
+  timings: Timings;
+}
+
+// ---- distillation ----
+
+export interface TrainDocument {
+  /** where it came from, for messages */
+  source: string;
+  text: string;
+  /** characters [0, promptChars) are a prompt: no loss on their tokens */
+  promptChars?: number;
+}
+
+export const LOSS_KEYS = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'dkd', 'atkd', 'ce'] as const;
+
+export type LossKey = (typeof LOSS_KEYS)[number];
+
+export interface LossOptions {
+  key: LossKey;
+  /** temperature T */
+  temperature: number;
+  /** gjsd β (default 0.5); dkd's β, the nckd weight (default 8) */
+  beta?: number;
+  /** skl/srkl α (default 0.1); dkd's α, the tckd weight (default 1); atkd's α (default 0.2) */
+  alpha?: number;
+  /** AKL head mass μ (default 0.5) */
+  mu?: number;
+  /** loss = (1 − kdRatio)·ce + kdRatio·kd; default 1 */
+  kdRatio?: number;
+  /** multiply the KD term by T²; default on for dkd, off otherwise */
+  scaleByT2?: boolean;
+}
+
+export type TrainMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: string[] };
+
+export interface OptimizerSpec {
+  kind: 'adamw' | 'sgd';
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** clip the global gradient norm to this; 0 turns clipping off */
+  maxGradNorm: number;
+}
+
+export interface DistillRequest {
+  /** empty: no teacher, training from scratch with the ce loss (how the built-in teacher is made) */
+  teacher: string;
+  student: string;
+  /** a file, folder or JSONL path; or documents given directly (the editor's selection) */
+  data: { path: string } | { documents: TrainDocument[] };
+  loss: LossOptions;
+  /** LoRA by default */
+  mode?: TrainMode | { kind: 'lora'; rank?: number; alpha?: number; targets?: string[] };
+  optimizer?: Partial<OptimizerSpec>;
+  steps: number;
+  lr: number;
+  /** warm-up steps; default a tenth of the steps */
+  warmupSteps?: number;
+  batchSize: number;
+  seqLen: number;
+  seed: number;
+  device?: Device;
+  /** give the loss only the teacher's top-k tokens (plus the target) and one bucket for the rest */
+  teacherTopK?: number;
+  out: string;
+  allowRemote?: boolean;
+  hubCacheDir?: string;
+}
+
+export interface DistillProgress {
+  phase: 'prepare' | 'evaluate' | 'train' | 'write';
+  message: string;
+  step?: number;
+  steps?: number;
+  loss?: number;
+  lr?: number;
+  tokensPerSecond?: number;
+  secondsLeft?: number;
+}
+
+export interface HeldOut {
+  fkl: number;
+  rkl: number;
+  studentPerplexity: number;
+  tokens: number;
+}
+
+export interface LossPoint {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+}
+
+export interface RunRecord {
+  version: 1;
+  createdAt: string;
+  teacher: string;
+  student: string;
+  out: string;
+  settings: Record<string, unknown>;
+  data: { documents: number; trainWindows: number; heldOutWindows: number; heldOutIsTrainingData: boolean; trainTokens: number };
+  device: string;
+  lossCurve: LossPoint[];
+  heldOut: { before: HeldOut; after: HeldOut; fklChange: number };
+  timings: { totalSeconds: number; teacherSeconds: number; stepSeconds: number; tokensPerSecond: number };
+  messages: string[];
+}
+
+// ---- messages between a client and the model process ----
 
 /** Client → model process: analyse a text. */
 export interface InspectMessage {
@@ -26,7 +185,21 @@ export interface CancelMessage {
 export interface ShutdownMessage {
   type: 'shutdown';
 }
-export type ToRuntime = InspectMessage | DistillMessage | CancelMessage | ShutdownMessage;
+/** Client → model process: report what the process holds (memory, loaded models). */
+export interface StatsMessage {
+  type: 'stats';
+  id: number;
+}
+export type ToRuntime = InspectMessage | DistillMessage | StatsMessage | CancelMessage | ShutdownMessage;
+
+/** The answer to a StatsMessage. */
+export interface RuntimeStats {
+  pid: number;
+  /** resident set size of the model process */
+  rssBytes: number;
+  loadedModels: number;
+  metricsSessions: number;
+}
 
 /** Model process → client: progress of request `id`. */
 export interface ProgressMessage {
@@ -41,7 +214,7 @@ export interface ProgressMessage {
 export interface ResultMessage {
   type: 'result';
   id: number;
-  result: InspectResult | RunRecord;
+  result: InspectResult | RunRecord | RuntimeStats;
 }
 /** Model process → client: request `id` failed; `name` keeps the error's class for the client. */
 export interface ErrorMessage {

@@ -8,14 +8,8 @@ import * as path from 'node:path';
 import { InputError } from '../core/errors';
 import type { TextTokenizer } from '../models/tokenizer';
 import { shuffle, type Rng } from './random';
+import type { TrainDocument } from '../shared/protocol';
 
-export interface TrainDocument {
-  /** where it came from, for messages */
-  source: string;
-  text: string;
-  /** characters [0, promptChars) are a prompt: no loss on their tokens */
-  promptChars?: number;
-}
 
 /** Text and code files a folder may hold; anything else (binaries, lock files) is skipped. */
 const TEXT_EXTENSIONS = new Set(['.txt', '.md', '.rst', '.ts', '.tsx', '.js', '.jsx', '.mjs', '.cjs', '.py', '.java', '.c', '.h', '.cc', '.cpp', '.hpp', '.cs', '.go', '.rs', '.rb', '.php', '.swift', '.kt', '.scala', '.sh', '.json', '.jsonl', '.yaml', '.yml', '.toml', '.html', '.css', '.sql', '.tex']);

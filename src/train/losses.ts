@@ -4,25 +4,9 @@
  * promote the whole graph to float64.
  */
 import type { GraphBuilder } from '../onnx/graphBuilder';
+import type { LossOptions } from '../shared/protocol';
 
-export const LOSS_KEYS = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'dkd', 'atkd', 'ce'] as const;
-export type LossKey = (typeof LOSS_KEYS)[number];
 
-export interface LossOptions {
-  key: LossKey;
-  /** temperature T */
-  temperature: number;
-  /** gjsd β (default 0.5); dkd's β, the nckd weight (default 8) */
-  beta?: number;
-  /** skl/srkl α (default 0.1); dkd's α, the tckd weight (default 1); atkd's α (default 0.2) */
-  alpha?: number;
-  /** AKL head mass μ (default 0.5) */
-  mu?: number;
-  /** loss = (1 − kdRatio)·ce + kdRatio·kd; default 1 */
-  kdRatio?: number;
-  /** multiply the KD term by T²; default on for dkd, off otherwise */
-  scaleByT2?: boolean;
-}
 
 /** The option values a loss actually uses, defaults filled in (for run.json). */
 export function resolvedLossOptions(o: LossOptions): Required<LossOptions> {

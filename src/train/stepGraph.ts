@@ -16,19 +16,11 @@ import { LOGITS_ROWS } from '../models/builder/transformerOps';
 import type { Architecture } from '../models/modelSource';
 import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
-import { buildEvalSums, buildLoss, type LossInputs, type LossOptions } from './losses';
+import { buildEvalSums, buildLoss, type LossInputs } from './losses';
 import { seededRandom } from './random';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
+import type { LossOptions, OptimizerSpec } from '../shared/protocol';
 
-export interface OptimizerSpec {
-  kind: 'adamw' | 'sgd';
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** clip the global gradient norm to this; 0 turns clipping off */
-  maxGradNorm: number;
-}
 
 export const DEFAULT_OPTIMIZER: OptimizerSpec = { kind: 'adamw', weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1 };
 

@@ -8,8 +8,9 @@ import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { ModelWeights, WeightSource } from '../models/builder/weights';
 import type { Architecture } from '../models/modelSource';
 import type { Rng } from './random';
+import type { TrainMode } from '../shared/protocol';
 
-export type TrainMode = { kind: 'full' } | { kind: 'lora'; rank: number; alpha: number; targets: string[] };
+export type { TrainMode };
 
 /** PEFT's defaults: the query and value projections. */
 export function defaultLoraTargets(arch: Architecture): string[] {

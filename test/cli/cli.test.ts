@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
+import { DEMO_TEXT } from '../../src/models/builtInModels';
 import { writeSafetensors } from '../../src/models/safetensors';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { referenceRow, rng } from '../reference/kdReference';
@@ -28,8 +29,8 @@ function expectError(r: ReturnType<typeof cli>, code: number, message: RegExp) {
 }
 
 const TEXT = 'Once upon a time, there was a little girl named Lily. She loved to play.';
-/** A declaration like the built-in pair's training text. */
-const DECL = '/** Returns the number of items. */\ndeclare function count<T>(items: readonly T[]): number;\n';
+/** A declaration like the built-in pair's training text (not from its corpus). */
+const DECL = DEMO_TEXT;
 
 test('inspect --format json: rows with every kd-spec key, spans, ids and summary', () => {
   const { teacher, student } = demoPair();
@@ -43,7 +44,8 @@ test('inspect --format json: rows with every kd-spec key, spans, ids and summary
     assert.equal(row.teacher.top.length, 3);
     assert.equal(DECL.slice(row.start, row.end), row.text);
   }
-  assert.equal(doc.rows.map((r: any) => r.text).join(''), DECL, 'spans tile the text');
+  assert.equal(doc.rows.map((r: any) => r.text).join(''), DECL.slice(doc.rows[0].start), 'spans tile the text after the first token');
+  assert.ok(doc.rows[0].start > 0, 'the first token has no row');
   for (const k of METRIC_KEYS) assert.ok(Number.isFinite(doc.summary.mean[k]), `summary mean ${k}`);
   assert.ok(doc.summary.teacherPerplexity < doc.summary.studentPerplexity, 'the 4-layer teacher beats the 2-layer student');
 });

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DocumentAnalysis } from '../../src/core/analysisState';
 import { hoverMarkdown, escapeMarkdown } from '../../src/core/hoverText';
-import { rowsToCsv } from '../../src/core/csvExport';
+import { rowsToCsv } from '../../src/report/csvExport';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../../src/core/colorScale';
 import { parseFromPanel } from '../../src/shared/panelProtocol';
 import { METRIC_KEYS } from '../../src/core/metricKeys';

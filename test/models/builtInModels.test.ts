@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { builtInModelsFolder, builtInPair, DEMO_TEXT } from '../../src/models/builtInModels';
-import { InspectEngine } from '../../src/runtime/inspectEngine';
+import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { readSafetensors } from '../../src/models/safetensors';

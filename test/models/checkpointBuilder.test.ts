@@ -46,19 +46,19 @@ test('built models are cached by weight content: same weights reuse, changed wei
   const cache = path.join(dir, 'cache');
   const a = path.join(dir, 'a');
   writeGpt2Folder(a, '', 2);
-  const first = ensureBuiltModel(await resolveModel(a), cache);
+  const first = (await ensureBuiltModel(await resolveModel(a), { cacheDir: cache }));
   assert.equal(first.built, true);
-  const again = ensureBuiltModel(await resolveModel(a), cache);
+  const again = (await ensureBuiltModel(await resolveModel(a), { cacheDir: cache }));
   assert.equal(again.built, false);
   assert.equal(again.onnxPath, first.onnxPath);
   // a copy elsewhere has the same content: same cache entry
   const b = path.join(dir, 'b');
   fs.cpSync(a, b, { recursive: true });
-  assert.equal(ensureBuiltModel(await resolveModel(b), cache).onnxPath, first.onnxPath);
+  assert.equal((await ensureBuiltModel(await resolveModel(b), { cacheDir: cache })).onnxPath, first.onnxPath);
   // different weights: a new entry
   const c = path.join(dir, 'c');
   writeGpt2Folder(c, '', 3);
-  const other = ensureBuiltModel(await resolveModel(c), cache);
+  const other = (await ensureBuiltModel(await resolveModel(c), { cacheDir: cache }));
   assert.equal(other.built, true);
   assert.notEqual(other.onnxPath, first.onnxPath);
 });

@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InspectEngine } from '../../src/runtime/inspectEngine';
+import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { resolveModel } from '../../src/models/modelSource';
-import { LanguageModel } from '../../src/runtime/languageModel';
+import { LanguageModel } from '../../src/models/languageModel';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { planWindows } from '../../src/core/windows';
 import { ORTGENAI, storiesPair, needs } from '../helpers';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveModel } from '../../src/models/modelSource';
-import { LanguageModel } from '../../src/runtime/languageModel';
+import { LanguageModel } from '../../src/models/languageModel';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { loadRefModel, loadRefTokenizer, referenceEncode, referenceForward } from '../reference/llama2cReference';
 import { STORIES, STORIES_BIN, STORIES_TOK, maxLogitError, storiesPair, needs } from '../helpers';

@@ -10,19 +10,20 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { runDistillation, type DistillRequest, type RunRecord } from '../../src/train/distill';
+import { runDistillation } from '../../src/train/distill';
 import { buildStepGraph, DEFAULT_OPTIMIZER, names } from '../../src/train/stepGraph';
 import { WeightSource } from '../../src/models/builder/weights';
 import { readSafetensors, tensorAsFloat32 } from '../../src/models/safetensors';
 import { resolveModel } from '../../src/models/modelSource';
-import { LanguageModel } from '../../src/runtime/languageModel';
+import { LanguageModel } from '../../src/models/languageModel';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { packWindows } from '../../src/train/data';
-import { InspectEngine } from '../../src/runtime/inspectEngine';
+import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { CancelledError, UsageError } from '../../src/core/errors';
 import { storiesPair, tempDir, ORTGENAI, needs } from '../helpers';
 import { storiesText } from './storiesText';
+import type { DistillRequest, RunRecord } from '../../src/shared/protocol';
 
 function folderHash(dir: string): string {
   const h = crypto.createHash('sha256');

@@ -10,9 +10,10 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/onnx/graphBuilder';
 import { addGradients } from '../../src/train/autodiff';
 import { GraphShapes } from '../../src/train/graphShapes';
-import { buildLoss, LOSS_KEYS, resolvedLossOptions, type LossOptions } from '../../src/train/losses';
+import { buildLoss, resolvedLossOptions } from '../../src/train/losses';
 import { gaussian, referenceRow, rng, softmax } from '../reference/kdReference';
 import { teacherBuckets } from '../../src/train/teacherBuckets';
+import { LOSS_KEYS, type LossOptions } from '../../src/shared/protocol';
 
 const M = 6;
 const V = 9;

@@ -7,10 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { buildStepGraph, DEFAULT_OPTIMIZER, names } from '../../src/train/stepGraph';
-import { LOSS_KEYS, type LossKey } from '../../src/train/losses';
 import type { TrainMode } from '../../src/train/trainableWeights';
 import { gaussian, rng } from '../reference/kdReference';
 import { tinyModel, type TinyModel } from './fixtures';
+import { LOSS_KEYS, type LossKey } from '../../src/shared/protocol';
 
 const B = 2;
 const L = 5;

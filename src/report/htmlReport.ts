@@ -2,15 +2,28 @@
  * The self-contained HTML report: the text as a heatmap, per-token details on hover, the
  * summary, and a metric selector that recolours in the page. No external resources.
  */
-import { heatColor, toHex } from '../core/colorScale';
+import { heatColor, textColorOn, toHex } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
-import type { InspectResult } from '../runtime/inspectEngine';
+import type { InspectResult } from '../shared/protocol';
+import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from './heatmap';
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function renderHtmlReport(r: InspectResult, text: string, metric: MetricKey): string {
-  const ramp = Array.from({ length: 11 }, (_, i) => toHex(heatColor(i / 10)));
-  const data = JSON.stringify({ text, rows: r.rows, summary: r.summary, teacher: r.teacher, student: r.student, metric, keys: METRIC_KEYS, labels: METRIC_LABELS, ramp, messages: r.messages })
+/**
+ * The report of one analysis. The heatmap's segments, each metric's range and each span's
+ * band come from ./heatmap (as in the panel); `fixedMax` is the colour scale's fixed top
+ * (distillLens.colorScaleMaximum), 0 or undefined for automatic.
+ */
+export function renderHtmlReport(r: InspectResult, text: string, metric: MetricKey, fixedMax?: number): string {
+  const segments = heatmapSegments(text, r.rows);
+  const ranges = Object.fromEntries(METRIC_KEYS.map((k) => [k, heatRange(r.rows.map((row) => row[k]), fixedMax)]));
+  // per metric, one band digit per token segment
+  const bands = Object.fromEntries(METRIC_KEYS.map((k) => [k, segments.flatMap((seg) => (seg.kind === 'token' ? [heatBand(segmentValue(seg, (i) => r.rows[i][k]), ranges[k])] : [])).join('')]));
+  const bandColors = Array.from({ length: BANDS }, (_, b) => {
+    const bg = heatColor(b / (BANDS - 1));
+    return { bg: toHex(bg), ink: toHex(textColorOn(bg)) };
+  });
+  const data = JSON.stringify({ segments, rows: r.rows, summary: r.summary, teacher: r.teacher, student: r.student, metric, keys: METRIC_KEYS, labels: METRIC_LABELS, ranges, bands, bandColors, messages: r.messages })
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')
     .replace(/\u2029/g, '\\u2029');
@@ -51,27 +64,15 @@ export function renderHtmlReport(r: InspectResult, text: string, metric: MetricK
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
   const fmt = (x) => !isFinite(x) ? String(x) : (x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5)) ? x.toExponential(3) : x.toFixed(4);
-  const color = (t) => { t = Math.max(0, Math.min(1, isFinite(t) ? t : 1)); return d.ramp[Math.round(t * (d.ramp.length - 1))]; };
-  const ink = (hex) => { const n = parseInt(hex.slice(1), 16); const l = (0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255)); return l > 150 ? '#000' : '#fff'; };
   $('models').textContent = 'teacher ' + d.teacher.name + ' · student ' + d.student.name + ' · ' + d.rows.length + ' tokens' + (d.messages.length ? ' · ' + d.messages.join('; ') : '');
-  $('bar').style.background = 'linear-gradient(to right,' + d.ramp.join(',') + ')';
+  $('bar').style.background = 'linear-gradient(to right,' + d.bandColors.map((c) => c.bg).join(',') + ')';
   for (const k of d.keys) { const o = document.createElement('option'); o.value = k; o.textContent = k + ' — ' + d.labels[k]; if (k === d.metric) o.selected = true; $('metric').append(o); }
-  // segments of the text: plain text between tokens, one span per distinct token span
-  const bySpan = new Map();
-  d.rows.forEach((r, i) => { if (r.end > r.start) { const key = r.start + ':' + r.end; if (!bySpan.has(key)) bySpan.set(key, []); bySpan.get(key).push(i); } });
-  const spans = [...bySpan.entries()].map(([k, rows]) => ({ start: +k.split(':')[0], end: +k.split(':')[1], rows })).sort((a, b) => a.start - b.start);
-  let html = '', at = 0;
-  for (const s of spans) { if (s.start < at) continue; html += esc(d.text.slice(at, s.start)) + '<span class="tok" data-rows="' + s.rows.join(',') + '">' + esc(d.text.slice(s.start, s.end)) + '</span>'; at = s.end; }
-  html += esc(d.text.slice(at));
-  $('heat').innerHTML = html;
+  // the segments come from the same code as the panel's heatmap
+  $('heat').innerHTML = d.segments.map((s) => s.kind === 'text' ? esc(s.text) : '<span class="tok" data-rows="' + s.rows.join(',') + '">' + esc(s.text) + '</span>').join('');
   const paint = () => {
-    const m = $('metric').value; const vals = d.rows.map((r) => r[m]).filter(isFinite);
-    const lo = Math.min(0, ...vals), hi = Math.max(lo + 1e-12, ...vals);
-    $('lo').textContent = fmt(lo); $('hi').textContent = fmt(hi);
-    for (const el of document.querySelectorAll('#heat .tok')) {
-      const v = Math.max(...el.dataset.rows.split(',').map((i) => d.rows[+i][m]));
-      const c = color((v - lo) / (hi - lo)); el.style.background = c; el.style.color = ink(c);
-    }
+    const m = $('metric').value;
+    $('lo').textContent = fmt(d.ranges[m][0]); $('hi').textContent = fmt(d.ranges[m][1]);
+    document.querySelectorAll('#heat .tok').forEach((el, i) => { const c = d.bandColors[+d.bands[m][i]]; el.style.background = c.bg; el.style.color = c.ink; });
     const worst = d.rows.map((r, i) => i).sort((a, b) => d.rows[b][m] - d.rows[a][m]).slice(0, 10);
     $('worst').innerHTML = '<tr><th>' + esc(m) + '</th><th>token</th><th>teacher p (rank)</th><th>student p (rank)</th></tr>' + worst.map((i) => { const r = d.rows[i]; return '<tr><td class="num">' + fmt(r[m]) + '</td><td>' + esc(JSON.stringify(r.text)) + '</td><td class="num">' + fmt(r.teacher.p) + ' (' + r.teacher.rank + ')</td><td class="num">' + fmt(r.student.p) + ' (' + r.student.rank + ')</td></tr>'; }).join('');
   };

@@ -4,21 +4,13 @@
  * reporting. A crashed or killed process is started again on the next request.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import type { FromRuntime, ToRuntime } from '../shared/protocol';
-import type { InspectRequest, InspectResult } from './inspectEngine';
-import type { DistillProgress, DistillRequest, RunRecord } from '../train/distill';
-import { CancelledError } from '../core/errors';
+import { CancelledError, reviveError } from '../core/errors';
+import type { DistillProgress, DistillRequest, FromRuntime, InspectRequest, InspectResult, RunRecord, RuntimeStats, ToRuntime } from '../shared/protocol';
 
 export class RuntimeCrashedError extends Error {
   override name = 'RuntimeCrashedError';
 }
 
-/** An error from the model process, keeping its class name (UsageError, ModelLoadError, …). */
-export class RemoteError extends Error {
-  constructor(override name: string, message: string, readonly remoteStack?: string) {
-    super(message);
-  }
-}
 
 interface Pending {
   resolve: (r: any) => void;
@@ -83,7 +75,7 @@ export class RuntimeClient {
       p.resolve(m.result);
     } else if (m.type === 'error') {
       this.pending.delete(m.id);
-      p.reject(m.name === 'CancelledError' ? new CancelledError() : new RemoteError(m.name, m.message, m.stack));
+      p.reject(reviveError(m.name, m.message, m.stack));
     }
   }
 
@@ -95,6 +87,11 @@ export class RuntimeClient {
 
   inspect(request: InspectRequest, o: CallOptions = {}): Promise<InspectResult> {
     return this.call((id) => ({ type: 'inspect', id, request }), o, this.o.cancelGraceMs ?? 2000);
+  }
+
+  /** Memory and models held by the model process (starts it if needed). */
+  stats(): Promise<RuntimeStats> {
+    return this.call((id) => ({ type: 'stats', id }), {}, this.o.cancelGraceMs ?? 2000);
   }
 
   /**

@@ -4,13 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RuntimeClient, RuntimeCrashedError, RemoteError } from '../../src/runtime/runtimeClient';
-import { CancelledError } from '../../src/core/errors';
+import { RuntimeClient, RuntimeCrashedError } from '../../src/host/runtimeClient';
+import { CancelledError, UsageError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
-import { demoPair } from '../helpers';
+import { demoPair, tempDir } from '../helpers';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'dist', 'runtime.js');
+/** How much the model process may grow while five more students come and go (each loaded student costs about MODEL_MIB). */
+const BOUND_MIB = 40;
 const STORY = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ';
 
 function request(text: string, extra: object = {}) {
@@ -31,16 +34,17 @@ test('the model process answers, reports progress, and keeps sessions across req
     assert.ok(second.timings.loadMs < first.timings.loadMs, 'models stay loaded');
     assert.deepEqual(second.rows.map((r) => r.fkl), first.rows.map((r) => r.fkl));
     // errors keep their kind across the boundary
-    await assert.rejects(client.inspect(request('')), (e: Error) => e instanceof RemoteError && e.name === 'UsageError' && /text is empty/.test(e.message));
+    await assert.rejects(client.inspect(request('')), (e: Error) => e instanceof UsageError && /text is empty/.test(e.message));
   } finally {
     await client.dispose();
   }
 });
 
-test('cancellation stops a long request; the process stays usable', async () => {
+test('cancellation stops a long request within the grace period; the same process stays usable', async () => {
   const client = new RuntimeClient({ script: SCRIPT });
   try {
     await client.inspect(request(STORY)); // load models first
+    const pid = client.pid;
     const abort = new AbortController();
     const long = client.inspect(request(STORY.repeat(150), { window: 64 }), {
       onProgress: (m) => {
@@ -51,6 +55,7 @@ test('cancellation stops a long request; the process stays usable', async () => 
     await assert.rejects(long, CancelledError);
     const after = await client.inspect(request(STORY));
     assert.ok(after.rows.length > 0);
+    assert.equal(client.pid, pid, 'the request stopped by itself: the process was not killed and restarted');
   } finally {
     await client.dispose();
   }
@@ -70,6 +75,41 @@ test('a crash of the model process is reported, and the next request starts a ne
     const again = await client.inspect(request(STORY));
     assert.notEqual(client.pid, pid);
     assert.ok(again.rows.length > 0);
+  } finally {
+    await client.dispose();
+  }
+});
+
+test('memory stays bounded: eight students in turn keep at most three models loaded', async () => {
+  const { teacher, student } = demoPair();
+  // eight different students: the built-in student with one weight byte changed in each
+  const dir = tempDir();
+  const students = Array.from({ length: 8 }, (_, i) => {
+    const folder = path.join(dir, `student-${i}`);
+    fs.cpSync(student, folder, { recursive: true });
+    const file = path.join(folder, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 2 - 2 * i] ^= 0x01; // a float16 weight's lowest mantissa bit
+    fs.writeFileSync(file, bytes);
+    return folder;
+  });
+  const client = new RuntimeClient({ script: SCRIPT });
+  try {
+    const rss: number[] = [];
+    for (const s of students) {
+      const r = await client.inspect({ ...request(STORY), teacher, student: s, options: { ...DEFAULT_METRIC_OPTIONS, temperature: 1 + rss.length / 10 } });
+      assert.ok(r.rows.length > 0);
+      const stats = await client.stats();
+      assert.ok(stats.loadedModels <= 3, `${stats.loadedModels} models loaded`);
+      assert.ok(stats.metricsSessions <= 2, `${stats.metricsSessions} metrics sessions open (a new temperature each time)`);
+      rss.push(stats.rssBytes);
+    }
+    const MiB = 1 << 20;
+    console.log(`model process RSS after each student (MiB): ${rss.map((b) => (b / MiB).toFixed(0)).join(' ')}`);
+    // Once the pool is full (third student), loading five more may not grow the process by
+    // more than the bound: a leak of one model per student would add far more.
+    const growth = rss[7] - rss[2];
+    assert.ok(growth < BOUND_MIB * MiB, `grew ${(growth / MiB).toFixed(0)} MiB from the 3rd to the 8th student (bound ${BOUND_MIB} MiB)`);
   } finally {
     await client.dispose();
   }

@@ -8,7 +8,7 @@
  * in cache and the allocator reuses them (measured: whole-text runs were dominated by page
  * faults on fresh T×V buffers).
  */
-import { GraphBuilder, type ElemType } from './graphBuilder';
+import { GraphBuilder, type ElemType } from '../onnx/graphBuilder';
 
 export interface MetricsGraphOptions {
   /** Element type of the logits the models produce. */

@@ -1,6 +1,6 @@
-import type { InspectResult } from '../runtime/inspectEngine';
 
 /** The JSON document of `inspect --format json`: keys as in kd-spec.md. */
+import type { InspectResult } from '../shared/protocol';
 export function toJsonReport(r: InspectResult): object {
   return {
     teacher: r.teacher,

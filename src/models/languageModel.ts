@@ -3,20 +3,12 @@
  * declares (input_ids, attention_mask, position_ids, empty past_key_values.*, …) and
  * returns only the logits, so present.* tensors are never copied out.
  */
-import * as fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { ModelLoadError } from '../models/modelErrors';
-import type { ResolvedModel } from '../models/modelSource';
-import { ensureBuiltModel } from '../models/builtModelCache';
-import { chooseProviders, cudaLoadFailure, type Device } from './device';
-
-/**
- * Each session has its own thread pool; ONNX Runtime's default busy-waiting after a run
- * lets the teacher's idle threads steal the cores from the student's and the metrics'
- * runs (measured: the 6-layer student ran slower than the 12-layer teacher). Threads sleep
- * instead.
- */
-export const NO_SPINNING = { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
+import { ModelLoadError } from '../core/errors';
+import type { Device, UsedDevice } from '../shared/devices';
+import { openSession } from '../onnx/sessions';
+import type { ResolvedModel } from './modelSource';
+import { ensureBuiltModel, type BuildOptions } from './builtModelCache';
 
 export interface Logits {
   /** float32 or float16 (as raw uint16) values, [length, vocab] row-major */
@@ -27,7 +19,7 @@ export interface Logits {
 }
 
 export interface LoadInfo {
-  device: 'cpu' | 'cuda' | 'dml';
+  device: UsedDevice;
   messages: string[];
   builtNow: boolean;
   loadMs: number;
@@ -40,35 +32,19 @@ export class LanguageModel {
     readonly info: LoadInfo,
   ) {}
 
-  static async open(model: ResolvedModel, device: Device, o: { cacheDir?: string; threads?: number; onProgress?: (m: string) => void } = {}): Promise<LanguageModel> {
+  static async open(model: ResolvedModel, device: Device, o: BuildOptions & { threads?: number } = {}): Promise<LanguageModel> {
     const t0 = performance.now();
     const messages: string[] = [];
     let onnxPath = model.onnxPath;
     let builtNow = false;
     if (model.kind === 'checkpoint') {
-      const built = ensureBuiltModel(model, o.cacheDir, o.onProgress);
+      const built = await ensureBuiltModel(model, o);
       onnxPath = built.onnxPath;
       builtNow = built.built;
     }
-    const choice = chooseProviders(device);
-    if (choice.fallbackReason) messages.push(choice.fallbackReason);
-    const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: choice.providers as ort.InferenceSession.ExecutionProviderConfig[],
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
-      ...(o.threads ? { intraOpNumThreads: o.threads } : {}),
-      ...NO_SPINNING,
-    };
-    let session: ort.InferenceSession;
-    let used = choice.device;
-    try {
-      session = await createSession(onnxPath!, options, model.name);
-    } catch (e) {
-      if (choice.device === 'cpu' || e instanceof ModelLoadError) throw e;
-      messages.push(choice.device === 'cuda' ? cudaLoadFailure(e) : `DirectML failed to load (${(e as Error).message}); using the CPU`);
-      used = 'cpu';
-      session = await createSession(onnxPath!, { ...options, executionProviders: ['cpu'] }, model.name);
-    }
+    const opened = await openSession({ model: onnxPath!, device, name: model.name, threads: o.threads, optimize: true });
+    const { session, device: used } = opened;
+    messages.push(...opened.messages);
     if (!session.inputNames.includes('input_ids') || !session.outputNames.includes('logits')) {
       await session.release();
       throw new ModelLoadError(`${model.name}: the ONNX model has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}]; a causal language model with input_ids and logits is needed`);
@@ -128,17 +104,5 @@ export class LanguageModel {
 
   async release(): Promise<void> {
     await this.session.release();
-  }
-}
-
-async function createSession(file: string, options: ort.InferenceSession.SessionOptions, name: string): Promise<ort.InferenceSession> {
-  try {
-    return await ort.InferenceSession.create(file, options);
-  } catch (e) {
-    const msg = String((e as Error).message ?? e);
-    const corrupt = /protobuf|parse|invalid model|load model|external|exceeds|out of bounds|truncat|size/i.test(msg);
-    if (!corrupt) throw e;
-    const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
-    throw new ModelLoadError(`${name}: ONNX Runtime cannot load ${file} (${size} bytes): ${msg.split('\n')[0].slice(0, 300)}. The file may be truncated or corrupt; re-download or re-export it`);
   }
 }

@@ -1,6 +1,6 @@
 /** Rows as CSV (RFC 4180 quoting), one line per token, every metric and per-model value. */
-import { METRIC_KEYS } from './metricKeys';
-import type { TokenRow } from './tokenRows';
+import { METRIC_KEYS } from '../core/metricKeys';
+import type { TokenRow } from '../core/tokenRows';
 
 const quote = (v: string | number | boolean) => {
   const s = String(v);

@@ -4,11 +4,12 @@
  * as JSON), so both print numbers from the same code.
  */
 import * as ort from 'onnxruntime-node';
-import { buildMetricsGraph } from '../onnx/metricsGraph';
+import { buildMetricsGraph } from './metricsGraph';
 import { rowFromReductions, type MetricOptions, type PositionReductions, type TokenRow } from '../core/tokenRows';
 import { aklWeightsFullRow } from '../core/aklHead';
 import { halfToFloat32 } from '../models/safetensors';
-import { NO_SPINNING } from './languageModel';
+import { openSession } from '../onnx/sessions';
+import type { Device } from '../shared/devices';
 
 export type LogitsType = 'float32' | 'float16' | 'float64';
 export type LogitsData = Float32Array | Uint16Array | Float64Array;
@@ -26,20 +27,57 @@ export interface RowSource {
 /** Positions per metrics run: small enough that float64 intermediates stay in cache. */
 const CHUNK = 16;
 
+/** Metric sessions kept per runner: the options in use and the previous ones (a metric switch and back). */
+const MAX_SESSIONS = 2;
+
 export class MetricsRunner {
-  private sessions = new Map<string, Promise<ort.InferenceSession>>();
+  /** one session per (logits type, T, β, α, k), least recently used first */
+  private sessions = new Map<string, { session: Promise<ort.InferenceSession>; users: number }>();
 
-  constructor(private readonly providers: string[] = ['cpu']) {}
+  constructor(private readonly device: Device = 'cpu') {}
 
-  private session(type: LogitsType, o: MetricOptions, k: number): Promise<ort.InferenceSession> {
+  /** How many metrics sessions are open. */
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * The metrics graph for these options. T, β, α and k are constants of the graph (as inputs
+   * they would cost extra passes over the T×V logits at T = 1 and β = ½), so each set of
+   * options has its own session; only the most recent few are kept, older ones are released.
+   */
+  private async acquire(type: LogitsType, o: MetricOptions, k: number): Promise<{ session: ort.InferenceSession; done: () => Promise<void> }> {
     const key = `${type}|${o.temperature}|${o.beta}|${o.alpha}|${k}`;
-    let s = this.sessions.get(key);
-    if (!s) {
+    let entry = this.sessions.get(key);
+    if (entry) this.sessions.delete(key); // re-inserted below as the most recent
+    else {
       const bytes = buildMetricsGraph({ logitsType: type, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: k });
-      s = ort.InferenceSession.create(bytes, { executionProviders: this.providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3, ...NO_SPINNING });
-      this.sessions.set(key, s);
+      const opening = openSession({ model: bytes, device: this.device, name: 'the metrics graph' }).then((opened) => opened.session);
+      entry = { session: opening, users: 0 };
+      opening.catch(() => this.sessions.get(key) === entry && this.sessions.delete(key));
     }
-    return s;
+    this.sessions.set(key, entry);
+    entry.users++;
+    const mine = entry;
+    const done = async () => {
+      mine.users--;
+      await this.evictOld();
+    };
+    try {
+      return { session: await mine.session, done };
+    } catch (e) {
+      await done();
+      throw e;
+    }
+  }
+
+  private async evictOld(): Promise<void> {
+    for (const [key, entry] of this.sessions) {
+      if (this.sessions.size <= MAX_SESSIONS) return;
+      if (entry.users > 0) continue;
+      this.sessions.delete(key);
+      await (await entry.session.catch(() => undefined))?.release();
+    }
   }
 
   /**
@@ -57,7 +95,26 @@ export class MetricsRunner {
     checkCancelled: () => void = () => {},
   ): Promise<TokenRow[]> {
     const k = Math.min(vocab, Math.max(o.topK, 32));
-    const session = await this.session(type, o, k);
+    const { session, done } = await this.acquire(type, o, k);
+    try {
+      return await this.rowsWith(session, teacher, student, type, vocab, sources, o, k, decode, checkCancelled);
+    } finally {
+      await done();
+    }
+  }
+
+  private async rowsWith(
+    session: ort.InferenceSession,
+    teacher: LogitsData,
+    student: LogitsData,
+    type: LogitsType,
+    vocab: number,
+    sources: RowSource[],
+    o: MetricOptions,
+    k: number,
+    decode: (id: number) => string,
+    checkCancelled: () => void,
+  ): Promise<TokenRow[]> {
     const rows: TokenRow[] = [];
     const ortType = type === 'float64' ? 'float64' : type;
     for (let c = 0; c < sources.length; c += CHUNK) {
@@ -116,8 +173,9 @@ export class MetricsRunner {
   }
 
   async release(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
+    const all = [...this.sessions.values()];
     this.sessions.clear();
+    for (const e of all) await (await e.session.catch(() => undefined))?.release();
   }
 }
 

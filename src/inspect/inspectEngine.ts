@@ -1,67 +1,16 @@
 /**
  * The inspection engine: text → tokens → teacher and student forward passes → rows.
- * Owns the ONNX Runtime sessions (kept open across requests). It runs inside the model
- * process for the editor and in-process for the CLI.
+ * Models come from a ModelPool (kept loaded across requests, bounded); the engine owns the
+ * metrics sessions. It runs inside the model process for the editor and in-process for the CLI.
  */
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ModelLoadError } from '../models/modelErrors';
-import { resolveModel } from '../models/modelSource';
-import { TextTokenizer } from '../models/tokenizer';
-import { markHard, summarize, type MetricOptions, type Summary, type TokenRow } from '../core/tokenRows';
-import type { MetricKey } from '../core/metricKeys';
-import { UsageError } from '../core/errors';
-export { CancelledError } from '../core/errors';
+import { CancelledError, ModelLoadError, UsageError } from '../core/errors';
+import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
-import { LanguageModel } from './languageModel';
+import { ModelPool, type LoadedModel } from '../models/modelPool';
+import type { InspectRequest, InspectResult, ModelReport } from '../shared/protocol';
 import { MetricsRunner, type RowSource } from './metricsRunner';
-import { chooseProviders, type Device } from './device';
 
-export interface InspectRequest {
-  teacher: string;
-  student: string;
-  text: string;
-  options: MetricOptions;
-  metric: MetricKey;
-  device: Device;
-  /** hard cap on the text's token count */
-  maxTokens: number;
-  /** window length for long texts (default: the smaller model context) */
-  window?: number;
-  allowRemote?: boolean;
-  hubCacheDir?: string;
-}
-
-export interface ModelReport {
-  name: string;
-  folder: string;
-  device: string;
-  vocab: number;
-  contextLength: number;
-}
-
-export interface Timings {
-  loadMs: number;
-  tokenizeMs: number;
-  teacherMs: number;
-  studentMs: number;
-  metricsMs: number;
-  totalMs: number;
-}
-
-export interface InspectResult {
-  ids: number[];
-  rows: TokenRow[];
-  summary: Summary;
-  teacher: ModelReport;
-  student: ModelReport;
-  /** windows used: [first position, end position) of each */
-  windows: [number, number][];
-  exactSpans: boolean;
-  messages: string[];
-  timings: Timings;
-}
+export { CancelledError };
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
@@ -69,56 +18,36 @@ export interface RunControl {
   checkCancelled?: () => void;
 }
 
-interface LoadedModel {
-  lm: LanguageModel;
-  tokenizer: TextTokenizer;
-}
-
 export class InspectEngine {
-  private models = new Map<string, Promise<LoadedModel>>();
-  /** tokenizers by file content: a teacher and student with one tokenizer parse it once */
-  private tokenizers = new Map<string, TextTokenizer>();
+  /** one metrics runner per device the models run on */
   private metrics = new Map<string, MetricsRunner>();
 
-  constructor(private readonly o: { cacheDir?: string; threads?: number } = {}) {}
+  /** `models` is shared with distillation in the model process, so a teacher is loaded once. */
+  constructor(readonly models: ModelPool = new ModelPool()) {}
 
-  private load(spec: string, req: InspectRequest, c: RunControl): Promise<LoadedModel> {
-    const key = `${spec}|${req.device}`;
-    let m = this.models.get(key);
-    if (!m) {
-      m = (async () => {
-        const resolved = await resolveModel(spec, { allowRemote: req.allowRemote, cacheDir: req.hubCacheDir, onProgress: (msg) => c.onProgress?.(msg) });
-        c.onProgress?.(`loading ${spec}`);
-        // ONNX Runtime loads on its own threads while this thread parses the tokenizer
-        const opening = LanguageModel.open(resolved, req.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: (msg) => c.onProgress?.(msg) });
-        opening.catch(() => {}); // awaited below; a tokenizer error must not leave it unhandled
-        const tokenizer = this.tokenizerFor(resolved.folder);
-        return { lm: await opening, tokenizer };
-      })();
-      this.models.set(key, m);
-      m.catch(() => this.models.delete(key)); // a failed load is retried next time
-    }
-    return m;
-  }
-
-  private tokenizerFor(folder: string): TextTokenizer {
-    const h = crypto.createHash('sha256');
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-      const file = path.join(folder, f);
-      if (fs.existsSync(file)) h.update(fs.readFileSync(file));
-      h.update('\0');
-    }
-    const key = h.digest('hex');
-    let t = this.tokenizers.get(key);
-    if (!t) this.tokenizers.set(key, (t = TextTokenizer.fromFolder(folder)));
-    return t;
+  /** How many metrics sessions are open (memory tests). */
+  get metricsSessions(): number {
+    return [...this.metrics.values()].reduce((n, r) => n + r.openSessions, 0);
   }
 
   async inspect(req: InspectRequest, c: RunControl = {}): Promise<InspectResult> {
     const check = c.checkCancelled ?? (() => {});
     const t0 = performance.now();
     if (req.text.trim().length === 0) throw new UsageError('the text is empty: select or pass some text to analyse');
-    const [teacher, student] = await Promise.all([this.load(req.teacher, req, c), this.load(req.student, req, c)]);
+    const load = { device: req.device, allowRemote: req.allowRemote, hubCacheDir: req.hubCacheDir, onProgress: (m: string) => c.onProgress?.(m), checkCancelled: c.checkCancelled };
+    const leases = await Promise.allSettled([this.models.acquire(req.teacher, load), this.models.acquire(req.student, load)]);
+    const held = leases.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
+    try {
+      const failed = leases.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+      if (failed) throw failed.reason;
+      return await this.analyse(req, held[0].model, held[1].model, t0, c);
+    } finally {
+      for (const lease of held) await lease.release();
+    }
+  }
+
+  private async analyse(req: InspectRequest, teacher: LoadedModel, student: LoadedModel, t0: number, c: RunControl): Promise<InspectResult> {
+    const check = c.checkCancelled ?? (() => {});
     const loadMs = performance.now() - t0;
     check();
     const tv = teacher.lm.vocabSize ?? teacher.tokenizer.vocabSize;
@@ -151,10 +80,9 @@ export class InspectEngine {
     const context = Math.min(teacher.lm.model.contextLength, student.lm.model.contextLength, req.window ?? Infinity);
     const windows = planWindows(ids.length, context);
 
-    const choice = chooseProviders(teacher.lm.info.device);
-    const runnerKey = choice.providers.join(',');
-    let runner = this.metrics.get(runnerKey);
-    if (!runner) this.metrics.set(runnerKey, (runner = new MetricsRunner(choice.providers)));
+    const metricsDevice = teacher.lm.info.device;
+    let runner = this.metrics.get(metricsDevice);
+    if (!runner) this.metrics.set(metricsDevice, (runner = new MetricsRunner(metricsDevice)));
 
     const rows: TokenRow[] = [];
     let teacherMs = 0;
@@ -203,10 +131,10 @@ export class InspectEngine {
     };
   }
 
+  /** Releases the metrics sessions and every model of the pool. */
   async dispose(): Promise<void> {
-    for (const m of this.models.values()) await (await m.catch(() => undefined))?.lm.release();
     for (const r of this.metrics.values()) await r.release();
-    this.models.clear();
     this.metrics.clear();
+    await this.models.dispose();
   }
 }

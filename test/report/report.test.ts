@@ -1,0 +1,74 @@
+/** The renderers shared by the CLI and the extension: heatmap segments and bands, merged multi-part analyses, the HTML report. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { heatBand, heatmapSegments, heatRange } from '../../src/report/heatmap';
+import { mergeParts } from '../../src/report/mergeParts';
+import { renderHtmlReport } from '../../src/report/htmlReport';
+import { METRIC_KEYS } from '../../src/core/metricKeys';
+import type { TokenRow } from '../../src/core/tokenRows';
+import type { InspectResult } from '../../src/shared/protocol';
+
+test('heatmap segments: plain text between tokens, a shared span drawn once with all its rows', () => {
+  const text = 'ab 日x';
+  // rows 0 and 1 are two byte-fallback pieces of 日 (one span), given out of order with row 2
+  const rows = [
+    { start: 3, end: 4 },
+    { start: 3, end: 4 },
+    { start: 0, end: 2 },
+    { start: 4, end: 5 },
+  ];
+  assert.deepEqual(heatmapSegments(text, rows), [
+    { kind: 'token', start: 0, end: 2, text: 'ab', rows: [2] },
+    { kind: 'text', text: ' ' },
+    { kind: 'token', start: 3, end: 4, text: '日', rows: [0, 1] },
+    { kind: 'token', start: 4, end: 5, text: 'x', rows: [3] },
+  ]);
+});
+
+test('heat bands: ten bands from 0 to the largest value, or to a fixed maximum', () => {
+  assert.deepEqual(heatRange([0.2, 1.5, NaN, 0.7]), [0, 1.5]);
+  assert.deepEqual(heatRange([0.2, 1.5], 3), [0, 3]);
+  assert.deepEqual(heatRange([-2, 2]), [-2, 2], 'k1 can be negative');
+  assert.equal(heatBand(0, [0, 1]), 0);
+  assert.equal(heatBand(0.0999, [0, 1]), 0);
+  assert.equal(heatBand(0.1, [0, 1]), 1);
+  assert.equal(heatBand(1, [0, 1]), 9, 'the maximum is in the top band');
+  assert.equal(heatBand(7, [0, 3]), 9, 'above a fixed maximum: clamped');
+});
+
+function row(index: number, start: number, end: number, fkl: number): TokenRow {
+  const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [k, k === 'fkl' ? fkl : 0.1]));
+  const model = { p: 0.5, logp: Math.log(0.5), rank: 1, entropy: 1, top: [] };
+  return { ...metrics, index, target: 100 + index, text: 'x', start, end, hard: false, uncertainty: 0.5, teacher: model, student: model, argmaxAgree: true } as unknown as TokenRow;
+}
+
+function part(ids: number[], rows: TokenRow[]): InspectResult {
+  const model = { name: 'm', folder: '/m', device: 'cpu', vocab: 200, contextLength: 64 };
+  return { ids, rows, summary: {} as InspectResult['summary'], teacher: model, student: model, windows: [[0, ids.length]], exactSpans: true, messages: [], timings: {} as InspectResult['timings'] };
+}
+
+test('a document analysed in two parts exports one sequence: rows numbered through, BOS once', () => {
+  const BOS = 1;
+  // part A "ab" at offset 0: BOS a b; part B "cd" at offset 10: BOS c d
+  const a = part([BOS, 20, 21], [row(1, 0, 1, 0.5), row(2, 1, 2, 0.25)]);
+  const b = part([BOS, 30, 31], [row(1, 0, 1, 2), row(2, 1, 2, 1)]);
+  const merged = mergeParts([{ result: a, baseOffset: 0 }, { result: b, baseOffset: 10 }], 'fkl');
+  assert.deepEqual(merged.ids, [BOS, 20, 21, 30, 31]);
+  assert.deepEqual(merged.rows.map((r) => r.index), [1, 2, 3, 4]);
+  assert.deepEqual(merged.rows.map((r) => merged.ids[r.index]), [20, 21, 30, 31], 'each row points at its own token');
+  assert.deepEqual(merged.rows.map((r) => [r.start, r.end]), [[0, 1], [1, 2], [10, 11], [11, 12]]);
+  assert.equal(merged.summary.mean.fkl, (0.5 + 0.25 + 2 + 1) / 4);
+  assert.deepEqual(merged.windows, [[0, 3], [2, 5]]);
+});
+
+test('the HTML report and the panel use one scale: a fixed maximum sets the report range too', () => {
+  const r = part([1, 20, 21], [row(1, 0, 1, 0.5), row(2, 1, 2, 0.25)]);
+  const html = renderHtmlReport(r, 'ab', 'fkl', 2);
+  const data = JSON.parse(/<script type="application\/json" id="data">(.*?)<\/script>/s.exec(html)![1]);
+  assert.deepEqual(data.ranges.fkl, [0, 2]);
+  assert.equal(data.bands.fkl, `${heatBand(0.5, [0, 2])}${heatBand(0.25, [0, 2])}`);
+  assert.equal(data.bands.fkl, '21');
+  const automatic = JSON.parse(/<script type="application\/json" id="data">(.*?)<\/script>/s.exec(renderHtmlReport(r, 'ab', 'fkl'))![1]);
+  assert.deepEqual(automatic.ranges.fkl, [0, 0.5]);
+  assert.equal(automatic.bands.fkl, '95');
+});
