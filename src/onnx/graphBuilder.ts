@@ -1,8 +1,9 @@
 /**
- * A small builder for ONNX graphs made of standard operators, encoded with onnx-proto.
+ * A small builder for ONNX graphs made of standard operators, encoded with the protobufjs
+ * code generated from ./proto/onnx.proto.
  * The model builder (Llama, GPT-2) and the fused metrics graph are written with it.
  */
-import { onnx } from 'onnx-proto';
+import { onnx } from './proto/onnx';
 
 export type ElemType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'bool';
 

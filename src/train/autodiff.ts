@@ -7,7 +7,7 @@
  * depend on the teacher, the targets or constants alone (masks, sorted teacher
  * probabilities) need no gradient rule.
  */
-import type { onnx } from 'onnx-proto';
+import type { onnx } from '../onnx/proto/onnx';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import { GraphShapes, type Shape } from './graphShapes';
 

@@ -4,7 +4,7 @@
  * computations produce (Shape → Slice → Concat → Reshape). Reverse-mode differentiation needs
  * both: a broadcast input's gradient is summed back to its own shape.
  */
-import type { onnx } from 'onnx-proto';
+import type { onnx } from '../onnx/proto/onnx';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 
 export type Shape = number[];
