@@ -41,7 +41,8 @@ for (const [target, binDir] of Object.entries(TARGETS)) {
   ortPkg.dependencies = { 'onnxruntime-common': ortPkg.dependencies['onnxruntime-common'] };
   delete ortPkg.scripts;
   fs.writeFileSync(ortManifest, JSON.stringify(ortPkg, null, 2));
-  const { devDependencies, scripts, bin, ...manifest } = pkg;
+  const manifest = { ...pkg };
+  for (const key of ['devDependencies', 'scripts', 'bin']) delete manifest[key];
   manifest.dependencies = { 'onnxruntime-node': pkg.dependencies['onnxruntime-node'] };
   fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2));
   fs.writeFileSync(path.join(stage, '.vscodeignore'), '**/*.map\nnode_modules/onnxruntime-node/script/**\n');

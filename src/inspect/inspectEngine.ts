@@ -31,7 +31,6 @@ export class InspectEngine {
   }
 
   async inspect(req: InspectRequest, c: RunControl = {}): Promise<InspectResult> {
-    const check = c.checkCancelled ?? (() => {});
     const t0 = performance.now();
     if (req.text.trim().length === 0) throw new UsageError('the text is empty: select or pass some text to analyse');
     const load = { device: req.device, allowRemote: req.allowRemote, hubCacheDir: req.hubCacheDir, onProgress: (m: string) => c.onProgress?.(m), checkCancelled: c.checkCancelled };

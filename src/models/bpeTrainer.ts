@@ -91,7 +91,11 @@ export function trainByteLevelBpe(texts: Iterable<string>, vocabSize: number, o:
     }
     pairCounts.delete(best);
     pairWords.delete(best);
-    for (const [key, count] of pairCounts) if (count <= 0) (pairCounts.delete(key), pairWords.delete(key));
+    for (const [key, count] of pairCounts) {
+      if (count > 0) continue;
+      pairCounts.delete(key);
+      pairWords.delete(key);
+    }
   }
 
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };

@@ -63,7 +63,7 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
   const checkCancelled = o.checkCancelled ?? (() => {});
   fs.mkdirSync(cacheDir, { recursive: true });
   const memoFile = path.join(cacheDir, 'hashes.json');
-  let memo: Record<string, string> = {};
+  let memo: Record<string, string>;
   try {
     memo = JSON.parse(fs.readFileSync(memoFile, 'utf8'));
   } catch {

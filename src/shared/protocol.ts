@@ -6,7 +6,7 @@
  */
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
-import type { Device, UsedDevice } from './devices';
+import type { Device } from './devices';
 
 // ---- analysis (inspect) ----
 

@@ -130,7 +130,7 @@ export async function startCodeServer(o: { workspace: string; settings: Record<s
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** playwright-core from the tools folder (it is not a dependency of the extension). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export function playwright(): any {
   return require(path.join(TOOLS, 'node_modules', 'playwright-core'));
 }

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
 import { distilSelection, hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
-import { tempDir, needs, needsVscode } from '../helpers';
+import { tempDir, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 

@@ -5,7 +5,7 @@ import { tempDir } from '../helpers';
 
 export const SHOTS = path.resolve(__dirname, '..', '..', 'test-results', 'ui');
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export type Page = any;
 
 /** Opens the workbench on the server's workspace in a fresh Chromium profile. */
