@@ -16,7 +16,16 @@ const builds = [
   { ...node, entryPoints: { extension: 'src/extension/extension.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { runtime: 'src/host/modelProcess.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { cli: 'src/cli/main.ts' }, outdir: 'dist' },
-  { bundle: true, platform: 'browser', target: 'es2022', format: 'iife', sourcemap: true, entryPoints: { webview: 'webview/main.ts' }, outdir: 'dist', logLevel: 'warning' },
+  {
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: true,
+    entryPoints: { webview: 'webview/main.ts' },
+    outdir: 'dist',
+    logLevel: 'warning',
+  },
 ];
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

@@ -5,14 +5,30 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-test/**', 'dist-vsix/**', '.package/**', '.test-cache/**', 'test-results/**', 'bench-results/**', 'node_modules/**', 'src/onnx/proto/onnx.js', 'src/onnx/proto/onnx.d.ts'] },
+  {
+    ignores: [
+      'dist/**',
+      'dist-test/**',
+      'dist-vsix/**',
+      '.package/**',
+      '.test-cache/**',
+      'test-results/**',
+      'bench-results/**',
+      'node_modules/**',
+      'src/onnx/proto/onnx.js',
+      'src/onnx/proto/onnx.d.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: { globals: { ...globals.node } },
     rules: {
       // unused arguments named _x are intentional (callbacks with fixed signatures)
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
       // JSON documents and ONNX attributes are loosely typed at the edges
       '@typescript-eslint/no-explicit-any': 'off',
       // the tests' CommonJS helpers (require of the tools folder) are deliberate

@@ -5,9 +5,12 @@ import { writeSafetensors } from '../src/models/safetensors';
 import { seededRandom as rng } from '../src/train/random';
 
 /** A folder with GPT-2's tokenizer.json: BENCH_GPT2_TOKENIZER, else the developers' shared folder beside the repository. */
-export const GPT2_TOKENIZER = process.env.BENCH_GPT2_TOKENIZER ?? path.resolve(__dirname, '..', '..', 'shared', 'tokenizers', 'gpt2');
+export const GPT2_TOKENIZER =
+  process.env.BENCH_GPT2_TOKENIZER ?? path.resolve(__dirname, '..', '..', 'shared', 'tokenizers', 'gpt2');
 if (!fs.existsSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'))) {
-  console.error(`the benchmark needs GPT-2's tokenizer.json (https://huggingface.co/openai-community/gpt2): set BENCH_GPT2_TOKENIZER to its folder (looked in ${GPT2_TOKENIZER})`);
+  console.error(
+    `the benchmark needs GPT-2's tokenizer.json (https://huggingface.co/openai-community/gpt2): set BENCH_GPT2_TOKENIZER to its folder (looked in ${GPT2_TOKENIZER})`,
+  );
   process.exit(2);
 }
 
@@ -50,7 +53,18 @@ export function writeGpt2(dir: string, layers: number, seed: number, logitScale:
   }
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), w);
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: D, n_layer: layers, n_head: 12, n_positions: P, vocab_size: V, layer_norm_epsilon: 1e-5 }));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['GPT2LMHeadModel'],
+      model_type: 'gpt2',
+      n_embd: D,
+      n_layer: layers,
+      n_head: 12,
+      n_positions: P,
+      vocab_size: V,
+      layer_norm_epsilon: 1e-5,
+    }),
+  );
   fs.copyFileSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
 }
-

@@ -24,7 +24,11 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 function benchText(): { text: string; ids: number[] } {
   const tok = TextTokenizer.fromFolder(GPT2_TOKENIZER);
   // prose only: this tokenizer.json adds whitespace-run tokens (ids ≥ 50257) beyond GPT-2's vocabulary
-  const base = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').replace(/```[\s\S]*?```/g, '').replace(/[ \t]{2,}/g, ' ') + '\n';
+  const base =
+    fs
+      .readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+      .replace(/```[\s\S]*?```/g, '')
+      .replace(/[ \t]{2,}/g, ' ') + '\n';
   let text = base;
   while (tok.encode(text).ids.length < 512) text += base;
   const ids = tok.encode(text).ids.slice(0, 512);
@@ -40,7 +44,27 @@ interface Timed {
 
 function runInspect(teacher: string, student: string, textFile: string, env: NodeJS.ProcessEnv): Timed {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [BIN, 'inspect', '--teacher', teacher, '--student', student, '--file', textFile, '--format', 'json', '--out', '/dev/null', '--timings', '--max-tokens', '100000'], { encoding: 'utf8', env });
+  const r = spawnSync(
+    process.execPath,
+    [
+      BIN,
+      'inspect',
+      '--teacher',
+      teacher,
+      '--student',
+      student,
+      '--file',
+      textFile,
+      '--format',
+      'json',
+      '--out',
+      '/dev/null',
+      '--timings',
+      '--max-tokens',
+      '100000',
+    ],
+    { encoding: 'utf8', env },
+  );
   const wallMs = performance.now() - t0;
   if (r.status !== 0) throw new Error(`inspect failed: ${r.stderr}`);
   const line = r.stderr.split('\n').find((l) => l.startsWith('timings '));
@@ -64,9 +88,17 @@ function main() {
   const idsFile = path.join(OUT, 'bench-ids.json');
   fs.writeFileSync(idsFile, JSON.stringify(ids));
   const env = { ...process.env, DISTILL_LENS_CACHE: path.join(OUT, 'cache') };
-  const report: Record<string, unknown> = { tokens: ids.length, runs: RUNS, cpu: 'see /proc/cpuinfo', date: new Date().toISOString() };
+  const report: Record<string, unknown> = {
+    tokens: ids.length,
+    runs: RUNS,
+    cpu: 'see /proc/cpuinfo',
+    date: new Date().toISOString(),
+  };
   const haveTorch = torchAvailable();
-  for (const [variant, logitScale] of [['peaked', 8], ['gpt2-init', 1]] as const) {
+  for (const [variant, logitScale] of [
+    ['peaked', 8],
+    ['gpt2-init', 1],
+  ] as const) {
     const teacher = path.join(OUT, 'models', variant, 'teacher-12l');
     const student = path.join(OUT, 'models', variant, 'student-6l');
     process.stderr.write(`[${variant}] writing random weights…\n`);
@@ -96,12 +128,24 @@ function main() {
       const torchRuns: { wallMs: number; out: any }[] = [];
       for (let i = 0; i < RUNS; i++) {
         const t0 = performance.now();
-        const r = spawnSync('/usr/bin/python3', [path.join(__dirname, 'torchReference.py'), teacher, student, idsFile], {
-          encoding: 'utf8',
-          env: { ...process.env, OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? 'Cooperlake', OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2' },
-        });
+        const r = spawnSync(
+          '/usr/bin/python3',
+          [path.join(__dirname, 'torchReference.py'), teacher, student, idsFile],
+          {
+            encoding: 'utf8',
+            env: {
+              ...process.env,
+              OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? 'Cooperlake',
+              OMP_NUM_THREADS: '2',
+              OPENBLAS_NUM_THREADS: '2',
+            },
+          },
+        );
         if (r.status !== 0) throw new Error(`torch reference failed: ${r.stderr}`);
-        torchRuns.push({ wallMs: performance.now() - t0, out: JSON.parse(r.stdout.trim().split('\n').pop()!) });
+        torchRuns.push({
+          wallMs: performance.now() - t0,
+          out: JSON.parse(r.stdout.trim().split('\n').pop()!),
+        });
       }
       row.torchWallMs = median(torchRuns.map((t) => t.wallMs));
       row.torchForwardMs = median(torchRuns.map((t) => t.out.teacherMs + t.out.studentMs));
@@ -114,11 +158,17 @@ function main() {
     process.stderr.write(`[${variant}] ${JSON.stringify(row)}\n`);
   }
   fs.writeFileSync(path.join(OUT, 'inspect-bench.json'), JSON.stringify(report, null, 2));
-  const fmt = (x: unknown) => (typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(3) : x.toFixed(0)) : String(x));
+  const fmt = (x: unknown) =>
+    typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(3) : x.toFixed(0)) : String(x);
   const keys = Object.keys(report.peaked as object);
-  console.log(`\ndistill-lens inspect, ${ids.length} tokens, GPT-2-small teacher (12 layers) / 6-layer student, CPU, median of ${RUNS} warm runs`);
+  console.log(
+    `\ndistill-lens inspect, ${ids.length} tokens, GPT-2-small teacher (12 layers) / 6-layer student, CPU, median of ${RUNS} warm runs`,
+  );
   console.log(`${'step'.padEnd(22)}${'peaked'.padStart(14)}${'gpt2-init'.padStart(14)}`);
-  for (const k of keys) console.log(`${k.padEnd(22)}${fmt((report.peaked as any)[k]).padStart(14)}${fmt((report['gpt2-init'] as any)[k]).padStart(14)}`);
+  for (const k of keys)
+    console.log(
+      `${k.padEnd(22)}${fmt((report.peaked as any)[k]).padStart(14)}${fmt((report['gpt2-init'] as any)[k]).padStart(14)}`,
+    );
   console.log(`\nwritten to ${path.relative(ROOT, path.join(OUT, 'inspect-bench.json'))}`);
 }
 

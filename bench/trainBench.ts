@@ -47,16 +47,30 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   const studentDir = path.join(OUT, 'models', 'peaked', 'student-6l');
   const env = process.env;
   env.DISTILL_LENS_CACHE ??= path.join(OUT, 'cache');
-  const mode: TrainMode = modeName === 'lora' ? { kind: 'lora', rank: 8, alpha: 16, targets: ['c_attn'] } : { kind: 'full' };
+  const mode: TrainMode =
+    modeName === 'lora' ? { kind: 'lora', rank: 8, alpha: 16, targets: ['c_attn'] } : { kind: 'full' };
   const student = await resolveModel(studentDir);
   const weights = new WeightSource(student.weightFiles!.map(readSafetensors), ['', 'transformer.']);
-  const spec = { architecture: 'gpt2' as const, config: student.config!, weights, mode, batch: B, seqLen: L, vocab: V, loss: { key: 'fkl' as const, temperature: 1 }, optimizer: DEFAULT_OPTIMIZER, seed: 1, frozenAsInputs: true };
+  const spec = {
+    architecture: 'gpt2' as const,
+    config: student.config!,
+    weights,
+    mode,
+    batch: B,
+    seqLen: L,
+    vocab: V,
+    loss: { key: 'fkl' as const, temperature: 1 },
+    optimizer: DEFAULT_OPTIMIZER,
+    seed: 1,
+    frozenAsInputs: true,
+  };
   let t = performance.now();
   const step = buildStepGraph({ ...spec, purpose: 'step' });
   const gradBytes = buildStepGraph({ ...spec, purpose: 'gradients' }).bytes;
   const forwardBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes;
   const buildMs = performance.now() - t;
-  const open = async (model: Uint8Array, name: string) => (await openSession({ model, device: 'cpu', name })).session;
+  const open = async (model: Uint8Array, name: string) =>
+    (await openSession({ model, device: 'cpu', name })).session;
   t = performance.now();
   const stepSession = await open(step.bytes, 'the training graph');
   const sessionMs = performance.now() - t;
@@ -75,10 +89,22 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   const teacherBatch = new Float32Array(B * L * V);
   for (let b = 0; b < B; b++) teacherBatch.set(logits, b * L * V);
   const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from({ length: B * L }, (_, i) => BigInt(ids[i % L])), [B, L]),
+    input_ids: new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: B * L }, (_, i) => BigInt(ids[i % L])),
+      [B, L],
+    ),
     teacher_logits: new ort.Tensor('float32', teacherBatch, [B, L, V]),
-    targets: new ort.Tensor('int64', BigInt64Array.from({ length: B * L }, (_, i) => BigInt(ids[(i + 1) % L])), [B * L, 1]),
-    mask: new ort.Tensor('float32', Float32Array.from({ length: B * L }, (_, i) => (i % L === L - 1 ? 0 : 1)), [B * L]),
+    targets: new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: B * L }, (_, i) => BigInt(ids[(i + 1) % L])),
+      [B * L, 1],
+    ),
+    mask: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: B * L }, (_, i) => (i % L === L - 1 ? 0 : 1)),
+      [B * L],
+    ),
   };
   for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
   // LoRA's frozen weights: one copy shared by the three sessions, as a run does
@@ -90,7 +116,9 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
   feeds.lr = new ort.Tensor('float32', Float32Array.of(1e-4), []);
   feeds.bias_correction1 = new ort.Tensor('float32', Float32Array.of(0.1), []);
   feeds.bias_correction2 = new ort.Tensor('float32', Float32Array.of(0.001), []);
-  for (const st of step.stateNames) for (const p of step.params) feeds[names.state(st, p.name)] = new ort.Tensor('float32', new Float32Array(p.init.length), p.shape);
+  for (const st of step.stateNames)
+    for (const p of step.params)
+      feeds[names.state(st, p.name)] = new ort.Tensor('float32', new Float32Array(p.init.length), p.shape);
   const stepMs = await timeRuns(stepSession, feeds);
   const teacherMs = median(teacherTimes);
   const trained = step.params.reduce((n, p) => n + p.init.length, 0);
@@ -121,21 +149,34 @@ function main(): void {
   const rows: Record<string, number | string>[] = [];
   for (const mode of ['lora', 'full']) {
     process.stderr.write(`[${mode}] measuring (${RUNS} runs after a warm-up)…\n`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', __filename, '--child', mode], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', __filename, '--child', mode], {
+      encoding: 'utf8',
+      env: process.env,
+      maxBuffer: 1 << 24,
+    });
     if (r.status !== 0) throw new Error(`${mode} failed: ${r.stderr}`);
     rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!));
   }
-  fs.writeFileSync(path.join(OUT, 'train-bench.json'), JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rows }, null, 2));
-  const fmt = (x: unknown) => (typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(2) : x.toFixed(0)) : String(x));
-  console.log(`\ndistillation step, 6-layer GPT-2-shaped student / 12-layer teacher, ${B}×${L} tokens, CPU, median of ${RUNS}`);
+  fs.writeFileSync(
+    path.join(OUT, 'train-bench.json'),
+    JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rows }, null, 2),
+  );
+  const fmt = (x: unknown) =>
+    typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(2) : x.toFixed(0)) : String(x);
+  console.log(
+    `\ndistillation step, 6-layer GPT-2-shaped student / 12-layer teacher, ${B}×${L} tokens, CPU, median of ${RUNS}`,
+  );
   console.log(`${''.padEnd(26)}${'LoRA'.padStart(14)}${'full'.padStart(14)}`);
-  for (const k of Object.keys(rows[0])) if (k !== 'mode') console.log(`${k.padEnd(26)}${fmt(rows[0][k]).padStart(14)}${fmt(rows[1][k]).padStart(14)}`);
+  for (const k of Object.keys(rows[0]))
+    if (k !== 'mode')
+      console.log(`${k.padEnd(26)}${fmt(rows[0][k]).padStart(14)}${fmt(rows[1][k]).padStart(14)}`);
   console.log(`\nwritten to ${path.relative(ROOT, path.join(OUT, 'train-bench.json'))}`);
 }
 
 const at = process.argv.indexOf('--child');
-if (at >= 0) child(process.argv[at + 1] as 'lora' | 'full').catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (at >= 0)
+  child(process.argv[at + 1] as 'lora' | 'full').catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 else main();

@@ -29,8 +29,20 @@ const SCALE = Number(process.env.DEMO_SCALE ?? 1);
 const VOCAB = 4096;
 const SEQ = 256;
 
-const TEACHER = { hidden_size: 192, intermediate_size: 512, num_hidden_layers: 4, num_attention_heads: 6, num_key_value_heads: 2 };
-const STUDENT = { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+const TEACHER = {
+  hidden_size: 192,
+  intermediate_size: 512,
+  num_hidden_layers: 4,
+  num_attention_heads: 6,
+  num_key_value_heads: 2,
+};
+const STUDENT = {
+  hidden_size: 128,
+  intermediate_size: 344,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+};
 
 interface CorpusPart {
   package: string;
@@ -45,8 +57,12 @@ function corpus(): { documents: TrainDocument[]; parts: CorpusPart[] } {
   const add = (pkg: string, select: (file: string) => boolean) => {
     const dir = path.join(ROOT, 'node_modules', pkg);
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
-    const files = (fs.readdirSync(dir, { recursive: true }) as string[]).map((f) => f.split(path.sep).join('/')).filter(select).sort();
-    for (const f of files) documents.push({ source: `${pkg}/${f}`, text: fs.readFileSync(path.join(dir, f), 'utf8') });
+    const files = (fs.readdirSync(dir, { recursive: true }) as string[])
+      .map((f) => f.split(path.sep).join('/'))
+      .filter(select)
+      .sort();
+    for (const f of files)
+      documents.push({ source: `${pkg}/${f}`, text: fs.readFileSync(path.join(dir, f), 'utf8') });
     parts.push({ package: `${pkg}@${manifest.version}`, licence: manifest.license, files });
   };
   add('typescript', (f) => /^lib\/lib\..*\.d\.ts$/.test(f));
@@ -78,10 +94,16 @@ function writeRandomLlama(dir: string, shape: typeof TEACHER, seed: number, toke
   const r = seededRandom(seed);
   const D = shape.hidden_size;
   const kv = (D / shape.num_attention_heads) * shape.num_key_value_heads;
-  const normal = (dims: number[], std: number) => ({ shape: dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => std * gaussian(r)) });
+  const normal = (dims: number[], std: number) => ({
+    shape: dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => std * gaussian(r)),
+  });
   const ones = (n: number) => ({ shape: [n], data: new Float32Array(n).fill(1) });
   const residual = 0.02 / Math.sqrt(2 * shape.num_hidden_layers);
-  const w: Record<string, { shape: number[]; data: Float32Array }> = { 'model.embed_tokens.weight': normal([VOCAB, D], 0.02), 'model.norm.weight': ones(D) };
+  const w: Record<string, { shape: number[]; data: Float32Array }> = {
+    'model.embed_tokens.weight': normal([VOCAB, D], 0.02),
+    'model.norm.weight': ones(D),
+  };
   for (let l = 0; l < shape.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     Object.assign(w, {
@@ -109,7 +131,10 @@ function storeHalf(from: string, to: string): number {
   fs.mkdirSync(to, { recursive: true });
   writeSafetensors(path.join(to, 'model.safetensors'), tensors, { format: 'pt' }, 'F16');
   const config = JSON.parse(fs.readFileSync(path.join(from, 'config.json'), 'utf8'));
-  fs.writeFileSync(path.join(to, 'config.json'), JSON.stringify({ ...config, torch_dtype: 'float16' }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(to, 'config.json'),
+    JSON.stringify({ ...config, torch_dtype: 'float16' }, null, 2) + '\n',
+  );
   fs.copyFileSync(path.join(from, 'tokenizer.json'), path.join(to, 'tokenizer.json'));
   return Object.values(tensors).reduce((n, t) => n + t.data.length, 0);
 }
@@ -121,10 +146,14 @@ async function run(label: string, req: DistillRequest): Promise<RunRecord> {
       if (p.phase !== 'train') return process.stderr.write(`[${label}] ${p.message}\n`);
       if (performance.now() - last < 10_000 && p.step !== p.steps) return;
       last = performance.now();
-      process.stderr.write(`[${label}] step ${p.step}/${p.steps} loss ${p.loss!.toFixed(3)} (${Math.round(p.tokensPerSecond ?? 0)} tokens/s, ${Math.round(p.secondsLeft ?? 0)} s left)\n`);
+      process.stderr.write(
+        `[${label}] step ${p.step}/${p.steps} loss ${p.loss!.toFixed(3)} (${Math.round(p.tokensPerSecond ?? 0)} tokens/s, ${Math.round(p.secondsLeft ?? 0)} s left)\n`,
+      );
     },
   });
-  process.stderr.write(`[${label}] held-out perplexity ${record.heldOut.before.studentPerplexity.toFixed(1)} → ${record.heldOut.after.studentPerplexity.toFixed(1)}\n`);
+  process.stderr.write(
+    `[${label}] held-out perplexity ${record.heldOut.before.studentPerplexity.toFixed(1)} → ${record.heldOut.after.studentPerplexity.toFixed(1)}\n`,
+  );
   return record;
 }
 
@@ -133,33 +162,106 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-lens-demo-'));
   try {
     const { documents, parts } = corpus();
-    process.stderr.write(`corpus: ${parts.map((p) => `${p.files.length} files of ${p.package}`).join(', ')}\n`);
-    const tokenizer = trainByteLevelBpe(documents.map((d) => d.text), VOCAB);
+    process.stderr.write(
+      `corpus: ${parts.map((p) => `${p.files.length} files of ${p.package}`).join(', ')}\n`,
+    );
+    const tokenizer = trainByteLevelBpe(
+      documents.map((d) => d.text),
+      VOCAB,
+    );
     const tokenizerJson = JSON.stringify(tokenizer.json);
     const teacherInit = path.join(work, 'teacher-init');
     const studentInit = path.join(work, 'student-init');
     writeRandomLlama(teacherInit, TEACHER, 1, tokenizerJson);
     writeRandomLlama(studentInit, STUDENT, 2, tokenizerJson);
-    const common = { data: { documents }, mode: { kind: 'full' as const }, batchSize: 8, seqLen: SEQ, seed: 7, device: 'cpu' as const };
+    const common = {
+      data: { documents },
+      mode: { kind: 'full' as const },
+      batchSize: 8,
+      seqLen: SEQ,
+      seed: 7,
+      device: 'cpu' as const,
+    };
     const steps = (n: number) => Math.max(10, Math.round(n * SCALE));
-    const teacherRun = await run('teacher', { ...common, teacher: '', student: teacherInit, loss: { key: 'ce', temperature: 1 }, steps: steps(1200), lr: 3e-3, warmupSteps: steps(100), out: path.join(work, 'teacher') });
-    const distilled = await run('student, distilled', { ...common, teacher: path.join(work, 'teacher'), student: studentInit, loss: { key: 'fkl', temperature: 1 }, steps: steps(600), lr: 3e-3, warmupSteps: steps(50), out: path.join(work, 'student') });
-    const textOnly = await run('student, text only', { ...common, teacher: '', student: studentInit, loss: { key: 'ce', temperature: 1 }, steps: steps(600), lr: 3e-3, warmupSteps: steps(50), out: path.join(work, 'student-ce') });
+    const teacherRun = await run('teacher', {
+      ...common,
+      teacher: '',
+      student: teacherInit,
+      loss: { key: 'ce', temperature: 1 },
+      steps: steps(1200),
+      lr: 3e-3,
+      warmupSteps: steps(100),
+      out: path.join(work, 'teacher'),
+    });
+    const distilled = await run('student, distilled', {
+      ...common,
+      teacher: path.join(work, 'teacher'),
+      student: studentInit,
+      loss: { key: 'fkl', temperature: 1 },
+      steps: steps(600),
+      lr: 3e-3,
+      warmupSteps: steps(50),
+      out: path.join(work, 'student'),
+    });
+    const textOnly = await run('student, text only', {
+      ...common,
+      teacher: '',
+      student: studentInit,
+      loss: { key: 'ce', temperature: 1 },
+      steps: steps(600),
+      lr: 3e-3,
+      warmupSteps: steps(50),
+      out: path.join(work, 'student-ce'),
+    });
 
     fs.rmSync(OUT, { recursive: true, force: true });
     const teacherParams = storeHalf(path.join(work, 'teacher'), path.join(OUT, 'teacher'));
     const studentParams = storeHalf(path.join(work, 'student'), path.join(OUT, 'student'));
-    const bytes = ['teacher', 'student'].reduce((n, m) => n + fs.statSync(path.join(OUT, m, 'model.safetensors')).size, 0);
-    const log = { createdAt: new Date().toISOString(), corpus: parts, tokenizer: { type: 'byte-level BPE', vocabSize: VOCAB, merges: tokenizer.merges.length }, teacher: teacherRun, student: distilled, studentTextOnly: textOnly, seconds: (performance.now() - t0) / 1000 };
+    const bytes = ['teacher', 'student'].reduce(
+      (n, m) => n + fs.statSync(path.join(OUT, m, 'model.safetensors')).size,
+      0,
+    );
+    const log = {
+      createdAt: new Date().toISOString(),
+      corpus: parts,
+      tokenizer: { type: 'byte-level BPE', vocabSize: VOCAB, merges: tokenizer.merges.length },
+      teacher: teacherRun,
+      student: distilled,
+      studentTextOnly: textOnly,
+      seconds: (performance.now() - t0) / 1000,
+    };
     fs.writeFileSync(path.join(OUT, 'training-log.json'), JSON.stringify(log, null, 1) + '\n');
-    fs.writeFileSync(path.join(OUT, 'MODEL_CARD.md'), modelCard({ parts, teacherRun, distilled, textOnly, teacherParams, studentParams, bytes, merges: tokenizer.merges.length }));
-    process.stderr.write(`wrote ${path.relative(ROOT, OUT)}: ${(bytes / 1e6).toFixed(1)} MB of weights in ${((performance.now() - t0) / 60000).toFixed(1)} min\n`);
+    fs.writeFileSync(
+      path.join(OUT, 'MODEL_CARD.md'),
+      modelCard({
+        parts,
+        teacherRun,
+        distilled,
+        textOnly,
+        teacherParams,
+        studentParams,
+        bytes,
+        merges: tokenizer.merges.length,
+      }),
+    );
+    process.stderr.write(
+      `wrote ${path.relative(ROOT, OUT)}: ${(bytes / 1e6).toFixed(1)} MB of weights in ${((performance.now() - t0) / 60000).toFixed(1)} min\n`,
+    );
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-function modelCard(o: { parts: CorpusPart[]; teacherRun: RunRecord; distilled: RunRecord; textOnly: RunRecord; teacherParams: number; studentParams: number; bytes: number; merges: number }): string {
+function modelCard(o: {
+  parts: CorpusPart[];
+  teacherRun: RunRecord;
+  distilled: RunRecord;
+  textOnly: RunRecord;
+  teacherParams: number;
+  studentParams: number;
+  bytes: number;
+  merges: number;
+}): string {
   const ppl = (x: number) => x.toFixed(1);
   const s = o.distilled.settings;
   return `# Distill Lens demo models

@@ -11,7 +11,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'dist-vsix');
 const STAGE = path.join(ROOT, '.package');
 // the platforms onnxruntime-node ships CPU binaries for (no darwin-x64 since 1.2x)
-const TARGETS = { 'linux-x64': 'linux/x64', 'linux-arm64': 'linux/arm64', 'win32-x64': 'win32/x64', 'win32-arm64': 'win32/arm64', 'darwin-arm64': 'darwin/arm64' };
+const TARGETS = {
+  'linux-x64': 'linux/x64',
+  'linux-arm64': 'linux/arm64',
+  'win32-x64': 'win32/x64',
+  'win32-arm64': 'win32/arm64',
+  'darwin-arm64': 'darwin/arm64',
+};
 const only = process.argv.slice(2);
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 
@@ -24,7 +30,8 @@ for (const [target, binDir] of Object.entries(TARGETS)) {
   const stage = path.join(STAGE, target);
   fs.rmSync(stage, { recursive: true, force: true });
   fs.mkdirSync(stage, { recursive: true });
-  for (const f of ['extension.js', 'runtime.js', 'webview.js']) copy(path.join('dist', f), path.join(stage, 'dist', f));
+  for (const f of ['extension.js', 'runtime.js', 'webview.js'])
+    copy(path.join('dist', f), path.join(stage, 'dist', f));
   copy('media', path.join(stage, 'media'));
   copy(path.join('models', 'demo'), path.join(stage, 'models', 'demo'));
   for (const f of ['README.md', 'LICENSE', 'CHANGELOG.md']) copy(f, path.join(stage, f));
@@ -32,9 +39,17 @@ for (const [target, binDir] of Object.entries(TARGETS)) {
   copy(ort, path.join(stage, ort), (src) => {
     const rel = path.relative(path.join(ROOT, ort, 'bin', 'napi-v6'), src);
     // keep bin/napi-v6/<this platform>/<this arch> only
-    return rel.startsWith('..') || rel === '' || binDir.startsWith(rel.split(path.sep).join('/')) || rel.split(path.sep).join('/').startsWith(binDir);
+    return (
+      rel.startsWith('..') ||
+      rel === '' ||
+      binDir.startsWith(rel.split(path.sep).join('/')) ||
+      rel.split(path.sep).join('/').startsWith(binDir)
+    );
   });
-  copy(path.join('node_modules', 'onnxruntime-common'), path.join(stage, 'node_modules', 'onnxruntime-common'));
+  copy(
+    path.join('node_modules', 'onnxruntime-common'),
+    path.join(stage, 'node_modules', 'onnxruntime-common'),
+  );
   // its install script (which needs adm-zip and global-agent) never runs from a VSIX
   const ortManifest = path.join(stage, ort, 'package.json');
   const ortPkg = JSON.parse(fs.readFileSync(ortManifest, 'utf8'));
@@ -47,7 +62,21 @@ for (const [target, binDir] of Object.entries(TARGETS)) {
   fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2));
   fs.writeFileSync(path.join(stage, '.vscodeignore'), '**/*.map\nnode_modules/onnxruntime-node/script/**\n');
   const file = path.join(OUT, `${pkg.name}-${pkg.version}-${target}.vsix`);
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--target', target, '--dependencies', '--allow-missing-repository', '--no-rewrite-relative-links', '--out', file], { cwd: stage, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(
+    process.execPath,
+    [
+      path.join(ROOT, 'node_modules', '@vscode', 'vsce', 'vsce'),
+      'package',
+      '--target',
+      target,
+      '--dependencies',
+      '--allow-missing-repository',
+      '--no-rewrite-relative-links',
+      '--out',
+      file,
+    ],
+    { cwd: stage, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   sizes[target] = fs.statSync(file).size;
 }
 fs.rmSync(STAGE, { recursive: true, force: true });

@@ -13,7 +13,8 @@ const walk = (dir) => {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) walk(p);
-    else if (p.endsWith('.test.ts') && (filters.length === 0 || filters.some((f) => p.includes(f)))) files.push(p);
+    else if (p.endsWith('.test.ts') && (filters.length === 0 || filters.some((f) => p.includes(f))))
+      files.push(p);
   }
 };
 walk('test');
@@ -30,9 +31,14 @@ const summaryFile = join('.test-cache', 'test-summary.json');
 const run = spawnSync(
   process.execPath,
   [
-    '--import', 'tsx', '--test', '--test-concurrency=1',
-    '--test-reporter=spec', '--test-reporter-destination=stdout',
-    '--test-reporter=./scripts/testSummaryReporter.mjs', `--test-reporter-destination=${summaryFile}`,
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=./scripts/testSummaryReporter.mjs',
+    `--test-reporter-destination=${summaryFile}`,
     ...files,
   ],
   { stdio: 'inherit', env },
@@ -51,5 +57,7 @@ if (reasons.length > 0) {
   for (const [reason, count] of reasons) console.log(`  ${count} × ${reason}`);
 }
 const ran = summary.passed + summary.failed;
-console.log(`\nnpm test: ${ran} tests ran (${summary.passed} passed, ${summary.failed} failed), ${summary.skipped} skipped`);
+console.log(
+  `\nnpm test: ${ran} tests ran (${summary.passed} passed, ${summary.failed} failed), ${summary.skipped} skipped`,
+);
 process.exit(run.status ?? 1);

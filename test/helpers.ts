@@ -33,15 +33,30 @@ export const FIXTURES = {
   gpt2Tokenizer: {
     what: "GPT-2's tokenizer.json (50257-token byte-level BPE)",
     source: 'https://huggingface.co/openai-community/gpt2/blob/main/tokenizer.json (MIT)',
-    files: [{ path: path.join(GPT2_TOKENIZER, 'tokenizer.json'), sha256: '337da36be7a71a6e88aa9148967a7bc8736f4b47c7de8e19ba92b89e80734cfc' }],
+    files: [
+      {
+        path: path.join(GPT2_TOKENIZER, 'tokenizer.json'),
+        sha256: '337da36be7a71a6e88aa9148967a7bc8736f4b47c7de8e19ba92b89e80734cfc',
+      },
+    ],
   },
   ortGenaiLlama: {
     what: 'a tiny random float16 Llama exported by onnxruntime-genai (contrib operators, past_key_values inputs)',
-    source: 'https://github.com/microsoft/onnxruntime-genai, test/test_models/hf-internal-testing/tiny-random-LlamaForCausalLM-fp16 at f00eed5b (MIT)',
+    source:
+      'https://github.com/microsoft/onnxruntime-genai, test/test_models/hf-internal-testing/tiny-random-LlamaForCausalLM-fp16 at f00eed5b (MIT)',
     files: [
-      { path: path.join(ORTGENAI, 'model.onnx'), sha256: '3d13c04efa19b6926f7b681b2f244c2b3fa984aa0bdd1f81ee6276d7e9996e91' },
-      { path: path.join(ORTGENAI, 'model.onnx.data'), sha256: 'de83a26356d47822412cbc6b56931ad513751714457133ac35b5d9e71f587610' },
-      { path: path.join(ORTGENAI, 'tokenizer.json'), sha256: 'd606f46a8aa6f29f0a0abdec7c3ffddefc9f9bfe26919532d209a0a850e25029' },
+      {
+        path: path.join(ORTGENAI, 'model.onnx'),
+        sha256: '3d13c04efa19b6926f7b681b2f244c2b3fa984aa0bdd1f81ee6276d7e9996e91',
+      },
+      {
+        path: path.join(ORTGENAI, 'model.onnx.data'),
+        sha256: 'de83a26356d47822412cbc6b56931ad513751714457133ac35b5d9e71f587610',
+      },
+      {
+        path: path.join(ORTGENAI, 'tokenizer.json'),
+        sha256: 'd606f46a8aa6f29f0a0abdec7c3ffddefc9f9bfe26919532d209a0a850e25029',
+      },
     ],
   },
 } satisfies Record<string, Fixture>;
@@ -51,9 +66,12 @@ export const FIXTURES = {
  * The reason is one line per missing fixture.
  */
 export function needs(...names: (keyof typeof FIXTURES)[]): { skip?: string } {
-  const missing = names.map((n) => FIXTURES[n] as Fixture).filter((f) => f.files.some((file) => !fs.existsSync(file.path)));
+  const missing = names
+    .map((n) => FIXTURES[n] as Fixture)
+    .filter((f) => f.files.some((file) => !fs.existsSync(file.path)));
   if (missing.length === 0) return {};
-  const describe = (f: Fixture) => `needs ${f.what}, from ${f.source}: ${f.files.map((file) => `${path.basename(file.path)} (sha256 ${file.sha256}) at ${file.path}`).join(', ')}`;
+  const describe = (f: Fixture) =>
+    `needs ${f.what}, from ${f.source}: ${f.files.map((file) => `${path.basename(file.path)} (sha256 ${file.sha256}) at ${file.path}`).join(', ')}`;
   return { skip: missing.map(describe).join('; ') };
 }
 
@@ -91,14 +109,23 @@ export function storiesPair(): { teacher: string; student: string } {
 }
 
 /** Runs a model folder on `tokens` and returns max |logit − reference| over every position. */
-export async function maxLogitError(folder: string, tokens: number[], reference: Float64Array[]): Promise<number> {
+export async function maxLogitError(
+  folder: string,
+  tokens: number[],
+  reference: Float64Array[],
+): Promise<number> {
   const { resolveModel } = await import('../src/models/modelSource');
   const { LanguageModel } = await import('../src/models/languageModel');
   const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
   try {
     const logits = await lm.forward(tokens);
     let maxDiff = 0;
-    reference.forEach((row, pos) => row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i])))));
+    reference.forEach((row, pos) =>
+      row.forEach(
+        (v, i) =>
+          (maxDiff = Math.max(maxDiff, Math.abs(v - (logits.data as Float32Array)[pos * logits.vocab + i]))),
+      ),
+    );
     return maxDiff;
   } finally {
     await lm.release();

@@ -16,7 +16,11 @@ import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from '../sr
 import type { FromPanel, PanelAnalysis, ToPanel, TrainingView } from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
-declare function acquireVsCodeApi(): { postMessage(m: FromPanel): void; getState(): PanelState | undefined; setState(s: PanelState): void };
+declare function acquireVsCodeApi(): {
+  postMessage(m: FromPanel): void;
+  getState(): PanelState | undefined;
+  setState(s: PanelState): void;
+};
 const vscode = acquireVsCodeApi();
 
 interface PanelState {
@@ -32,7 +36,11 @@ interface PanelState {
 let state: PanelState = vscode.getState() ?? { analysis: null, metric: 'fkl', selected: null };
 const app = document.getElementById('app')!;
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   e.append(...children);
@@ -49,15 +57,28 @@ function render(): void {
   if (state.training) app.append(trainingSection(state.training));
   const a = state.analysis;
   if (!a || a.rows.length === 0) {
-    app.append(el('p', { class: 'empty' }, 'Run ', el('b', {}, 'Distill Lens: Analyze Selection'), ' to see the token heatmap here.'));
+    app.append(
+      el(
+        'p',
+        { class: 'empty' },
+        'Run ',
+        el('b', {}, 'Distill Lens: Analyze Selection'),
+        ' to see the token heatmap here.',
+      ),
+    );
     return;
   }
   const byChange = !!a.baseline && state.colorBy === 'change';
   const metric = state.metric;
-  const range = heatRange(a.rows.map((r) => r[metric]), state.fixedMax);
+  const range = heatRange(
+    a.rows.map((r) => r[metric]),
+    state.fixedMax,
+  );
 
   // header: metric selector and legend
-  const select = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & { value: string };
+  const select = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & {
+    value: string;
+  };
   for (const k of METRIC_KEYS) {
     const o = el('vscode-option', { value: k, description: METRIC_LABELS[k] }, k);
     if (k === metric) o.setAttribute('selected', '');
@@ -65,17 +86,27 @@ function render(): void {
   }
   select.addEventListener('change', () => {
     // the element also fires when it is first rendered: only a real change is sent
-    if (select.value !== state.metric) vscode.postMessage({ type: 'chooseMetric', metric: select.value as MetricKey });
+    if (select.value !== state.metric)
+      vscode.postMessage({ type: 'chooseMetric', metric: select.value as MetricKey });
   });
-  const legend = el('div', { class: 'legend', title: `${METRIC_LABELS[metric]}: colour bands from ${formatNumber(range[0])} to ${formatNumber(range[1])}` });
+  const legend = el('div', {
+    class: 'legend',
+    title: `${METRIC_LABELS[metric]}: colour bands from ${formatNumber(range[0])} to ${formatNumber(range[1])}`,
+  });
   legend.append(el('span', {}, formatNumber(range[0])));
   const bar = el('span', { class: 'bar' });
   for (let i = 0; i < BANDS; i++) bar.append(el('span', { class: `heat${i}` }));
   legend.append(bar, el('span', {}, formatNumber(range[1])));
   const header = el('div', { class: 'header' }, select, byChange ? changeLegend(a, metric) : legend);
   if (a.baseline) {
-    const colorBy = el('vscode-single-select', { id: 'colorBy', 'aria-label': 'colour by' }) as HTMLElement & { value: string };
-    for (const [v, label] of [['value', 'colour by value'], ['change', 'colour by change']]) {
+    const colorBy = el('vscode-single-select', {
+      id: 'colorBy',
+      'aria-label': 'colour by',
+    }) as HTMLElement & { value: string };
+    for (const [v, label] of [
+      ['value', 'colour by value'],
+      ['change', 'colour by change'],
+    ]) {
       const o = el('vscode-option', { value: v }, label);
       if ((state.colorBy ?? 'value') === v) o.setAttribute('selected', '');
       colorBy.append(o);
@@ -87,7 +118,14 @@ function render(): void {
     });
     header.append(colorBy);
   }
-  app.append(header, el('div', { class: 'models' }, `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`));
+  app.append(
+    header,
+    el(
+      'div',
+      { class: 'models' },
+      `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`,
+    ),
+  );
 
   // heatmap: text between tokens plain, each token span coloured, boundaries visible
   const heat = el('div', { class: 'heatmap', id: 'heatmap' });
@@ -99,7 +137,16 @@ function render(): void {
     const value = segmentValue(seg, (j) => a.rows[j][metric]);
     const colour = byChange ? changeClass(a, seg.rows, metric) : `heat${heatBand(value, range)}`;
     const row = seg.rows[0];
-    const span = el('span', { class: `tok ${colour}${seg.rows.includes(state.selected ?? -1) ? ' selected' : ''}`, 'data-row': String(row), title: `${JSON.stringify(seg.text)} ${metric} ${formatNumber(value)}`, tabindex: '0' }, seg.text);
+    const span = el(
+      'span',
+      {
+        class: `tok ${colour}${seg.rows.includes(state.selected ?? -1) ? ' selected' : ''}`,
+        'data-row': String(row),
+        title: `${JSON.stringify(seg.text)} ${metric} ${formatNumber(value)}`,
+        tabindex: '0',
+      },
+      seg.text,
+    );
     heat.append(span);
   }
   heat.addEventListener('click', (e) => {
@@ -114,7 +161,8 @@ function render(): void {
   });
   app.append(heat);
 
-  if (state.selected !== null && a.rows[state.selected]) app.append(details(a.rows[state.selected], metric, a.baseline?.rows[state.selected] ?? null));
+  if (state.selected !== null && a.rows[state.selected])
+    app.append(details(a.rows[state.selected], metric, a.baseline?.rows[state.selected] ?? null));
   if (a.baseline) app.append(comparison(a, metric));
   app.append(summary(a), histogram(a, metric, range), worst(a, metric));
 }
@@ -140,7 +188,10 @@ function changeClass(a: PanelAnalysis, rows: number[], metric: MetricKey): strin
 
 function changeLegend(a: PanelAnalysis, metric: MetricKey): HTMLElement {
   const m = maxAbsDelta(a, metric);
-  const legend = el('div', { class: 'legend', title: `change of ${metric} after distillation: green fell (better), red rose (worse)` });
+  const legend = el('div', {
+    class: 'legend',
+    title: `change of ${metric} after distillation: green fell (better), red rose (worse)`,
+  });
   const bar = el('span', { class: 'bar' });
   for (let i = 4; i >= 0; i--) bar.append(el('span', { class: `better${i}` }));
   for (let i = 0; i < 5; i++) bar.append(el('span', { class: `worse${i}` }));
@@ -149,17 +200,36 @@ function changeLegend(a: PanelAnalysis, metric: MetricKey): HTMLElement {
 }
 
 function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
-  const box = el('vscode-collapsible', { title: `Before / after distillation: ${metric}`, open: '', id: 'comparison' });
+  const box = el('vscode-collapsible', {
+    title: `Before / after distillation: ${metric}`,
+    open: '',
+    id: 'comparison',
+  });
   const matched = a.rows.map((_, i) => i).filter((i) => a.baseline!.rows[i]);
-  const mean = (f: (i: number) => number) => matched.reduce((s, i) => s + f(i), 0) / Math.max(1, matched.length);
+  const mean = (f: (i: number) => number) =>
+    matched.reduce((s, i) => s + f(i), 0) / Math.max(1, matched.length);
   const before = mean((i) => a.baseline!.rows[i]![metric]);
   const after = mean((i) => a.rows[i][metric]);
   const better = matched.filter((i) => delta(a, i, metric)! < 0).length;
   const worse = matched.filter((i) => delta(a, i, metric)! > 0).length;
   const t = el('table', { class: 'metrics' });
   t.append(
-    el('tr', {}, el('th', {}, ''), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'after'), el('th', { class: 'num' }, 'change')),
-    el('tr', {}, el('td', {}, `mean ${metric}`), el('td', { class: 'num' }, formatNumber(before)), el('td', { class: 'num' }, formatNumber(after)), el('td', { class: 'num' }, `${after - before >= 0 ? '+' : ''}${formatNumber(after - before)}`)),
+    el(
+      'tr',
+      {},
+      el('th', {}, ''),
+      el('th', { class: 'num' }, 'before'),
+      el('th', { class: 'num' }, 'after'),
+      el('th', { class: 'num' }, 'change'),
+    ),
+    el(
+      'tr',
+      {},
+      el('td', {}, `mean ${metric}`),
+      el('td', { class: 'num' }, formatNumber(before)),
+      el('td', { class: 'num' }, formatNumber(after)),
+      el('td', { class: 'num' }, `${after - before >= 0 ? '+' : ''}${formatNumber(after - before)}`),
+    ),
   );
   const lists = el('div', { class: 'sidebyside' });
   const list = (title: string, order: number[]) => {
@@ -178,14 +248,27 @@ function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
     return el('div', {}, el('div', { class: 'bars-title' }, title), ol);
   };
   const byDelta = [...matched].sort((x, y) => delta(a, x, metric)! - delta(a, y, metric)!);
-  lists.append(list(`fixed most (${better} tokens fell)`, byDelta.filter((i) => delta(a, i, metric)! < 0).slice(0, 5)), list(`broke most (${worse} tokens rose)`, byDelta.filter((i) => delta(a, i, metric)! > 0).reverse().slice(0, 5)));
+  lists.append(
+    list(`fixed most (${better} tokens fell)`, byDelta.filter((i) => delta(a, i, metric)! < 0).slice(0, 5)),
+    list(
+      `broke most (${worse} tokens rose)`,
+      byDelta
+        .filter((i) => delta(a, i, metric)! > 0)
+        .reverse()
+        .slice(0, 5),
+    ),
+  );
   box.append(el('div', { class: 'models' }, `before: ${a.baseline!.student}`), t, lists);
   return box;
 }
 
 function trainingSection(t: TrainingView): HTMLElement {
   const status = { running: 'running', done: 'done', cancelled: 'cancelled', failed: 'failed' }[t.status];
-  const box = el('vscode-collapsible', { title: `Distillation (${status}): ${t.title}`, open: '', id: 'training' });
+  const box = el('vscode-collapsible', {
+    title: `Distillation (${status}): ${t.title}`,
+    open: '',
+    id: 'training',
+  });
   const W = 300;
   const H = 90;
   const svgNs = 'http://www.w3.org/2000/svg';
@@ -197,7 +280,12 @@ function trainingSection(t: TrainingView): HTMLElement {
   const losses = pts.map((p) => p.loss);
   const lo = Math.min(...losses, Infinity);
   const hi = Math.max(...losses, -Infinity);
-  svg.setAttribute('aria-label', pts.length ? `loss from ${formatNumber(losses[0])} to ${formatNumber(losses[losses.length - 1])} over ${pts.length} of ${t.steps} steps` : 'no steps yet');
+  svg.setAttribute(
+    'aria-label',
+    pts.length
+      ? `loss from ${formatNumber(losses[0])} to ${formatNumber(losses[losses.length - 1])} over ${pts.length} of ${t.steps} steps`
+      : 'no steps yet',
+  );
   if (pts.length > 0) {
     const x = (step: number) => ((step - 1) / Math.max(1, t.steps - 1)) * (W - 4) + 2;
     const y = (loss: number) => (hi > lo ? (1 - (loss - lo) / (hi - lo)) * (H - 8) + 4 : H / 2);
@@ -208,14 +296,39 @@ function trainingSection(t: TrainingView): HTMLElement {
   }
   box.append(
     svg,
-    el('div', { class: 'axis' }, el('span', {}, `loss ${pts.length ? formatNumber(lo) : '–'}…${pts.length ? formatNumber(hi) : '–'}`), el('span', {}, `step ${pts.length ? pts[pts.length - 1].step : 0}/${t.steps}`)),
+    el(
+      'div',
+      { class: 'axis' },
+      el('span', {}, `loss ${pts.length ? formatNumber(lo) : '–'}…${pts.length ? formatNumber(hi) : '–'}`),
+      el('span', {}, `step ${pts.length ? pts[pts.length - 1].step : 0}/${t.steps}`),
+    ),
     el('div', { class: 'models', id: 'training-message' }, t.message ?? ''),
   );
   if (t.heldOut) {
     const table = el('table', { class: 'metrics' });
-    table.append(el('tr', {}, el('th', {}, 'held-out'), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'after')));
-    for (const [label, k] of [['forward KL', 'fkl'], ['reverse KL', 'rkl'], ['student perplexity', 'studentPerplexity']] as const) {
-      table.append(el('tr', {}, el('td', {}, label), el('td', { class: 'num' }, formatNumber(t.heldOut.before[k])), el('td', { class: 'num' }, formatNumber(t.heldOut.after[k]))));
+    table.append(
+      el(
+        'tr',
+        {},
+        el('th', {}, 'held-out'),
+        el('th', { class: 'num' }, 'before'),
+        el('th', { class: 'num' }, 'after'),
+      ),
+    );
+    for (const [label, k] of [
+      ['forward KL', 'fkl'],
+      ['reverse KL', 'rkl'],
+      ['student perplexity', 'studentPerplexity'],
+    ] as const) {
+      table.append(
+        el(
+          'tr',
+          {},
+          el('td', {}, label),
+          el('td', { class: 'num' }, formatNumber(t.heldOut.before[k])),
+          el('td', { class: 'num' }, formatNumber(t.heldOut.after[k])),
+        ),
+      );
     }
     box.append(table);
   }
@@ -231,29 +344,67 @@ function trainingSection(t: TrainingView): HTMLElement {
 function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, number> | null): HTMLElement {
   const box = el('vscode-collapsible', { title: `Token ${JSON.stringify(r.text)}`, open: '', id: 'details' });
   const bars = (title: string, m: TokenRow['teacher']) => {
-    const list = el('div', { class: 'bars' }, el('div', { class: 'bars-title' }, `${title}: p(target) ${formatNumber(m.p)}, rank ${m.rank}`));
+    const list = el(
+      'div',
+      { class: 'bars' },
+      el('div', { class: 'bars-title' }, `${title}: p(target) ${formatNumber(m.p)}, rank ${m.rank}`),
+    );
     for (const t of m.top) {
       const row = el('div', { class: `barrow${t.id === r.target ? ' target' : ''}` });
       const fill = el('span', { class: 'fill' });
       fill.style.width = `${(100 * t.p).toFixed(1)}%`;
-      row.append(el('span', { class: 'label' }, JSON.stringify(t.text)), el('span', { class: 'track' }, fill), el('span', { class: 'num' }, formatNumber(t.p)));
+      row.append(
+        el('span', { class: 'label' }, JSON.stringify(t.text)),
+        el('span', { class: 'track' }, fill),
+        el('span', { class: 'num' }, formatNumber(t.p)),
+      );
       list.append(row);
     }
     return list;
   };
   const table = el('table', { class: 'metrics' });
   for (const g of METRIC_GROUPS) {
-    table.append(el('tr', {}, el('th', { colspan: before ? '1' : '2' }, g.title), ...(before ? [el('th', { class: 'num' }, 'now'), el('th', { class: 'num' }, 'before'), el('th', { class: 'num' }, 'Δ')] : [])));
+    table.append(
+      el(
+        'tr',
+        {},
+        el('th', { colspan: before ? '1' : '2' }, g.title),
+        ...(before
+          ? [
+              el('th', { class: 'num' }, 'now'),
+              el('th', { class: 'num' }, 'before'),
+              el('th', { class: 'num' }, 'Δ'),
+            ]
+          : []),
+      ),
+    );
     for (const k of g.keys) {
-      const cells = [el('td', { title: METRIC_LABELS[k] }, k), el('td', { class: 'num' }, formatNumber(r[k]))];
+      const cells = [
+        el('td', { title: METRIC_LABELS[k] }, k),
+        el('td', { class: 'num' }, formatNumber(r[k])),
+      ];
       if (before) {
         const d = r[k] - before[k];
-        cells.push(el('td', { class: 'num' }, formatNumber(before[k])), el('td', { class: `num ${d < 0 ? 'fell' : d > 0 ? 'rose' : ''}` }, `${d >= 0 ? '+' : ''}${formatNumber(d)}`));
+        cells.push(
+          el('td', { class: 'num' }, formatNumber(before[k])),
+          el(
+            'td',
+            { class: `num ${d < 0 ? 'fell' : d > 0 ? 'rose' : ''}` },
+            `${d >= 0 ? '+' : ''}${formatNumber(d)}`,
+          ),
+        );
       }
       table.append(el('tr', { class: k === metric ? 'current' : '' }, ...cells));
     }
   }
-  box.append(el('div', { class: 'details' }, el('div', { class: 'sidebyside' }, bars('teacher', r.teacher), bars('student', r.student)), table));
+  box.append(
+    el(
+      'div',
+      { class: 'details' },
+      el('div', { class: 'sidebyside' }, bars('teacher', r.teacher), bars('student', r.student)),
+      table,
+    ),
+  );
   return box;
 }
 
@@ -261,7 +412,8 @@ function summary(a: PanelAnalysis): HTMLElement {
   const s = a.summary;
   const box = el('vscode-collapsible', { title: 'Summary', open: '', id: 'summary' });
   const t = el('table', { class: 'metrics' });
-  const add = (k: string, v: string) => t.append(el('tr', {}, el('td', {}, k), el('td', { class: 'num' }, v)));
+  const add = (k: string, v: string) =>
+    t.append(el('tr', {}, el('td', {}, k), el('td', { class: 'num' }, v)));
   add('teacher perplexity', formatNumber(s.teacherPerplexity));
   add('student perplexity', formatNumber(s.studentPerplexity));
   add('argmax agreement', `${(100 * s.argmaxAgreement).toFixed(1)}%`);
@@ -279,18 +431,32 @@ function histogram(a: PanelAnalysis, metric: MetricKey, range: [number, number])
   const box = el('vscode-collapsible', { title: `Histogram of ${metric}`, open: '', id: 'histogram' });
   const chart = el('div', { class: 'histogram', role: 'img', 'aria-label': `histogram of ${metric}` });
   counts.forEach((c, i) => {
-    const b = el('span', { class: `hbar heat${Math.floor((i * BANDS) / bins)}`, title: `${formatNumber(range[0] + ((range[1] - range[0]) * i) / bins)}–${formatNumber(range[0] + ((range[1] - range[0]) * (i + 1)) / bins)}: ${c} tokens` });
+    const b = el('span', {
+      class: `hbar heat${Math.floor((i * BANDS) / bins)}`,
+      title: `${formatNumber(range[0] + ((range[1] - range[0]) * i) / bins)}–${formatNumber(range[0] + ((range[1] - range[0]) * (i + 1)) / bins)}: ${c} tokens`,
+    });
     b.style.height = `${(100 * c) / max}%`;
     chart.append(b);
   });
-  box.append(chart, el('div', { class: 'axis' }, el('span', {}, formatNumber(range[0])), el('span', {}, formatNumber(range[1]))));
+  box.append(
+    chart,
+    el(
+      'div',
+      { class: 'axis' },
+      el('span', {}, formatNumber(range[0])),
+      el('span', {}, formatNumber(range[1])),
+    ),
+  );
   return box;
 }
 
 function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
   const box = el('vscode-collapsible', { title: `Worst tokens by ${metric}`, open: '', id: 'worst' });
   const list = el('ol', { class: 'worst' });
-  const order = a.rows.map((_, i) => i).sort((x, y) => a.rows[y][metric] - a.rows[x][metric]).slice(0, 10);
+  const order = a.rows
+    .map((_, i) => i)
+    .sort((x, y) => a.rows[y][metric] - a.rows[x][metric])
+    .slice(0, 10);
   for (const i of order) {
     const r = a.rows[i];
     const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(r.text));
@@ -300,7 +466,14 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
       vscode.postMessage({ type: 'revealRow', index: i });
       render();
     });
-    list.append(el('li', {}, link, ` ${formatNumber(r[metric])} · teacher p ${formatNumber(r.teacher.p)}, student p ${formatNumber(r.student.p)}`));
+    list.append(
+      el(
+        'li',
+        {},
+        link,
+        ` ${formatNumber(r[metric])} · teacher p ${formatNumber(r.teacher.p)}, student p ${formatNumber(r.student.p)}`,
+      ),
+    );
   }
   box.append(list);
   return box;
@@ -309,8 +482,18 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
 window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
   const m = e.data;
   if (m.type === 'showAnalysis') {
-    const same = state.analysis && m.analysis && state.analysis.documentName === m.analysis.documentName && state.analysis.rows.length === m.analysis.rows.length;
-    state = { ...state, analysis: m.analysis, metric: m.metric, fixedMax: m.fixedMax, selected: same ? state.selected : null };
+    const same =
+      state.analysis &&
+      m.analysis &&
+      state.analysis.documentName === m.analysis.documentName &&
+      state.analysis.rows.length === m.analysis.rows.length;
+    state = {
+      ...state,
+      analysis: m.analysis,
+      metric: m.metric,
+      fixedMax: m.fixedMax,
+      selected: same ? state.selected : null,
+    };
     render();
   } else if (m.type === 'showTraining') {
     state.training = m.training;

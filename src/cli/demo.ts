@@ -12,11 +12,23 @@ import { InspectEngine } from '../inspect/inspectEngine';
 import { formatTable } from './tableFormat';
 import { renderHtmlReport } from '../report/htmlReport';
 
-export async function runDemo(o: { metric: MetricKey; options: MetricOptions; htmlOut: string }): Promise<void> {
+export async function runDemo(o: {
+  metric: MetricKey;
+  options: MetricOptions;
+  htmlOut: string;
+}): Promise<void> {
   const { teacher, student } = builtInPair();
   const engine = new InspectEngine();
   try {
-    const result = await engine.inspect({ teacher, student, text: DEMO_TEXT, options: o.options, metric: o.metric, device: 'cpu', maxTokens: 8192 });
+    const result = await engine.inspect({
+      teacher,
+      student,
+      text: DEMO_TEXT,
+      options: o.options,
+      metric: o.metric,
+      device: 'cpu',
+      maxTokens: 8192,
+    });
     process.stdout.write(formatTable(result, DEMO_TEXT, o.metric));
     fs.writeFileSync(o.htmlOut, renderHtmlReport(result, DEMO_TEXT, o.metric));
     process.stdout.write(`\nHTML report: ${path.resolve(o.htmlOut)}\n`);

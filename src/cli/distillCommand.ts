@@ -9,36 +9,80 @@ import { LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
-export function addDistillCommand(program: Command, integer: Parse, positive: (name: string) => (v: string) => number, fraction: (name: string) => (v: string) => number): void {
+export function addDistillCommand(
+  program: Command,
+  integer: Parse,
+  positive: (name: string) => (v: string) => number,
+  fraction: (name: string) => (v: string) => number,
+): void {
   program
     .command('distill')
-    .description('fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder')
+    .description(
+      'fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder',
+    )
     .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
-    .requiredOption('--student <M>', 'student: a safetensors checkpoint folder (Llama, Qwen2, Mistral or GPT-2)')
-    .requiredOption('--data <PATH>', 'a text file, a folder of text or code files, or JSONL with "text" or "prompt"/"completion" fields')
+    .requiredOption(
+      '--student <M>',
+      'student: a safetensors checkpoint folder (Llama, Qwen2, Mistral or GPT-2)',
+    )
+    .requiredOption(
+      '--data <PATH>',
+      'a text file, a folder of text or code files, or JSONL with "text" or "prompt"/"completion" fields',
+    )
     .requiredOption('--out <DIR>', 'the new model folder (must not exist or be empty)')
     .addOption(new Option('--loss <KEY>', 'the distillation loss').choices([...LOSS_KEYS]).default('fkl'))
-    .option('--temperature <T>', 'softmax temperature of both models in the loss', positive('--temperature'), 1)
+    .option(
+      '--temperature <T>',
+      'softmax temperature of both models in the loss',
+      positive('--temperature'),
+      1,
+    )
     .option('--beta <B>', "gjsd's β (default 0.5); dkd's nckd weight (default 8)", positive('--beta'))
-    .option('--alpha <A>', "skl/srkl's α (0.1); dkd's tckd weight (1); atkd's easy weight (0.2)", positive('--alpha'))
+    .option(
+      '--alpha <A>',
+      "skl/srkl's α (0.1); dkd's tckd weight (1); atkd's easy weight (0.2)",
+      positive('--alpha'),
+    )
     .option('--kd-ratio <R>', 'loss = (1 − R)·ce + R·kd', fraction('--kd-ratio'), 1)
     .option('--scale-by-t2', 'multiply the KD term by T² (default for dkd)')
     .option('--no-scale-by-t2', 'do not multiply the KD term by T²')
     .option('--full', 'train every weight instead of LoRA adapters')
     .option('--lora-rank <R>', 'LoRA rank', integer('--lora-rank', 1), 8)
-    .option('--lora-alpha <A>', 'LoRA alpha (the update is scaled by alpha / rank)', positive('--lora-alpha'), 16)
-    .option('--lora-targets <LIST>', 'comma-separated projection names (default q_proj,v_proj; c_attn for GPT-2)')
+    .option(
+      '--lora-alpha <A>',
+      'LoRA alpha (the update is scaled by alpha / rank)',
+      positive('--lora-alpha'),
+      16,
+    )
+    .option(
+      '--lora-targets <LIST>',
+      'comma-separated projection names (default q_proj,v_proj; c_attn for GPT-2)',
+    )
     .addOption(new Option('--optimizer <O>', 'optimiser').choices(['adamw', 'sgd']).default('adamw'))
     .option('--steps <N>', 'training steps', integer('--steps', 1), 100)
-    .option('--lr <LR>', 'peak learning rate (linear warm-up, then cosine to a tenth)', positive('--lr'), 5e-4)
+    .option(
+      '--lr <LR>',
+      'peak learning rate (linear warm-up, then cosine to a tenth)',
+      positive('--lr'),
+      5e-4,
+    )
     .option('--warmup <N>', 'warm-up steps (default a tenth of the steps)', integer('--warmup', 0))
     .option('--weight-decay <W>', 'decoupled weight decay on matrices', fraction('--weight-decay'), 0.01)
     .option('--max-grad-norm <N>', 'clip the global gradient norm (0: no clipping)', (v) => Number(v), 1)
     .option('--batch-size <N>', 'windows per step', integer('--batch-size', 1), 4)
     .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), 128)
-    .option('--seed <N>', 'seed for initialisation and data order (CPU runs repeat exactly)', integer('--seed', 0), 0)
+    .option(
+      '--seed <N>',
+      'seed for initialisation and data order (CPU runs repeat exactly)',
+      integer('--seed', 0),
+      0,
+    )
     .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
-    .option('--teacher-top-k <K>', "give the loss only the teacher's K most probable tokens (plus the target) and one bucket for the rest: less memory for large vocabularies", integer('--teacher-top-k', 1))
+    .option(
+      '--teacher-top-k <K>',
+      "give the loss only the teacher's K most probable tokens (plus the target) and one bucket for the rest: less memory for large vocabularies",
+      integer('--teacher-top-k', 1),
+    )
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
     .option('--quiet', 'no progress bar')
     .option('--verbose', 'print stack traces')
@@ -46,12 +90,20 @@ export function addDistillCommand(program: Command, integer: Parse, positive: (n
       const abort = new AbortController();
       const onSigint = () => {
         if (abort.signal.aborted) process.exit(130);
-        process.stderr.write('\ndistill-lens: cancelling (Ctrl-C again to quit at once); nothing will be written\n');
+        process.stderr.write(
+          '\ndistill-lens: cancelling (Ctrl-C again to quit at once); nothing will be written\n',
+        );
         abort.abort();
       };
       process.on('SIGINT', onSigint);
       const bar = new SingleBar(
-        { format: 'distilling {bar} {value}/{total} steps | loss {loss} | {tps} tok/s | {eta_formatted} left', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000, stream: process.stderr },
+        {
+          format: 'distilling {bar} {value}/{total} steps | loss {loss} | {tps} tok/s | {eta_formatted} left',
+          hideCursor: true,
+          noTTYOutput: true,
+          notTTYSchedule: 5000,
+          stream: process.stderr,
+        },
         Presets.shades_classic,
       );
       let barStarted = false;
@@ -62,8 +114,25 @@ export function addDistillCommand(program: Command, integer: Parse, positive: (n
             student: o.student,
             data: { path: o.data },
             out: o.out,
-            loss: { key: o.loss as LossKey, temperature: o.temperature, beta: o.beta, alpha: o.alpha, kdRatio: o.kdRatio, scaleByT2: o.scaleByT2 },
-            mode: o.full ? { kind: 'full' } : { kind: 'lora', rank: o.loraRank, alpha: o.loraAlpha, targets: o.loraTargets?.split(',').map((s: string) => s.trim()).filter(Boolean) },
+            loss: {
+              key: o.loss as LossKey,
+              temperature: o.temperature,
+              beta: o.beta,
+              alpha: o.alpha,
+              kdRatio: o.kdRatio,
+              scaleByT2: o.scaleByT2,
+            },
+            mode: o.full
+              ? { kind: 'full' }
+              : {
+                  kind: 'lora',
+                  rank: o.loraRank,
+                  alpha: o.loraAlpha,
+                  targets: o.loraTargets
+                    ?.split(',')
+                    .map((s: string) => s.trim())
+                    .filter(Boolean),
+                },
             optimizer: { kind: o.optimizer, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm },
             steps: o.steps,
             lr: o.lr,

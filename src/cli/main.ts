@@ -25,21 +25,43 @@ const number = (name: string, check: (v: number) => boolean, rule: string) => (v
   if (!Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${rule}`);
   return x;
 };
-const integer = (name: string, min: number) => number(name, (x) => Number.isInteger(x) && x >= min, `an integer ≥ ${min}`);
+const integer = (name: string, min: number) =>
+  number(name, (x) => Number.isInteger(x) && x >= min, `an integer ≥ ${min}`);
 
 /** Options shared by inspect, metrics and demo. */
 function metricOptions(cmd: Command): Command {
   return cmd
-    .option('--temperature <T>', 'softmax temperature for both models', number('--temperature', (x) => x > 0, 'a positive number'), 1)
-    .option('--beta <B>', 'β of the generalised JSD (0 = fkl, 1 = rkl)', number('--beta', (x) => x >= 0 && x <= 1, 'between 0 and 1'), 0.5)
-    .option('--alpha <A>', 'α of the skew KLs', number('--alpha', (x) => x >= 0 && x <= 1, 'between 0 and 1'), 0.1)
+    .option(
+      '--temperature <T>',
+      'softmax temperature for both models',
+      number('--temperature', (x) => x > 0, 'a positive number'),
+      1,
+    )
+    .option(
+      '--beta <B>',
+      'β of the generalised JSD (0 = fkl, 1 = rkl)',
+      number('--beta', (x) => x >= 0 && x <= 1, 'between 0 and 1'),
+      0.5,
+    )
+    .option(
+      '--alpha <A>',
+      'α of the skew KLs',
+      number('--alpha', (x) => x >= 0 && x <= 1, 'between 0 and 1'),
+      0.1,
+    )
     .option('--top-k <K>', 'top tokens listed per model', integer('--top-k', 1), 5)
     .option('--metric <KEY>', `metric for colours and the worst list (${METRIC_KEYS.join(', ')})`, 'fkl')
     .option('--verbose', 'print stack traces');
 }
 
 function toMetricOptions(o: Record<string, number>): MetricOptions {
-  return { ...DEFAULT_METRIC_OPTIONS, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: o.topK };
+  return {
+    ...DEFAULT_METRIC_OPTIONS,
+    temperature: o.temperature,
+    beta: o.beta,
+    alpha: o.alpha,
+    topK: o.topK,
+  };
 }
 
 function writeOut(text: string, out?: string): void {
@@ -63,16 +85,23 @@ export function buildProgram(): Command {
       .option('--text <S>', 'the text to analyse')
       .option('--file <F>', 'a UTF-8 file to analyse')
       .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
-      .addOption(new Option('--format <F>', 'output format').choices(['table', 'json', 'html']).default('table'))
+      .addOption(
+        new Option('--format <F>', 'output format').choices(['table', 'json', 'html']).default('table'),
+      )
       .option('--out <F>', 'write the output to a file')
       .option('--max-tokens <N>', 'refuse texts longer than this', integer('--max-tokens', 2), 8192)
-      .option('--window <N>', 'window length for long texts (default: the model context)', integer('--window', 2))
+      .option(
+        '--window <N>',
+        'window length for long texts (default: the model context)',
+        integer('--window', 2),
+      )
       .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
       .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1))
       .option('--timings', 'print the time of each step and the peak memory to standard error (JSON)'),
   ).action(async (o) => {
     const metric = parseMetricKey(o.metric);
-    if ((o.text === undefined) === (o.file === undefined)) throw new UsageError('give the text with exactly one of --text or --file');
+    if ((o.text === undefined) === (o.file === undefined))
+      throw new UsageError('give the text with exactly one of --text or --file');
     const text = o.text ?? readTextFile(o.file);
     const engine = new InspectEngine(new ModelPool({ threads: o.threads }));
     try {
@@ -90,8 +119,11 @@ export function buildProgram(): Command {
       for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
       if (o.timings) {
         const peakRssMiB = process.resourceUsage().maxRSS / 1024;
-        const teacherMeanEntropy = result.rows.reduce((a, r) => a + r.teacher.entropy, 0) / result.rows.length;
-        process.stderr.write(`timings ${JSON.stringify({ ...result.timings, tokens: result.ids.length, peakRssMiB, processMs: performance.now(), teacherMeanEntropy })}\n`);
+        const teacherMeanEntropy =
+          result.rows.reduce((a, r) => a + r.teacher.entropy, 0) / result.rows.length;
+        process.stderr.write(
+          `timings ${JSON.stringify({ ...result.timings, tokens: result.ids.length, peakRssMiB, processMs: performance.now(), teacherMeanEntropy })}\n`,
+        );
       }
       if (o.format === 'json') writeOut(JSON.stringify(toJsonReport(result), null, 1), o.out);
       else if (o.format === 'html') writeOut(renderHtmlReport(result, text, metric), o.out);
@@ -104,7 +136,9 @@ export function buildProgram(): Command {
   metricOptions(
     program
       .command('metrics')
-      .description('metrics from logits given as JSON: {"teacher": number[][], "student": number[][], "targets": number[]}')
+      .description(
+        'metrics from logits given as JSON: {"teacher": number[][], "student": number[][], "targets": number[]}',
+      )
       .requiredOption('--input <F>', 'the JSON file (- for standard input)')
       .option('--out <F>', 'write the output to a file'),
   ).action(async (o) => {
@@ -112,7 +146,9 @@ export function buildProgram(): Command {
     writeOut(JSON.stringify(await runMetricsCommand(o.input, toMetricOptions(o), metric), null, 1), o.out);
   });
 
-  const convert = program.command('convert').description('convert other checkpoint formats to a Hugging Face folder');
+  const convert = program
+    .command('convert')
+    .description('convert other checkpoint formats to a Hugging Face folder');
   convert
     .command('llama2c')
     .description('a llama2.c checkpoint and tokenizer → config.json, model.safetensors, tokenizer.json')
@@ -122,8 +158,15 @@ export function buildProgram(): Command {
     .option('--layers <N>', 'keep only the first N transformer layers (a student)', integer('--layers', 1))
     .option('--verbose', 'print stack traces')
     .action((o) => {
-      const { config } = convertLlama2c({ checkpoint: o.checkpoint, tokenizer: o.tokenizer, out: o.out, layers: o.layers });
-      process.stdout.write(`wrote ${o.out}: Llama, ${config.num_hidden_layers} layers, width ${config.hidden_size}, vocabulary ${config.vocab_size}\n`);
+      const { config } = convertLlama2c({
+        checkpoint: o.checkpoint,
+        tokenizer: o.tokenizer,
+        out: o.out,
+        layers: o.layers,
+      });
+      process.stdout.write(
+        `wrote ${o.out}: Llama, ${config.num_hidden_layers} layers, width ${config.hidden_size}, vocabulary ${config.vocab_size}\n`,
+      );
     });
 
   addDistillCommand(
@@ -136,7 +179,9 @@ export function buildProgram(): Command {
   metricOptions(
     program
       .command('demo')
-      .description('analyse a sample TypeScript declaration with the built-in teacher and student and write demo-report.html')
+      .description(
+        'analyse a sample TypeScript declaration with the built-in teacher and student and write demo-report.html',
+      )
       .option('--out <F>', 'where to write the HTML report', 'demo-report.html'),
   ).action(async (o) => {
     await runDemo({ metric: parseMetricKey(o.metric), options: toMetricOptions(o), htmlOut: o.out });
@@ -163,7 +208,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module || process.argv[1]?.endsWith('distill-lens.js') || process.argv[1]?.endsWith('cli.js')) {
+if (
+  require.main === module ||
+  process.argv[1]?.endsWith('distill-lens.js') ||
+  process.argv[1]?.endsWith('cli.js')
+) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -8,6 +8,8 @@ export function readTextFile(file: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
   } catch {
-    throw new InputError(`${file} is not valid UTF-8: convert it (e.g. iconv -f latin1 -t utf-8) and try again`);
+    throw new InputError(
+      `${file} is not valid UTF-8: convert it (e.g. iconv -f latin1 -t utf-8) and try again`,
+    );
   }
 }

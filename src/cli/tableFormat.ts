@@ -5,7 +5,12 @@ import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { formatNumber as fmt } from '../core/formatNumber';
 import type { InspectResult } from '../shared/protocol';
 
-export function formatTable(r: InspectResult, text: string, metric: MetricKey, o: { color?: boolean } = {}): string {
+export function formatTable(
+  r: InspectResult,
+  text: string,
+  metric: MetricKey,
+  o: { color?: boolean } = {},
+): string {
   const chalk = o.color === false ? new Chalk({ level: 0 }) : new Chalk();
   const range = scaleRange(r.rows.map((row) => row[metric]));
   const paint = (s: string, v: number) => {
@@ -17,10 +22,11 @@ export function formatTable(r: InspectResult, text: string, metric: MetricKey, o
   const valueAt = new Map<number, { end: number; v: number }>();
   for (const row of r.rows) {
     const prev = valueAt.get(row.start);
-    if (row.end > row.start && (!prev || row[metric] > prev.v)) valueAt.set(row.start, { end: row.end, v: row[metric] });
+    if (row.end > row.start && (!prev || row[metric] > prev.v))
+      valueAt.set(row.start, { end: row.end, v: row[metric] });
   }
   let heat = '';
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const span = valueAt.get(i);
     if (span) {
       heat += paint(text.slice(i, span.end), span.v);
@@ -43,7 +49,10 @@ export function formatTable(r: InspectResult, text: string, metric: MetricKey, o
     `perplexity: teacher ${fmt(s.teacherPerplexity)}, student ${fmt(s.studentPerplexity)}; argmax agreement ${(100 * s.argmaxAgreement).toFixed(1)}%; hard tokens ${(100 * s.hardFraction).toFixed(1)}%`,
     '',
     'mean over tokens:',
-    ...chunk(METRIC_KEYS.map((k) => `${k.padEnd(11)} ${fmt(s.mean[k]).padStart(10)}`), 3).map((c) => '  ' + c.join('   ')),
+    ...chunk(
+      METRIC_KEYS.map((k) => `${k.padEnd(11)} ${fmt(s.mean[k]).padStart(10)}`),
+      3,
+    ).map((c) => '  ' + c.join('   ')),
     '',
     `worst tokens by ${metric}:`,
     ...s.worst.map((i) => {

@@ -19,7 +19,11 @@ function bucketKey(p: number): number {
   return hiWords[1] >>> 15; // little-endian: word 1 holds sign, exponent and top mantissa bits
 }
 
-export function aklWeightsFullRow(p: Float64Array, q: Float64Array, mu: number): { wHead: number; wTail: number } {
+export function aklWeightsFullRow(
+  p: Float64Array,
+  q: Float64Array,
+  mu: number,
+): { wHead: number; wTail: number } {
   const V = p.length;
   let l1 = 0;
   const keys = new Int32Array(V);
@@ -51,7 +55,9 @@ export function aklWeightsFullRow(p: Float64Array, q: Float64Array, mu: number):
     // the boundary bucket: its entries one by one, largest first (ties in index order)
     const members: number[] = [];
     for (let i = 0; i < V; i++) if (keys[i] === k) members.push(i);
-    const values = Float64Array.from(members, (i) => p[i]).sort().reverse();
+    const values = Float64Array.from(members, (i) => p[i])
+      .sort()
+      .reverse();
     // how many of the bucket's entries join the head, then which ones
     let take = 0;
     for (const v of values) {

@@ -26,7 +26,9 @@ export class DocumentAnalysis {
    * @param baseOffset where the analysed text starts in the document
    */
   constructor(rows: TokenRow[], baseOffset: number) {
-    this.rows = rows.filter((r) => r.end > r.start).map((row) => ({ row, start: baseOffset + row.start, end: baseOffset + row.end }));
+    this.rows = rows
+      .filter((r) => r.end > r.start)
+      .map((row) => ({ row, start: baseOffset + row.start, end: baseOffset + row.end }));
   }
 
   /**

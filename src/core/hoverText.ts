@@ -7,7 +7,6 @@ import { METRIC_LABELS } from './metricKeys';
 import type { TokenRow } from './tokenRows';
 import { formatNumber } from './formatNumber';
 
-
 export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
   { title: 'Divergences', keys: ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl'] },
   { title: 'Target / non-target (DKD)', keys: ['tckd', 'nckd'] },
@@ -17,20 +16,31 @@ export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
 
 /** Escapes text for a Markdown table cell or inline code-free text. */
 export function escapeMarkdown(s: string): string {
-  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => '\\' + c).replace(/\n/g, '\\n').replace(/\t/g, '\\t').replace(/\r/g, '\\r');
+  return s
+    .replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => '\\' + c)
+    .replace(/\n/g, '\\n')
+    .replace(/\t/g, '\\t')
+    .replace(/\r/g, '\\r');
 }
 
 const shown = (s: string) => escapeMarkdown(JSON.stringify(s).slice(1, -1)) || '∅';
 
-export function hoverMarkdown(row: TokenRow, o: { metric: MetricKey; temperature: number; beta: number; alpha: number }): string {
+export function hoverMarkdown(
+  row: TokenRow,
+  o: { metric: MetricKey; temperature: number; beta: number; alpha: number },
+): string {
   const lines: string[] = [];
-  lines.push(`**Distill Lens** · token \`${JSON.stringify(row.text)}\` (id ${row.target})${row.hard ? ' · hard' : ''}`);
+  lines.push(
+    `**Distill Lens** · token \`${JSON.stringify(row.text)}\` (id ${row.target})${row.hard ? ' · hard' : ''}`,
+  );
   lines.push('');
   lines.push(`**${METRIC_LABELS[o.metric]}**: ${formatNumber(row[o.metric])}`);
   lines.push('');
   lines.push('| | teacher | student |');
   lines.push('|:--|--:|--:|');
-  lines.push(`| p(target) at T=${o.temperature} | ${formatNumber(row.teacher.p)} | ${formatNumber(row.student.p)} |`);
+  lines.push(
+    `| p(target) at T=${o.temperature} | ${formatNumber(row.teacher.p)} | ${formatNumber(row.student.p)} |`,
+  );
   lines.push(`| rank | ${row.teacher.rank} | ${row.student.rank} |`);
   lines.push(`| log p at T=1 | ${formatNumber(row.teacher.logp)} | ${formatNumber(row.student.logp)} |`);
   lines.push(`| entropy | ${formatNumber(row.teacher.entropy)} | ${formatNumber(row.student.entropy)} |`);
@@ -41,7 +51,8 @@ export function hoverMarkdown(row: TokenRow, o: { metric: MetricKey; temperature
     lines.push('| metric | value |');
     lines.push('|:--|--:|');
     for (const k of g.keys) {
-      const label = k === 'gjsd' ? `gjsd (β=${o.beta})` : k === 'skl' || k === 'srkl' ? `${k} (α=${o.alpha})` : k;
+      const label =
+        k === 'gjsd' ? `gjsd (β=${o.beta})` : k === 'skl' || k === 'srkl' ? `${k} (α=${o.alpha})` : k;
       lines.push(`| ${label} | ${formatNumber(row[k])} |`);
     }
     lines.push('');
@@ -55,7 +66,9 @@ export function hoverMarkdown(row: TokenRow, o: { metric: MetricKey; temperature
     const t = row.teacher.top[i];
     const s = row.student.top[i];
     const mark = (id: number | undefined) => (id === row.target ? ' ◂' : '');
-    lines.push(`| ${t ? shown(t.text) + mark(t.id) : ''} | ${t ? formatNumber(t.p) : ''} | ${s ? shown(s.text) + mark(s.id) : ''} | ${s ? formatNumber(s.p) : ''} |`);
+    lines.push(
+      `| ${t ? shown(t.text) + mark(t.id) : ''} | ${t ? formatNumber(t.p) : ''} | ${s ? shown(s.text) + mark(s.id) : ''} | ${s ? formatNumber(s.p) : ''} |`,
+    );
   }
   return lines.join('\n');
 }

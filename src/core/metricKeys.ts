@@ -2,8 +2,21 @@ import { UsageError } from './errors';
 
 /** The per-token metric keys of kd-spec.md, in the order the CLI and panel list them. */
 export const METRIC_KEYS = [
-  'fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl',
-  'tckd', 'nckd', 'uncertainty', 'k1', 'k2', 'k3',
+  'fkl',
+  'rkl',
+  'jeffreys',
+  'jsd',
+  'gjsd',
+  'tvd',
+  'skl',
+  'srkl',
+  'akl',
+  'tckd',
+  'nckd',
+  'uncertainty',
+  'k1',
+  'k2',
+  'k3',
 ] as const;
 export type MetricKey = (typeof METRIC_KEYS)[number];
 
@@ -31,6 +44,7 @@ export function isMetricKey(key: string): key is MetricKey {
 
 /** Throws a message listing the valid keys when `key` is not one. */
 export function parseMetricKey(key: string): MetricKey {
-  if (!isMetricKey(key)) throw new UsageError(`unknown metric "${key}": choose one of ${METRIC_KEYS.join(', ')}`);
+  if (!isMetricKey(key))
+    throw new UsageError(`unknown metric "${key}": choose one of ${METRIC_KEYS.join(', ')}`);
   return key;
 }

@@ -17,7 +17,13 @@ export interface MetricOptions {
   topK: number;
 }
 
-export const DEFAULT_METRIC_OPTIONS: MetricOptions = { temperature: 1, beta: 0.5, alpha: 0.1, mu: 0.5, topK: 5 };
+export const DEFAULT_METRIC_OPTIONS: MetricOptions = {
+  temperature: 1,
+  beta: 0.5,
+  alpha: 0.1,
+  mu: 0.5,
+  topK: 5,
+};
 
 /** The reductions the metrics graph returns for one position (all natural logs). */
 export interface PositionReductions {
@@ -82,7 +88,12 @@ const LOG2 = Math.log(2);
 const nonNegative = (x: number) => (x < 0 ? 0 : x); // KL ≥ 0; cancellation can leave −1e−16
 
 /** Head/tail AKL weights from sorted teacher probabilities; null if the head may continue past the list. */
-export function aklWeights(sortedP: ArrayLike<number>, qAtSorted: ArrayLike<number>, l1Total: number, mu: number): { wHead: number; wTail: number } | null {
+export function aklWeights(
+  sortedP: ArrayLike<number>,
+  qAtSorted: ArrayLike<number>,
+  l1Total: number,
+  mu: number,
+): { wHead: number; wTail: number } | null {
   let cum = 0;
   let gHead = 0;
   let closed = false;
@@ -105,7 +116,11 @@ export function aklWeights(sortedP: ArrayLike<number>, qAtSorted: ArrayLike<numb
 }
 
 /** AKL on full probability vectors (used when the graph's top list is too short for the head). */
-export function aklFromFull(p: ArrayLike<number>, q: ArrayLike<number>, mu: number): { wHead: number; wTail: number } {
+export function aklFromFull(
+  p: ArrayLike<number>,
+  q: ArrayLike<number>,
+  mu: number,
+): { wHead: number; wTail: number } {
   const order = Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b] - p[a]);
   const sp = order.map((i) => p[i]);
   const sq = order.map((i) => q[i]);
@@ -147,7 +162,8 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
   const xlogxy = (x: number, lx: number, ly: number) => (x === 0 ? 0 : x * (lx - ly));
   const tckd = nonNegative(xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, Math.log(uP), Math.log(uQ)));
   // Σ_{j≠y} p_j log(p_j/q_j) = fkl − p_y log(p_y/q_y); renormalising gives nckd exactly.
-  const nckd = uP === 0 ? 0 : nonNegative((fkl - xlogxy(pY, r.logpY, r.logqY)) / uP - Math.log(uP) + Math.log(uQ));
+  const nckd =
+    uP === 0 ? 0 : nonNegative((fkl - xlogxy(pY, r.logpY, r.logqY)) / uP - Math.log(uP) + Math.log(uQ));
 
   const sortedP = r.topT.map((t) => Math.exp(t.logp));
   const qAt = r.topT.map((t) => Math.exp(t.logq));
@@ -155,22 +171,45 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
   const akl = w.wHead * fkl + w.wTail * rkl;
 
   const logR = r.logpY - r.logqY;
-  const top = (entries: { lp: number; id: number }[]) => entries.slice(0, o.topK).map((e) => ({ id: e.id, text: c.decode(e.id), p: Math.exp(e.lp) }));
+  const top = (entries: { lp: number; id: number }[]) =>
+    entries.slice(0, o.topK).map((e) => ({ id: e.id, text: c.decode(e.id), p: Math.exp(e.lp) }));
   return {
     index: c.index,
     target: c.target,
     text: c.text,
     start: c.start,
     end: c.end,
-    fkl, rkl, jeffreys: 0.5 * (fkl + rkl), jsd, gjsd, tvd, skl, srkl, akl, tckd, nckd,
+    fkl,
+    rkl,
+    jeffreys: 0.5 * (fkl + rkl),
+    jsd,
+    gjsd,
+    tvd,
+    skl,
+    srkl,
+    akl,
+    tckd,
+    nckd,
     uncertainty: uP,
     hard: false,
     k1: -logR,
     k2: 0.5 * logR * logR,
     k3: Math.expm1(logR) - logR,
     argmaxAgree: r.topT[0]?.id === r.topS[0]?.id,
-    teacher: { p: pY, logp: -r.nllT, rank: r.rankT + 1, entropy: r.entT, top: top(r.topT.map((t) => ({ lp: t.logp, id: t.id }))) },
-    student: { p: qY, logp: -r.nllS, rank: r.rankS + 1, entropy: r.entS, top: top(r.topS.map((t) => ({ lp: t.logq, id: t.id }))) },
+    teacher: {
+      p: pY,
+      logp: -r.nllT,
+      rank: r.rankT + 1,
+      entropy: r.entT,
+      top: top(r.topT.map((t) => ({ lp: t.logp, id: t.id }))),
+    },
+    student: {
+      p: qY,
+      logp: -r.nllS,
+      rank: r.rankS + 1,
+      entropy: r.entS,
+      top: top(r.topS.map((t) => ({ lp: t.logq, id: t.id }))),
+    },
   };
 }
 

@@ -31,13 +31,20 @@ export class AnalysisController implements vscode.Disposable {
   readonly decorations = new HeatDecorations();
   /** the last error shown to the user (notifications cannot be read back in tests) */
   lastError?: string;
-  readonly statusBar = vscode.window.createStatusBarItem('distillLens.legend', vscode.StatusBarAlignment.Right, 100);
+  readonly statusBar = vscode.window.createStatusBarItem(
+    'distillLens.legend',
+    vscode.StatusBarAlignment.Right,
+    100,
+  );
   private readonly changed = new vscode.EventEmitter<vscode.Uri | undefined>();
   /** fires when the analysis of a document (or the metric) changes */
   readonly onDidChange = this.changed.event;
   private readonly disposables: vscode.Disposable[] = [];
 
-  constructor(private readonly runtime: RuntimeHost, private readonly log: vscode.LogOutputChannel) {
+  constructor(
+    private readonly runtime: RuntimeHost,
+    private readonly log: vscode.LogOutputChannel,
+  ) {
     this.statusBar.name = 'Distill Lens legend';
     this.statusBar.command = 'distillLens.openPanel';
     this.disposables.push(
@@ -64,28 +71,45 @@ export class AnalysisController implements vscode.Disposable {
   }
 
   /** Analyses `range` of the editor's document (or the whole document in chunks). */
-  async analyze(editor: vscode.TextEditor, ranges: vscode.Range[], title: string): Promise<StoredAnalysis | undefined> {
+  async analyze(
+    editor: vscode.TextEditor,
+    ranges: vscode.Range[],
+    title: string,
+  ): Promise<StoredAnalysis | undefined> {
     const settings = readSettings();
     if (!settings.teacher || !settings.student) {
       const missing = !settings.teacher ? 'teacher' : 'student';
       const choose = missing === 'teacher' ? 'Choose Teacher…' : 'Choose Student…';
       this.lastError = `no ${missing} model is set`;
       // not awaited: the command ends now; the button opens the picker whenever it is clicked
-      void vscode.window.showErrorMessage(`Distill Lens: no ${missing} model is set.`, choose).then((pick) => {
-        if (pick) void vscode.commands.executeCommand(missing === 'teacher' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent');
-      });
+      void vscode.window
+        .showErrorMessage(`Distill Lens: no ${missing} model is set.`, choose)
+        .then((pick) => {
+          if (pick)
+            void vscode.commands.executeCommand(
+              missing === 'teacher' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent',
+            );
+        });
       return undefined;
     }
     const doc = editor.document;
     const version = doc.version;
-    const pieces = ranges.map((r) => ({ baseOffset: doc.offsetAt(r.start), text: doc.getText(r) })).filter((p) => p.text.trim().length > 0);
+    const pieces = ranges
+      .map((r) => ({ baseOffset: doc.offsetAt(r.start), text: doc.getText(r) }))
+      .filter((p) => p.text.trim().length > 0);
     if (pieces.length === 0) {
-      vscode.window.showWarningMessage('Distill Lens: there is no text to analyse here. Select some text first.');
+      vscode.window.showWarningMessage(
+        'Distill Lens: there is no text to analyse here. Select some text first.',
+      );
       return undefined;
     }
     try {
       const parts = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Distill Lens: ${title}`, cancellable: true },
+        {
+          location: vscode.ProgressLocation.Notification,
+          title: `Distill Lens: ${title}`,
+          cancellable: true,
+        },
         async (progress, token) => {
           const abort = new AbortController();
           token.onCancellationRequested(() => abort.abort());
@@ -105,7 +129,10 @@ export class AnalysisController implements vscode.Disposable {
                 allowRemote: settings.allowRemoteModels,
                 hubCacheDir: settings.hubCacheDir,
               },
-              { signal: abort.signal, onProgress: (message) => progress.report({ message: prefix + message, increment: 0 }) },
+              {
+                signal: abort.signal,
+                onProgress: (message) => progress.report({ message: prefix + message, increment: 0 }),
+              },
             );
             for (const m of result.messages) this.log.warn(m);
             done.push({ result, ...piece });
@@ -115,7 +142,9 @@ export class AnalysisController implements vscode.Disposable {
         },
       );
       if (doc.version !== version) {
-        vscode.window.showWarningMessage('Distill Lens: the document changed during the analysis; run it again.');
+        vscode.window.showWarningMessage(
+          'Distill Lens: the document changed during the analysis; run it again.',
+        );
         return undefined;
       }
       const placed = new DocumentAnalysis([], 0);
@@ -124,8 +153,11 @@ export class AnalysisController implements vscode.Disposable {
       this.analyses.set(doc.uri.toString(), stored);
       const rows = parts.reduce((n, p) => n + p.result.rows.length, 0);
       const t = parts.reduce((n, p) => n + p.result.timings.totalMs, 0);
-      this.log.info(`analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`);
-      for (const m of new Set(parts.flatMap((p) => p.result.messages))) vscode.window.showWarningMessage(`Distill Lens: ${m}`);
+      this.log.info(
+        `analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`,
+      );
+      for (const m of new Set(parts.flatMap((p) => p.result.messages)))
+        vscode.window.showWarningMessage(`Distill Lens: ${m}`);
       this.repaint();
       this.changed.fire(doc.uri);
       return stored;
@@ -143,7 +175,10 @@ export class AnalysisController implements vscode.Disposable {
     const doc = editor.document;
     const ranges =
       doc.getText() === before.documentText
-        ? before.parts.map((p) => new vscode.Range(doc.positionAt(p.baseOffset), doc.positionAt(p.baseOffset + p.text.length)))
+        ? before.parts.map(
+            (p) =>
+              new vscode.Range(doc.positionAt(p.baseOffset), doc.positionAt(p.baseOffset + p.text.length)),
+          )
         : documentChunks(doc);
     const after = await this.analyze(editor, ranges, 'analysing with the distilled student');
     if (after) {
@@ -188,7 +223,12 @@ export class AnalysisController implements vscode.Disposable {
     if (!a || e.contentChanges.length === 0) return;
     // offsets refer to the document before this event: apply from the end backwards
     const changes = [...e.contentChanges].sort((x, y) => y.rangeOffset - x.rangeOffset);
-    for (const c of changes) a.placed.applyEdit({ start: c.rangeOffset, end: c.rangeOffset + c.rangeLength, newLength: c.text.length });
+    for (const c of changes)
+      a.placed.applyEdit({
+        start: c.rangeOffset,
+        end: c.rangeOffset + c.rangeLength,
+        newLength: c.text.length,
+      });
     this.repaint();
     this.changed.fire(e.document.uri);
   }
@@ -198,7 +238,12 @@ export class AnalysisController implements vscode.Disposable {
     const settings = readSettings();
     let activeRange: [number, number] | undefined;
     for (const editor of vscode.window.visibleTextEditors) {
-      const range = this.decorations.paint(editor, this.analyses.get(editor.document.uri.toString())?.placed, settings.metric, settings.colorScaleMaximum);
+      const range = this.decorations.paint(
+        editor,
+        this.analyses.get(editor.document.uri.toString())?.placed,
+        settings.metric,
+        settings.colorScaleMaximum,
+      );
       if (editor === vscode.window.activeTextEditor) activeRange = range;
     }
     if (activeRange) {

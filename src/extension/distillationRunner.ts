@@ -50,7 +50,11 @@ export class DistillationRunner implements vscode.Disposable {
   last?: { out: string; record: RunRecord; document?: vscode.Uri };
   running = false;
 
-  constructor(private readonly controller: AnalysisController, private readonly runtime: RuntimeHost, private readonly log: vscode.LogOutputChannel) {}
+  constructor(
+    private readonly controller: AnalysisController,
+    private readonly runtime: RuntimeHost,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
 
   get training(): TrainingView | null {
     return this.view;
@@ -69,15 +73,29 @@ export class DistillationRunner implements vscode.Disposable {
     const settings = readSettings();
     const ds = readDistillSettings();
     if (!settings.teacher || !settings.student) {
-      void vscode.window.showErrorMessage(`Distill Lens: choose a teacher and a student first.`, 'Choose Teacher…', 'Choose Student…').then((pick) => {
-        if (pick) void vscode.commands.executeCommand(pick === 'Choose Teacher…' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent');
-      });
+      void vscode.window
+        .showErrorMessage(
+          `Distill Lens: choose a teacher and a student first.`,
+          'Choose Teacher…',
+          'Choose Student…',
+        )
+        .then((pick) => {
+          if (pick)
+            void vscode.commands.executeCommand(
+              pick === 'Choose Teacher…' ? 'distillLens.chooseTeacher' : 'distillLens.chooseStudent',
+            );
+        });
       return undefined;
     }
     if (!fs.existsSync(settings.student) || !fs.statSync(settings.student).isDirectory()) {
-      void vscode.window.showErrorMessage(`Distill Lens: distillation trains a local checkpoint folder (config.json + model.safetensors); the student "${settings.student}" is not a local folder.`, 'Choose Student…').then((pick) => {
-        if (pick) void vscode.commands.executeCommand('distillLens.chooseStudent');
-      });
+      void vscode.window
+        .showErrorMessage(
+          `Distill Lens: distillation trains a local checkpoint folder (config.json + model.safetensors); the student "${settings.student}" is not a local folder.`,
+          'Choose Student…',
+        )
+        .then((pick) => {
+          if (pick) void vscode.commands.executeCommand('distillLens.chooseStudent');
+        });
       return undefined;
     }
     const editor = vscode.window.activeTextEditor;
@@ -101,15 +119,34 @@ export class DistillationRunner implements vscode.Disposable {
         vscode.window.showWarningMessage('Distill Lens: select the text to train on first.');
         return undefined;
       }
-      documents = { documents: texts.map((text, i) => ({ source: `${editor.document.uri.path.split('/').pop()} selection ${i + 1}`, text })) };
-    } else documents = { documents: [{ source: editor.document.uri.path.split('/').pop() ?? 'document', text: editor.document.getText() }] };
+      documents = {
+        documents: texts.map((text, i) => ({
+          source: `${editor.document.uri.path.split('/').pop()} selection ${i + 1}`,
+          text,
+        })),
+      };
+    } else
+      documents = {
+        documents: [
+          {
+            source: editor.document.uri.path.split('/').pop() ?? 'document',
+            text: editor.document.getText(),
+          },
+        ],
+      };
 
     const request: DistillRequest = {
       teacher: settings.teacher,
       student: settings.student,
       data: documents,
-      loss: { key: loss, temperature: settings.options.temperature, ...(loss === 'gjsd' ? { beta: settings.options.beta } : {}), ...(loss === 'skl' || loss === 'srkl' ? { alpha: settings.options.alpha } : {}) },
-      mode: ds.mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank: ds.loraRank, alpha: 2 * ds.loraRank },
+      loss: {
+        key: loss,
+        temperature: settings.options.temperature,
+        ...(loss === 'gjsd' ? { beta: settings.options.beta } : {}),
+        ...(loss === 'skl' || loss === 'srkl' ? { alpha: settings.options.alpha } : {}),
+      },
+      mode:
+        ds.mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank: ds.loraRank, alpha: 2 * ds.loraRank },
       steps,
       lr: ds.learningRate,
       batchSize: ds.batchSize,
@@ -128,7 +165,11 @@ export class DistillationRunner implements vscode.Disposable {
     const compareWith = editor?.document.uri;
     try {
       const record = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Distill Lens: distilling (${title})`, cancellable: true },
+        {
+          location: vscode.ProgressLocation.Notification,
+          title: `Distill Lens: distilling (${title})`,
+          cancellable: true,
+        },
         async (progress, token) => {
           const abort = new AbortController();
           token.onCancellationRequested(() => abort.abort());
@@ -164,10 +205,17 @@ export class DistillationRunner implements vscode.Disposable {
       for (const m of record.messages) this.log.warn(m);
       if (args.useResult) await this.useResult();
       else {
-        void vscode.window.showInformationMessage(`Distill Lens: ${view.message}. New student: ${out}`, 'Use as Student and Re-analyse', 'Open run.json').then((pick) => {
-          if (pick === 'Use as Student and Re-analyse') void this.useResult();
-          else if (pick === 'Open run.json') void vscode.window.showTextDocument(vscode.Uri.file(path.join(out, 'run.json')));
-        });
+        void vscode.window
+          .showInformationMessage(
+            `Distill Lens: ${view.message}. New student: ${out}`,
+            'Use as Student and Re-analyse',
+            'Open run.json',
+          )
+          .then((pick) => {
+            if (pick === 'Use as Student and Re-analyse') void this.useResult();
+            else if (pick === 'Open run.json')
+              void vscode.window.showTextDocument(vscode.Uri.file(path.join(out, 'run.json')));
+          });
       }
       return record;
     } catch (e) {
@@ -190,15 +238,23 @@ export class DistillationRunner implements vscode.Disposable {
       vscode.window.showWarningMessage('Distill Lens: no distillation has finished in this window yet.');
       return;
     }
-    await vscode.workspace.getConfiguration('distillLens').update('student', last.out, vscode.ConfigurationTarget.Global);
+    await vscode.workspace
+      .getConfiguration('distillLens')
+      .update('student', last.out, vscode.ConfigurationTarget.Global);
     if (this.view?.out === last.out) {
       this.view.used = true;
       this.show(this.view);
     }
-    const editor = last.document ? vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === last.document!.toString()) ?? vscode.window.activeTextEditor : vscode.window.activeTextEditor;
+    const editor = last.document
+      ? (vscode.window.visibleTextEditors.find(
+          (e) => e.document.uri.toString() === last.document!.toString(),
+        ) ?? vscode.window.activeTextEditor)
+      : vscode.window.activeTextEditor;
     const before = editor && this.controller.get(editor.document.uri);
     if (!editor || !before) {
-      vscode.window.showInformationMessage(`Distill Lens: the student is now ${last.out}. Analyse some text to see it.`);
+      vscode.window.showInformationMessage(
+        `Distill Lens: the student is now ${last.out}. Analyse some text to see it.`,
+      );
       return;
     }
     await this.controller.reanalyze(editor, before);
@@ -208,17 +264,48 @@ export class DistillationRunner implements vscode.Disposable {
     type Item = vscode.QuickPickItem & { pick: 'selection' | 'file' | 'folder' | 'jsonl' };
     const items: Item[] = [];
     const hasSelection = editor?.selections.some((s) => !s.isEmpty);
-    if (hasSelection) items.push({ label: '$(selection) The selection', description: `${editor!.selections.filter((s) => !s.isEmpty).reduce((n, s) => n + editor!.document.getText(s).length, 0)} characters`, pick: 'selection' });
-    if (editor) items.push({ label: '$(file) The current file', description: editor.document.uri.path.split('/').pop(), pick: 'file' });
-    items.push({ label: '$(folder) A folder of text or code files…', pick: 'folder' }, { label: '$(json) A JSONL file…', description: '{"text"} or {"prompt", "completion"} records', pick: 'jsonl' });
-    const choice = await vscode.window.showQuickPick(items, { title: 'Distill Lens: train on which text? (1/3)', placeHolder: 'the data the student learns the teacher on' });
+    if (hasSelection)
+      items.push({
+        label: '$(selection) The selection',
+        description: `${editor!.selections.filter((s) => !s.isEmpty).reduce((n, s) => n + editor!.document.getText(s).length, 0)} characters`,
+        pick: 'selection',
+      });
+    if (editor)
+      items.push({
+        label: '$(file) The current file',
+        description: editor.document.uri.path.split('/').pop(),
+        pick: 'file',
+      });
+    items.push(
+      { label: '$(folder) A folder of text or code files…', pick: 'folder' },
+      {
+        label: '$(json) A JSONL file…',
+        description: '{"text"} or {"prompt", "completion"} records',
+        pick: 'jsonl',
+      },
+    );
+    const choice = await vscode.window.showQuickPick(items, {
+      title: 'Distill Lens: train on which text? (1/3)',
+      placeHolder: 'the data the student learns the teacher on',
+    });
     if (!choice) return undefined;
     if (choice.pick === 'selection') return { selection: true };
     if (choice.pick === 'file') return { currentFile: true };
     const uris = await vscode.window.showOpenDialog(
       choice.pick === 'folder'
-        ? { canSelectFolders: true, canSelectFiles: false, openLabel: 'Train on this folder', title: 'Distill Lens: training data folder' }
-        : { canSelectFolders: false, canSelectFiles: true, filters: { JSONL: ['jsonl'] }, openLabel: 'Train on this file', title: 'Distill Lens: training data (JSONL)' },
+        ? {
+            canSelectFolders: true,
+            canSelectFiles: false,
+            openLabel: 'Train on this folder',
+            title: 'Distill Lens: training data folder',
+          }
+        : {
+            canSelectFolders: false,
+            canSelectFiles: true,
+            filters: { JSONL: ['jsonl'] },
+            openLabel: 'Train on this file',
+            title: 'Distill Lens: training data (JSONL)',
+          },
     );
     return uris?.[0] ? { path: uris[0].fsPath } : undefined;
   }
@@ -227,7 +314,10 @@ export class DistillationRunner implements vscode.Disposable {
     const keys = [...LOSS_KEYS].sort((a, b) => Number(b === preferred) - Number(a === preferred));
     const pick = await vscode.window.showQuickPick(
       keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k] })),
-      { title: 'Distill Lens: loss (2/3)', placeHolder: `default from distillLens.distill.loss: ${preferred}` },
+      {
+        title: 'Distill Lens: loss (2/3)',
+        placeHolder: `default from distillLens.distill.loss: ${preferred}`,
+      },
     );
     return pick?.label as LossKey | undefined;
   }
@@ -236,8 +326,10 @@ export class DistillationRunner implements vscode.Disposable {
     const v = await vscode.window.showInputBox({
       title: 'Distill Lens: training steps (3/3)',
       value: String(preferred),
-      prompt: 'Each step trains on a batch of windows (distillLens.distill.batchSize × sequenceLength tokens).',
-      validateInput: (s) => (/^\d+$/.test(s.trim()) && Number(s) >= 1 ? undefined : 'a whole number of steps, at least 1'),
+      prompt:
+        'Each step trains on a batch of windows (distillLens.distill.batchSize × sequenceLength tokens).',
+      validateInput: (s) =>
+        /^\d+$/.test(s.trim()) && Number(s) >= 1 ? undefined : 'a whole number of steps, at least 1',
     });
     return v ? Number(v.trim()) : undefined;
   }
@@ -247,7 +339,9 @@ export class DistillationRunner implements vscode.Disposable {
     // beside the student; the built-in student lives inside the extension, so its runs go to the workspace (or home)
     const builtIn = path.resolve(student) === path.resolve(builtInPair().student);
     const base = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir();
-    const suggested = builtIn ? path.join(base, 'distill-lens-models', `demo-student-${loss}-${stamp}`) : `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
+    const suggested = builtIn
+      ? path.join(base, 'distill-lens-models', `demo-student-${loss}-${stamp}`)
+      : `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
     const v = await vscode.window.showInputBox({
       title: 'Distill Lens: where to write the distilled student',
       value: suggested,
@@ -256,7 +350,9 @@ export class DistillationRunner implements vscode.Disposable {
         const dir = s.trim();
         if (!dir) return 'a folder path';
         if (!fs.existsSync(dir)) return undefined;
-        return !fs.statSync(dir).isDirectory() || fs.readdirSync(dir).length > 0 ? 'this exists and is not an empty folder: choose a new one' : undefined;
+        return !fs.statSync(dir).isDirectory() || fs.readdirSync(dir).length > 0
+          ? 'this exists and is not an empty folder: choose a new one'
+          : undefined;
       },
     });
     return v?.trim() || undefined;

@@ -7,11 +7,20 @@ import { mergeParts } from '../report/mergeParts';
 import type { StoredAnalysis } from './analysisController';
 import { readSettings } from './settings';
 
-export async function exportReport(doc: vscode.TextDocument, a: StoredAnalysis, format?: 'json' | 'csv' | 'html', target?: vscode.Uri): Promise<vscode.Uri | undefined> {
+export async function exportReport(
+  doc: vscode.TextDocument,
+  a: StoredAnalysis,
+  format?: 'json' | 'csv' | 'html',
+  target?: vscode.Uri,
+): Promise<vscode.Uri | undefined> {
   format ??= (
     await vscode.window.showQuickPick(
       [
-        { label: 'JSON', description: 'rows, summary and ids; keys as in docs/metrics.md', format: 'json' as const },
+        {
+          label: 'JSON',
+          description: 'rows, summary and ids; keys as in docs/metrics.md',
+          format: 'json' as const,
+        },
         { label: 'CSV', description: 'one line per token', format: 'csv' as const },
         { label: 'HTML', description: 'the self-contained report page', format: 'html' as const },
       ],
@@ -19,7 +28,11 @@ export async function exportReport(doc: vscode.TextDocument, a: StoredAnalysis, 
     )
   )?.format;
   if (!format) return undefined;
-  const base = doc.uri.path.split('/').pop()?.replace(/\.[^.]*$/, '') || 'analysis';
+  const base =
+    doc.uri.path
+      .split('/')
+      .pop()
+      ?.replace(/\.[^.]*$/, '') || 'analysis';
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
   target ??= await vscode.window.showSaveDialog({
     defaultUri: folder ? vscode.Uri.joinPath(folder, `${base}.distill-lens.${format}`) : undefined,

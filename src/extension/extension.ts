@@ -37,27 +37,49 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     controller,
     distillation,
     panel,
-    vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, { webviewOptions: { retainContextWhenHidden: false } }),
+    vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, {
+      webviewOptions: { retainContextWhenHidden: false },
+    }),
     // every document, saved or untitled (the walkthrough's sample is untitled)
     vscode.languages.registerHoverProvider('*', new TokenHoverProvider(controller)),
     vscode.commands.registerCommand('distillLens.analyzeSelection', async () => {
       const editor = activeEditor();
       if (!editor) return;
-      const ranges = editor.selections.every((s) => s.isEmpty) ? [paragraphAt(editor.document, editor.selection.active)] : editor.selections.filter((s) => !s.isEmpty);
+      const ranges = editor.selections.every((s) => s.isEmpty)
+        ? [paragraphAt(editor.document, editor.selection.active)]
+        : editor.selections.filter((s) => !s.isEmpty);
       return controller.analyze(editor, ranges, ranges.length > 1 ? 'analysing the selections' : 'analysing');
     }),
     vscode.commands.registerCommand('distillLens.analyzeDocument', async () => {
       const editor = activeEditor();
       if (!editor) return;
-      return controller.analyze(editor, documentChunks(editor.document), `analysing ${editor.document.uri.path.split('/').pop()}`);
+      return controller.analyze(
+        editor,
+        documentChunks(editor.document),
+        `analysing ${editor.document.uri.path.split('/').pop()}`,
+      );
     }),
-    vscode.commands.registerCommand('distillLens.clear', () => controller.clear(vscode.window.activeTextEditor?.document.uri)),
+    vscode.commands.registerCommand('distillLens.clear', () =>
+      controller.clear(vscode.window.activeTextEditor?.document.uri),
+    ),
     vscode.commands.registerCommand('distillLens.chooseMetric', async (key?: string) => {
       const metric =
         key && (METRIC_KEYS as readonly string[]).includes(key)
           ? key
-          : (await vscode.window.showQuickPick(METRIC_KEYS.map((k) => ({ label: k, description: METRIC_LABELS[k], picked: k === controller.metric })), { title: 'Distill Lens: colour by metric' }))?.label;
-      if (metric) await vscode.workspace.getConfiguration('distillLens').update('metric', metric, vscode.ConfigurationTarget.Global);
+          : (
+              await vscode.window.showQuickPick(
+                METRIC_KEYS.map((k) => ({
+                  label: k,
+                  description: METRIC_LABELS[k],
+                  picked: k === controller.metric,
+                })),
+                { title: 'Distill Lens: colour by metric' },
+              )
+            )?.label;
+      if (metric)
+        await vscode.workspace
+          .getConfiguration('distillLens')
+          .update('metric', metric, vscode.ConfigurationTarget.Global);
     }),
     vscode.commands.registerCommand('distillLens.chooseTeacher', () => chooseModel('teacher')),
     vscode.commands.registerCommand('distillLens.chooseStudent', () => chooseModel('student')),
@@ -68,19 +90,29 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(doc.getText().length));
       return editor;
     }),
-    vscode.commands.registerCommand('distillLens.runDistillation', (args?: DistillArgs) => distillation.run(args ?? {})),
-    vscode.commands.registerCommand('distillLens.openPanel', () => vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`)),
-    vscode.commands.registerCommand('distillLens.exportReport', async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {
-      const editor = activeEditor();
-      const a = editor && controller.get(editor.document.uri);
-      if (!editor || !a) {
-        vscode.window.showWarningMessage('Distill Lens: analyse this document first (Distill Lens: Analyze Selection).');
-        return;
-      }
-      const written = await exportReport(editor.document, a, format, target);
-      if (written && !target) vscode.window.showInformationMessage(`Distill Lens: report written to ${written.fsPath}`);
-      return written;
-    }),
+    vscode.commands.registerCommand('distillLens.runDistillation', (args?: DistillArgs) =>
+      distillation.run(args ?? {}),
+    ),
+    vscode.commands.registerCommand('distillLens.openPanel', () =>
+      vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`),
+    ),
+    vscode.commands.registerCommand(
+      'distillLens.exportReport',
+      async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {
+        const editor = activeEditor();
+        const a = editor && controller.get(editor.document.uri);
+        if (!editor || !a) {
+          vscode.window.showWarningMessage(
+            'Distill Lens: analyse this document first (Distill Lens: Analyze Selection).',
+          );
+          return;
+        }
+        const written = await exportReport(editor.document, a, format, target);
+        if (written && !target)
+          vscode.window.showInformationMessage(`Distill Lens: report written to ${written.fsPath}`);
+        return written;
+      },
+    ),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration('distillLens')) return;
       // colours, legend and panel follow metric and scale changes at once; model and

@@ -32,12 +32,20 @@ export class HeatDecorations implements vscode.Disposable {
   }
 
   /** Paints `editor` from its document's analysis; returns the scale range used. */
-  paint(editor: vscode.TextEditor, analysis: DocumentAnalysis | undefined, metric: MetricKey, fixedMax?: number): [number, number] | undefined {
+  paint(
+    editor: vscode.TextEditor,
+    analysis: DocumentAnalysis | undefined,
+    metric: MetricKey,
+    fixedMax?: number,
+  ): [number, number] | undefined {
     const bands: vscode.Range[][] = Array.from({ length: BANDS }, () => []);
     let range: [number, number] | undefined;
     const painted: PaintedBand[] = [];
     if (analysis && !analysis.isEmpty) {
-      range = scaleRange(analysis.rows.map((r) => r.row[metric]), fixedMax);
+      range = scaleRange(
+        analysis.rows.map((r) => r.row[metric]),
+        fixedMax,
+      );
       const doc = editor.document;
       for (const r of analysis.rows) {
         const band = Math.min(BANDS - 1, Math.floor(scalePosition(r.row[metric], range) * BANDS));

@@ -11,9 +11,14 @@ export class TokenHoverProvider implements vscode.HoverProvider {
     const hit = a?.placed.rowAt(document.offsetAt(position));
     if (!a || !hit) return undefined;
     // the metric as set now (it may have changed since the analysis); options as analysed
-    const md = new vscode.MarkdownString(hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }));
+    const md = new vscode.MarkdownString(
+      hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }),
+    );
     md.isTrusted = false;
     md.supportHtml = false;
-    return new vscode.Hover(md, new vscode.Range(document.positionAt(hit.start), document.positionAt(hit.end)));
+    return new vscode.Hover(
+      md,
+      new vscode.Range(document.positionAt(hit.start), document.positionAt(hit.end)),
+    );
   }
 }

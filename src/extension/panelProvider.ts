@@ -39,7 +39,13 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   resolveWebviewView(view: vscode.WebviewView): void {
     this.view = view;
     const webview = view.webview;
-    webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist'), vscode.Uri.joinPath(this.extensionUri, 'media')] };
+    webview.options = {
+      enableScripts: true,
+      localResourceRoots: [
+        vscode.Uri.joinPath(this.extensionUri, 'dist'),
+        vscode.Uri.joinPath(this.extensionUri, 'media'),
+      ],
+    };
     webview.html = this.html(webview);
     this.disposables.push(
       webview.onDidReceiveMessage((raw) => {
@@ -54,7 +60,10 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
           this.update();
           this.post({ type: 'showTraining', training: this.runner.training });
         } else if (m.type === 'useDistilled') void this.runner.useResult();
-        else if (m.type === 'chooseMetric') void vscode.workspace.getConfiguration('distillLens').update('metric', m.metric, vscode.ConfigurationTarget.Global);
+        else if (m.type === 'chooseMetric')
+          void vscode.workspace
+            .getConfiguration('distillLens')
+            .update('metric', m.metric, vscode.ConfigurationTarget.Global);
         else if (m.type === 'revealRow') void this.reveal(m.index);
       }),
       view.onDidChangeVisibility(() => {
@@ -67,7 +76,12 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 
   /** What the panel currently shows (for tests). */
   get state(): { uri?: string; rows: number; baseline: boolean; training?: string } {
-    return { uri: this.shown?.uri.toString(), rows: this.shown?.analysis.placed.rows.length ?? 0, baseline: !!this.shown?.analysis.baseline, training: this.runner.training?.status };
+    return {
+      uri: this.shown?.uri.toString(),
+      rows: this.shown?.analysis.placed.rows.length ?? 0,
+      baseline: !!this.shown?.analysis.baseline,
+      training: this.runner.training?.status,
+    };
   }
 
   private post(m: ToPanel): void {
@@ -91,7 +105,12 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     }
     if (!this.view?.visible) return; // sent when it becomes visible
     const settings = this.controller.currentSettings();
-    this.post({ type: 'showAnalysis', analysis: this.shown ? this.panelAnalysis(this.shown) : null, metric: settings.metric, fixedMax: settings.colorScaleMaximum });
+    this.post({
+      type: 'showAnalysis',
+      analysis: this.shown ? this.panelAnalysis(this.shown) : null,
+      metric: settings.metric,
+      fixedMax: settings.colorScaleMaximum,
+    });
   }
 
   private panelAnalysis(s: { uri: vscode.Uri; analysis: StoredAnalysis }): PanelAnalysis {
@@ -108,7 +127,9 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
         student: a.baseline.settings.student,
         rows: rows.map((r) => {
           const b = before.get(key(r.start, r.end, r.target));
-          return b ? (Object.fromEntries(METRIC_KEYS.map((k) => [k, b[k]])) as Record<MetricKey, number>) : null;
+          return b
+            ? (Object.fromEntries(METRIC_KEYS.map((k) => [k, b[k]])) as Record<MetricKey, number>)
+            : null;
         }),
       };
     }
@@ -126,8 +147,14 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   private async reveal(index: number): Promise<void> {
     if (!this.shown) return;
     const row = this.shown.analysis.placed.rows[index];
-    const editor = await vscode.window.showTextDocument(this.shown.uri, { preserveFocus: false, preview: false });
-    const range = new vscode.Range(editor.document.positionAt(row.start), editor.document.positionAt(row.end));
+    const editor = await vscode.window.showTextDocument(this.shown.uri, {
+      preserveFocus: false,
+      preview: false,
+    });
+    const range = new vscode.Range(
+      editor.document.positionAt(row.start),
+      editor.document.positionAt(row.end),
+    );
     editor.selection = new vscode.Selection(range.start, range.end);
     editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
   }
@@ -146,7 +173,13 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     const nonce = crypto.randomBytes(16).toString('base64');
     const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview.js'));
     const style = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'panel.css'));
-    const csp = [`default-src 'none'`, `style-src ${webview.cspSource} 'nonce-${nonce}'`, `script-src 'nonce-${nonce}'`, `font-src ${webview.cspSource}`, `img-src ${webview.cspSource} data:`].join('; ');
+    const csp = [
+      `default-src 'none'`,
+      `style-src ${webview.cspSource} 'nonce-${nonce}'`,
+      `script-src 'nonce-${nonce}'`,
+      `font-src ${webview.cspSource}`,
+      `img-src ${webview.cspSource} data:`,
+    ].join('; ');
     return `<!DOCTYPE html>
 <html lang="en"><head>
 <meta charset="UTF-8">

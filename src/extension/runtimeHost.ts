@@ -5,12 +5,18 @@ import { RuntimeClient } from '../host/runtimeClient';
 export class RuntimeHost implements vscode.Disposable {
   private client?: RuntimeClient;
 
-  constructor(private readonly context: vscode.ExtensionContext, private readonly log: vscode.LogOutputChannel) {}
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
 
   get(): RuntimeClient {
     if (!this.client) {
       this.log.info('starting the model process');
-      this.client = new RuntimeClient({ script: this.context.asAbsolutePath('dist/runtime.js'), log: (line) => this.log.info(`[model process] ${line}`) });
+      this.client = new RuntimeClient({
+        script: this.context.asAbsolutePath('dist/runtime.js'),
+        log: (line) => this.log.info(`[model process] ${line}`),
+      });
     }
     return this.client;
   }

@@ -31,7 +31,9 @@ export function readSettings(): Settings {
     // empty settings mean the built-in pair, so the first run needs no configuration
     teacher: c.get<string>('teacher', '').trim() || builtInPair().teacher,
     student: c.get<string>('student', '').trim() || builtInPair().student,
-    device: (['auto', 'cpu', 'cuda', 'dml'].includes(c.get<string>('device', 'cpu')) ? c.get<string>('device', 'cpu') : 'cpu') as Device,
+    device: (['auto', 'cpu', 'cuda', 'dml'].includes(c.get<string>('device', 'cpu'))
+      ? c.get<string>('device', 'cpu')
+      : 'cpu') as Device,
     options: {
       ...DEFAULT_METRIC_OPTIONS,
       temperature: num('temperature', 1) > 0 ? num('temperature', 1) : 1,

@@ -33,15 +33,37 @@ async function handle(m: Exclude<ToRuntime, { type: 'cancel' } | { type: 'shutdo
       const result = await runDistillation(m.request, {
         signal: abort.signal,
         models,
-        onProgress: (p) => send({ type: 'progress', id: m.id, message: p.message, fraction: p.step && p.steps ? p.step / p.steps : undefined, training: p }),
+        onProgress: (p) =>
+          send({
+            type: 'progress',
+            id: m.id,
+            message: p.message,
+            fraction: p.step && p.steps ? p.step / p.steps : undefined,
+            training: p,
+          }),
       });
       send({ type: 'result', id: m.id, result });
     } else {
-      send({ type: 'result', id: m.id, result: { pid: process.pid, rssBytes: process.memoryUsage().rss, loadedModels: models.size, metricsSessions: engine.metricsSessions } });
+      send({
+        type: 'result',
+        id: m.id,
+        result: {
+          pid: process.pid,
+          rssBytes: process.memoryUsage().rss,
+          loadedModels: models.size,
+          metricsSessions: engine.metricsSessions,
+        },
+      });
     }
   } catch (e) {
     const err = e as Error;
-    send({ type: 'error', id: m.id, name: err.name ?? 'Error', message: err.message ?? String(e), stack: err.stack });
+    send({
+      type: 'error',
+      id: m.id,
+      name: err.name ?? 'Error',
+      message: err.message ?? String(e),
+      stack: err.stack,
+    });
   } finally {
     cancelled.delete(m.id);
     aborts.delete(m.id);

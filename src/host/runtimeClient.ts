@@ -5,12 +5,20 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { CancelledError, reviveError } from '../core/errors';
-import type { DistillProgress, DistillRequest, FromRuntime, InspectRequest, InspectResult, RunRecord, RuntimeStats, ToRuntime } from '../shared/protocol';
+import type {
+  DistillProgress,
+  DistillRequest,
+  FromRuntime,
+  InspectRequest,
+  InspectResult,
+  RunRecord,
+  RuntimeStats,
+  ToRuntime,
+} from '../shared/protocol';
 
 export class RuntimeCrashedError extends Error {
   override name = 'RuntimeCrashedError';
 }
-
 
 interface Pending {
   resolve: (r: any) => void;
@@ -57,7 +65,12 @@ export class RuntimeClient {
     child.on('message', (m: FromRuntime) => this.onMessage(m));
     child.on('exit', (code, signal) => {
       if (this.child === child) this.child = undefined;
-      const why = signal === 'SIGKILL' ? 'was killed (out of memory?)' : signal ? `stopped on signal ${signal}` : `exited with code ${code}`;
+      const why =
+        signal === 'SIGKILL'
+          ? 'was killed (out of memory?)'
+          : signal
+            ? `stopped on signal ${signal}`
+            : `exited with code ${code}`;
       this.o.log?.(`model process ${child.pid} ${why}`);
       this.rejectAll(new RuntimeCrashedError(`the model process ${why}; it restarts on the next request`));
     });
@@ -99,7 +112,11 @@ export class RuntimeClient {
    * a step outlasts the (long) grace period, and the output folder appears atomically either way.
    */
   distill(request: DistillRequest, o: CallOptions = {}): Promise<RunRecord> {
-    return this.call((id) => ({ type: 'distill', id, request }), o, Math.max(this.o.cancelGraceMs ?? 2000, 60_000));
+    return this.call(
+      (id) => ({ type: 'distill', id, request }),
+      o,
+      Math.max(this.o.cancelGraceMs ?? 2000, 60_000),
+    );
   }
 
   private call<T>(message: (id: number) => ToRuntime, o: CallOptions, graceMs: number): Promise<T> {

@@ -32,9 +32,19 @@ export class InspectEngine {
 
   async inspect(req: InspectRequest, c: RunControl = {}): Promise<InspectResult> {
     const t0 = performance.now();
-    if (req.text.trim().length === 0) throw new UsageError('the text is empty: select or pass some text to analyse');
-    const load = { device: req.device, allowRemote: req.allowRemote, hubCacheDir: req.hubCacheDir, onProgress: (m: string) => c.onProgress?.(m), checkCancelled: c.checkCancelled };
-    const leases = await Promise.allSettled([this.models.acquire(req.teacher, load), this.models.acquire(req.student, load)]);
+    if (req.text.trim().length === 0)
+      throw new UsageError('the text is empty: select or pass some text to analyse');
+    const load = {
+      device: req.device,
+      allowRemote: req.allowRemote,
+      hubCacheDir: req.hubCacheDir,
+      onProgress: (m: string) => c.onProgress?.(m),
+      checkCancelled: c.checkCancelled,
+    };
+    const leases = await Promise.allSettled([
+      this.models.acquire(req.teacher, load),
+      this.models.acquire(req.student, load),
+    ]);
     const held = leases.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
     try {
       const failed = leases.find((l): l is PromiseRejectedResult => l.status === 'rejected');
@@ -45,14 +55,22 @@ export class InspectEngine {
     }
   }
 
-  private async analyse(req: InspectRequest, teacher: LoadedModel, student: LoadedModel, t0: number, c: RunControl): Promise<InspectResult> {
+  private async analyse(
+    req: InspectRequest,
+    teacher: LoadedModel,
+    student: LoadedModel,
+    t0: number,
+    c: RunControl,
+  ): Promise<InspectResult> {
     const check = c.checkCancelled ?? (() => {});
     const loadMs = performance.now() - t0;
     check();
     const tv = teacher.lm.vocabSize ?? teacher.tokenizer.vocabSize;
     const sv = student.lm.vocabSize ?? student.tokenizer.vocabSize;
     if (tv !== sv) {
-      throw new ModelLoadError(`teacher vocabulary ${tv} (${req.teacher}) ≠ student vocabulary ${sv} (${req.student}): choose a teacher and student that share one tokenizer`);
+      throw new ModelLoadError(
+        `teacher vocabulary ${tv} (${req.teacher}) ≠ student vocabulary ${sv} (${req.student}): choose a teacher and student that share one tokenizer`,
+      );
     }
 
     const t1 = performance.now();
@@ -60,7 +78,9 @@ export class InspectEngine {
     const studentIds = student.tokenizer.encode(req.text).ids;
     const tokenizeMs = performance.now() - t1;
     if (studentIds.length !== enc.ids.length || studentIds.some((id, i) => id !== enc.ids[i])) {
-      throw new ModelLoadError(`the teacher's and student's tokenizers split this text differently (${enc.ids.length} vs ${studentIds.length} tokens): choose models that share one tokenizer`);
+      throw new ModelLoadError(
+        `the teacher's and student's tokenizers split this text differently (${enc.ids.length} vs ${studentIds.length} tokens): choose models that share one tokenizer`,
+      );
     }
     const ids = enc.ids;
     const outside = ids.findIndex((id) => id >= tv);
@@ -71,12 +91,20 @@ export class InspectEngine {
       );
     }
     if (ids.length > req.maxTokens) {
-      throw new UsageError(`the text has ${ids.length} tokens, more than the limit of ${req.maxTokens}: analyse a shorter part or raise the limit (--max-tokens / distillLens.maxTokens)`);
+      throw new UsageError(
+        `the text has ${ids.length} tokens, more than the limit of ${req.maxTokens}: analyse a shorter part or raise the limit (--max-tokens / distillLens.maxTokens)`,
+      );
     }
     if (ids.length < 2) {
-      throw new UsageError(`the text gives a single token (${JSON.stringify(teacher.tokenizer.tokenText(ids[0] ?? 0))}), and the first token has no prediction: select more text`);
+      throw new UsageError(
+        `the text gives a single token (${JSON.stringify(teacher.tokenizer.tokenText(ids[0] ?? 0))}), and the first token has no prediction: select more text`,
+      );
     }
-    const context = Math.min(teacher.lm.model.contextLength, student.lm.model.contextLength, req.window ?? Infinity);
+    const context = Math.min(
+      teacher.lm.model.contextLength,
+      student.lm.model.contextLength,
+      req.window ?? Infinity,
+    );
     const windows = planWindows(ids.length, context);
 
     const metricsDevice = teacher.lm.info.device;
@@ -91,7 +119,10 @@ export class InspectEngine {
     for (const [w, win] of windows.entries()) {
       check();
       const windowIds = ids.slice(win.start, win.end);
-      c.onProgress?.(`teacher forward pass${windows.length > 1 ? ` (window ${w + 1}/${windows.length})` : ''}`, w / windows.length);
+      c.onProgress?.(
+        `teacher forward pass${windows.length > 1 ? ` (window ${w + 1}/${windows.length})` : ''}`,
+        w / windows.length,
+      );
       let t = performance.now();
       const tl = await teacher.lm.forward(windowIds);
       teacherMs += performance.now() - t;
@@ -101,21 +132,42 @@ export class InspectEngine {
       const sl = await student.lm.forward(windowIds);
       studentMs += performance.now() - t;
       check();
-      if (tl.type !== sl.type) throw new ModelLoadError(`teacher logits are ${tl.type} but student logits are ${sl.type}: use models of one precision`);
+      if (tl.type !== sl.type)
+        throw new ModelLoadError(
+          `teacher logits are ${tl.type} but student logits are ${sl.type}: use models of one precision`,
+        );
       c.onProgress?.('metrics', (w + 0.8) / windows.length);
       t = performance.now();
       const sources: RowSource[] = [];
       for (let i = win.scoreFrom; i < win.end; i++) {
-        sources.push({ index: i, target: ids[i], position: i - 1 - win.start, text: req.text.slice(enc.spans[i][0], enc.spans[i][1]), start: enc.spans[i][0], end: enc.spans[i][1] });
+        sources.push({
+          index: i,
+          target: ids[i],
+          position: i - 1 - win.start,
+          text: req.text.slice(enc.spans[i][0], enc.spans[i][1]),
+          start: enc.spans[i][0],
+          end: enc.spans[i][1],
+        });
       }
-      rows.push(...(await runner.rows(tl.data, sl.data, tl.type, tl.vocab, sources, req.options, decode, check)));
+      rows.push(
+        ...(await runner.rows(tl.data, sl.data, tl.type, tl.vocab, sources, req.options, decode, check)),
+      );
       metricsMs += performance.now() - t;
     }
     markHard(rows);
     const summary = summarize(rows, req.metric);
-    const report = (m: LoadedModel, v: number): ModelReport => ({ name: m.lm.model.name, folder: m.lm.model.folder, device: m.lm.info.device, vocab: v, contextLength: m.lm.model.contextLength });
+    const report = (m: LoadedModel, v: number): ModelReport => ({
+      name: m.lm.model.name,
+      folder: m.lm.model.folder,
+      device: m.lm.info.device,
+      vocab: v,
+      contextLength: m.lm.model.contextLength,
+    });
     const messages = [...new Set([...teacher.lm.info.messages, ...student.lm.info.messages])];
-    if (windows.length > 1) messages.push(`the text (${ids.length} tokens) is longer than the context (${context}): analysed in ${windows.length} overlapping windows`);
+    if (windows.length > 1)
+      messages.push(
+        `the text (${ids.length} tokens) is longer than the context (${context}): analysed in ${windows.length} overlapping windows`,
+      );
     if (!enc.exactSpans) messages.push('this tokenizer normalises text, so token spans are approximate');
     return {
       ids,

@@ -79,7 +79,12 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
 
   // Row-wise Σ a·b. (A batched MatMul [T,1,V]·[T,V,1] measured 2× slower than Mul + ReduceSum.)
   const dot = (a: string, b: string) => g.op1('ReduceSum', [g.op1('Mul', [a, b]), lastAxis], { keepdims: 0 });
-  const out = (name: string, value: string, type: ElemType = 'float64', dims: (number | string)[] = ['T']) => {
+  const out = (
+    name: string,
+    value: string,
+    type: ElemType = 'float64',
+    dims: (number | string)[] = ['T'],
+  ) => {
     g.rename(value, name);
     g.output(name, type, dims);
   };
@@ -93,7 +98,8 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('sum_slogs', dot(s, g.op1('Log', [s])));
   const diff = g.op1('Sub', [p, q]);
   // log(w·p + (1−w)·q) = log(q + w·(p − q)): two passes instead of three
-  const mixLog = (wp: number) => g.op1('Log', [g.op1('Add', [q, g.op1('Mul', [diff, g.scalar(wp, 'float64')])])]);
+  const mixLog = (wp: number) =>
+    g.op1('Log', [g.op1('Add', [q, g.op1('Mul', [diff, g.scalar(wp, 'float64')])])]);
   if (o.beta > 0 && o.beta < 1 && o.beta !== 0.5) {
     const lmb = mixLog(o.beta);
     out('gjsd_p', dot(p, lmb));
@@ -107,19 +113,24 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('srkl_q', dot(q, mixLog(1 - o.alpha)));
   out('l1', g.op1('ReduceL1', [diff, lastAxis], { keepdims: 0 }));
 
-  const gather = (x: string) => g.op1('Squeeze', [g.op1('GatherElements', [x, y2], { axis: 1 }), g.ints([1])]);
+  const gather = (x: string) =>
+    g.op1('Squeeze', [g.op1('GatherElements', [x, y2], { axis: 1 }), g.ints([1])]);
   const logpY = g.op1('Sub', [gather(ut), logStFlat]);
   const logqY = g.op1('Sub', [gather(us), logSsFlat]);
   out('logp_y', logpY);
   out('logq_y', logqY);
   const nllAtOne = (z1: string, logY: string) =>
-    o.temperature === 1 ? g.op1('Neg', [logY]) : g.op1('Sub', [g.op1('ReduceLogSumExp', [z1, lastAxis], { keepdims: 0 }), gather(z1)]);
+    o.temperature === 1
+      ? g.op1('Neg', [logY])
+      : g.op1('Sub', [g.op1('ReduceLogSumExp', [z1, lastAxis], { keepdims: 0 }), gather(z1)]);
   out('nll_t', nllAtOne(zt1, logpY));
   out('nll_s', nllAtOne(zs1, logqY));
   // Rank on the raw logits: softmax is monotone, so the order is the same at any T.
   const rank = (z: string) => {
     const zy = g.op1('GatherElements', [z, y2], { axis: 1 });
-    return g.op1('ReduceSum', [g.op1('Cast', [g.op1('Greater', [z, zy])], { to: 7 }), lastAxis], { keepdims: 0 });
+    return g.op1('ReduceSum', [g.op1('Cast', [g.op1('Greater', [z, zy])], { to: 7 }), lastAxis], {
+      keepdims: 0,
+    });
   };
   // float32 logits are compared as they are (4 bytes a value, and exact); others after the cast
   out('rank_t', rank(o.logitsType === 'float32' ? tl : zt1), 'int64');
@@ -131,6 +142,9 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('top_t_idx', ti, 'int64', ['T', o.topK]);
   out('top_s_val', g.op1('Sub', [su, logSs]), 'float64', ['T', o.topK]);
   out('top_s_idx', si, 'int64', ['T', o.topK]);
-  out('q_at_top_t', g.op1('Sub', [g.op1('GatherElements', [us, ti], { axis: 1 }), logSs]), 'float64', ['T', o.topK]);
+  out('q_at_top_t', g.op1('Sub', [g.op1('GatherElements', [us, ti], { axis: 1 }), logSs]), 'float64', [
+    'T',
+    o.topK,
+  ]);
   return g.encode().model;
 }

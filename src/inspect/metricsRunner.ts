@@ -5,7 +5,12 @@
  */
 import * as ort from 'onnxruntime-node';
 import { buildMetricsGraph } from './metricsGraph';
-import { rowFromReductions, type MetricOptions, type PositionReductions, type TokenRow } from '../core/tokenRows';
+import {
+  rowFromReductions,
+  type MetricOptions,
+  type PositionReductions,
+  type TokenRow,
+} from '../core/tokenRows';
 import { aklWeightsFullRow } from '../core/aklHead';
 import { halfToFloat32 } from '../models/safetensors';
 import { openSession } from '../onnx/sessions';
@@ -46,13 +51,26 @@ export class MetricsRunner {
    * they would cost extra passes over the T×V logits at T = 1 and β = ½), so each set of
    * options has its own session; only the most recent few are kept, older ones are released.
    */
-  private async acquire(type: LogitsType, o: MetricOptions, k: number): Promise<{ session: ort.InferenceSession; done: () => Promise<void> }> {
+  private async acquire(
+    type: LogitsType,
+    o: MetricOptions,
+    k: number,
+  ): Promise<{ session: ort.InferenceSession; done: () => Promise<void> }> {
     const key = `${type}|${o.temperature}|${o.beta}|${o.alpha}|${k}`;
     let entry = this.sessions.get(key);
-    if (entry) this.sessions.delete(key); // re-inserted below as the most recent
+    if (entry)
+      this.sessions.delete(key); // re-inserted below as the most recent
     else {
-      const bytes = buildMetricsGraph({ logitsType: type, temperature: o.temperature, beta: o.beta, alpha: o.alpha, topK: k });
-      const opening = openSession({ model: bytes, device: this.device, name: 'the metrics graph' }).then((opened) => opened.session);
+      const bytes = buildMetricsGraph({
+        logitsType: type,
+        temperature: o.temperature,
+        beta: o.beta,
+        alpha: o.alpha,
+        topK: k,
+      });
+      const opening = openSession({ model: bytes, device: this.device, name: 'the metrics graph' }).then(
+        (opened) => opened.session,
+      );
       entry = { session: opening, users: 0 };
       opening.catch(() => this.sessions.get(key) === entry && this.sessions.delete(key));
     }
@@ -97,7 +115,18 @@ export class MetricsRunner {
     const k = Math.min(vocab, Math.max(o.topK, 32));
     const { session, done } = await this.acquire(type, o, k);
     try {
-      return await this.rowsWith(session, teacher, student, type, vocab, sources, o, k, decode, checkCancelled);
+      return await this.rowsWith(
+        session,
+        teacher,
+        student,
+        type,
+        vocab,
+        sources,
+        o,
+        k,
+        decode,
+        checkCancelled,
+      );
     } finally {
       await done();
     }
@@ -126,19 +155,26 @@ export class MetricsRunner {
       const pick = (data: LogitsData) => {
         if (consecutive) return data.subarray(first * vocab, (first + part.length) * vocab);
         const out = new (data.constructor as any)(part.length * vocab) as LogitsData;
-        part.forEach((s, i) => out.set(data.subarray(s.position * vocab, (s.position + 1) * vocab), i * vocab));
+        part.forEach((s, i) =>
+          out.set(data.subarray(s.position * vocab, (s.position + 1) * vocab), i * vocab),
+        );
         return out;
       };
       const feeds = {
         teacher_logits: new ort.Tensor(ortType, pick(teacher), [part.length, vocab]),
         student_logits: new ort.Tensor(ortType, pick(student), [part.length, vocab]),
-        targets: new ort.Tensor('int64', BigInt64Array.from(part, (s) => BigInt(s.target)), [part.length]),
+        targets: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(part, (s) => BigInt(s.target)),
+          [part.length],
+        ),
       };
       const out = await session.run(feeds);
       const f = (name: string) => out[name].data as Float64Array;
       const n = (name: string) => out[name].data as BigInt64Array;
       part.forEach((s, i) => {
-        const top = (vals: Float64Array, idx: BigInt64Array) => Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
+        const top = (vals: Float64Array, idx: BigInt64Array) =>
+          Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
         const qAt = f('q_at_top_t');
         const reductions: PositionReductions = {
           entT: f('ent_t')[i],
@@ -157,14 +193,23 @@ export class MetricsRunner {
           nllS: f('nll_s')[i],
           rankT: Number(n('rank_t')[i]),
           rankS: Number(n('rank_s')[i]),
-          topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({ logp: e.lp, id: e.id, logq: qAt[i * k + j] })),
+          topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({
+            logp: e.lp,
+            id: e.id,
+            logq: qAt[i * k + j],
+          })),
           topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
         };
         rows.push(
           rowFromReductions(reductions, o, {
             ...s,
             decode,
-            aklFallback: () => aklWeightsFullRow(softmaxRow(teacher, type, s.position, vocab, o.temperature), softmaxRow(student, type, s.position, vocab, o.temperature), o.mu),
+            aklFallback: () =>
+              aklWeightsFullRow(
+                softmaxRow(teacher, type, s.position, vocab, o.temperature),
+                softmaxRow(student, type, s.position, vocab, o.temperature),
+                o.mu,
+              ),
           }),
         );
       });
@@ -180,7 +225,13 @@ export class MetricsRunner {
 }
 
 /** One row's softmax at temperature T in float64. */
-export function softmaxRow(data: LogitsData, type: LogitsType, position: number, vocab: number, temperature: number): Float64Array {
+export function softmaxRow(
+  data: LogitsData,
+  type: LogitsType,
+  position: number,
+  vocab: number,
+  temperature: number,
+): Float64Array {
   const raw = data.subarray(position * vocab, (position + 1) * vocab);
   const z = type === 'float16' ? halfToFloat32(raw as Uint16Array) : raw;
   const out = new Float64Array(vocab);

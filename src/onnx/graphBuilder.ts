@@ -22,7 +22,8 @@ export function onnxDataType(t: ElemType): number {
 
 /** A dimension: a fixed size or a symbolic name such as 'T'. */
 export type Dim = number | string;
-export type AttrValue = number | string | number[] | { floats: number[] } | { float: number } | onnx.ITensorProto;
+export type AttrValue =
+  number | string | number[] | { floats: number[] } | { float: number } | onnx.ITensorProto;
 
 export interface ExternalWeights {
   /** File name of the external data file, relative to the model file. */
@@ -39,7 +40,10 @@ export class GraphBuilder {
   private counter = 0;
   private exact = new Map<string, Float64Array>();
 
-  constructor(readonly name: string, readonly opset = 18) {}
+  constructor(
+    readonly name: string,
+    readonly opset = 18,
+  ) {}
 
   /** A fresh value name with a readable prefix. */
   fresh(prefix: string): string {
@@ -63,10 +67,19 @@ export class GraphBuilder {
   }
 
   /** A small constant tensor as an initializer. */
-  constant(values: number[] | Float32Array | Float64Array | BigInt64Array, type: ElemType, dims: number[], prefix = 'const'): string {
+  constant(
+    values: number[] | Float32Array | Float64Array | BigInt64Array,
+    type: ElemType,
+    dims: number[],
+    prefix = 'const',
+  ): string {
     const name = this.fresh(prefix);
     let data: ArrayBufferView;
-    if (type === 'int64') data = values instanceof BigInt64Array ? values : BigInt64Array.from(Array.from(values as number[], (v) => BigInt(v)));
+    if (type === 'int64')
+      data =
+        values instanceof BigInt64Array
+          ? values
+          : BigInt64Array.from(Array.from(values as number[], (v) => BigInt(v)));
     else if (type === 'float64') data = Float64Array.from(values as number[]);
     else if (type === 'int32') data = Int32Array.from(values as number[]);
     else if (type === 'float32') {
@@ -86,7 +99,13 @@ export class GraphBuilder {
   }
 
   /** Adds a node; returns its output names (one unless nOutputs > 1). */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, domain = ''): string[] {
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    nOutputs = 1,
+    domain = '',
+  ): string[] {
     const outs = Array.from({ length: nOutputs }, () => this.fresh(opType.toLowerCase()));
     this.nodes.push({
       opType,
@@ -117,11 +136,15 @@ export class GraphBuilder {
   /** Declared inputs and initializers: their element type, dims and (initializers) raw bytes. */
   describe(name: string): { type: number; dims: Dim[]; raw?: Uint8Array } | undefined {
     const init = this.initializers.find((t) => t.name === name);
-    if (init) return { type: init.dataType!, dims: (init.dims ?? []).map(Number), raw: init.rawData as Uint8Array };
+    if (init)
+      return { type: init.dataType!, dims: (init.dims ?? []).map(Number), raw: init.rawData as Uint8Array };
     const input = this.inputs.find((t) => t.name === name);
     if (!input) return undefined;
     const tt = input.type!.tensorType!;
-    return { type: tt.elemType!, dims: (tt.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue))) };
+    return {
+      type: tt.elemType!,
+      dims: (tt.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue))),
+    };
   }
 
   /** Drops the declared outputs (a training graph replaces the model's logits output with its own). */
@@ -141,7 +164,8 @@ export class GraphBuilder {
   promoteToFloat64(): void {
     const F32 = onnx.TensorProto.DataType.FLOAT;
     const F64 = onnx.TensorProto.DataType.DOUBLE;
-    for (const v of [...this.inputs, ...this.outputs]) if (v.type?.tensorType?.elemType === F32) v.type.tensorType.elemType = F64;
+    for (const v of [...this.inputs, ...this.outputs])
+      if (v.type?.tensorType?.elemType === F32) v.type.tensorType.elemType = F64;
     for (const t of this.initializers) {
       if (t.dataType !== F32) continue;
       const raw = t.rawData as Uint8Array;
@@ -218,10 +242,12 @@ function valueInfo(name: string, type: ElemType, dims: Dim[]): onnx.IValueInfoPr
 
 function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
-  if (typeof v === 'number') return Number.isInteger(v) ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
+  if (typeof v === 'number')
+    return Number.isInteger(v) ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
   if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
   if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
-  if ('floats' in v && Array.isArray((v as { floats: number[] }).floats)) return { name, type: T.FLOATS, floats: (v as { floats: number[] }).floats };
+  if ('floats' in v && Array.isArray((v as { floats: number[] }).floats))
+    return { name, type: T.FLOATS, floats: (v as { floats: number[] }).floats };
   if ('float' in v) return { name, type: T.FLOAT, f: (v as { float: number }).float };
   return { name, type: T.TENSOR, t: v as onnx.ITensorProto };
 }

@@ -31,7 +31,8 @@ export function cudaProviderInstalled(): boolean {
   try {
     const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
     const dir = path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
-    const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+    const lib =
+      process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
     return fs.existsSync(path.join(dir, lib));
   } catch {
     return false;
@@ -43,7 +44,11 @@ export function chooseProviders(requested: Device): ProviderChoice {
   if (requested === 'cpu') return { providers: ['cpu'], device: 'cpu' };
   if (requested === 'dml' || (requested === 'auto' && process.platform === 'win32' && bundled('dml'))) {
     if (process.platform !== 'win32' || !bundled('dml')) {
-      return { providers: ['cpu'], device: 'cpu', fallbackReason: 'DirectML runs only on Windows; using the CPU' };
+      return {
+        providers: ['cpu'],
+        device: 'cpu',
+        fallbackReason: 'DirectML runs only on Windows; using the CPU',
+      };
     }
     return { providers: ['dml', 'cpu'], device: 'dml' };
   }
@@ -51,7 +56,11 @@ export function chooseProviders(requested: Device): ProviderChoice {
   if (!cudaProviderInstalled()) {
     return requested === 'auto'
       ? { providers: ['cpu'], device: 'cpu' }
-      : { providers: ['cpu'], device: 'cpu', fallbackReason: `this onnxruntime-node build has no CUDA provider; using the CPU. To use the GPU, ${HOW_TO_CUDA}` };
+      : {
+          providers: ['cpu'],
+          device: 'cpu',
+          fallbackReason: `this onnxruntime-node build has no CUDA provider; using the CPU. To use the GPU, ${HOW_TO_CUDA}`,
+        };
   }
   return { providers: ['cuda', 'cpu'], device: 'cuda' };
 }
@@ -62,7 +71,9 @@ export function chooseProviders(requested: Device): ProviderChoice {
  * runs (measured: the 6-layer student ran slower than the 12-layer teacher). Threads sleep
  * instead.
  */
-const NO_SPINNING = { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } };
+const NO_SPINNING = {
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+};
 
 export interface SessionRequest {
   /** an .onnx file or the serialised model */
@@ -111,15 +122,22 @@ export async function openSession(r: SessionRequest): Promise<OpenedSession> {
   }
 }
 
-async function create(r: SessionRequest, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+async function create(
+  r: SessionRequest,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession> {
   try {
-    return typeof r.model === 'string' ? await ort.InferenceSession.create(r.model, options) : await ort.InferenceSession.create(r.model, options);
+    return typeof r.model === 'string'
+      ? await ort.InferenceSession.create(r.model, options)
+      : await ort.InferenceSession.create(r.model, options);
   } catch (e) {
     if (typeof r.model !== 'string' || !options.executionProviders?.every((p) => p === 'cpu')) throw e;
     // On the CPU, a model file that does not open is the file's fault (ONNX Runtime gives no
     // error codes to tell parse errors from others): say which file and what to do.
     const msg = String((e as Error).message ?? e);
     const size = fs.existsSync(r.model) ? fs.statSync(r.model).size : 0;
-    throw new ModelLoadError(`${r.name}: ONNX Runtime cannot load ${r.model} (${size} bytes): ${msg.split('\n')[0].slice(0, 300)}. The file may be truncated or corrupt; re-download or re-export it`);
+    throw new ModelLoadError(
+      `${r.name}: ONNX Runtime cannot load ${r.model} (${size} bytes): ${msg.split('\n')[0].slice(0, 300)}. The file may be truncated or corrupt; re-download or re-export it`,
+    );
   }
 }

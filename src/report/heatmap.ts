@@ -10,7 +10,9 @@ import { scalePosition, scaleRange } from '../core/colorScale';
 export const BANDS = 10;
 
 /** A run of text outside any token, or one token span with the rows that share it. */
-export type HeatSegment = { kind: 'text'; text: string } | { kind: 'token'; start: number; end: number; text: string; rows: number[] };
+export type HeatSegment =
+  | { kind: 'text'; text: string }
+  | { kind: 'token'; start: number; end: number; text: string; rows: number[] };
 
 interface SpanRow {
   start: number;
@@ -30,8 +32,15 @@ export function heatmapSegments(text: string, rows: readonly SpanRow[]): HeatSeg
     if (r.start < at || r.end === r.start) continue; // shares a span already drawn, or empty
     if (r.start > at) segments.push({ kind: 'text', text: text.slice(at, r.start) });
     const sharing = [order[k]];
-    for (let j = k + 1; j < order.length && rows[order[j]].start === r.start; j++) if (rows[order[j]].end === r.end) sharing.push(order[j]);
-    segments.push({ kind: 'token', start: r.start, end: r.end, text: text.slice(r.start, r.end), rows: sharing });
+    for (let j = k + 1; j < order.length && rows[order[j]].start === r.start; j++)
+      if (rows[order[j]].end === r.end) sharing.push(order[j]);
+    segments.push({
+      kind: 'token',
+      start: r.start,
+      end: r.end,
+      text: text.slice(r.start, r.end),
+      rows: sharing,
+    });
     at = r.end;
   }
   if (last > at) segments.push({ kind: 'text', text: text.slice(at, last) });
@@ -49,6 +58,9 @@ export function heatBand(value: number, range: [number, number]): number {
 }
 
 /** A token span's value: the largest of the rows that share it. */
-export function segmentValue(segment: Extract<HeatSegment, { kind: 'token' }>, valueOf: (row: number) => number): number {
+export function segmentValue(
+  segment: Extract<HeatSegment, { kind: 'token' }>,
+  valueOf: (row: number) => number,
+): number {
   return Math.max(...segment.rows.map(valueOf));
 }

@@ -14,16 +14,58 @@ const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt
  * band come from ./heatmap (as in the panel); `fixedMax` is the colour scale's fixed top
  * (distillLens.colorScaleMaximum), 0 or undefined for automatic.
  */
-export function renderHtmlReport(r: InspectResult, text: string, metric: MetricKey, fixedMax?: number): string {
+export function renderHtmlReport(
+  r: InspectResult,
+  text: string,
+  metric: MetricKey,
+  fixedMax?: number,
+): string {
   const segments = heatmapSegments(text, r.rows);
-  const ranges = Object.fromEntries(METRIC_KEYS.map((k) => [k, heatRange(r.rows.map((row) => row[k]), fixedMax)]));
+  const ranges = Object.fromEntries(
+    METRIC_KEYS.map((k) => [
+      k,
+      heatRange(
+        r.rows.map((row) => row[k]),
+        fixedMax,
+      ),
+    ]),
+  );
   // per metric, one band digit per token segment
-  const bands = Object.fromEntries(METRIC_KEYS.map((k) => [k, segments.flatMap((seg) => (seg.kind === 'token' ? [heatBand(segmentValue(seg, (i) => r.rows[i][k]), ranges[k])] : [])).join('')]));
+  const bands = Object.fromEntries(
+    METRIC_KEYS.map((k) => [
+      k,
+      segments
+        .flatMap((seg) =>
+          seg.kind === 'token'
+            ? [
+                heatBand(
+                  segmentValue(seg, (i) => r.rows[i][k]),
+                  ranges[k],
+                ),
+              ]
+            : [],
+        )
+        .join(''),
+    ]),
+  );
   const bandColors = Array.from({ length: BANDS }, (_, b) => {
     const bg = heatColor(b / (BANDS - 1));
     return { bg: toHex(bg), ink: toHex(textColorOn(bg)) };
   });
-  const data = JSON.stringify({ segments, rows: r.rows, summary: r.summary, teacher: r.teacher, student: r.student, metric, keys: METRIC_KEYS, labels: METRIC_LABELS, ranges, bands, bandColors, messages: r.messages })
+  const data = JSON.stringify({
+    segments,
+    rows: r.rows,
+    summary: r.summary,
+    teacher: r.teacher,
+    student: r.student,
+    metric,
+    keys: METRIC_KEYS,
+    labels: METRIC_LABELS,
+    ranges,
+    bands,
+    bandColors,
+    messages: r.messages,
+  })
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')
     .replace(/\u2029/g, '\\u2029');

@@ -1,4 +1,3 @@
-
 /** The JSON document of `inspect --format json`: keys as in kd-spec.md. */
 import type { InspectResult } from '../shared/protocol';
 export function toJsonReport(r: InspectResult): object {

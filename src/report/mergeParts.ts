@@ -31,7 +31,13 @@ export function mergeParts(parts: AnalysedPart[], metric: MetricKey): InspectRes
     const skip = k > 0 && startsWithBos(r) ? 1 : 0; // a later part's own BOS is not in the document's sequence
     const offset = ids.length - skip;
     ids.push(...r.ids.slice(skip));
-    for (const row of r.rows) rows.push({ ...row, index: row.index + offset, start: row.start + part.baseOffset, end: row.end + part.baseOffset });
+    for (const row of r.rows)
+      rows.push({
+        ...row,
+        index: row.index + offset,
+        start: row.start + part.baseOffset,
+        end: row.end + part.baseOffset,
+      });
     for (const [a, b] of r.windows) windows.push([Math.max(0, a + offset), b + offset]);
   }
   markHard(rows); // the median over the whole document, as for one analysis

@@ -91,9 +91,13 @@ export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefi
     case 'useDistilled':
       return { type: 'useDistilled' };
     case 'revealRow':
-      return Number.isInteger(msg.index) && (msg.index as number) >= 0 && (msg.index as number) < rowCount ? { type: 'revealRow', index: msg.index as number } : undefined;
+      return Number.isInteger(msg.index) && (msg.index as number) >= 0 && (msg.index as number) < rowCount
+        ? { type: 'revealRow', index: msg.index as number }
+        : undefined;
     case 'chooseMetric':
-      return typeof msg.metric === 'string' && isMetricKey(msg.metric) ? { type: 'chooseMetric', metric: msg.metric } : undefined;
+      return typeof msg.metric === 'string' && isMetricKey(msg.metric)
+        ? { type: 'chooseMetric', metric: msg.metric }
+        : undefined;
     default:
       return undefined;
   }

@@ -65,7 +65,20 @@ export interface TrainDocument {
   promptChars?: number;
 }
 
-export const LOSS_KEYS = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'dkd', 'atkd', 'ce'] as const;
+export const LOSS_KEYS = [
+  'fkl',
+  'rkl',
+  'jeffreys',
+  'jsd',
+  'gjsd',
+  'tvd',
+  'skl',
+  'srkl',
+  'akl',
+  'dkd',
+  'atkd',
+  'ce',
+] as const;
 
 export type LossKey = (typeof LOSS_KEYS)[number];
 
@@ -154,7 +167,13 @@ export interface RunRecord {
   student: string;
   out: string;
   settings: Record<string, unknown>;
-  data: { documents: number; trainWindows: number; heldOutWindows: number; heldOutIsTrainingData: boolean; trainTokens: number };
+  data: {
+    documents: number;
+    trainWindows: number;
+    heldOutWindows: number;
+    heldOutIsTrainingData: boolean;
+    trainTokens: number;
+  };
   device: string;
   lossCurve: LossPoint[];
   heldOut: { before: HeldOut; after: HeldOut; fklChange: number };

@@ -11,12 +11,19 @@ import type { onnx } from '../onnx/proto/onnx';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import { GraphShapes, type Shape } from './graphShapes';
 
-export function addGradients(g: GraphBuilder, shapes: GraphShapes, loss: string, wrt: string[], floatType: 1 | 11 = 1): Map<string, string> {
+export function addGradients(
+  g: GraphBuilder,
+  shapes: GraphShapes,
+  loss: string,
+  wrt: string[],
+  floatType: 1 | 11 = 1,
+): Map<string, string> {
   const nodes = [...g.nodeList];
   const d = new Diff(g, shapes, floatType);
   // values that depend on a trainable value
   const live = new Set(wrt);
-  for (const n of nodes) if ((n.input ?? []).some((i) => live.has(i))) for (const o of n.output ?? []) live.add(o);
+  for (const n of nodes)
+    if ((n.input ?? []).some((i) => live.has(i))) for (const o of n.output ?? []) live.add(o);
   if (!live.has(loss)) throw new Error('autodiff: the loss does not depend on any trainable value');
   d.accumulate(loss, d.constantLike(loss, 1));
   for (let i = nodes.length - 1; i >= 0; i--) {
@@ -40,7 +47,11 @@ export function addGradients(g: GraphBuilder, shapes: GraphShapes, loss: string,
 class Diff {
   private pending = new Map<string, string[]>();
 
-  constructor(private readonly g: GraphBuilder, private readonly s: GraphShapes, private readonly ft: 1 | 11) {}
+  constructor(
+    private readonly g: GraphBuilder,
+    private readonly s: GraphShapes,
+    private readonly ft: 1 | 11,
+  ) {}
 
   accumulate(value: string, grad: string): void {
     const list = this.pending.get(value) ?? [];
@@ -71,7 +82,10 @@ class Diff {
   }
 
   filled(shape: Shape, v: number): string {
-    const value = this.ft === 11 ? { dataType: 11, dims: [1], doubleData: [v] } : { dataType: 1, dims: [1], floatData: [v] };
+    const value =
+      this.ft === 11
+        ? { dataType: 11, dims: [1], doubleData: [v] }
+        : { dataType: 1, dims: [1], floatData: [v] };
     return this.op('ConstantOfShape', [this.g.ints(shape)], { value });
   }
 
@@ -114,9 +128,15 @@ class Diff {
       case 'Neg':
         return [op('Neg', [needDy()])];
       case 'Add':
-        return [needs[0] ? this.sumTo(needDy(), sh(ins[0])) : undefined, needs[1] ? this.sumTo(needDy(), sh(ins[1])) : undefined];
+        return [
+          needs[0] ? this.sumTo(needDy(), sh(ins[0])) : undefined,
+          needs[1] ? this.sumTo(needDy(), sh(ins[1])) : undefined,
+        ];
       case 'Sub':
-        return [needs[0] ? this.sumTo(needDy(), sh(ins[0])) : undefined, needs[1] ? this.sumTo(op('Neg', [needDy()]), sh(ins[1])) : undefined];
+        return [
+          needs[0] ? this.sumTo(needDy(), sh(ins[0])) : undefined,
+          needs[1] ? this.sumTo(op('Neg', [needDy()]), sh(ins[1])) : undefined,
+        ];
       case 'Mul':
         return [
           needs[0] ? this.sumTo(op('Mul', [needDy(), ins[1]]), sh(ins[0])) : undefined,
@@ -125,13 +145,23 @@ class Diff {
       case 'Div':
         return [
           needs[0] ? this.sumTo(op('Div', [needDy(), ins[1]]), sh(ins[0])) : undefined,
-          needs[1] ? this.sumTo(op('Neg', [op('Div', [op('Mul', [needDy(), y]), ins[1]])]), sh(ins[1])) : undefined,
+          needs[1]
+            ? this.sumTo(op('Neg', [op('Div', [op('Mul', [needDy(), y]), ins[1]])]), sh(ins[1]))
+            : undefined,
         ];
-      case 'Max': case 'Min': {
+      case 'Max':
+      case 'Min': {
         // the gradient goes to the chosen input (to the first on ties)
-        const first = op('Cast', [op(n.opType === 'Max' ? 'GreaterOrEqual' : 'LessOrEqual', [ins[0], ins[1]])], { to: this.ft });
+        const first = op(
+          'Cast',
+          [op(n.opType === 'Max' ? 'GreaterOrEqual' : 'LessOrEqual', [ins[0], ins[1]])],
+          { to: this.ft },
+        );
         const g0 = op('Mul', [needDy(), first]);
-        return [needs[0] ? this.sumTo(g0, sh(ins[0])) : undefined, needs[1] ? this.sumTo(op('Sub', [needDy(), g0]), sh(ins[1])) : undefined];
+        return [
+          needs[0] ? this.sumTo(g0, sh(ins[0])) : undefined,
+          needs[1] ? this.sumTo(op('Sub', [needDy(), g0]), sh(ins[1])) : undefined,
+        ];
       }
       case 'Where': {
         const z = this.scalar(0);
@@ -156,10 +186,14 @@ class Diff {
       case 'Tanh':
         return [op('Mul', [needDy(), op('Sub', [this.scalar(1), op('Mul', [y, y])])])];
       case 'Relu':
-        return [op('Mul', [needDy(), op('Cast', [op('Greater', [ins[0], this.scalar(0)])], { to: this.ft })])];
-      case 'Softmax': case 'LogSoftmax': {
+        return [
+          op('Mul', [needDy(), op('Cast', [op('Greater', [ins[0], this.scalar(0)])], { to: this.ft })]),
+        ];
+      case 'Softmax':
+      case 'LogSoftmax': {
         const x = sh(ins[0]);
-        if (int('axis', -1) !== -1 && int('axis', -1) !== x.length - 1) throw new Error(`autodiff: ${n.opType} only over the last axis`);
+        if (int('axis', -1) !== -1 && int('axis', -1) !== x.length - 1)
+          throw new Error(`autodiff: ${n.opType} only over the last axis`);
         const last = this.g.ints([-1]);
         if (n.opType === 'Softmax') {
           const dot = op('ReduceSum', [op('Mul', [needDy(), y]), last], { keepdims: 1 });
@@ -168,19 +202,26 @@ class Diff {
         const total = op('ReduceSum', [needDy(), last], { keepdims: 1 });
         return [op('Sub', [needDy(), op('Mul', [op('Exp', [y]), total])])];
       }
-      case 'ReduceSum': case 'ReduceMean': case 'ReduceSumSquare': case 'ReduceLogSumExp': {
+      case 'ReduceSum':
+      case 'ReduceMean':
+      case 'ReduceSumSquare':
+      case 'ReduceLogSumExp': {
         const x = sh(ins[0]);
-        const axes = ins[1] ? this.s.intValue(ins[1]).map((a) => (a < 0 ? a + x.length : a)) : x.map((_, i) => i);
+        const axes = ins[1]
+          ? this.s.intValue(ins[1]).map((a) => (a < 0 ? a + x.length : a))
+          : x.map((_, i) => i);
         const kept = x.map((dd, i) => (axes.includes(i) ? 1 : dd));
         const back = op('Expand', [op('Reshape', [needDy(), this.g.ints(kept)]), this.g.ints(x)]);
         if (n.opType === 'ReduceSum') return [back];
-        if (n.opType === 'ReduceMean') return [op('Div', [back, this.scalar(axes.reduce((t, a) => t * x[a], 1))])];
+        if (n.opType === 'ReduceMean')
+          return [op('Div', [back, this.scalar(axes.reduce((t, a) => t * x[a], 1))])];
         if (n.opType === 'ReduceSumSquare') return [op('Mul', [back, op('Mul', [ins[0], this.scalar(2)])])];
         return [op('Mul', [back, op('Exp', [op('Sub', [ins[0], op('Reshape', [y, this.g.ints(kept)])])])])];
       }
       case 'Reshape':
         return [op('Reshape', [needDy(), this.g.ints(sh(ins[0]))])];
-      case 'Squeeze': case 'Unsqueeze':
+      case 'Squeeze':
+      case 'Unsqueeze':
         return [op('Reshape', [needDy(), this.g.ints(sh(ins[0]))])];
       case 'Expand':
         return [this.sumTo(needDy(), sh(ins[0]))];
@@ -200,7 +241,9 @@ class Diff {
         let start = 0;
         return ins.map((v, i) => {
           const size = sh(v)[axis];
-          const part = needs[i] ? op('Slice', [needDy(), this.g.ints([start]), this.g.ints([start + size]), this.g.ints([axis])]) : undefined;
+          const part = needs[i]
+            ? op('Slice', [needDy(), this.g.ints([start]), this.g.ints([start + size]), this.g.ints([axis])])
+            : undefined;
           start += size;
           return part;
         });
@@ -212,7 +255,10 @@ class Diff {
       }
       case 'GatherElements': {
         const axis = int('axis', 0);
-        return [op('ScatterElements', [zero(ins[0]), ins[1], needDy()], { axis, reduction: 'add' }), undefined];
+        return [
+          op('ScatterElements', [zero(ins[0]), ins[1], needDy()], { axis, reduction: 'add' }),
+          undefined,
+        ];
       }
       case 'Gemm': {
         if (int('transA', 0) !== 0) throw new Error('autodiff: Gemm with transA is not supported');
@@ -221,7 +267,11 @@ class Diff {
         const gy = needDy();
         const da = needs[0] ? op('Gemm', [gy, b], { transB: transB ? 0 : 1 }) : undefined;
         // Y = A·Bᵀ: dB = dYᵀ·A; Y = A·B: dB = Aᵀ·dY
-        const db = needs[1] ? (transB ? op('Gemm', [gy, a], { transA: 1 }) : op('Gemm', [a, gy], { transA: 1 })) : undefined;
+        const db = needs[1]
+          ? transB
+            ? op('Gemm', [gy, a], { transA: 1 })
+            : op('Gemm', [a, gy], { transA: 1 })
+          : undefined;
         const dc = c && needs[2] ? this.sumTo(gy, sh(c)) : undefined;
         return [da, db, dc];
       }
@@ -230,24 +280,34 @@ class Diff {
         const ra = sh(a).length;
         const rb = sh(b).length;
         const swap = (r: number) => [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2];
-        const da = needs[0] ? this.sumTo(op('MatMul', [needDy(), op('Transpose', [b], { perm: swap(rb) })]), sh(a)) : undefined;
-        const db = needs[1] ? this.sumTo(op('MatMul', [op('Transpose', [a], { perm: swap(ra) }), needDy()]), sh(b)) : undefined;
+        const da = needs[0]
+          ? this.sumTo(op('MatMul', [needDy(), op('Transpose', [b], { perm: swap(rb) })]), sh(a))
+          : undefined;
+        const db = needs[1]
+          ? this.sumTo(op('MatMul', [op('Transpose', [a], { perm: swap(ra) }), needDy()]), sh(b))
+          : undefined;
         return [da, db];
       }
       case 'LayerNormalization': {
         const x = sh(ins[0]);
         const axis = int('axis', -1);
-        if (axis !== -1 && axis !== x.length - 1) throw new Error('autodiff: LayerNormalization only over the last axis');
+        if (axis !== -1 && axis !== x.length - 1)
+          throw new Error('autodiff: LayerNormalization only over the last axis');
         const eps = attr('epsilon')?.f ?? 1e-5;
         const last = this.g.ints([-1]);
         const mean = (v: string) => op('ReduceMean', [v, last], { keepdims: 1 });
         const centred = op('Sub', [ins[0], mean(ins[0])]);
-        const rstd = op('Reciprocal', [op('Sqrt', [op('Add', [mean(op('Mul', [centred, centred])), this.scalar(eps)])])]);
+        const rstd = op('Reciprocal', [
+          op('Sqrt', [op('Add', [mean(op('Mul', [centred, centred])), this.scalar(eps)])]),
+        ]);
         const xhat = op('Mul', [centred, rstd]);
         const gy = needDy();
         const dxhat = op('Mul', [gy, ins[1]]);
         const dx = needs[0]
-          ? op('Mul', [rstd, op('Sub', [op('Sub', [dxhat, mean(dxhat)]), op('Mul', [xhat, mean(op('Mul', [dxhat, xhat]))])])])
+          ? op('Mul', [
+              rstd,
+              op('Sub', [op('Sub', [dxhat, mean(dxhat)]), op('Mul', [xhat, mean(op('Mul', [dxhat, xhat]))])]),
+            ])
           : undefined;
         const dGamma = needs[1] ? this.sumTo(op('Mul', [gy, xhat]), sh(ins[1])) : undefined;
         const dBeta = ins[2] && needs[2] ? this.sumTo(gy, sh(ins[2])) : undefined;

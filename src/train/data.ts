@@ -10,10 +10,54 @@ import type { TextTokenizer } from '../models/tokenizer';
 import { shuffle, type Rng } from './random';
 import type { TrainDocument } from '../shared/protocol';
 
-
 /** Text and code files a folder may hold; anything else (binaries, lock files) is skipped. */
-const TEXT_EXTENSIONS = new Set(['.txt', '.md', '.rst', '.ts', '.tsx', '.js', '.jsx', '.mjs', '.cjs', '.py', '.java', '.c', '.h', '.cc', '.cpp', '.hpp', '.cs', '.go', '.rs', '.rb', '.php', '.swift', '.kt', '.scala', '.sh', '.json', '.jsonl', '.yaml', '.yml', '.toml', '.html', '.css', '.sql', '.tex']);
-const SKIPPED_FOLDERS = new Set(['node_modules', '.git', '.hg', '.svn', 'dist', 'out', 'build', '__pycache__', '.venv']);
+const TEXT_EXTENSIONS = new Set([
+  '.txt',
+  '.md',
+  '.rst',
+  '.ts',
+  '.tsx',
+  '.js',
+  '.jsx',
+  '.mjs',
+  '.cjs',
+  '.py',
+  '.java',
+  '.c',
+  '.h',
+  '.cc',
+  '.cpp',
+  '.hpp',
+  '.cs',
+  '.go',
+  '.rs',
+  '.rb',
+  '.php',
+  '.swift',
+  '.kt',
+  '.scala',
+  '.sh',
+  '.json',
+  '.jsonl',
+  '.yaml',
+  '.yml',
+  '.toml',
+  '.html',
+  '.css',
+  '.sql',
+  '.tex',
+]);
+const SKIPPED_FOLDERS = new Set([
+  'node_modules',
+  '.git',
+  '.hg',
+  '.svn',
+  'dist',
+  'out',
+  'build',
+  '__pycache__',
+  '.venv',
+]);
 /** Files larger than this are skipped in folders (minified bundles, data dumps). */
 const MAX_FOLDER_FILE_BYTES = 4 << 20;
 
@@ -24,17 +68,26 @@ export function readDocuments(dataPath: string): TrainDocument[] {
   if (st.isDirectory()) {
     const docs: TrainDocument[] = [];
     const walk = (dir: string) => {
-      for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      for (const entry of fs
+        .readdirSync(dir, { withFileTypes: true })
+        .sort((a, b) => a.name.localeCompare(b.name))) {
         const full = path.join(dir, entry.name);
         if (entry.isDirectory()) {
           if (!SKIPPED_FOLDERS.has(entry.name) && !entry.name.startsWith('.')) walk(full);
-        } else if (entry.isFile() && TEXT_EXTENSIONS.has(path.extname(entry.name).toLowerCase()) && fs.statSync(full).size <= MAX_FOLDER_FILE_BYTES) {
+        } else if (
+          entry.isFile() &&
+          TEXT_EXTENSIONS.has(path.extname(entry.name).toLowerCase()) &&
+          fs.statSync(full).size <= MAX_FOLDER_FILE_BYTES
+        ) {
           docs.push(...readFile(full));
         }
       }
     };
     walk(dataPath);
-    if (docs.length === 0) throw new InputError(`the folder ${dataPath} has no text or code files (${[...TEXT_EXTENSIONS].slice(0, 8).join(', ')}, …)`);
+    if (docs.length === 0)
+      throw new InputError(
+        `the folder ${dataPath} has no text or code files (${[...TEXT_EXTENSIONS].slice(0, 8).join(', ')}, …)`,
+      );
     return docs;
   }
   return readFile(dataPath);
@@ -60,7 +113,11 @@ export function parseJsonl(text: string, source: string): TrainDocument[] {
     const where = `${source}:${i + 1}`;
     if (typeof record?.text === 'string') docs.push({ source: where, text: record.text });
     else if (typeof record?.prompt === 'string' && typeof record?.completion === 'string') {
-      docs.push({ source: where, text: record.prompt + record.completion, promptChars: record.prompt.length });
+      docs.push({
+        source: where,
+        text: record.prompt + record.completion,
+        promptChars: record.prompt.length,
+      });
     } else throw new InputError(`${where} has neither a "text" string nor "prompt" and "completion" strings`);
   });
   return docs;
@@ -109,8 +166,13 @@ export function packWindows(docs: TrainDocument[], tokenizer: TextTokenizer, seq
  * windows). With several documents whole documents are held out, so no held-out window
  * shares a document with a training window; a single document is split by windows.
  */
-export function splitWindows(windows: Window[], rng: Rng, heldOutFraction = 0.1): { train: Window[]; heldOut: Window[]; shared: boolean } {
-  if (windows.length === 0) throw new InputError('the data has no text to train on (every document is shorter than two tokens)');
+export function splitWindows(
+  windows: Window[],
+  rng: Rng,
+  heldOutFraction = 0.1,
+): { train: Window[]; heldOut: Window[]; shared: boolean } {
+  if (windows.length === 0)
+    throw new InputError('the data has no text to train on (every document is shorter than two tokens)');
   if (windows.length === 1) return { train: windows, heldOut: windows, shared: true };
   const target = Math.min(64, Math.max(1, Math.round(windows.length * heldOutFraction)));
   const sources = [...new Set(windows.map((w) => w.source))];
@@ -125,7 +187,12 @@ export function splitWindows(windows: Window[], rng: Rng, heldOutFraction = 0.1)
     }
   }
   if (held.size === 0) {
-    shuffle(windows.map((_, i) => i), rng).slice(0, target).forEach((i) => held.add(windows[i]));
+    shuffle(
+      windows.map((_, i) => i),
+      rng,
+    )
+      .slice(0, target)
+      .forEach((i) => held.add(windows[i]));
   }
   // evaluation uses at most 64 of the held-out windows
   const heldOut = windows.filter((w) => held.has(w)).slice(0, 64);

@@ -23,7 +23,15 @@ import { resolveModel, type ResolvedModel } from '../models/modelSource';
 import { halfToFloat32, readSafetensors } from '../models/safetensors';
 import { TextTokenizer } from '../models/tokenizer';
 import { openSession } from '../onnx/sessions';
-import type { DistillProgress, DistillRequest, HeldOut, LossPoint, OptimizerSpec, RunRecord, TrainDocument } from '../shared/protocol';
+import type {
+  DistillProgress,
+  DistillRequest,
+  HeldOut,
+  LossPoint,
+  OptimizerSpec,
+  RunRecord,
+  TrainDocument,
+} from '../shared/protocol';
 import { packWindows, readDocuments, splitWindows, type Window } from './data';
 import { resolvedLossOptions } from './losses';
 import { seededRandom, shuffle, type Rng } from './random';
@@ -136,16 +144,35 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         teacherTopK: req.teacherTopK ?? null,
         data: 'path' in req.data ? req.data.path : `${data.documents.length} document(s) from the editor`,
       },
-      data: { documents: data.documents.length, trainWindows: data.train.length, heldOutWindows: data.heldOut.length, heldOutIsTrainingData: data.heldOutIsTrainingData, trainTokens: training.tokens },
+      data: {
+        documents: data.documents.length,
+        trainWindows: data.train.length,
+        heldOutWindows: data.heldOut.length,
+        heldOutIsTrainingData: data.heldOutIsTrainingData,
+        trainTokens: training.tokens,
+      },
       device: trainer.device,
       lossCurve: training.lossCurve,
       heldOut: { before, after, fklChange: (after.fkl - before.fkl) / before.fkl },
-      timings: { totalSeconds: 0, teacherSeconds: targets.seconds, stepSeconds: training.stepSeconds, tokensPerSecond: training.tokensPerSecond },
+      timings: {
+        totalSeconds: 0,
+        teacherSeconds: targets.seconds,
+        stepSeconds: training.stepSeconds,
+        tokensPerSecond: training.tokensPerSecond,
+      },
       messages: run.messages,
     };
     run.report({ phase: 'write', message: `writing ${req.out}` });
     record.timings.totalSeconds = (performance.now() - t0) / 1000;
-    writeDistilledStudent(req.out, student, trainer.weights, trainer.params, trainer.values, trainer.step.weights.adapters, record);
+    writeDistilledStudent(
+      req.out,
+      student,
+      trainer.weights,
+      trainer.params,
+      trainer.values,
+      trainer.step.weights.adapters,
+      record,
+    );
     return record;
   } finally {
     await run.releaseAll();
@@ -155,17 +182,31 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
 // ---- 1. models ----
 
 async function resolveStudent(req: DistillRequest, run: RunContext): Promise<ResolvedModel> {
-  const student = await resolveModel(req.student, { allowRemote: req.allowRemote, cacheDir: req.hubCacheDir, onProgress: (m) => run.report({ phase: 'prepare', message: m }) });
-  if (!req.teacher && req.loss.key !== 'ce') throw new UsageError(`the ${req.loss.key} loss needs a teacher (only ce trains without one)`);
+  const student = await resolveModel(req.student, {
+    allowRemote: req.allowRemote,
+    cacheDir: req.hubCacheDir,
+    onProgress: (m) => run.report({ phase: 'prepare', message: m }),
+  });
+  if (!req.teacher && req.loss.key !== 'ce')
+    throw new UsageError(`the ${req.loss.key} loss needs a teacher (only ce trains without one)`);
   if (student.kind !== 'checkpoint' || !student.architecture) {
-    throw new ModelLoadError(`${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Mistral or GPT-2 model); this folder has only an ONNX export`);
+    throw new ModelLoadError(
+      `${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Mistral or GPT-2 model); this folder has only an ONNX export`,
+    );
   }
-  if (req.seqLen > student.contextLength) throw new UsageError(`--seq-len ${req.seqLen} is longer than the student's context (${student.contextLength} tokens)`);
+  if (req.seqLen > student.contextLength)
+    throw new UsageError(
+      `--seq-len ${req.seqLen} is longer than the student's context (${student.contextLength} tokens)`,
+    );
   return student;
 }
 
 /** The teacher from the shared pool (already loaded when the editor analysed with it), or from a pool of this run's own. */
-async function acquireTeacher(req: DistillRequest, shared: ModelPool | undefined, run: RunContext): Promise<ModelLease> {
+async function acquireTeacher(
+  req: DistillRequest,
+  shared: ModelPool | undefined,
+  run: RunContext,
+): Promise<ModelLease> {
   const pool = shared ?? new ModelPool({ capacity: 1 });
   if (!shared) run.onEnd(() => pool.dispose());
   const lease = await pool.acquire(req.teacher, {
@@ -189,14 +230,26 @@ interface PreparedData {
   heldOutIsTrainingData: boolean;
 }
 
-function prepareData(req: DistillRequest, tokenizer: TextTokenizer, vocab: number, rng: Rng, run: RunContext): PreparedData {
+function prepareData(
+  req: DistillRequest,
+  tokenizer: TextTokenizer,
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): PreparedData {
   const documents = 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
   const windows = packWindows(documents, tokenizer, req.seqLen);
   const split = splitWindows(windows, rng);
-  if (split.shared) run.note('the data fills a single window, so the held-out numbers are measured on the training data; give more text for an honest held-out split');
+  if (split.shared)
+    run.note(
+      'the data fills a single window, so the held-out numbers are measured on the training data; give more text for an honest held-out split',
+    );
   for (const w of windows) {
     const bad = w.ids.find((id) => id >= vocab);
-    if (bad !== undefined) throw new ModelLoadError(`the tokenizer gives token id ${bad} but the student's vocabulary has ${vocab} entries: the tokenizer.json does not belong to this model`);
+    if (bad !== undefined)
+      throw new ModelLoadError(
+        `the tokenizer gives token id ${bad} but the student's vocabulary has ${vocab} entries: the tokenizer.json does not belong to this model`,
+      );
   }
   return { documents, train: split.train, heldOut: split.heldOut, heldOutIsTrainingData: split.shared };
 }
@@ -228,7 +281,10 @@ class TeacherTargets {
     if (hit) return hit;
     const t = performance.now();
     const out = await this.teacher!.model.lm.forward(w.ids);
-    if (out.vocab !== this.vocab) throw new ModelLoadError(`the teacher's logits have ${out.vocab} entries, the student's vocabulary ${this.vocab}: they do not share a vocabulary`);
+    if (out.vocab !== this.vocab)
+      throw new ModelLoadError(
+        `the teacher's logits have ${out.vocab} entries, the student's vocabulary ${this.vocab}: they do not share a vocabulary`,
+      );
     const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
     this.seconds += (performance.now() - t) / 1000;
     if (this.shouldCache(w)) this.logitsCache.set(w, data);
@@ -238,7 +294,14 @@ class TeacherTargets {
   async buckets(w: Window, k: number): Promise<TeacherBuckets> {
     let b = this.bucketCache.get(w);
     if (!b) {
-      b = teacherBuckets(await this.logits(w), this.req.seqLen, this.vocab, w.targets, k, this.req.loss.temperature);
+      b = teacherBuckets(
+        await this.logits(w),
+        this.req.seqLen,
+        this.vocab,
+        w.targets,
+        k,
+        this.req.loss.temperature,
+      );
       this.bucketCache.set(w, b);
     }
     return b;
@@ -270,16 +333,30 @@ interface Trainer {
   states: Record<string, Float32Array[]>;
 }
 
-async function openTrainer(req: DistillRequest, student: ResolvedModel, vocab: number, run: RunContext): Promise<Trainer> {
+async function openTrainer(
+  req: DistillRequest,
+  student: ResolvedModel,
+  vocab: number,
+  run: RunContext,
+): Promise<Trainer> {
   const arch = student.architecture!;
   const mode: TrainMode =
     !req.mode || req.mode.kind === 'lora'
-      ? { kind: 'lora', rank: req.mode?.rank ?? 8, alpha: req.mode?.alpha ?? 16, targets: (req.mode as { targets?: string[] })?.targets ?? defaultLoraTargets(arch) }
+      ? {
+          kind: 'lora',
+          rank: req.mode?.rank ?? 8,
+          alpha: req.mode?.alpha ?? 16,
+          targets: (req.mode as { targets?: string[] })?.targets ?? defaultLoraTargets(arch),
+        }
       : { kind: 'full' };
   const optimizer: OptimizerSpec = { ...DEFAULT_OPTIMIZER, ...req.optimizer };
   const topK = req.teacherTopK;
-  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1 || topK + 1 >= vocab)) throw new UsageError(`--teacher-top-k must be a whole number from 1 to ${vocab - 2}`);
-  const weights = new WeightSource(student.weightFiles!.map(readSafetensors), arch === 'gpt2' ? ['', 'transformer.'] : ['']);
+  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1 || topK + 1 >= vocab))
+    throw new UsageError(`--teacher-top-k must be a whole number from 1 to ${vocab - 2}`);
+  const weights = new WeightSource(
+    student.weightFiles!.map(readSafetensors),
+    arch === 'gpt2' ? ['', 'transformer.'] : [''],
+  );
   run.report({ phase: 'prepare', message: 'building the training graph' });
   const spec = {
     architecture: arch,
@@ -299,14 +376,21 @@ async function openTrainer(req: DistillRequest, student: ResolvedModel, vocab: n
   await run.yieldAndCheckCancel();
   const step = buildStepGraph({ ...spec, purpose: 'step' });
   await run.yieldAndCheckCancel();
-  if (step.params.length === 0) throw new UsageError(`no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`);
+  if (step.params.length === 0)
+    throw new UsageError(
+      `no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`,
+    );
   const evalBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes; // its frozen copies are dropped: the step graph's are fed
   await run.yieldAndCheckCancel();
   const device = req.device ?? 'cpu';
   const stepOpened = await openSession({ model: step.bytes, device, name: 'the training graph' });
   run.onEnd(() => stepOpened.session.release());
   // the evaluation graph runs where the step graph could start
-  const evalOpened = await openSession({ model: evalBytes, device: stepOpened.device, name: 'the evaluation graph' });
+  const evalOpened = await openSession({
+    model: evalBytes,
+    device: stepOpened.device,
+    name: 'the evaluation graph',
+  });
   run.onEnd(() => evalOpened.session.release());
   for (const m of [...stepOpened.messages, ...evalOpened.messages]) run.note(m);
   const params = step.params;
@@ -320,14 +404,24 @@ async function openTrainer(req: DistillRequest, student: ResolvedModel, vocab: n
     stepSession: stepOpened.session,
     evalSession: evalOpened.session,
     device: stepOpened.device,
-    frozenFeeds: Object.fromEntries(step.weights.frozen.map((f) => [f.name, new ort.Tensor('float32', f.data, f.shape)])),
+    frozenFeeds: Object.fromEntries(
+      step.weights.frozen.map((f) => [f.name, new ort.Tensor('float32', f.data, f.shape)]),
+    ),
     values: params.map((p) => p.init),
-    states: Object.fromEntries(step.stateNames.map((s) => [s, params.map((p) => new Float32Array(p.init.length))])),
+    states: Object.fromEntries(
+      step.stateNames.map((s) => [s, params.map((p) => new Float32Array(p.init.length))]),
+    ),
   };
 }
 
 /** One batch's inputs: ids, targets and mask; the teacher as full logits (evaluation, or no top-k) or as top-k buckets; the parameters. */
-async function batchFeeds(batch: Window[], req: DistillRequest, trainer: Trainer, targets: TeacherTargets, forEval: boolean): Promise<Record<string, ort.Tensor>> {
+async function batchFeeds(
+  batch: Window[],
+  req: DistillRequest,
+  trainer: Trainer,
+  targets: TeacherTargets,
+  forEval: boolean,
+): Promise<Record<string, ort.Tensor>> {
   const B = req.batchSize;
   const L = req.seqLen;
   const vocab = trainer.vocab;
@@ -372,7 +466,14 @@ async function batchFeeds(batch: Window[], req: DistillRequest, trainer: Trainer
 // ---- 5. evaluate and train ----
 
 /** Held-out forward KL, reverse KL and student perplexity, each a mean over valid target tokens. */
-async function evaluateHeldOut(req: DistillRequest, trainer: Trainer, targets: TeacherTargets, heldOut: Window[], label: string, run: RunContext): Promise<HeldOut> {
+async function evaluateHeldOut(
+  req: DistillRequest,
+  trainer: Trainer,
+  targets: TeacherTargets,
+  heldOut: Window[],
+  label: string,
+  run: RunContext,
+): Promise<HeldOut> {
   const B = req.batchSize;
   let fkl = 0;
   let rkl = 0;
@@ -380,8 +481,13 @@ async function evaluateHeldOut(req: DistillRequest, trainer: Trainer, targets: T
   let count = 0;
   for (let i = 0; i < heldOut.length; i += B) {
     run.checkCancel();
-    run.report({ phase: 'evaluate', message: `held-out evaluation ${label}: ${Math.min(i + B, heldOut.length)}/${heldOut.length} windows` });
-    const out = await trainer.evalSession.run(await batchFeeds(heldOut.slice(i, i + B), req, trainer, targets, true));
+    run.report({
+      phase: 'evaluate',
+      message: `held-out evaluation ${label}: ${Math.min(i + B, heldOut.length)}/${heldOut.length} windows`,
+    });
+    const out = await trainer.evalSession.run(
+      await batchFeeds(heldOut.slice(i, i + B), req, trainer, targets, true),
+    );
     fkl += out.fkl ? Number(out.fkl.data[0]) : NaN;
     rkl += out.rkl ? Number(out.rkl.data[0]) : NaN;
     nll += Number(out.nll.data[0]);
@@ -399,7 +505,14 @@ interface TrainingResult {
 }
 
 /** The step loop: batches drawn from reshuffled training windows; one ONNX Runtime run per step. */
-async function trainLoop(req: DistillRequest, trainer: Trainer, targets: TeacherTargets, train: Window[], rng: Rng, run: RunContext): Promise<TrainingResult> {
+async function trainLoop(
+  req: DistillRequest,
+  trainer: Trainer,
+  targets: TeacherTargets,
+  train: Window[],
+  rng: Rng,
+  run: RunContext,
+): Promise<TrainingResult> {
   const { optimizer, params, step } = trainer;
   const lossCurve: LossPoint[] = [];
   const order: Window[] = [];
@@ -420,15 +533,27 @@ async function trainLoop(req: DistillRequest, trainer: Trainer, targets: Teacher
     if (optimizer.kind === 'adamw') {
       feeds.bias_correction1 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta1 ** (s + 1)), []);
       feeds.bias_correction2 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta2 ** (s + 1)), []);
-      for (const st of step.stateNames) params.forEach((p, i) => (feeds[names.state(st, p.name)] = new ort.Tensor('float32', trainer.states[st][i], p.shape)));
+      for (const st of step.stateNames)
+        params.forEach(
+          (p, i) =>
+            (feeds[names.state(st, p.name)] = new ort.Tensor('float32', trainer.states[st][i], p.shape)),
+        );
     }
     const t = performance.now();
     const out = await trainer.stepSession.run(feeds);
     stepSeconds += (performance.now() - t) / 1000;
     const loss = Number(out.loss.data[0]);
-    if (!Number.isFinite(loss)) throw new InputError(`the loss became ${loss} at step ${s + 1}; lower the learning rate (now ${req.lr}) or the temperature`);
+    if (!Number.isFinite(loss))
+      throw new InputError(
+        `the loss became ${loss} at step ${s + 1}; lower the learning rate (now ${req.lr}) or the temperature`,
+      );
     trainer.values = params.map((p) => out[names.next(p.name)].data as Float32Array);
-    trainer.states = Object.fromEntries(step.stateNames.map((st) => [st, params.map((p) => out[names.nextState(st, p.name)].data as Float32Array)]));
+    trainer.states = Object.fromEntries(
+      step.stateNames.map((st) => [
+        st,
+        params.map((p) => out[names.nextState(st, p.name)].data as Float32Array),
+      ]),
+    );
     lossCurve.push({ step: s + 1, loss, lr, gradNorm: Number(out.grad_norm.data[0]) });
     tokens += batch.reduce((n, w) => n + w.mask.reduce((a, b) => a + b, 0), 0);
     const elapsed = (performance.now() - trainStart) / 1000;
@@ -451,21 +576,33 @@ async function trainLoop(req: DistillRequest, trainer: Trainer, targets: Teacher
 
 function validate(req: DistillRequest): void {
   const positiveInt = (v: number, flag: string) => {
-    if (!Number.isInteger(v) || v < 1) throw new UsageError(`${flag} must be a positive whole number (got ${v})`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new UsageError(`${flag} must be a positive whole number (got ${v})`);
   };
   positiveInt(req.steps, '--steps');
   positiveInt(req.batchSize, '--batch-size');
   positiveInt(req.seqLen, '--seq-len');
   if (!(req.lr > 0)) throw new UsageError(`--lr must be positive (got ${req.lr})`);
-  if (!(req.loss.temperature > 0)) throw new UsageError(`--temperature must be positive (got ${req.loss.temperature})`);
-  if (req.loss.kdRatio !== undefined && !(req.loss.kdRatio >= 0 && req.loss.kdRatio <= 1)) throw new UsageError('--kd-ratio must be between 0 and 1');
-  if (req.loss.beta !== undefined && req.loss.key === 'gjsd' && !(req.loss.beta >= 0 && req.loss.beta <= 1)) throw new UsageError('--beta must be between 0 and 1 for gjsd');
-  if (req.loss.alpha !== undefined && (req.loss.key === 'skl' || req.loss.key === 'srkl' || req.loss.key === 'atkd') && !(req.loss.alpha >= 0 && req.loss.alpha <= 1)) throw new UsageError('--alpha must be between 0 and 1');
+  if (!(req.loss.temperature > 0))
+    throw new UsageError(`--temperature must be positive (got ${req.loss.temperature})`);
+  if (req.loss.kdRatio !== undefined && !(req.loss.kdRatio >= 0 && req.loss.kdRatio <= 1))
+    throw new UsageError('--kd-ratio must be between 0 and 1');
+  if (req.loss.beta !== undefined && req.loss.key === 'gjsd' && !(req.loss.beta >= 0 && req.loss.beta <= 1))
+    throw new UsageError('--beta must be between 0 and 1 for gjsd');
+  if (
+    req.loss.alpha !== undefined &&
+    (req.loss.key === 'skl' || req.loss.key === 'srkl' || req.loss.key === 'atkd') &&
+    !(req.loss.alpha >= 0 && req.loss.alpha <= 1)
+  )
+    throw new UsageError('--alpha must be between 0 and 1');
   if (req.mode?.kind === 'lora' && req.mode.rank !== undefined) positiveInt(req.mode.rank, '--lora-rank');
   const out = fs.existsSync(req.out) ? fs.realpathSync(req.out) : req.out;
   for (const input of [req.student, req.teacher].filter(Boolean)) {
-    if (fs.existsSync(input) && fs.realpathSync(input) === out) throw new UsageError(`--out ${req.out} is an input model folder: distillation never overwrites a model; choose a new folder`);
+    if (fs.existsSync(input) && fs.realpathSync(input) === out)
+      throw new UsageError(
+        `--out ${req.out} is an input model folder: distillation never overwrites a model; choose a new folder`,
+      );
   }
-  if (fs.existsSync(req.out) && fs.readdirSync(req.out).length > 0) throw new UsageError(`--out ${req.out} already exists and is not empty: choose a new folder`);
+  if (fs.existsSync(req.out) && fs.readdirSync(req.out).length > 0)
+    throw new UsageError(`--out ${req.out} already exists and is not empty: choose a new folder`);
 }
-

@@ -14,7 +14,10 @@ export class GraphShapes {
   /** int64 values known at build time */
   readonly ints = new Map<string, number[]>();
 
-  constructor(private readonly g: GraphBuilder, inputShapes: Record<string, Shape>) {
+  constructor(
+    private readonly g: GraphBuilder,
+    inputShapes: Record<string, Shape>,
+  ) {
     for (const [name, shape] of Object.entries(inputShapes)) this.shapes.set(name, shape);
     this.update();
   }
@@ -32,10 +35,12 @@ export class GraphShapes {
     if (!s) {
       const d = this.g.describe(name);
       if (!d) throw new Error(`graph shapes: unknown value ${name}`);
-      if (d.dims.some((x) => typeof x !== 'number')) throw new Error(`graph shapes: ${name} has symbolic dims; give its shape`);
+      if (d.dims.some((x) => typeof x !== 'number'))
+        throw new Error(`graph shapes: ${name} has symbolic dims; give its shape`);
       s = d.dims as number[];
       this.shapes.set(name, s);
-      if (d.type === 7 && d.raw) this.ints.set(name, Array.from(new BigInt64Array(d.raw.slice().buffer), Number));
+      if (d.type === 7 && d.raw)
+        this.ints.set(name, Array.from(new BigInt64Array(d.raw.slice().buffer), Number));
     }
     return s;
   }
@@ -65,22 +70,55 @@ export class GraphShapes {
     const rank = (i: number) => sh(i).length;
     const axisOf = (a: number, r: number) => (a < 0 ? a + r : a);
     switch (op) {
-      case 'Identity': case 'Neg': case 'Reciprocal': case 'Sqrt': case 'Sigmoid': case 'Tanh': case 'Exp': case 'Log':
-      case 'Abs': case 'Sign': case 'Floor': case 'Relu': case 'Softmax': case 'LogSoftmax': case 'Trilu': case 'CumSum':
-      case 'LayerNormalization': case 'Cast':
+      case 'Identity':
+      case 'Neg':
+      case 'Reciprocal':
+      case 'Sqrt':
+      case 'Sigmoid':
+      case 'Tanh':
+      case 'Exp':
+      case 'Log':
+      case 'Abs':
+      case 'Sign':
+      case 'Floor':
+      case 'Relu':
+      case 'Softmax':
+      case 'LogSoftmax':
+      case 'Trilu':
+      case 'CumSum':
+      case 'LayerNormalization':
+      case 'Cast':
         set(0, sh(0), op === 'Identity' || op === 'Cast' ? known(0) : undefined);
         return;
-      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Max': case 'Min': case 'Equal': case 'Greater':
-      case 'Less': case 'LessOrEqual': case 'GreaterOrEqual': case 'Where': case 'And': case 'Or': {
+      case 'Add':
+      case 'Sub':
+      case 'Mul':
+      case 'Div':
+      case 'Pow':
+      case 'Max':
+      case 'Min':
+      case 'Equal':
+      case 'Greater':
+      case 'Less':
+      case 'LessOrEqual':
+      case 'GreaterOrEqual':
+      case 'Where':
+      case 'And':
+      case 'Or': {
         const shapes = ins.map((_, i) => sh(i));
         const out = broadcastShapes(shapes);
         const vals = ins.map((_, i) => known(i));
         let value: number[] | undefined;
-        if (vals.every((v) => v) && shapes.every((s) => s.length <= 1) && ['Add', 'Sub', 'Mul', 'Div'].includes(op)) {
+        if (
+          vals.every((v) => v) &&
+          shapes.every((s) => s.length <= 1) &&
+          ['Add', 'Sub', 'Mul', 'Div'].includes(op)
+        ) {
           const size = out.reduce((a, b) => a * b, 1);
           const at = (v: number[], i: number) => (v.length === 1 ? v[0] : v[i]);
           value = Array.from({ length: size }, (_, i) => {
-            const a = at(vals[0]!, i), b = at(vals[1]!, i);
+            const a = at(vals[0]!, i),
+              b = at(vals[1]!, i);
             return op === 'Add' ? a + b : op === 'Sub' ? a - b : op === 'Mul' ? a * b : Math.trunc(a / b);
           });
         }
@@ -92,11 +130,18 @@ export class GraphShapes {
         set(0, [s.length], [...s]);
         return;
       }
-      case 'ReduceProd': case 'ReduceSum': case 'ReduceMean': case 'ReduceMax': case 'ReduceSumSquare': case 'ReduceLogSumExp': {
+      case 'ReduceProd':
+      case 'ReduceSum':
+      case 'ReduceMean':
+      case 'ReduceMax':
+      case 'ReduceSumSquare':
+      case 'ReduceLogSumExp': {
         const s = sh(0);
         const axes = ins[1] ? this.intValue(ins[1]).map((a) => axisOf(a, s.length)) : s.map((_, i) => i);
         const keep = int('keepdims', 1) === 1;
-        const out = keep ? s.map((d, i) => (axes.includes(i) ? 1 : d)) : s.filter((_, i) => !axes.includes(i));
+        const out = keep
+          ? s.map((d, i) => (axes.includes(i) ? 1 : d))
+          : s.filter((_, i) => !axes.includes(i));
         const v = known(0);
         set(0, out, op === 'ReduceProd' && v && s.length === 1 ? [v.reduce((a, b) => a * b, 1)] : undefined);
         return;
@@ -128,7 +173,8 @@ export class GraphShapes {
         set(0, out, out.length === 1 && vals.every((v) => v) ? vals.flatMap((v) => v!) : undefined);
         return;
       }
-      case 'Squeeze': case 'Unsqueeze': {
+      case 'Squeeze':
+      case 'Unsqueeze': {
         const s = sh(0);
         const axes = this.intValue(ins[1]);
         let out: Shape;
@@ -148,7 +194,11 @@ export class GraphShapes {
       case 'Range': {
         const [start, limit, delta] = [0, 1, 2].map((i) => this.intValue(ins[i])[0]);
         const n = Math.max(0, Math.ceil((limit - start) / delta));
-        set(0, [n], Array.from({ length: n }, (_, i) => start + i * delta));
+        set(
+          0,
+          [n],
+          Array.from({ length: n }, (_, i) => start + i * delta),
+        );
         return;
       }
       case 'Reshape': {
@@ -159,7 +209,11 @@ export class GraphShapes {
           if (d === 0) target[i] = s[i];
         });
         const known2 = target.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-        set(0, target.map((d) => (d === -1 ? size / known2 : d)), known(0));
+        set(
+          0,
+          target.map((d) => (d === -1 ? size / known2 : d)),
+          known(0),
+        );
         return;
       }
       case 'ConstantOfShape': {
@@ -183,7 +237,8 @@ export class GraphShapes {
         set(0, sh(1));
         return;
       }
-      case 'ScatterElements': case 'ScatterND': {
+      case 'ScatterElements':
+      case 'ScatterND': {
         set(0, sh(0));
         return;
       }
@@ -206,14 +261,22 @@ export class GraphShapes {
         const s = sh(0);
         const permA = attr('perm');
         const perm = permA ? permA.ints!.map(Number) : s.map((_, i) => s.length - 1 - i);
-        set(0, perm.map((p) => s[p]));
+        set(
+          0,
+          perm.map((p) => s[p]),
+        );
         return;
       }
       case 'Split': {
         const s = sh(0);
         const axis = axisOf(int('axis', 0), s.length);
         const sizes = ins[1] ? this.intValue(ins[1]) : outs.map(() => s[axis] / outs.length);
-        sizes.forEach((size, i) => set(i, s.map((d, j) => (j === axis ? size : d))));
+        sizes.forEach((size, i) =>
+          set(
+            i,
+            s.map((d, j) => (j === axis ? size : d)),
+          ),
+        );
         return;
       }
       case 'TopK': {
@@ -240,7 +303,8 @@ export function broadcastShapes(shapes: Shape[]): Shape {
     for (const s of shapes) {
       const x = s[s.length - r + i] ?? 1;
       if (x !== 1) {
-        if (d !== 1 && d !== x) throw new Error(`graph shapes: cannot broadcast [${shapes.map((s) => s.join(',')).join('] [')}]`);
+        if (d !== 1 && d !== x)
+          throw new Error(`graph shapes: cannot broadcast [${shapes.map((s) => s.join(',')).join('] [')}]`);
         d = x;
       }
     }

@@ -6,13 +6,19 @@
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { LossOptions } from '../shared/protocol';
 
-
-
 /** The option values a loss actually uses, defaults filled in (for run.json). */
 export function resolvedLossOptions(o: LossOptions): Required<LossOptions> {
   const alpha = o.alpha ?? (o.key === 'dkd' ? 1 : o.key === 'atkd' ? 0.2 : 0.1);
   const beta = o.beta ?? (o.key === 'dkd' ? 8 : 0.5);
-  return { key: o.key, temperature: o.temperature, alpha, beta, mu: o.mu ?? 0.5, kdRatio: o.kdRatio ?? 1, scaleByT2: o.scaleByT2 ?? o.key === 'dkd' };
+  return {
+    key: o.key,
+    temperature: o.temperature,
+    alpha,
+    beta,
+    mu: o.mu ?? 0.5,
+    kdRatio: o.kdRatio ?? 1,
+    scaleByT2: o.scaleByT2 ?? o.key === 'dkd',
+  };
 }
 
 export interface LossInputs {
@@ -46,19 +52,29 @@ export function buildLoss(g: GraphBuilder, x: LossInputs, options: LossOptions):
   const needCe = o.key === 'ce' || o.kdRatio < 1;
   const ce = needCe ? b.maskedMean(b.crossEntropy()) : undefined;
   if (!kd) return ce!;
-  const scaled = o.scaleByT2 && o.temperature !== 1 ? g.op1('Mul', [kd, g.scalar(o.temperature * o.temperature)]) : kd;
+  const scaled =
+    o.scaleByT2 && o.temperature !== 1 ? g.op1('Mul', [kd, g.scalar(o.temperature * o.temperature)]) : kd;
   if (!ce || o.kdRatio === 1) return scaled;
-  return g.op1('Add', [g.op1('Mul', [ce, g.scalar(1 - o.kdRatio)]), g.op1('Mul', [scaled, g.scalar(o.kdRatio)])]);
+  return g.op1('Add', [
+    g.op1('Mul', [ce, g.scalar(1 - o.kdRatio)]),
+    g.op1('Mul', [scaled, g.scalar(o.kdRatio)]),
+  ]);
 }
 
 /**
  * Masked sums for held-out evaluation: Σ mask·fkl, Σ mask·rkl and Σ mask·nll (T = 1) over
  * the batch, and Σ mask.
  */
-export function buildEvalSums(g: GraphBuilder, x: LossInputs): { fkl?: string; rkl?: string; nll: string; count: string } {
+export function buildEvalSums(
+  g: GraphBuilder,
+  x: LossInputs,
+): { fkl?: string; rkl?: string; nll: string; count: string } {
   const b = new LossBuilder(g, x);
   const sum = (v: string) => g.op1('ReduceSum', [g.op1('Mul', [v, x.mask]), g.ints([0])], { keepdims: 0 });
-  const base = { nll: sum(b.crossEntropy()), count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }) };
+  const base = {
+    nll: sum(b.crossEntropy()),
+    count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }),
+  };
   if (!x.teacher) return base; // training from scratch: no teacher to compare with
   const dist = b.distributions(1);
   return {
@@ -78,7 +94,10 @@ interface Distributions {
 class LossBuilder {
   private cache = new Map<number, Distributions>();
 
-  constructor(private readonly g: GraphBuilder, private readonly x: LossInputs) {}
+  constructor(
+    private readonly g: GraphBuilder,
+    private readonly x: LossInputs,
+  ) {}
 
   private op(t: string, i: string[], a: Record<string, any> = {}): string {
     return this.g.op1(t, i, a);
@@ -103,7 +122,9 @@ class LossBuilder {
   private studentLogSoftmax(T: number): string {
     let ls = this.studentLs.get(T);
     if (!ls) {
-      ls = this.op('LogSoftmax', [T === 1 ? this.x.student : this.op('Div', [this.x.student, this.s(T)])], { axis: -1 });
+      ls = this.op('LogSoftmax', [T === 1 ? this.x.student : this.op('Div', [this.x.student, this.s(T)])], {
+        axis: -1,
+      });
       this.studentLs.set(T, ls);
     }
     return ls;
@@ -120,14 +141,24 @@ class LossBuilder {
       const { rows, vocab } = this.x;
       const full = this.studentLogSoftmax(T);
       const chosen = this.op('GatherElements', [full, b.ids], { axis: 1 });
-      const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [1] } });
-      const zeros = this.op('ConstantOfShape', [this.g.ints([rows, b.k])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+      const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], {
+        value: { dataType: 1, dims: [1], floatData: [1] },
+      });
+      const zeros = this.op('ConstantOfShape', [this.g.ints([rows, b.k])], {
+        value: { dataType: 1, dims: [1], floatData: [0] },
+      });
       const others = this.op('ScatterElements', [ones, b.ids, zeros], { axis: 1 });
       const rest = this.rowSumKeep(this.op('Mul', [this.op('Exp', [full]), others]));
-      const ls = this.op('Concat', [chosen, this.op('Log', [this.op('Max', [rest, this.s(TINY)])])], { axis: 1 });
+      const ls = this.op('Concat', [chosen, this.op('Log', [this.op('Max', [rest, this.s(TINY)])])], {
+        axis: 1,
+      });
       d = { lt: b.logprobs, ls, p: this.op('Exp', [b.logprobs]), q: this.op('Exp', [ls]) };
     } else {
-      const lt = this.op('LogSoftmax', [T === 1 ? this.x.teacher : this.op('Div', [this.x.teacher, this.s(T)])], { axis: -1 });
+      const lt = this.op(
+        'LogSoftmax',
+        [T === 1 ? this.x.teacher : this.op('Div', [this.x.teacher, this.s(T)])],
+        { axis: -1 },
+      );
       const ls = this.studentLogSoftmax(T);
       d = { lt, ls, p: this.op('Exp', [lt]), q: this.op('Exp', [ls]) };
     }
@@ -147,7 +178,10 @@ class LossBuilder {
   /** Σ mask·term / max(Σ mask, 1) */
   maskedMean(term: string, mask = this.x.mask): string {
     const total = this.op('ReduceSum', [this.op('Mul', [term, mask]), this.g.ints([0])], { keepdims: 0 });
-    const count = this.op('Max', [this.op('ReduceSum', [mask, this.g.ints([0])], { keepdims: 0 }), this.s(1)]);
+    const count = this.op('Max', [
+      this.op('ReduceSum', [mask, this.g.ints([0])], { keepdims: 0 }),
+      this.s(1),
+    ]);
     return this.op('Div', [total, count]);
   }
 
@@ -155,7 +189,9 @@ class LossBuilder {
   private mixLog(wa: number, la: string, wb: number, lb: string): string {
     const a = this.op('Unsqueeze', [this.op('Add', [la, this.s(Math.log(wa))]), this.g.ints([-1])]);
     const b = this.op('Unsqueeze', [this.op('Add', [lb, this.s(Math.log(wb))]), this.g.ints([-1])]);
-    return this.op('ReduceLogSumExp', [this.op('Concat', [a, b], { axis: -1 }), this.g.ints([-1])], { keepdims: 0 });
+    return this.op('ReduceLogSumExp', [this.op('Concat', [a, b], { axis: -1 }), this.g.ints([-1])], {
+      keepdims: 0,
+    });
   }
 
   /** KL(a‖m) per row for log-probabilities la (probabilities pa) and log m */
@@ -178,7 +214,10 @@ class LossBuilder {
       if (beta === 0) return fkl();
       if (beta === 1) return rkl();
       const lm = this.mixLog(beta, d.lt, 1 - beta, d.ls);
-      return this.op('Add', [this.op('Mul', [this.kl(d.p, d.lt, lm), this.s(beta)]), this.op('Mul', [this.kl(d.q, d.ls, lm), this.s(1 - beta)])]);
+      return this.op('Add', [
+        this.op('Mul', [this.kl(d.p, d.lt, lm), this.s(beta)]),
+        this.op('Mul', [this.kl(d.q, d.ls, lm), this.s(1 - beta)]),
+      ]);
     };
     switch (o.key) {
       case 'fkl':
@@ -195,15 +234,21 @@ class LossBuilder {
         return this.maskedMean(half(this.rowSum(this.op('Abs', [this.op('Sub', [d.p, d.q])]))));
       case 'skl':
         if (o.alpha === 1) return this.maskedMean(this.op('Mul', [fkl(), this.s(0)]));
-        return this.maskedMean(o.alpha === 0 ? fkl() : this.kl(d.p, d.lt, this.mixLog(o.alpha, d.lt, 1 - o.alpha, d.ls)));
+        return this.maskedMean(
+          o.alpha === 0 ? fkl() : this.kl(d.p, d.lt, this.mixLog(o.alpha, d.lt, 1 - o.alpha, d.ls)),
+        );
       case 'srkl':
         if (o.alpha === 1) return this.maskedMean(this.op('Mul', [rkl(), this.s(0)]));
-        return this.maskedMean(o.alpha === 0 ? rkl() : this.kl(d.q, d.ls, this.mixLog(1 - o.alpha, d.lt, o.alpha, d.ls)));
+        return this.maskedMean(
+          o.alpha === 0 ? rkl() : this.kl(d.q, d.ls, this.mixLog(1 - o.alpha, d.lt, o.alpha, d.ls)),
+        );
       case 'akl':
         return this.maskedMean(this.akl(d, o.mu, fkl(), rkl()));
       case 'dkd': {
         const { tckd, nckd } = this.split(d);
-        return this.maskedMean(this.op('Add', [this.op('Mul', [tckd, this.s(o.alpha)]), this.op('Mul', [nckd, this.s(o.beta)])]));
+        return this.maskedMean(
+          this.op('Add', [this.op('Mul', [tckd, this.s(o.alpha)]), this.op('Mul', [nckd, this.s(o.beta)])]),
+        );
       }
       case 'atkd':
         return this.atkd(d, o.alpha);
@@ -216,18 +261,31 @@ class LossBuilder {
   private akl(d: Distributions, mu: number, fkl: string, rkl: string): string {
     const { rows } = this.x;
     const vocab = this.width;
-    const [sorted, order] = this.g.op('TopK', [d.p, this.g.ints([vocab])], { axis: -1, largest: 1, sorted: 1 }, 2);
+    const [sorted, order] = this.g.op(
+      'TopK',
+      [d.p, this.g.ints([vocab])],
+      { axis: -1, largest: 1, sorted: 1 },
+      2,
+    );
     const cumulative = this.op('CumSum', [sorted, this.g.constant([1], 'int64', [], 'axis')]);
     const first = new Float32Array(vocab);
     first[0] = 1;
-    const headSorted = this.op('Max', [this.op('Cast', [this.op('LessOrEqual', [cumulative, this.s(mu)])], { to: 1 }), this.g.constant(first, 'float32', [1, vocab], 'first')]);
-    const zeros = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+    const headSorted = this.op('Max', [
+      this.op('Cast', [this.op('LessOrEqual', [cumulative, this.s(mu)])], { to: 1 }),
+      this.g.constant(first, 'float32', [1, vocab], 'first'),
+    ]);
+    const zeros = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], {
+      value: { dataType: 1, dims: [1], floatData: [0] },
+    });
     const head = this.op('ScatterElements', [zeros, order, headSorted], { axis: -1 });
     const gap = this.op('Abs', [this.op('Sub', [d.p, d.q])]);
     const gh = this.rowSum(this.op('Mul', [gap, head]));
     const gt = this.rowSum(this.op('Mul', [gap, this.op('Sub', [this.s(1), head])]));
     const wh = this.op('Div', [gh, this.op('Add', [this.op('Add', [gh, gt]), this.s(TINY)])]);
-    return this.op('Add', [this.op('Mul', [wh, fkl]), this.op('Mul', [this.op('Sub', [this.s(1), wh]), rkl])]);
+    return this.op('Add', [
+      this.op('Mul', [wh, fkl]),
+      this.op('Mul', [this.op('Sub', [this.s(1), wh]), rkl]),
+    ]);
   }
 
   /** DKD's target / non-target split per row, with the target removed exactly */
@@ -239,16 +297,28 @@ class LossBuilder {
     const lpy = this.op('GatherElements', [d.lt, targets], { axis: 1 });
     const lqy = this.op('GatherElements', [d.ls, targets], { axis: 1 });
     const py = this.op('Exp', [lpy]);
-    const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], { value: { dataType: 1, dims: [1], floatData: [1] } });
-    const zeroCol = this.op('ConstantOfShape', [this.g.ints([rows, 1])], { value: { dataType: 1, dims: [1], floatData: [0] } });
+    const ones = this.op('ConstantOfShape', [this.g.ints([rows, vocab])], {
+      value: { dataType: 1, dims: [1], floatData: [1] },
+    });
+    const zeroCol = this.op('ConstantOfShape', [this.g.ints([rows, 1])], {
+      value: { dataType: 1, dims: [1], floatData: [0] },
+    });
     const notTarget = this.op('ScatterElements', [ones, targets, zeroCol], { axis: 1 });
     // the non-target masses summed directly, so 1 − p_y keeps its precision when p_y → 1
     const up = this.rowSumKeep(this.op('Mul', [d.p, notTarget]));
     const uq = this.rowSumKeep(this.op('Mul', [d.q, notTarget]));
     const safeLog = (u: string) => this.op('Log', [this.op('Max', [u, this.s(TINY)])]);
-    const tckd = this.op('Add', [this.op('Mul', [py, this.op('Sub', [lpy, lqy])]), this.op('Mul', [up, this.op('Sub', [safeLog(up), safeLog(uq)])])]);
-    const weighted = this.rowSumKeep(this.op('Mul', [this.op('Mul', [d.p, notTarget]), this.op('Sub', [d.lt, d.ls])]));
-    const nckdRaw = this.op('Add', [this.op('Sub', [this.op('Div', [weighted, this.op('Max', [up, this.s(TINY)])]), safeLog(up)]), safeLog(uq)]);
+    const tckd = this.op('Add', [
+      this.op('Mul', [py, this.op('Sub', [lpy, lqy])]),
+      this.op('Mul', [up, this.op('Sub', [safeLog(up), safeLog(uq)])]),
+    ]);
+    const weighted = this.rowSumKeep(
+      this.op('Mul', [this.op('Mul', [d.p, notTarget]), this.op('Sub', [d.lt, d.ls])]),
+    );
+    const nckdRaw = this.op('Add', [
+      this.op('Sub', [this.op('Div', [weighted, this.op('Max', [up, this.s(TINY)])]), safeLog(up)]),
+      safeLog(uq),
+    ]);
     // p̂ does not exist when the teacher puts all its mass on the target: nckd is 0 there
     const defined = this.op('Cast', [this.op('Greater', [up, this.s(TINY)])], { to: 1 });
     return { tckd: flat(tckd), nckd: flat(this.op('Mul', [nckdRaw, defined])), uTeacher: flat(up) };
@@ -260,14 +330,32 @@ class LossBuilder {
     const { tckd, nckd, uTeacher } = this.split(d);
     const mask = this.x.mask;
     // row i is hard iff #{valid j : u_j ≤ u_i} ≥ ⌊(n−1)/2⌋ + 1, i.e. u_i ≥ the lower median
-    const below = this.op('Cast', [this.op('LessOrEqual', [this.op('Reshape', [uTeacher, this.g.ints([1, rows])]), this.op('Reshape', [uTeacher, this.g.ints([rows, 1])])])], { to: 1 });
+    const below = this.op(
+      'Cast',
+      [
+        this.op('LessOrEqual', [
+          this.op('Reshape', [uTeacher, this.g.ints([1, rows])]),
+          this.op('Reshape', [uTeacher, this.g.ints([rows, 1])]),
+        ]),
+      ],
+      { to: 1 },
+    );
     const counts = this.rowSum(this.op('Mul', [below, this.op('Reshape', [mask, this.g.ints([1, rows])])]));
     const n = this.op('ReduceSum', [mask, this.g.ints([0])], { keepdims: 0 });
-    const needed = this.op('Add', [this.op('Floor', [this.op('Div', [this.op('Sub', [n, this.s(1)]), this.s(2)])]), this.s(1)]);
-    const hard = this.op('Mul', [this.op('Cast', [this.op('GreaterOrEqual', [counts, needed])], { to: 1 }), mask]);
+    const needed = this.op('Add', [
+      this.op('Floor', [this.op('Div', [this.op('Sub', [n, this.s(1)]), this.s(2)])]),
+      this.s(1),
+    ]);
+    const hard = this.op('Mul', [
+      this.op('Cast', [this.op('GreaterOrEqual', [counts, needed])], { to: 1 }),
+      mask,
+    ]);
     const easy = this.op('Sub', [mask, hard]);
     const easyPart = this.op('Mul', [this.maskedMean(nckd, easy), this.s(alpha)]);
-    const hardPart = this.op('Mul', [this.op('Add', [this.maskedMean(tckd, hard), this.maskedMean(nckd, hard)]), this.s(1 - alpha)]);
+    const hardPart = this.op('Mul', [
+      this.op('Add', [this.maskedMean(tckd, hard), this.maskedMean(nckd, hard)]),
+      this.s(1 - alpha),
+    ]);
     return this.op('Add', [easyPart, hardPart]);
   }
 }

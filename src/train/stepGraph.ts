@@ -21,8 +21,14 @@ import { seededRandom } from './random';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 import type { LossOptions, OptimizerSpec } from '../shared/protocol';
 
-
-export const DEFAULT_OPTIMIZER: OptimizerSpec = { kind: 'adamw', weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1 };
+export const DEFAULT_OPTIMIZER: OptimizerSpec = {
+  kind: 'adamw',
+  weightDecay: 0.01,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  maxGradNorm: 1,
+};
 
 export interface StepGraphSpec {
   architecture: Architecture;
@@ -65,8 +71,18 @@ export const names = {
 
 /** Builds the graph; the same spec and seed always give the same parameter initialisation. */
 export function buildStepGraph(spec: StepGraphSpec): StepGraph {
-  const fresh = new TrainableWeights(spec.weights, spec.mode, spec.architecture, seededRandom(spec.seed), spec.randomLoraB, spec.frozenAsInputs);
-  const g: GraphBuilder = spec.architecture === 'llama' ? buildLlamaGraph(spec.config as LlamaConfig, fresh) : buildGpt2Graph(spec.config as Gpt2Config, fresh);
+  const fresh = new TrainableWeights(
+    spec.weights,
+    spec.mode,
+    spec.architecture,
+    seededRandom(spec.seed),
+    spec.randomLoraB,
+    spec.frozenAsInputs,
+  );
+  const g: GraphBuilder =
+    spec.architecture === 'llama'
+      ? buildLlamaGraph(spec.config as LlamaConfig, fresh)
+      : buildGpt2Graph(spec.config as Gpt2Config, fresh);
   g.clearOutputs();
   const params = fresh.params;
   const { batch: B, seqLen: L, vocab: V } = spec;
@@ -88,7 +104,14 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
     lossInputs = { student: LOGITS_ROWS, teacher: '', targets, mask, rows: M, vocab: V };
   } else {
     const teacher = g.input('teacher_logits', 'float32', [B, L, V]);
-    lossInputs = { student: LOGITS_ROWS, teacher: g.op1('Reshape', [teacher, g.ints([M, V])]), targets, mask, rows: M, vocab: V };
+    lossInputs = {
+      student: LOGITS_ROWS,
+      teacher: g.op1('Reshape', [teacher, g.ints([M, V])]),
+      targets,
+      mask,
+      rows: M,
+      vocab: V,
+    };
   }
   const stateNames: string[] = [];
 
@@ -102,7 +125,12 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   } else {
     const loss = buildLoss(g, lossInputs, spec.loss);
     const shapes = new GraphShapes(g, { input_ids: [B, L] });
-    const grads = addGradients(g, shapes, loss, params.map((p) => p.name));
+    const grads = addGradients(
+      g,
+      shapes,
+      loss,
+      params.map((p) => p.name),
+    );
     g.rename(loss, 'loss');
     g.output('loss', 'float32', []);
     if (spec.purpose === 'gradients') {
@@ -119,28 +147,48 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
 }
 
 /** Global-norm clipping and the AdamW / SGD update, in the graph. Returns the state names. */
-function addOptimizer(g: GraphBuilder, params: Param[], grads: Map<string, string>, o: OptimizerSpec): string[] {
+function addOptimizer(
+  g: GraphBuilder,
+  params: Param[],
+  grads: Map<string, string>,
+  o: OptimizerSpec,
+): string[] {
   const lr = g.input('lr', 'float32', []);
   const sumSquares = params.map((p) => g.op1('ReduceSumSquare', [grads.get(p.name)!], { keepdims: 0 }));
   const norm = g.op1('Sqrt', [sumSquares.reduce((a, b) => g.op1('Add', [a, b]))]);
   g.rename(norm, 'grad_norm');
   g.output('grad_norm', 'float32', []);
-  const coef = o.maxGradNorm > 0 ? g.op1('Min', [g.scalar(1), g.op1('Div', [g.scalar(o.maxGradNorm), g.op1('Add', [norm, g.scalar(1e-6)])])]) : undefined;
+  const coef =
+    o.maxGradNorm > 0
+      ? g.op1('Min', [
+          g.scalar(1),
+          g.op1('Div', [g.scalar(o.maxGradNorm), g.op1('Add', [norm, g.scalar(1e-6)])]),
+        ])
+      : undefined;
   const states = o.kind === 'adamw' ? ['m', 'v'] : [];
   const bc1 = o.kind === 'adamw' ? g.input('bias_correction1', 'float32', []) : '';
   const bc2 = o.kind === 'adamw' ? g.input('bias_correction2', 'float32', []) : '';
   for (const p of params) {
     const grad = coef ? g.op1('Mul', [grads.get(p.name)!, coef]) : grads.get(p.name)!;
     // decoupled weight decay (AdamW, as PyTorch): θ ← θ·(1 − lr·wd)
-    const theta = p.decay && o.weightDecay > 0 ? g.op1('Mul', [p.name, g.op1('Sub', [g.scalar(1), g.op1('Mul', [lr, g.scalar(o.weightDecay)])])]) : p.name;
+    const theta =
+      p.decay && o.weightDecay > 0
+        ? g.op1('Mul', [p.name, g.op1('Sub', [g.scalar(1), g.op1('Mul', [lr, g.scalar(o.weightDecay)])])])
+        : p.name;
     let step: string;
     if (o.kind === 'sgd') {
       step = grad;
     } else {
       const m = g.input(names.state('m', p.name), 'float32', p.shape);
       const v = g.input(names.state('v', p.name), 'float32', p.shape);
-      const m2 = g.op1('Add', [g.op1('Mul', [m, g.scalar(o.beta1)]), g.op1('Mul', [grad, g.scalar(1 - o.beta1)])]);
-      const v2 = g.op1('Add', [g.op1('Mul', [v, g.scalar(o.beta2)]), g.op1('Mul', [g.op1('Mul', [grad, grad]), g.scalar(1 - o.beta2)])]);
+      const m2 = g.op1('Add', [
+        g.op1('Mul', [m, g.scalar(o.beta1)]),
+        g.op1('Mul', [grad, g.scalar(1 - o.beta1)]),
+      ]);
+      const v2 = g.op1('Add', [
+        g.op1('Mul', [v, g.scalar(o.beta2)]),
+        g.op1('Mul', [g.op1('Mul', [grad, grad]), g.scalar(1 - o.beta2)]),
+      ]);
       g.rename(m2, names.nextState('m', p.name));
       g.output(names.nextState('m', p.name), 'float32', p.shape);
       g.rename(v2, names.nextState('v', p.name));

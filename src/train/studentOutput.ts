@@ -12,10 +12,23 @@ import { writeSafetensors } from '../models/safetensors';
 import type { WeightSource } from '../models/builder/weights';
 import { mergeAdapter, type LoraAdapter, type Param } from './trainableWeights';
 
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'generation_config.json'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.model',
+  'generation_config.json',
+];
 
 /** The student's tensors after training, by checkpoint key. */
-export function trainedTensors(weights: WeightSource, params: Param[], values: Float32Array[], adapters: LoraAdapter[]): Record<string, { shape: number[]; data: Float32Array }> {
+export function trainedTensors(
+  weights: WeightSource,
+  params: Param[],
+  values: Float32Array[],
+  adapters: LoraAdapter[],
+): Record<string, { shape: number[]; data: Float32Array }> {
   const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
   for (const key of weights.keys()) {
     const t = weights.tensor(key);
@@ -29,12 +42,23 @@ export function trainedTensors(weights: WeightSource, params: Param[], values: F
   }
   for (const a of adapters) {
     const base = weights.tensor(a.weight);
-    tensors[base.key] = { shape: base.shape, data: mergeAdapter(base.data, a, valueOf.get(a.a.name)!, valueOf.get(a.b.name)!) };
+    tensors[base.key] = {
+      shape: base.shape,
+      data: mergeAdapter(base.data, a, valueOf.get(a.a.name)!, valueOf.get(a.b.name)!),
+    };
   }
   return tensors;
 }
 
-export function writeDistilledStudent(out: string, student: ResolvedModel, weights: WeightSource, params: Param[], values: Float32Array[], adapters: LoraAdapter[], record: object): void {
+export function writeDistilledStudent(
+  out: string,
+  student: ResolvedModel,
+  weights: WeightSource,
+  params: Param[],
+  values: Float32Array[],
+  adapters: LoraAdapter[],
+  record: object,
+): void {
   const tensors = trainedTensors(weights, params, values, adapters);
   writeFolderAtomically(out, (dir) => {
     const weightsFile = path.join(dir, 'model.safetensors');
@@ -45,7 +69,10 @@ export function writeDistilledStudent(out: string, student: ResolvedModel, weigh
       const from = path.join(student.folder, f);
       if (fs.existsSync(from)) fs.copyFileSync(from, path.join(dir, f));
     }
-    writeOnnxModel(buildGraphFor({ ...student, folder: dir, weightFiles: [weightsFile] }), path.join(dir, 'onnx'));
+    writeOnnxModel(
+      buildGraphFor({ ...student, folder: dir, weightFiles: [weightsFile] }),
+      path.join(dir, 'onnx'),
+    );
     fs.writeFileSync(path.join(dir, 'run.json'), JSON.stringify(record, null, 2) + '\n');
   });
 }

@@ -16,7 +16,14 @@ export interface TeacherBuckets {
 /** Smallest mass the rest bucket keeps, so that its logarithm stays finite. */
 const MIN_REST = 1e-30;
 
-export function teacherBuckets(logits: Float32Array, length: number, vocab: number, targets: number[], k: number, temperature: number): TeacherBuckets {
+export function teacherBuckets(
+  logits: Float32Array,
+  length: number,
+  vocab: number,
+  targets: number[],
+  k: number,
+  temperature: number,
+): TeacherBuckets {
   const k1 = k + 1;
   const ids = new BigInt64Array(length * k1);
   const logprobs = new Float32Array(length * (k1 + 1));
@@ -33,7 +40,8 @@ export function teacherBuckets(logits: Float32Array, length: number, vocab: numb
     const logZ = max / temperature + Math.log(sum);
     // the k + 1 largest by a min-heap (ties: the smaller id first, as a stable sort would)
     let n = 0;
-    const less = (a: number, b: number) => heapVals[a] < heapVals[b] || (heapVals[a] === heapVals[b] && heapIds[a] > heapIds[b]);
+    const less = (a: number, b: number) =>
+      heapVals[a] < heapVals[b] || (heapVals[a] === heapVals[b] && heapIds[a] > heapIds[b]);
     const swap = (a: number, b: number) => {
       [heapVals[a], heapVals[b]] = [heapVals[b], heapVals[a]];
       [heapIds[a], heapIds[b]] = [heapIds[b], heapIds[a]];
@@ -66,7 +74,9 @@ export function teacherBuckets(logits: Float32Array, length: number, vocab: numb
         down(0);
       }
     }
-    const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => heapVals[b] - heapVals[a] || heapIds[a] - heapIds[b]);
+    const order = Array.from({ length: n }, (_, j) => j).sort(
+      (a, b) => heapVals[b] - heapVals[a] || heapIds[a] - heapIds[b],
+    );
     const picked = order.map((j) => heapIds[j]);
     const y = targets[pos];
     if (!picked.slice(0, k).includes(y)) picked[k1 - 1] = y;

@@ -95,7 +95,14 @@ export class TrainableWeights implements ModelWeights {
     let value: string;
     if (this.mode.kind === 'full') {
       const t = this.base.tensor(name);
-      value = this.declare(g, { name, shape: t.shape, init: t.data, decay: t.shape.length >= 2, weight: name, role: 'weight' });
+      value = this.declare(g, {
+        name,
+        shape: t.shape,
+        init: t.data,
+        decay: t.shape.length >= 2,
+        weight: name,
+        role: 'weight',
+      });
     } else if (this.isLoraTarget(name)) {
       value = this.adapted(g, name, this.mode.rank, this.mode.alpha);
     } else {
@@ -119,9 +126,25 @@ export class TrainableWeights implements ModelWeights {
     const [inF, outF] = conv1d ? shape : [shape[1], shape[0]];
     const bound = 1 / Math.sqrt(inF); // PEFT: kaiming_uniform(a=√5) for A, zeros for B
     const aInit = Float32Array.from({ length: rank * inF }, () => (2 * this.rng() - 1) * bound);
-    const bInit = this.randomLoraB ? Float32Array.from({ length: outF * rank }, () => (2 * this.rng() - 1) * bound) : new Float32Array(outF * rank);
-    const a: Param = { name: `${name}.lora_A`, shape: [rank, inF], init: aInit, decay: true, weight: name, role: 'lora_A' };
-    const b: Param = { name: `${name}.lora_B`, shape: [outF, rank], init: bInit, decay: true, weight: name, role: 'lora_B' };
+    const bInit = this.randomLoraB
+      ? Float32Array.from({ length: outF * rank }, () => (2 * this.rng() - 1) * bound)
+      : new Float32Array(outF * rank);
+    const a: Param = {
+      name: `${name}.lora_A`,
+      shape: [rank, inF],
+      init: aInit,
+      decay: true,
+      weight: name,
+      role: 'lora_A',
+    };
+    const b: Param = {
+      name: `${name}.lora_B`,
+      shape: [outF, rank],
+      init: bInit,
+      decay: true,
+      weight: name,
+      role: 'lora_B',
+    };
     const aIn = this.declare(g, a);
     const bIn = this.declare(g, b);
     const scale = alpha / rank;
@@ -133,7 +156,12 @@ export class TrainableWeights implements ModelWeights {
 }
 
 /** The merged weight W + (α/r)·B·A, as a new array in W's layout. */
-export function mergeAdapter(w: Float32Array, adapter: LoraAdapter, a: Float32Array, b: Float32Array): Float32Array {
+export function mergeAdapter(
+  w: Float32Array,
+  adapter: LoraAdapter,
+  a: Float32Array,
+  b: Float32Array,
+): Float32Array {
   const [r, inF] = adapter.a.shape;
   const outF = adapter.b.shape[0];
   const merged = Float32Array.from(w);

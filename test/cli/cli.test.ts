@@ -12,12 +12,24 @@ import { DEMO_TEXT } from '../../src/models/builtInModels';
 import { writeSafetensors } from '../../src/models/safetensors';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { referenceRow, rng } from '../reference/kdReference';
-import { GPT2_TOKENIZER, ORTGENAI, STORIES_BIN, STORIES_TOK, demoPair, needs, storiesPair, tempDir } from '../helpers';
+import {
+  GPT2_TOKENIZER,
+  ORTGENAI,
+  STORIES_BIN,
+  STORIES_TOK,
+  demoPair,
+  needs,
+  storiesPair,
+  tempDir,
+} from '../helpers';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'distill-lens.js');
 
 function cli(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -34,20 +46,41 @@ const DECL = DEMO_TEXT;
 
 test('inspect --format json: rows with every kd-spec key, spans, ids and summary', () => {
   const { teacher, student } = demoPair();
-  const r = cli('inspect', '--teacher', teacher, '--student', student, '--text', DECL, '--format', 'json', '--top-k', '3');
+  const r = cli(
+    'inspect',
+    '--teacher',
+    teacher,
+    '--student',
+    student,
+    '--text',
+    DECL,
+    '--format',
+    'json',
+    '--top-k',
+    '3',
+  );
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
   assert.equal(doc.rows.length, doc.ids.length - 1, 'one row per token after the first');
   for (const row of doc.rows) {
-    for (const k of [...METRIC_KEYS, 'hard', 'text', 'start', 'end', 'target']) assert.ok(k in row, `row has ${k}`);
-    for (const who of ['teacher', 'student']) for (const k of ['p', 'logp', 'rank', 'entropy', 'top']) assert.ok(k in row[who], `${who}.${k}`);
+    for (const k of [...METRIC_KEYS, 'hard', 'text', 'start', 'end', 'target'])
+      assert.ok(k in row, `row has ${k}`);
+    for (const who of ['teacher', 'student'])
+      for (const k of ['p', 'logp', 'rank', 'entropy', 'top']) assert.ok(k in row[who], `${who}.${k}`);
     assert.equal(row.teacher.top.length, 3);
     assert.equal(DECL.slice(row.start, row.end), row.text);
   }
-  assert.equal(doc.rows.map((r: any) => r.text).join(''), DECL.slice(doc.rows[0].start), 'spans tile the text after the first token');
+  assert.equal(
+    doc.rows.map((r: any) => r.text).join(''),
+    DECL.slice(doc.rows[0].start),
+    'spans tile the text after the first token',
+  );
   assert.ok(doc.rows[0].start > 0, 'the first token has no row');
   for (const k of METRIC_KEYS) assert.ok(Number.isFinite(doc.summary.mean[k]), `summary mean ${k}`);
-  assert.ok(doc.summary.teacherPerplexity < doc.summary.studentPerplexity, 'the 4-layer teacher beats the 2-layer student');
+  assert.ok(
+    doc.summary.teacherPerplexity < doc.summary.studentPerplexity,
+    'the 4-layer teacher beats the 2-layer student',
+  );
 });
 
 test('inspect --format table and html; --out writes the file', () => {
@@ -58,11 +91,27 @@ test('inspect --format table and html; --out writes the file', () => {
   assert.match(table.stdout, /perplexity: teacher [\d.]+, student [\d.]+/);
   assert.match(table.stdout, /worst tokens by jsd/);
   const out = path.join(tempDir(), 'report.html');
-  const html = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--format', 'html', '--out', out);
+  const html = cli(
+    'inspect',
+    '--teacher',
+    teacher,
+    '--student',
+    student,
+    '--text',
+    TEXT,
+    '--format',
+    'html',
+    '--out',
+    out,
+  );
   assert.equal(html.code, 0, html.stderr);
   const page = fs.readFileSync(out, 'utf8');
   assert.match(page, /^<!doctype html>/);
-  assert.doesNotMatch(page, /<script[^>]+src=|<link[^>]+href=|https?:\/\//, 'self-contained: no external resources');
+  assert.doesNotMatch(
+    page,
+    /<script[^>]+src=|<link[^>]+href=|https?:\/\//,
+    'self-contained: no external resources',
+  );
   assert.ok(page.includes('"rows":['), 'embeds the rows');
 });
 
@@ -79,7 +128,8 @@ test('metrics --input: same numbers as the float64 reference; NaN, Infinity and 
   const doc = JSON.parse(ok.stdout);
   doc.rows.forEach((row: any, i: number) => {
     const ref = referenceRow(teacher[i], student[i], targets[i], { T: 1.5, beta: 0.2 });
-    for (const k of ['fkl', 'rkl', 'jsd', 'gjsd', 'tvd', 'nckd', 'akl'] as const) assert.ok(Math.abs(row[k] - ref[k]) < 1e-9, `${k}: ${row[k]} vs ${ref[k]}`);
+    for (const k of ['fkl', 'rkl', 'jsd', 'gjsd', 'tvd', 'nckd', 'akl'] as const)
+      assert.ok(Math.abs(row[k] - ref[k]) < 1e-9, `${k}: ${row[k]} vs ${ref[k]}`);
   });
   const bad = (name: string, text: string, message: RegExp) => {
     const f = path.join(dir, name);
@@ -88,45 +138,105 @@ test('metrics --input: same numbers as the float64 reference; NaN, Infinity and 
   };
   bad('nan.json', '{"teacher": [[NaN, 1]], "student": [[0, 1]], "targets": [0]}', /NaN or Infinity/);
   bad('inf.json', '{"teacher": [[1e999, 1]], "student": [[0, 1]], "targets": [0]}', /finite/);
-  bad('ragged.json', '{"teacher": [[0, 1], [0, 1, 2]], "student": [[0, 1], [0, 1]], "targets": [0, 1]}', /ragged/);
-  bad('count.json', '{"teacher": [[0, 1]], "student": [[0, 1]], "targets": [0, 1]}', /one row of each per target/);
-  bad('target.json', '{"teacher": [[0, 1]], "student": [[0, 1]], "targets": [7]}', /targets must be integers from 0 to 1/);
+  bad(
+    'ragged.json',
+    '{"teacher": [[0, 1], [0, 1, 2]], "student": [[0, 1], [0, 1]], "targets": [0, 1]}',
+    /ragged/,
+  );
+  bad(
+    'count.json',
+    '{"teacher": [[0, 1]], "student": [[0, 1]], "targets": [0, 1]}',
+    /one row of each per target/,
+  );
+  bad(
+    'target.json',
+    '{"teacher": [[0, 1]], "student": [[0, 1]], "targets": [7]}',
+    /targets must be integers from 0 to 1/,
+  );
 });
 
 test('usage errors exit 2: unknown metric, text and file together or missing, bad numbers', () => {
   const { teacher, student } = demoPair();
-  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', 'hi', '--metric', 'kl'), 2, /unknown metric "kl": choose one of fkl, rkl/);
-  expectError(cli('inspect', '--teacher', teacher, '--student', student), 2, /exactly one of --text or --file/);
-  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', 'a', '--file', 'b'), 2, /exactly one of --text or --file/);
-  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', 'a', '--temperature', '-1'), 2, /--temperature must be a positive number/);
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student, '--text', 'hi', '--metric', 'kl'),
+    2,
+    /unknown metric "kl": choose one of fkl, rkl/,
+  );
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student),
+    2,
+    /exactly one of --text or --file/,
+  );
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student, '--text', 'a', '--file', 'b'),
+    2,
+    /exactly one of --text or --file/,
+  );
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student, '--text', 'a', '--temperature', '-1'),
+    2,
+    /--temperature must be a positive number/,
+  );
   expectError(cli('frobnicate'), 2, /unknown command/);
-  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', '   '), 2, /the text is empty/);
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student, '--text', '   '),
+    2,
+    /the text is empty/,
+  );
 });
 
-test('bad model folders: missing, without tokenizer, corrupt ONNX, truncated safetensors', needs('stories260k', 'ortGenaiLlama'), () => {
-  const dir = tempDir();
-  const { teacher, student } = storiesPair();
-  expectError(cli('inspect', '--teacher', path.join(dir, 'nope'), '--student', student, '--text', TEXT), 1, /model folder .*nope does not exist/);
-  const noTok = path.join(dir, 'notok');
-  fs.cpSync(teacher, noTok, { recursive: true });
-  fs.rmSync(path.join(noTok, 'tokenizer.json'));
-  expectError(cli('inspect', '--teacher', noTok, '--student', student, '--text', TEXT), 1, /has no tokenizer\.json/);
-  const corrupt = path.join(dir, 'corrupt-onnx');
-  fs.cpSync(ORTGENAI, corrupt, { recursive: true });
-  const onnxBytes = fs.readFileSync(path.join(corrupt, 'model.onnx'));
-  fs.writeFileSync(path.join(corrupt, 'model.onnx'), onnxBytes.subarray(0, onnxBytes.length >> 1));
-  expectError(cli('inspect', '--teacher', corrupt, '--student', corrupt, '--text', TEXT), 1, /cannot load .*model\.onnx.*truncated or corrupt/);
-  const truncated = path.join(dir, 'truncated');
-  fs.cpSync(teacher, truncated, { recursive: true });
-  const st = fs.readFileSync(path.join(truncated, 'model.safetensors'));
-  fs.writeFileSync(path.join(truncated, 'model.safetensors'), st.subarray(0, st.length - 1000));
-  expectError(cli('inspect', '--teacher', truncated, '--student', student, '--text', TEXT), 1, /not a valid safetensors file .*truncated/);
-});
+test(
+  'bad model folders: missing, without tokenizer, corrupt ONNX, truncated safetensors',
+  needs('stories260k', 'ortGenaiLlama'),
+  () => {
+    const dir = tempDir();
+    const { teacher, student } = storiesPair();
+    expectError(
+      cli('inspect', '--teacher', path.join(dir, 'nope'), '--student', student, '--text', TEXT),
+      1,
+      /model folder .*nope does not exist/,
+    );
+    const noTok = path.join(dir, 'notok');
+    fs.cpSync(teacher, noTok, { recursive: true });
+    fs.rmSync(path.join(noTok, 'tokenizer.json'));
+    expectError(
+      cli('inspect', '--teacher', noTok, '--student', student, '--text', TEXT),
+      1,
+      /has no tokenizer\.json/,
+    );
+    const corrupt = path.join(dir, 'corrupt-onnx');
+    fs.cpSync(ORTGENAI, corrupt, { recursive: true });
+    const onnxBytes = fs.readFileSync(path.join(corrupt, 'model.onnx'));
+    fs.writeFileSync(path.join(corrupt, 'model.onnx'), onnxBytes.subarray(0, onnxBytes.length >> 1));
+    expectError(
+      cli('inspect', '--teacher', corrupt, '--student', corrupt, '--text', TEXT),
+      1,
+      /cannot load .*model\.onnx.*truncated or corrupt/,
+    );
+    const truncated = path.join(dir, 'truncated');
+    fs.cpSync(teacher, truncated, { recursive: true });
+    const st = fs.readFileSync(path.join(truncated, 'model.safetensors'));
+    fs.writeFileSync(path.join(truncated, 'model.safetensors'), st.subarray(0, st.length - 1000));
+    expectError(
+      cli('inspect', '--teacher', truncated, '--student', student, '--text', TEXT),
+      1,
+      /not a valid safetensors file .*truncated/,
+    );
+  },
+);
 
-test('teacher and student vocabularies that differ are named in the message', needs('stories260k', 'ortGenaiLlama'), () => {
-  const { teacher } = storiesPair();
-  expectError(cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT), 1, /teacher vocabulary 512 .* student vocabulary 32000 .*share one tokenizer/);
-});
+test(
+  'teacher and student vocabularies that differ are named in the message',
+  needs('stories260k', 'ortGenaiLlama'),
+  () => {
+    const { teacher } = storiesPair();
+    expectError(
+      cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT),
+      1,
+      /teacher vocabulary 512 .* student vocabulary 32000 .*share one tokenizer/,
+    );
+  },
+);
 
 test('a text of a single token, and a non-UTF-8 file', needs('gpt2Tokenizer'), () => {
   const dir = tempDir();
@@ -134,43 +244,125 @@ test('a text of a single token, and a non-UTF-8 file', needs('gpt2Tokenizer'), (
   fs.mkdirSync(gpt2);
   const cfg = { n_embd: 16, n_layer: 1, n_head: 2, vocab_size: 50257, n_positions: 32 };
   writeSafetensors(path.join(gpt2, 'model.safetensors'), randomGpt2Weights(cfg, rng(1)));
-  fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], ...cfg }));
+  fs.writeFileSync(
+    path.join(gpt2, 'config.json'),
+    JSON.stringify({ architectures: ['GPT2LMHeadModel'], ...cfg }),
+  );
   fs.copyFileSync(path.join(GPT2_TOKENIZER, 'tokenizer.json'), path.join(gpt2, 'tokenizer.json'));
-  expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'Hello'), 2, /single token .*select more text/);
+  expectError(
+    cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'Hello'),
+    2,
+    /single token .*select more text/,
+  );
   // this tokenizer.json has whitespace-run tokens beyond the model's 50257 entries
-  expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'indented:\n        code'), 1, /token id 5\d+ .* vocabulary has 50257 entries: the tokenizer\.json does not belong to these models/);
+  expectError(
+    cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'indented:\n        code'),
+    1,
+    /token id 5\d+ .* vocabulary has 50257 entries: the tokenizer\.json does not belong to these models/,
+  );
   const latin1 = path.join(dir, 'latin1.txt');
   fs.writeFileSync(latin1, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
   expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--file', latin1), 1, /not valid UTF-8/);
   // texts longer than the context are analysed in windows (32 positions here)
-  const long = cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'one two three four five six seven eight nine ten '.repeat(8), '--format', 'json');
+  const long = cli(
+    'inspect',
+    '--teacher',
+    gpt2,
+    '--student',
+    gpt2,
+    '--text',
+    'one two three four five six seven eight nine ten '.repeat(8),
+    '--format',
+    'json',
+  );
   assert.equal(long.code, 0, long.stderr);
   const doc = JSON.parse(long.stdout);
   assert.equal(doc.rows.length, doc.ids.length - 1);
   assert.ok(doc.windows.length > 1);
   assert.match(long.stderr, /analysed in \d+ overlapping windows/);
   // and beyond --max-tokens, refused
-  expectError(cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'word '.repeat(100), '--max-tokens', '50'), 2, /has 10\d tokens, more than the limit of 50/);
+  expectError(
+    cli('inspect', '--teacher', gpt2, '--student', gpt2, '--text', 'word '.repeat(100), '--max-tokens', '50'),
+    2,
+    /has 10\d tokens, more than the limit of 50/,
+  );
 });
 
-test('convert llama2c: truncated checkpoint, bad --layers, and an existing output folder is left alone', needs('stories260k'), () => {
-  const dir = tempDir();
-  const cut = path.join(dir, 'cut.bin');
-  fs.writeFileSync(cut, fs.readFileSync(STORIES_BIN).subarray(0, 500_000));
-  expectError(cli('convert', 'llama2c', '--checkpoint', cut, '--tokenizer', STORIES_TOK, '--out', path.join(dir, 'x')), 1, /header describes a model of 1056540 bytes but the file has 500000/);
-  assert.equal(fs.existsSync(path.join(dir, 'x')), false, 'nothing written');
-  expectError(cli('convert', 'llama2c', '--checkpoint', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', path.join(dir, 'y'), '--layers', '9'), 1, /--layers must be an integer from 1 to 5/);
-  const existing = path.join(dir, 'existing');
-  fs.mkdirSync(existing);
-  fs.writeFileSync(path.join(existing, 'mine.txt'), 'keep me');
-  expectError(cli('convert', 'llama2c', '--checkpoint', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', existing), 1, /already exists and is not empty/);
-  assert.deepEqual(fs.readdirSync(existing), ['mine.txt']);
-  const ok = cli('convert', 'llama2c', '--checkpoint', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', path.join(dir, 'student'), '--layers', '2');
-  assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, /2 layers, width 64, vocabulary 512/);
-  assert.deepEqual(fs.readdirSync(path.join(dir, 'student')).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
-  assert.equal(fs.readdirSync(dir).filter((f) => f.includes('partial')).length, 0, 'no temporary folders left');
-});
+test(
+  'convert llama2c: truncated checkpoint, bad --layers, and an existing output folder is left alone',
+  needs('stories260k'),
+  () => {
+    const dir = tempDir();
+    const cut = path.join(dir, 'cut.bin');
+    fs.writeFileSync(cut, fs.readFileSync(STORIES_BIN).subarray(0, 500_000));
+    expectError(
+      cli(
+        'convert',
+        'llama2c',
+        '--checkpoint',
+        cut,
+        '--tokenizer',
+        STORIES_TOK,
+        '--out',
+        path.join(dir, 'x'),
+      ),
+      1,
+      /header describes a model of 1056540 bytes but the file has 500000/,
+    );
+    assert.equal(fs.existsSync(path.join(dir, 'x')), false, 'nothing written');
+    expectError(
+      cli(
+        'convert',
+        'llama2c',
+        '--checkpoint',
+        STORIES_BIN,
+        '--tokenizer',
+        STORIES_TOK,
+        '--out',
+        path.join(dir, 'y'),
+        '--layers',
+        '9',
+      ),
+      1,
+      /--layers must be an integer from 1 to 5/,
+    );
+    const existing = path.join(dir, 'existing');
+    fs.mkdirSync(existing);
+    fs.writeFileSync(path.join(existing, 'mine.txt'), 'keep me');
+    expectError(
+      cli('convert', 'llama2c', '--checkpoint', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', existing),
+      1,
+      /already exists and is not empty/,
+    );
+    assert.deepEqual(fs.readdirSync(existing), ['mine.txt']);
+    const ok = cli(
+      'convert',
+      'llama2c',
+      '--checkpoint',
+      STORIES_BIN,
+      '--tokenizer',
+      STORIES_TOK,
+      '--out',
+      path.join(dir, 'student'),
+      '--layers',
+      '2',
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /2 layers, width 64, vocabulary 512/);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'student')).sort(), [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+    assert.equal(
+      fs.readdirSync(dir).filter((f) => f.includes('partial')).length,
+      0,
+      'no temporary folders left',
+    );
+  },
+);
 
 test('--verbose prints the stack; --help exits 0', () => {
   const r = cli('inspect', '--teacher', '/nope', '--student', '/nope', '--text', 'x', '--verbose');
@@ -181,47 +373,151 @@ test('--verbose prints the stack; --help exits 0', () => {
 
 test('an unavailable device falls back to the CPU with a message that says how to enable it', () => {
   const { teacher, student } = demoPair();
-  const cuda = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'cuda', '--format', 'json');
+  const cuda = cli(
+    'inspect',
+    '--teacher',
+    teacher,
+    '--student',
+    student,
+    '--text',
+    TEXT,
+    '--device',
+    'cuda',
+    '--format',
+    'json',
+  );
   assert.equal(cuda.code, 0, cuda.stderr);
   assert.equal(JSON.parse(cuda.stdout).teacher.device, 'cpu');
-  assert.match(cuda.stderr, /no CUDA provider; using the CPU\. To use the GPU, install the CUDA provider with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`/);
+  assert.match(
+    cuda.stderr,
+    /no CUDA provider; using the CPU\. To use the GPU, install the CUDA provider with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`/,
+  );
   if (process.platform !== 'win32') {
-    const dml = cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'dml', '--format', 'json');
+    const dml = cli(
+      'inspect',
+      '--teacher',
+      teacher,
+      '--student',
+      student,
+      '--text',
+      TEXT,
+      '--device',
+      'dml',
+      '--format',
+      'json',
+    );
     assert.equal(dml.code, 0, dml.stderr);
     assert.match(dml.stderr, /DirectML runs only on Windows; using the CPU/);
   }
-  expectError(cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'tpu'), 2, /argument 'tpu' is invalid\. Allowed choices are auto, cpu, cuda, dml/);
+  expectError(
+    cli('inspect', '--teacher', teacher, '--student', student, '--text', TEXT, '--device', 'tpu'),
+    2,
+    /argument 'tpu' is invalid\. Allowed choices are auto, cpu, cuda, dml/,
+  );
 });
 
-test('distill: trains, prints the held-out change and writes the folder; Ctrl-C cancels and writes nothing; bad flags exit 2', needs('stories260k'), async () => {
-  const { teacher, student } = storiesPair();
-  const dir = tempDir();
-  const data = path.join(dir, 'data.txt');
-  fs.writeFileSync(data, `${TEXT}\n\nTom had a big red ball. He liked to throw it high in the sky. One day the ball went over the fence.\n`.repeat(6));
-  const out = path.join(dir, 'out');
-  const ok = cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out, '--steps', '20', '--seq-len', '32', '--loss', 'dkd', '--temperature', '2');
-  assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, /forward KL\s+\d/);
-  assert.match(ok.stderr, /distilling .* 20\/20 steps/);
-  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).settings.loss.scaleByT2, true);
-  // Ctrl-C while training
-  const { spawn } = await import('node:child_process');
-  const cancelled = path.join(dir, 'cancelled');
-  const child = spawn(process.execPath, [BIN, 'distill', '--teacher', teacher, '--student', student, '--data', data, '--out', cancelled, '--steps', '100000', '--seq-len', '32'], { env: { ...process.env, NO_COLOR: '1' } });
-  let stderr = '';
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    if (/distilling/.test(stderr) && !child.killed) child.kill('SIGINT');
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(code, 130, stderr);
-  assert.match(stderr, /cancelled; no model was written/);
-  assert.equal(fs.existsSync(cancelled), false);
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['data.txt', 'out'], 'no partial folder');
-  expectError(cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', path.join(dir, 'x'), '--loss', 'kl'), 2, /--loss.*kl.*choices/i);
-  expectError(cli('distill', '--teacher', teacher, '--student', student, '--out', path.join(dir, 'x')), 2, /--data/);
-  expectError(cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out), 2, /already exists and is not empty/);
-});
+test(
+  'distill: trains, prints the held-out change and writes the folder; Ctrl-C cancels and writes nothing; bad flags exit 2',
+  needs('stories260k'),
+  async () => {
+    const { teacher, student } = storiesPair();
+    const dir = tempDir();
+    const data = path.join(dir, 'data.txt');
+    fs.writeFileSync(
+      data,
+      `${TEXT}\n\nTom had a big red ball. He liked to throw it high in the sky. One day the ball went over the fence.\n`.repeat(
+        6,
+      ),
+    );
+    const out = path.join(dir, 'out');
+    const ok = cli(
+      'distill',
+      '--teacher',
+      teacher,
+      '--student',
+      student,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '20',
+      '--seq-len',
+      '32',
+      '--loss',
+      'dkd',
+      '--temperature',
+      '2',
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /forward KL\s+\d/);
+    assert.match(ok.stderr, /distilling .* 20\/20 steps/);
+    assert.equal(
+      JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).settings.loss.scaleByT2,
+      true,
+    );
+    // Ctrl-C while training
+    const { spawn } = await import('node:child_process');
+    const cancelled = path.join(dir, 'cancelled');
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'distill',
+        '--teacher',
+        teacher,
+        '--student',
+        student,
+        '--data',
+        data,
+        '--out',
+        cancelled,
+        '--steps',
+        '100000',
+        '--seq-len',
+        '32',
+      ],
+      { env: { ...process.env, NO_COLOR: '1' } },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (/distilling/.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /cancelled; no model was written/);
+    assert.equal(fs.existsSync(cancelled), false);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['data.txt', 'out'], 'no partial folder');
+    expectError(
+      cli(
+        'distill',
+        '--teacher',
+        teacher,
+        '--student',
+        student,
+        '--data',
+        data,
+        '--out',
+        path.join(dir, 'x'),
+        '--loss',
+        'kl',
+      ),
+      2,
+      /--loss.*kl.*choices/i,
+    );
+    expectError(
+      cli('distill', '--teacher', teacher, '--student', student, '--out', path.join(dir, 'x')),
+      2,
+      /--data/,
+    );
+    expectError(
+      cli('distill', '--teacher', teacher, '--student', student, '--data', data, '--out', out),
+      2,
+      /already exists and is not empty/,
+    );
+  },
+);
 
 test('demo: the built-in pair analyses the sample and writes the HTML report', () => {
   const out = path.join(tempDir(), 'demo.html');

@@ -15,23 +15,65 @@ import { METRIC_KEYS } from '../../src/core/metricKeys';
 import type { TokenRow } from '../../src/core/tokenRows';
 
 function row(index: number, start: number, end: number, text: string, fkl = index / 10): TokenRow {
-  const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [k, 0])) as Record<(typeof METRIC_KEYS)[number], number>;
+  const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [k, 0])) as Record<
+    (typeof METRIC_KEYS)[number],
+    number
+  >;
   const model = { p: 0.5, logp: -0.69, rank: 1, entropy: 1, top: [{ id: 7, text: 'a|b', p: 0.5 }] };
-  return { ...metrics, fkl, index, target: 7, text, start, end, hard: false, argmaxAgree: true, teacher: model, student: { ...model, rank: 2 } };
+  return {
+    ...metrics,
+    fkl,
+    index,
+    target: 7,
+    text,
+    start,
+    end,
+    hard: false,
+    argmaxAgree: true,
+    teacher: model,
+    student: { ...model, rank: 2 },
+  };
 }
 
 test('rows are placed at document offsets; an edit drops touched tokens and moves later ones', () => {
   // "Once upon a time" analysed at document offset 100
-  const a = new DocumentAnalysis([row(1, 0, 4, 'Once'), row(2, 4, 9, ' upon'), row(3, 9, 11, ' a'), row(4, 11, 16, ' time')], 100);
-  assert.deepEqual(a.rows.map((r) => [r.start, r.end]), [[100, 104], [104, 109], [109, 111], [111, 116]]);
+  const a = new DocumentAnalysis(
+    [row(1, 0, 4, 'Once'), row(2, 4, 9, ' upon'), row(3, 9, 11, ' a'), row(4, 11, 16, ' time')],
+    100,
+  );
+  assert.deepEqual(
+    a.rows.map((r) => [r.start, r.end]),
+    [
+      [100, 104],
+      [104, 109],
+      [109, 111],
+      [111, 116],
+    ],
+  );
   assert.equal(a.rowAt(105)?.row.text, ' upon');
   assert.equal(a.rowAt(99), undefined);
   a.applyEdit({ start: 106, end: 107, newLength: 3 }); // replace one character inside " upon" by three
-  assert.deepEqual(a.rows.map((r) => [r.row.text, r.start, r.end]), [['Once', 100, 104], [' a', 111, 113], [' time', 113, 118]]);
+  assert.deepEqual(
+    a.rows.map((r) => [r.row.text, r.start, r.end]),
+    [
+      ['Once', 100, 104],
+      [' a', 111, 113],
+      [' time', 113, 118],
+    ],
+  );
   a.applyEdit({ start: 111, end: 111, newLength: 1 }); // typing at the start of " a" touches it
-  assert.deepEqual(a.rows.map((r) => r.row.text), ['Once', ' time']);
+  assert.deepEqual(
+    a.rows.map((r) => r.row.text),
+    ['Once', ' time'],
+  );
   a.applyEdit({ start: 0, end: 50, newLength: 0 }); // deleting text before the analysis moves everything
-  assert.deepEqual(a.rows.map((r) => [r.start, r.end]), [[50, 54], [64, 69]]);
+  assert.deepEqual(
+    a.rows.map((r) => [r.start, r.end]),
+    [
+      [50, 54],
+      [64, 69],
+    ],
+  );
 });
 
 test('byte-fallback pieces sharing a span: the hover finds the smallest span', () => {
@@ -45,7 +87,14 @@ test('hover text: grouped metrics, both models, top-k, escaped token text', () =
   assert.match(md, /\*\*forward KL\(p‖q\)\*\*: 0\.3000/);
   assert.match(md, /\| p\(target\) at T=2 \| 0\.5000 \| 0\.5000 \|/);
   assert.match(md, /\| rank \| 1 \| 2 \|/);
-  for (const g of ['Divergences', 'Target / non-target (DKD)', 'Difficulty', 'Estimators at the observed token', 'Top tokens']) assert.ok(md.includes(`**${g}**`));
+  for (const g of [
+    'Divergences',
+    'Target / non-target (DKD)',
+    'Difficulty',
+    'Estimators at the observed token',
+    'Top tokens',
+  ])
+    assert.ok(md.includes(`**${g}**`));
   assert.match(md, /gjsd \(β=0\.3\)/);
   assert.match(md, /skl \(α=0\.2\)/);
   assert.match(md, /\| a\\\|b ◂ \| 0\.5000 \|/, 'table cells escape | and mark the target');
@@ -55,7 +104,10 @@ test('hover text: grouped metrics, both models, top-k, escaped token text', () =
 test('CSV: header with every metric, RFC 4180 quoting', () => {
   const csv = rowsToCsv([row(1, 0, 5, 'say "hi",\n')]);
   const [header, line] = csv.split('\r\n');
-  assert.equal(header, `index,text,start,end,target,${METRIC_KEYS.join(',')},hard,argmax_agree,teacher_p,teacher_logp,teacher_rank,teacher_entropy,student_p,student_logp,student_rank,student_entropy`);
+  assert.equal(
+    header,
+    `index,text,start,end,target,${METRIC_KEYS.join(',')},hard,argmax_agree,teacher_p,teacher_logp,teacher_rank,teacher_entropy,student_p,student_logp,student_rank,student_entropy`,
+  );
   assert.ok(line.startsWith('1,"say ""hi"",\n'));
 });
 
@@ -63,7 +115,8 @@ test('colour scale: ordered, clamped, readable text colour, fixed maximum', () =
   assert.deepEqual(heatColor(0), [255, 255, 204]);
   assert.deepEqual(heatColor(2), heatColor(1));
   const lum = (c: number[]) => 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
-  for (let i = 1; i <= 10; i++) assert.ok(lum(heatColor(i / 10)) < lum(heatColor((i - 1) / 10)), 'darker as the value grows');
+  for (let i = 1; i <= 10; i++)
+    assert.ok(lum(heatColor(i / 10)) < lum(heatColor((i - 1) / 10)), 'darker as the value grows');
   assert.deepEqual(textColorOn(heatColor(0)), [0, 0, 0]);
   assert.deepEqual(textColorOn(heatColor(1)), [255, 255, 255]);
   assert.deepEqual(scaleRange([0.5, 2, NaN, Infinity]), [0, 2]);
@@ -77,8 +130,11 @@ test('the colour bands of package.json follow the same scale in every theme', ()
   const colors = pkg.contributes.colors as { id: string; defaults: Record<string, string> }[];
   assert.equal(colors.length, 10);
   colors.forEach((c, i) => {
-    const hex = heatColor((i + 0.5) / 10).map((v) => v.toString(16).padStart(2, '0')).join('');
-    for (const theme of ['dark', 'light', 'highContrast', 'highContrastLight']) assert.equal(c.defaults[theme].slice(1, 7), hex, `${c.id} ${theme}`);
+    const hex = heatColor((i + 0.5) / 10)
+      .map((v) => v.toString(16).padStart(2, '0'))
+      .join('');
+    for (const theme of ['dark', 'light', 'highContrast', 'highContrastLight'])
+      assert.equal(c.defaults[theme].slice(1, 7), hex, `${c.id} ${theme}`);
   });
 });
 
@@ -87,7 +143,10 @@ test('messages from the webview are validated', () => {
   assert.equal(parseFromPanel({ type: 'revealRow', index: 3 }, 3), undefined, 'out of range');
   assert.equal(parseFromPanel({ type: 'revealRow', index: 1.5 }, 3), undefined);
   assert.equal(parseFromPanel({ type: 'revealRow', index: '1' }, 3), undefined);
-  assert.deepEqual(parseFromPanel({ type: 'chooseMetric', metric: 'jsd' }, 0), { type: 'chooseMetric', metric: 'jsd' });
+  assert.deepEqual(parseFromPanel({ type: 'chooseMetric', metric: 'jsd' }, 0), {
+    type: 'chooseMetric',
+    metric: 'jsd',
+  });
   assert.equal(parseFromPanel({ type: 'chooseMetric', metric: 'constructor' }, 0), undefined);
   assert.equal(parseFromPanel({ type: 'runCommand', command: 'rm' }, 0), undefined);
   assert.equal(parseFromPanel(null, 0), undefined);
@@ -97,5 +156,8 @@ test('messages from the webview are validated', () => {
 test('activation stays lazy: the extension bundle does not load ONNX Runtime', () => {
   const bundle = fs.readFileSync(path.resolve(__dirname, '..', '..', 'dist', 'extension.js'), 'utf8');
   assert.doesNotMatch(bundle, /require\("onnxruntime-node"\)/);
-  assert.match(fs.readFileSync(path.resolve(__dirname, '..', '..', 'dist', 'runtime.js'), 'utf8'), /require\("onnxruntime-node"\)/);
+  assert.match(
+    fs.readFileSync(path.resolve(__dirname, '..', '..', 'dist', 'runtime.js'), 'utf8'),
+    /require\("onnxruntime-node"\)/,
+  );
 });

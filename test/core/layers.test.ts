@@ -24,11 +24,22 @@ const ALLOWED: Record<string, string[]> = {
 };
 
 function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sourceFiles(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory()
+        ? sourceFiles(path.join(dir, e.name))
+        : e.name.endsWith('.ts')
+          ? [path.join(dir, e.name)]
+          : [],
+    );
 }
 
 test('each src folder imports only the folders below it', () => {
-  const folders = fs.readdirSync(SRC, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const folders = fs
+    .readdirSync(SRC, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
   assert.deepEqual(folders.sort(), Object.keys(ALLOWED).sort(), 'every folder has a place in the layers');
   const violations: string[] = [];
   for (const folder of folders) {
@@ -37,7 +48,8 @@ test('each src folder imports only the folders below it', () => {
       for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
         const target = path.relative(SRC, path.resolve(path.dirname(file), m[1])).split(path.sep)[0];
         if (target === folder || target.startsWith('..')) continue; // same folder, or package.json
-        if (!ALLOWED[folder].includes(target)) violations.push(`${path.relative(SRC, file)} imports ${m[1]} (${folder} → ${target})`);
+        if (!ALLOWED[folder].includes(target))
+          violations.push(`${path.relative(SRC, file)} imports ${m[1]} (${folder} → ${target})`);
       }
     }
   }

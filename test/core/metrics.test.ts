@@ -6,13 +6,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { metricsFromLogits } from '../../src/cli/metricsCommand';
-import { DEFAULT_METRIC_OPTIONS, lowerMedian, type MetricOptions, type TokenRow } from '../../src/core/tokenRows';
+import {
+  DEFAULT_METRIC_OPTIONS,
+  lowerMedian,
+  type MetricOptions,
+  type TokenRow,
+} from '../../src/core/tokenRows';
 import { gaussian, referenceRow, rng } from '../reference/kdReference';
 
-async function engineRows(teacher: number[][], student: number[][], targets: number[], o: Partial<MetricOptions> = {}): Promise<TokenRow[]> {
+async function engineRows(
+  teacher: number[][],
+  student: number[][],
+  targets: number[],
+  o: Partial<MetricOptions> = {},
+): Promise<TokenRow[]> {
   const V = teacher[0].length;
   const { rows } = await metricsFromLogits(
-    { teacher: Float64Array.from(teacher.flat()), student: Float64Array.from(student.flat()), targets, vocab: V },
+    {
+      teacher: Float64Array.from(teacher.flat()),
+      student: Float64Array.from(student.flat()),
+      targets,
+      vocab: V,
+    },
     { ...DEFAULT_METRIC_OPTIONS, ...o },
     'fkl',
   );
@@ -27,7 +42,15 @@ test('worked example 1 of kd-spec.md (zt = [2, 1, 0], zs = [0.5, 1, 0])', async 
   const zs = [0.5, 1, 0];
   const [row] = await engineRows([zt], [zs], [0]);
   // the spec's printed values (6 decimals)
-  const expected = { fkl: 0.270525, rkl: 0.266542, jeffreys: 0.268534, jsd: 0.065599, tvd: 0.358045, skl: 0.214949, srkl: 0.213139 };
+  const expected = {
+    fkl: 0.270525,
+    rkl: 0.266542,
+    jeffreys: 0.268534,
+    jsd: 0.065599,
+    tvd: 0.358045,
+    skl: 0.214949,
+    srkl: 0.213139,
+  };
   for (const [k, v] of Object.entries(expected)) close(row[k as keyof typeof expected], v, 1e-6, k);
   close(row.teacher.entropy, 0.832396, 1e-6, 'H(p)');
   close(row.teacher.p, 0.665241, 1e-6, 'p_y');
@@ -70,7 +93,23 @@ test('all metrics agree with the float64 reference on random logits (1e-6 absolu
     const rows = await engineRows(teacher, student, targets, { temperature: T, beta, alpha });
     rows.forEach((row, i) => {
       const ref = referenceRow(teacher[i], student[i], targets[i], { T, beta, alpha });
-      for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'uncertainty', 'k1', 'k2', 'k3'] as const) {
+      for (const k of [
+        'fkl',
+        'rkl',
+        'jeffreys',
+        'jsd',
+        'gjsd',
+        'tvd',
+        'skl',
+        'srkl',
+        'akl',
+        'tckd',
+        'nckd',
+        'uncertainty',
+        'k1',
+        'k2',
+        'k3',
+      ] as const) {
         close(row[k], ref[k], 1e-6 * Math.max(1, Math.abs(ref[k])), `${k} (V=${V}, row ${i})`);
       }
       close(row.teacher.p, ref.pY, 1e-9, 'p_y');
@@ -95,7 +134,22 @@ test('invariants: non-negative, DKD identity, jsd ≤ log 2, Pinsker, gjsd endpo
   const at = (beta: number) => engineRows(teacher, student, targets, { beta });
   const [b0, b5, b1] = await Promise.all([at(0), at(0.5), at(1)]);
   b5.forEach((row, i) => {
-    for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'k2', 'k3'] as const) assert.ok(row[k] >= 0, `${k} < 0`);
+    for (const k of [
+      'fkl',
+      'rkl',
+      'jeffreys',
+      'jsd',
+      'gjsd',
+      'tvd',
+      'skl',
+      'srkl',
+      'akl',
+      'tckd',
+      'nckd',
+      'k2',
+      'k3',
+    ] as const)
+      assert.ok(row[k] >= 0, `${k} < 0`);
     close(row.fkl, row.tckd + (1 - row.teacher.p) * row.nckd, 1e-9, 'fkl = tckd + (1 − p_y)·nckd');
     assert.ok(row.jsd <= Math.log(2) + 1e-12, 'jsd ≤ log 2');
     assert.ok(row.tvd <= Math.sqrt(row.fkl / 2) + 1e-12, 'tvd ≤ sqrt(fkl/2)');
@@ -113,7 +167,23 @@ test('identical teacher and student give zero divergences', async () => {
   const logits = Array.from({ length: 5 }, () => Array.from({ length: 100 }, () => 5 * gaussian(r)));
   const rows = await engineRows(logits, logits, [1, 2, 3, 4, 5]);
   for (const row of rows) {
-    for (const k of ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl', 'tckd', 'nckd', 'k1', 'k2', 'k3'] as const) close(row[k], 0, 1e-12, k);
+    for (const k of [
+      'fkl',
+      'rkl',
+      'jeffreys',
+      'jsd',
+      'gjsd',
+      'tvd',
+      'skl',
+      'srkl',
+      'akl',
+      'tckd',
+      'nckd',
+      'k1',
+      'k2',
+      'k3',
+    ] as const)
+      close(row[k], 0, 1e-12, k);
     assert.equal(row.argmaxAgree, true);
   }
 });
@@ -126,7 +196,10 @@ test('lower median follows torch.median (lower middle for even counts)', () => {
 test('top-k lists the most probable tokens in order, with probabilities at T', async () => {
   const zt = [0, 3, 1, 2, -1];
   const [row] = await engineRows([zt], [zt], [0], { topK: 3, temperature: 2 });
-  assert.deepEqual(row.teacher.top.map((t) => t.id), [1, 3, 2]);
+  assert.deepEqual(
+    row.teacher.top.map((t) => t.id),
+    [1, 3, 2],
+  );
   const p = Math.exp(3 / 2) / zt.reduce((s, v) => s + Math.exp(v / 2), 0);
   close(row.teacher.top[0].p, p, 1e-12, 'top probability at T = 2');
 });
@@ -137,14 +210,21 @@ test('AKL head/tail split: short heads (from the top list) and long heads (full-
   // teacher peaked (head of one or a few tokens) or nearly flat (head of ~1000 tokens);
   // the student differs strongly so that fkl and rkl, and hence the weights, matter
   for (const teacherScale of [4, 0.05]) {
-    const teacher = Array.from({ length: 6 }, () => Array.from({ length: V }, () => teacherScale * gaussian(r)));
+    const teacher = Array.from({ length: 6 }, () =>
+      Array.from({ length: V }, () => teacherScale * gaussian(r)),
+    );
     // the student puts a spike on one token, which makes fkl and rkl differ
-    const student = Array.from({ length: 6 }, (_, i) => Array.from({ length: V }, (_, j) => 2 * gaussian(r) + (j === 10 + i ? 9 : 0)));
+    const student = Array.from({ length: 6 }, (_, i) =>
+      Array.from({ length: V }, (_, j) => 2 * gaussian(r) + (j === 10 + i ? 9 : 0)),
+    );
     const targets = [0, 1, 2, 3, 4, 5];
     const rows = await engineRows(teacher, student, targets);
     rows.forEach((row, i) => {
       const ref = referenceRow(teacher[i], student[i], targets[i]);
-      assert.ok(Math.abs(ref.fkl - ref.rkl) > 0.01 * ref.fkl, `the example separates fkl ${ref.fkl} and rkl ${ref.rkl}`);
+      assert.ok(
+        Math.abs(ref.fkl - ref.rkl) > 0.01 * ref.fkl,
+        `the example separates fkl ${ref.fkl} and rkl ${ref.rkl}`,
+      );
       close(row.akl, ref.akl, 1e-9 * ref.akl, `akl (teacher scale ${teacherScale}, row ${i})`);
     });
   }

@@ -18,7 +18,16 @@ const STORY = 'Once upon a time, there was a little girl named Lily. She loved t
 
 function request(text: string, extra: object = {}) {
   const { teacher, student } = demoPair();
-  return { teacher, student, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const, maxTokens: 100_000, ...extra };
+  return {
+    teacher,
+    student,
+    text,
+    options: DEFAULT_METRIC_OPTIONS,
+    metric: 'fkl' as const,
+    device: 'cpu' as const,
+    maxTokens: 100_000,
+    ...extra,
+  };
 }
 
 test('the model process answers, reports progress, and keeps sessions across requests', async () => {
@@ -32,9 +41,15 @@ test('the model process answers, reports progress, and keeps sessions across req
     const second = await client.inspect(request(STORY));
     assert.equal(client.pid, pid, 'same process');
     assert.ok(second.timings.loadMs < first.timings.loadMs, 'models stay loaded');
-    assert.deepEqual(second.rows.map((r) => r.fkl), first.rows.map((r) => r.fkl));
+    assert.deepEqual(
+      second.rows.map((r) => r.fkl),
+      first.rows.map((r) => r.fkl),
+    );
     // errors keep their kind across the boundary
-    await assert.rejects(client.inspect(request('')), (e: Error) => e instanceof UsageError && /text is empty/.test(e.message));
+    await assert.rejects(
+      client.inspect(request('')),
+      (e: Error) => e instanceof UsageError && /text is empty/.test(e.message),
+    );
   } finally {
     await client.dispose();
   }
@@ -71,7 +86,12 @@ test('a crash of the model process is reported, and the next request starts a ne
         if (/window 2\//.test(m)) process.kill(pid, 'SIGKILL');
       },
     });
-    await assert.rejects(pending, (e: Error) => e instanceof RuntimeCrashedError && /model process was killed \(out of memory\?\); it restarts on the next request/.test(e.message));
+    await assert.rejects(
+      pending,
+      (e: Error) =>
+        e instanceof RuntimeCrashedError &&
+        /model process was killed \(out of memory\?\); it restarts on the next request/.test(e.message),
+    );
     const again = await client.inspect(request(STORY));
     assert.notEqual(client.pid, pid);
     assert.ok(again.rows.length > 0);
@@ -97,19 +117,32 @@ test('memory stays bounded: eight students in turn keep at most three models loa
   try {
     const rss: number[] = [];
     for (const s of students) {
-      const r = await client.inspect({ ...request(STORY), teacher, student: s, options: { ...DEFAULT_METRIC_OPTIONS, temperature: 1 + rss.length / 10 } });
+      const r = await client.inspect({
+        ...request(STORY),
+        teacher,
+        student: s,
+        options: { ...DEFAULT_METRIC_OPTIONS, temperature: 1 + rss.length / 10 },
+      });
       assert.ok(r.rows.length > 0);
       const stats = await client.stats();
       assert.ok(stats.loadedModels <= 3, `${stats.loadedModels} models loaded`);
-      assert.ok(stats.metricsSessions <= 2, `${stats.metricsSessions} metrics sessions open (a new temperature each time)`);
+      assert.ok(
+        stats.metricsSessions <= 2,
+        `${stats.metricsSessions} metrics sessions open (a new temperature each time)`,
+      );
       rss.push(stats.rssBytes);
     }
     const MiB = 1 << 20;
-    console.log(`model process RSS after each student (MiB): ${rss.map((b) => (b / MiB).toFixed(0)).join(' ')}`);
+    console.log(
+      `model process RSS after each student (MiB): ${rss.map((b) => (b / MiB).toFixed(0)).join(' ')}`,
+    );
     // Once the pool is full (third student), loading five more may not grow the process by
     // more than the bound: a leak of one model per student would add far more.
     const growth = rss[7] - rss[2];
-    assert.ok(growth < BOUND_MIB * MiB, `grew ${(growth / MiB).toFixed(0)} MiB from the 3rd to the 8th student (bound ${BOUND_MIB} MiB)`);
+    assert.ok(
+      growth < BOUND_MIB * MiB,
+      `grew ${(growth / MiB).toFixed(0)} MiB from the 3rd to the 8th student (bound ${BOUND_MIB} MiB)`,
+    );
   } finally {
     await client.dispose();
   }

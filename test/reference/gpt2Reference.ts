@@ -1,7 +1,11 @@
 /** An independent float64 GPT-2 forward pass (Hugging Face GPT2LMHeadModel semantics). */
 export type Weights = Record<string, { shape: number[]; data: Float32Array }>;
 
-export function referenceGpt2(w: Weights, cfg: { n_embd: number; n_layer: number; n_head: number; vocab_size: number }, tokens: number[]): Float64Array[] {
+export function referenceGpt2(
+  w: Weights,
+  cfg: { n_embd: number; n_layer: number; n_head: number; vocab_size: number },
+  tokens: number[],
+): Float64Array[] {
   const D = cfg.n_embd;
   const H = cfg.n_head;
   const hd = D / H;
@@ -22,10 +26,19 @@ export function referenceGpt2(w: Weights, cfg: { n_embd: number; n_layer: number
     return y;
   };
   const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-  let xs = tokens.map((t, pos) => Float64Array.from({ length: D }, (_, i) => get('wte.weight')[t * D + i] + get('wpe.weight')[pos * D + i]));
+  let xs = tokens.map((t, pos) =>
+    Float64Array.from({ length: D }, (_, i) => get('wte.weight')[t * D + i] + get('wpe.weight')[pos * D + i]),
+  );
   for (let l = 0; l < cfg.n_layer; l++) {
     const p = `h.${l}.`;
-    const qkv = xs.map((x) => conv(layerNorm(x, get(p + 'ln_1.weight'), get(p + 'ln_1.bias')), get(p + 'attn.c_attn.weight'), get(p + 'attn.c_attn.bias'), 3 * D));
+    const qkv = xs.map((x) =>
+      conv(
+        layerNorm(x, get(p + 'ln_1.weight'), get(p + 'ln_1.bias')),
+        get(p + 'attn.c_attn.weight'),
+        get(p + 'attn.c_attn.bias'),
+        3 * D,
+      ),
+    );
     const attnOut = xs.map((_, t) => {
       const out = new Float64Array(D);
       for (let h = 0; h < H; h++) {
@@ -45,7 +58,12 @@ export function referenceGpt2(w: Weights, cfg: { n_embd: number; n_layer: number
     });
     xs = xs.map((x, t) => x.map((v, i) => v + attnOut[t][i]));
     xs = xs.map((x) => {
-      const h1 = conv(layerNorm(x, get(p + 'ln_2.weight'), get(p + 'ln_2.bias')), get(p + 'mlp.c_fc.weight'), get(p + 'mlp.c_fc.bias'), 4 * D).map(gelu);
+      const h1 = conv(
+        layerNorm(x, get(p + 'ln_2.weight'), get(p + 'ln_2.bias')),
+        get(p + 'mlp.c_fc.weight'),
+        get(p + 'mlp.c_fc.bias'),
+        4 * D,
+      ).map(gelu);
       const h2 = conv(h1, get(p + 'mlp.c_proj.weight'), get(p + 'mlp.c_proj.bias'), D);
       return x.map((v, i) => v + h2[i]);
     });
@@ -61,10 +79,22 @@ export function referenceGpt2(w: Weights, cfg: { n_embd: number; n_layer: number
 }
 
 /** Random GPT-2 weights with the Hugging Face names (optionally "transformer."-prefixed). */
-export function randomGpt2Weights(cfg: { n_embd: number; n_layer: number; n_head: number; vocab_size: number; n_positions: number }, r: () => number, scale = 0.2): Weights {
+export function randomGpt2Weights(
+  cfg: { n_embd: number; n_layer: number; n_head: number; vocab_size: number; n_positions: number },
+  r: () => number,
+  scale = 0.2,
+): Weights {
   const D = cfg.n_embd;
-  const t = (shape: number[], s = scale, offset = 0) => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)) });
-  const w: Weights = { 'wte.weight': t([cfg.vocab_size, D]), 'wpe.weight': t([cfg.n_positions, D]), 'ln_f.weight': t([D], 0.1, 1), 'ln_f.bias': t([D], 0.1) };
+  const t = (shape: number[], s = scale, offset = 0) => ({
+    shape,
+    data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)),
+  });
+  const w: Weights = {
+    'wte.weight': t([cfg.vocab_size, D]),
+    'wpe.weight': t([cfg.n_positions, D]),
+    'ln_f.weight': t([D], 0.1, 1),
+    'ln_f.bias': t([D], 0.1),
+  };
   for (let l = 0; l < cfg.n_layer; l++) {
     const p = `h.${l}.`;
     Object.assign(w, {

@@ -46,12 +46,37 @@ export function akl(p: number[], q: number[], mu = 0.5): number {
 }
 
 export interface RefRow {
-  fkl: number; rkl: number; jeffreys: number; jsd: number; gjsd: number; tvd: number; skl: number; srkl: number; akl: number;
-  tckd: number; nckd: number; uncertainty: number; k1: number; k2: number; k3: number;
-  pY: number; qY: number; logpY1: number; logqY1: number; rankT: number; rankS: number; entT: number; entS: number;
+  fkl: number;
+  rkl: number;
+  jeffreys: number;
+  jsd: number;
+  gjsd: number;
+  tvd: number;
+  skl: number;
+  srkl: number;
+  akl: number;
+  tckd: number;
+  nckd: number;
+  uncertainty: number;
+  k1: number;
+  k2: number;
+  k3: number;
+  pY: number;
+  qY: number;
+  logpY1: number;
+  logqY1: number;
+  rankT: number;
+  rankS: number;
+  entT: number;
+  entS: number;
 }
 
-export function referenceRow(zt: number[], zs: number[], y: number, o: { T?: number; beta?: number; alpha?: number; mu?: number } = {}): RefRow {
+export function referenceRow(
+  zt: number[],
+  zs: number[],
+  y: number,
+  o: { T?: number; beta?: number; alpha?: number; mu?: number } = {},
+): RefRow {
   const T = o.T ?? 1;
   const beta = o.beta ?? 0.5;
   const alpha = o.alpha ?? 0.1;
@@ -78,8 +103,14 @@ export function referenceRow(zt: number[], zs: number[], y: number, o: { T?: num
     jsd: 0.5 * kl(p, m) + 0.5 * kl(q, m),
     gjsd: gjsd(p, q, beta),
     tvd: 0.5 * p.reduce((s, v, i) => s + Math.abs(v - q[i]), 0),
-    skl: kl(p, p.map((v, i) => alpha * v + (1 - alpha) * q[i])),
-    srkl: kl(q, p.map((v, i) => (1 - alpha) * v + alpha * q[i])),
+    skl: kl(
+      p,
+      p.map((v, i) => alpha * v + (1 - alpha) * q[i]),
+    ),
+    srkl: kl(
+      q,
+      p.map((v, i) => (1 - alpha) * v + alpha * q[i]),
+    ),
     akl: akl(p, q, o.mu ?? 0.5),
     tckd: kl(bp, bq),
     nckd: kl(rest(p), rest(q)),

@@ -5,7 +5,13 @@
 import * as fs from 'node:fs';
 
 export interface RefModel {
-  dim: number; hidden: number; layers: number; heads: number; kvHeads: number; vocab: number; seqLen: number;
+  dim: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  seqLen: number;
   w: Record<string, Float64Array>;
 }
 

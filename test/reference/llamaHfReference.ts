@@ -46,13 +46,21 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
     }
     return out;
   };
-  let xs = tokens.map((t) => Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]));
+  let xs = tokens.map((t) =>
+    Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]),
+  );
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const hs = xs.map((x) => rms(x, get(p + 'input_layernorm.weight')));
-    const qs = hs.map((h, pos) => rope(lin(h, get(p + 'self_attn.q_proj.weight'), H * hd, get(p + 'self_attn.q_proj.bias')), H, pos));
-    const ks = hs.map((h, pos) => rope(lin(h, get(p + 'self_attn.k_proj.weight'), KV * hd, get(p + 'self_attn.k_proj.bias')), KV, pos));
-    const vs = hs.map((h) => lin(h, get(p + 'self_attn.v_proj.weight'), KV * hd, get(p + 'self_attn.v_proj.bias')));
+    const qs = hs.map((h, pos) =>
+      rope(lin(h, get(p + 'self_attn.q_proj.weight'), H * hd, get(p + 'self_attn.q_proj.bias')), H, pos),
+    );
+    const ks = hs.map((h, pos) =>
+      rope(lin(h, get(p + 'self_attn.k_proj.weight'), KV * hd, get(p + 'self_attn.k_proj.bias')), KV, pos),
+    );
+    const vs = hs.map((h) =>
+      lin(h, get(p + 'self_attn.v_proj.weight'), KV * hd, get(p + 'self_attn.v_proj.bias')),
+    );
     xs = xs.map((x, t) => {
       const att = new Float64Array(H * hd);
       for (let h = 0; h < H; h++) {
@@ -72,9 +80,15 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       const o = lin(att, get(p + 'self_attn.o_proj.weight'), D);
       const x1 = x.map((v, i) => v + o[i]);
       const h2 = rms(x1, get(p + 'post_attention_layernorm.weight'));
-      const gate = lin(h2, get(p + 'mlp.gate_proj.weight'), c.intermediate_size).map((v) => v / (1 + Math.exp(-v)));
+      const gate = lin(h2, get(p + 'mlp.gate_proj.weight'), c.intermediate_size).map(
+        (v) => v / (1 + Math.exp(-v)),
+      );
       const up = lin(h2, get(p + 'mlp.up_proj.weight'), c.intermediate_size);
-      const down = lin(gate.map((v, i) => v * up[i]), get(p + 'mlp.down_proj.weight'), D);
+      const down = lin(
+        gate.map((v, i) => v * up[i]),
+        get(p + 'mlp.down_proj.weight'),
+        D,
+      );
       return x1.map((v, i) => v + down[i]);
     });
   }
@@ -83,8 +97,14 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
 }
 
 /** Random weights in the Hugging Face Llama / Qwen2 layout (q/k/v biases, untied head). */
-export function randomLlamaWeights(c: HfLlamaConfig & { intermediate_size: number }, r: () => number): Weights {
-  const t = (shape: number[], s = 0.3, offset = 0) => ({ shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)) });
+export function randomLlamaWeights(
+  c: HfLlamaConfig & { intermediate_size: number },
+  r: () => number,
+): Weights {
+  const t = (shape: number[], s = 0.3, offset = 0) => ({
+    shape,
+    data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)),
+  });
   const D = c.hidden_size;
   const kv = (D / c.num_attention_heads) * (c.num_key_value_heads ?? c.num_attention_heads);
   const w: Weights = {

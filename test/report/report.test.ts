@@ -39,12 +39,34 @@ test('heat bands: ten bands from 0 to the largest value, or to a fixed maximum',
 function row(index: number, start: number, end: number, fkl: number): TokenRow {
   const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [k, k === 'fkl' ? fkl : 0.1]));
   const model = { p: 0.5, logp: Math.log(0.5), rank: 1, entropy: 1, top: [] };
-  return { ...metrics, index, target: 100 + index, text: 'x', start, end, hard: false, uncertainty: 0.5, teacher: model, student: model, argmaxAgree: true } as unknown as TokenRow;
+  return {
+    ...metrics,
+    index,
+    target: 100 + index,
+    text: 'x',
+    start,
+    end,
+    hard: false,
+    uncertainty: 0.5,
+    teacher: model,
+    student: model,
+    argmaxAgree: true,
+  } as unknown as TokenRow;
 }
 
 function part(ids: number[], rows: TokenRow[]): InspectResult {
   const model = { name: 'm', folder: '/m', device: 'cpu', vocab: 200, contextLength: 64 };
-  return { ids, rows, summary: {} as InspectResult['summary'], teacher: model, student: model, windows: [[0, ids.length]], exactSpans: true, messages: [], timings: {} as InspectResult['timings'] };
+  return {
+    ids,
+    rows,
+    summary: {} as InspectResult['summary'],
+    teacher: model,
+    student: model,
+    windows: [[0, ids.length]],
+    exactSpans: true,
+    messages: [],
+    timings: {} as InspectResult['timings'],
+  };
 }
 
 test('a document analysed in two parts exports one sequence: rows numbered through, BOS once', () => {
@@ -52,13 +74,37 @@ test('a document analysed in two parts exports one sequence: rows numbered throu
   // part A "ab" at offset 0: BOS a b; part B "cd" at offset 10: BOS c d
   const a = part([BOS, 20, 21], [row(1, 0, 1, 0.5), row(2, 1, 2, 0.25)]);
   const b = part([BOS, 30, 31], [row(1, 0, 1, 2), row(2, 1, 2, 1)]);
-  const merged = mergeParts([{ result: a, baseOffset: 0 }, { result: b, baseOffset: 10 }], 'fkl');
+  const merged = mergeParts(
+    [
+      { result: a, baseOffset: 0 },
+      { result: b, baseOffset: 10 },
+    ],
+    'fkl',
+  );
   assert.deepEqual(merged.ids, [BOS, 20, 21, 30, 31]);
-  assert.deepEqual(merged.rows.map((r) => r.index), [1, 2, 3, 4]);
-  assert.deepEqual(merged.rows.map((r) => merged.ids[r.index]), [20, 21, 30, 31], 'each row points at its own token');
-  assert.deepEqual(merged.rows.map((r) => [r.start, r.end]), [[0, 1], [1, 2], [10, 11], [11, 12]]);
+  assert.deepEqual(
+    merged.rows.map((r) => r.index),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(
+    merged.rows.map((r) => merged.ids[r.index]),
+    [20, 21, 30, 31],
+    'each row points at its own token',
+  );
+  assert.deepEqual(
+    merged.rows.map((r) => [r.start, r.end]),
+    [
+      [0, 1],
+      [1, 2],
+      [10, 11],
+      [11, 12],
+    ],
+  );
   assert.equal(merged.summary.mean.fkl, (0.5 + 0.25 + 2 + 1) / 4);
-  assert.deepEqual(merged.windows, [[0, 3], [2, 5]]);
+  assert.deepEqual(merged.windows, [
+    [0, 3],
+    [2, 5],
+  ]);
 });
 
 test('the HTML report and the panel use one scale: a fixed maximum sets the report range too', () => {
@@ -68,7 +114,9 @@ test('the HTML report and the panel use one scale: a fixed maximum sets the repo
   assert.deepEqual(data.ranges.fkl, [0, 2]);
   assert.equal(data.bands.fkl, `${heatBand(0.5, [0, 2])}${heatBand(0.25, [0, 2])}`);
   assert.equal(data.bands.fkl, '21');
-  const automatic = JSON.parse(/<script type="application\/json" id="data">(.*?)<\/script>/s.exec(renderHtmlReport(r, 'ab', 'fkl'))![1]);
+  const automatic = JSON.parse(
+    /<script type="application\/json" id="data">(.*?)<\/script>/s.exec(renderHtmlReport(r, 'ab', 'fkl'))![1],
+  );
   assert.deepEqual(automatic.ranges.fkl, [0, 0.5]);
   assert.equal(automatic.bands.fkl, '95');
 });

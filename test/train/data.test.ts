@@ -26,7 +26,9 @@ test('windows: each document alone, overlapping by one token, every later token 
     assert.deepEqual(targets, ids.slice(1), `document ${i}`);
     for (const w of mine) {
       assert.equal(w.ids.length, L);
-      w.mask.forEach((m, j) => m && assert.equal(w.targets[j], w.ids[j + 1], 'the target is the next input token'));
+      w.mask.forEach(
+        (m, j) => m && assert.equal(w.targets[j], w.ids[j + 1], 'the target is the next input token'),
+      );
       assert.equal(w.mask[L - 1], 0);
     }
   }
@@ -34,13 +36,19 @@ test('windows: each document alone, overlapping by one token, every later token 
 
 test('JSONL: text records, prompt/completion records train on the completion only, bad lines name their place', () => {
   const tok = tokenizer();
-  const docs = parseJsonl('{"text": "Lily ran."}\n\n{"prompt": "Q: Who ran? A:", "completion": " Lily ran home."}\n', 'd.jsonl');
+  const docs = parseJsonl(
+    '{"text": "Lily ran."}\n\n{"prompt": "Q: Who ran? A:", "completion": " Lily ran home."}\n',
+    'd.jsonl',
+  );
   assert.equal(docs.length, 2);
   assert.equal(docs[1].promptChars, 'Q: Who ran? A:'.length);
   const [w] = packWindows([docs[1]], tok, 64);
   const enc = tok.encode(docs[1].text);
   const expected = enc.ids.slice(1).filter((_, j) => enc.spans[j + 1][0] >= docs[1].promptChars!);
-  assert.deepEqual(w.targets.filter((_, j) => w.mask[j]), expected);
+  assert.deepEqual(
+    w.targets.filter((_, j) => w.mask[j]),
+    expected,
+  );
   assert.equal(tok.decode(expected).trim(), 'Lily ran home.');
   assert.throws(() => parseJsonl('{"text": 1}', 'x.jsonl'), /x\.jsonl:1 has neither/);
   assert.throws(() => parseJsonl('{"text": "a"}\nnot json', 'x.jsonl'), /x\.jsonl:2 is not valid JSON/);
@@ -56,18 +64,34 @@ test('folders: text and code files in order, dependency and hidden folders skipp
   fs.writeFileSync(path.join(dir, 'image.png'), Buffer.from([0x89, 0x50]));
   fs.writeFileSync(path.join(dir, 'node_modules', 'x', 'index.js'), 'skip');
   fs.writeFileSync(path.join(dir, '.git', 'HEAD'), 'skip');
-  assert.deepEqual(readDocuments(dir).map((d) => path.relative(dir, d.source)), ['notes.md', path.join('src', 'a.ts')]);
+  assert.deepEqual(
+    readDocuments(dir).map((d) => path.relative(dir, d.source)),
+    ['notes.md', path.join('src', 'a.ts')],
+  );
   assert.throws(() => readDocuments(path.join(dir, 'missing')), /does not exist/);
-  const windows = Array.from({ length: 30 }, (_, i) => ({ ids: [i], targets: [0], mask: [1], source: String(i) }));
+  const windows = Array.from({ length: 30 }, (_, i) => ({
+    ids: [i],
+    targets: [0],
+    mask: [1],
+    source: String(i),
+  }));
   const split = splitWindows(windows, rng(1));
   assert.equal(split.heldOut.length, 3);
   assert.equal(split.train.length, 27);
   assert.equal(new Set([...split.train, ...split.heldOut]).size, 30);
   // several documents: whole documents are held out, none is in both sets
-  const docs = Array.from({ length: 60 }, (_, i) => ({ ids: [i], targets: [0], mask: [1], source: `doc${i % 12}` }));
+  const docs = Array.from({ length: 60 }, (_, i) => ({
+    ids: [i],
+    targets: [0],
+    mask: [1],
+    source: `doc${i % 12}`,
+  }));
   const byDoc = splitWindows(docs, rng(2));
   const trainSources = new Set(byDoc.train.map((w) => w.source));
   assert.ok(byDoc.heldOut.length >= 5 && byDoc.heldOut.length <= 10, `${byDoc.heldOut.length} held out`);
-  assert.ok(byDoc.heldOut.every((w) => !trainSources.has(w.source)), 'no document on both sides');
+  assert.ok(
+    byDoc.heldOut.every((w) => !trainSources.has(w.source)),
+    'no document on both sides',
+  );
   assert.equal(byDoc.train.length + byDoc.heldOut.length, 60);
 });

@@ -42,148 +42,253 @@ function dataFile(stories: number): string {
 
 const base = (): Omit<DistillRequest, 'out' | 'data'> => {
   const { teacher, student } = storiesPair();
-  return { teacher, student, loss: { key: 'fkl', temperature: 1 }, steps: 200, lr: 5e-4, batchSize: 4, seqLen: 128, seed: 1 };
+  return {
+    teacher,
+    student,
+    loss: { key: 'fkl', temperature: 1 },
+    steps: 200,
+    lr: 5e-4,
+    batchSize: 4,
+    seqLen: 128,
+    seed: 1,
+  };
 };
 
-test('LoRA distillation of the 3-layer student lowers held-out forward KL by at least 30% and writes a loadable model', needs('stories260k'), async () => {
-  const { teacher, student } = storiesPair();
-  const before = folderHash(student);
-  const out = path.join(tempDir(), 'distilled');
-  const progress: number[] = [];
-  const record = await runDistillation({ ...base(), data: { path: dataFile(120) }, out }, { onProgress: (p) => p.step && progress.push(p.step) });
-  assert.ok(record.heldOut.fklChange <= -0.3, `held-out fkl ${record.heldOut.before.fkl} → ${record.heldOut.after.fkl}`);
-  assert.ok(record.heldOut.after.studentPerplexity < record.heldOut.before.studentPerplexity);
-  assert.equal(record.data.heldOutIsTrainingData, false);
-  assert.equal(progress.length, 200);
-  // the folder: weights, config, tokenizer, ONNX, run.json; the input model untouched
-  for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'onnx/model.onnx', 'onnx/model.onnx.data', 'run.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
-  assert.equal(folderHash(student), before, 'the student folder is unchanged');
-  const saved = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')) as RunRecord;
-  assert.equal(saved.lossCurve.length, 200);
-  assert.deepEqual(saved.heldOut, JSON.parse(JSON.stringify(record.heldOut)));
-  assert.equal((saved.settings.mode as { kind: string }).kind, 'lora');
-  const savedKeys = [...readSafetensors(path.join(out, 'model.safetensors')).tensors.keys()].sort();
-  assert.deepEqual(savedKeys, [...readSafetensors(path.join(student, 'model.safetensors')).tensors.keys()].sort(), 'same tensor names as the input checkpoint (LoRA merged)');
-  // the inspection engine loads the new student and agrees with the held-out improvement
-  const engine = new InspectEngine();
-  try {
-    const text = storiesText(3, 99).join('\n\n');
-    const req = { teacher, text, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl' as const, device: 'cpu' as const, maxTokens: 8192 };
-    const old = await engine.inspect({ ...req, student });
-    const now = await engine.inspect({ ...req, student: out });
-    assert.ok(now.summary.mean.fkl < 0.8 * old.summary.mean.fkl, `inspect fkl ${old.summary.mean.fkl} → ${now.summary.mean.fkl}`);
-  } finally {
-    await engine.dispose();
-  }
-});
+test(
+  'LoRA distillation of the 3-layer student lowers held-out forward KL by at least 30% and writes a loadable model',
+  needs('stories260k'),
+  async () => {
+    const { teacher, student } = storiesPair();
+    const before = folderHash(student);
+    const out = path.join(tempDir(), 'distilled');
+    const progress: number[] = [];
+    const record = await runDistillation(
+      { ...base(), data: { path: dataFile(120) }, out },
+      { onProgress: (p) => p.step && progress.push(p.step) },
+    );
+    assert.ok(
+      record.heldOut.fklChange <= -0.3,
+      `held-out fkl ${record.heldOut.before.fkl} → ${record.heldOut.after.fkl}`,
+    );
+    assert.ok(record.heldOut.after.studentPerplexity < record.heldOut.before.studentPerplexity);
+    assert.equal(record.data.heldOutIsTrainingData, false);
+    assert.equal(progress.length, 200);
+    // the folder: weights, config, tokenizer, ONNX, run.json; the input model untouched
+    for (const f of [
+      'model.safetensors',
+      'config.json',
+      'tokenizer.json',
+      'onnx/model.onnx',
+      'onnx/model.onnx.data',
+      'run.json',
+    ])
+      assert.ok(fs.existsSync(path.join(out, f)), f);
+    assert.equal(folderHash(student), before, 'the student folder is unchanged');
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')) as RunRecord;
+    assert.equal(saved.lossCurve.length, 200);
+    assert.deepEqual(saved.heldOut, JSON.parse(JSON.stringify(record.heldOut)));
+    assert.equal((saved.settings.mode as { kind: string }).kind, 'lora');
+    const savedKeys = [...readSafetensors(path.join(out, 'model.safetensors')).tensors.keys()].sort();
+    assert.deepEqual(
+      savedKeys,
+      [...readSafetensors(path.join(student, 'model.safetensors')).tensors.keys()].sort(),
+      'same tensor names as the input checkpoint (LoRA merged)',
+    );
+    // the inspection engine loads the new student and agrees with the held-out improvement
+    const engine = new InspectEngine();
+    try {
+      const text = storiesText(3, 99).join('\n\n');
+      const req = {
+        teacher,
+        text,
+        options: DEFAULT_METRIC_OPTIONS,
+        metric: 'fkl' as const,
+        device: 'cpu' as const,
+        maxTokens: 8192,
+      };
+      const old = await engine.inspect({ ...req, student });
+      const now = await engine.inspect({ ...req, student: out });
+      assert.ok(
+        now.summary.mean.fkl < 0.8 * old.summary.mean.fkl,
+        `inspect fkl ${old.summary.mean.fkl} → ${now.summary.mean.fkl}`,
+      );
+    } finally {
+      await engine.dispose();
+    }
+  },
+);
 
-test('one plain SGD step changes the saved weights by exactly −lr × the gradient (full and LoRA)', needs('stories260k'), async () => {
-  const { teacher, student } = storiesPair();
-  // one short document: a single window, so the batch is known
-  const text = 'Once upon a time, there was a little girl named Lily. She loved to play in the park.';
-  const dir = tempDir();
-  const file = path.join(dir, 'one.txt');
-  fs.writeFileSync(file, text);
-  const lr = 0.01;
-  const tokenizer = TextTokenizer.fromFolder(student);
-  const seqLen = 64;
-  const [window] = packWindows([{ source: 'one', text }], tokenizer, 400);
-  assert.ok(window.mask.filter(Boolean).length < seqLen, 'the text fits one window');
-  const model = await resolveModel(student);
-  const weights = new WeightSource(model.weightFiles!.map(readSafetensors));
-  const lm = await LanguageModel.open(await resolveModel(teacher), 'cpu');
-  const [w] = packWindows([{ source: 'one', text }], tokenizer, seqLen);
-  const teacherLogits = (await lm.forward(w.ids)).data as Float32Array;
-  await lm.release();
-  for (const mode of [{ kind: 'full' as const }, { kind: 'lora' as const, rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] }]) {
-    const out = path.join(dir, `sgd-${mode.kind}`);
-    const record = await runDistillation({
-      teacher, student, data: { path: file }, out, loss: { key: 'fkl', temperature: 1 }, mode,
-      optimizer: { kind: 'sgd', weightDecay: 0, maxGradNorm: 0 }, steps: 1, lr, warmupSteps: 0, batchSize: 1, seqLen, seed: 5,
-    });
-    // the gradient from the same graph builder, run separately
-    const built = buildStepGraph({ architecture: 'llama', config: model.config!, weights, mode, batch: 1, seqLen, vocab: 512, loss: { key: 'fkl', temperature: 1 }, optimizer: DEFAULT_OPTIMIZER, purpose: 'gradients', seed: 5 });
-    const session = await ort.InferenceSession.create(built.bytes);
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(w.ids.map(BigInt)), [1, seqLen]),
-      teacher_logits: new ort.Tensor('float32', teacherLogits, [1, seqLen, 512]),
-      targets: new ort.Tensor('int64', BigInt64Array.from(w.targets.map(BigInt)), [seqLen, 1]),
-      mask: new ort.Tensor('float32', Float32Array.from(w.mask), [seqLen]),
-    };
-    for (const p of built.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
-    const res = await session.run(feeds);
-    await session.release();
-    assert.ok(Math.abs(Number(res.loss.data[0]) - record.lossCurve[0].loss) < 1e-6, 'the same loss');
-    const saved = readSafetensors(path.join(out, 'model.safetensors'));
-    let maxErr = 0;
-    let maxChange = 0;
-    if (mode.kind === 'full') {
-      for (const p of built.params) {
-        const g = res[names.grad(p.name)].data as Float32Array;
-        const now = tensorAsFloat32(saved, p.weight).data;
-        for (let i = 0; i < g.length; i++) {
-          maxErr = Math.max(maxErr, Math.abs(now[i] - (p.init[i] - lr * g[i])));
-          maxChange = Math.max(maxChange, Math.abs(now[i] - p.init[i]));
+test(
+  'one plain SGD step changes the saved weights by exactly −lr × the gradient (full and LoRA)',
+  needs('stories260k'),
+  async () => {
+    const { teacher, student } = storiesPair();
+    // one short document: a single window, so the batch is known
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play in the park.';
+    const dir = tempDir();
+    const file = path.join(dir, 'one.txt');
+    fs.writeFileSync(file, text);
+    const lr = 0.01;
+    const tokenizer = TextTokenizer.fromFolder(student);
+    const seqLen = 64;
+    const [window] = packWindows([{ source: 'one', text }], tokenizer, 400);
+    assert.ok(window.mask.filter(Boolean).length < seqLen, 'the text fits one window');
+    const model = await resolveModel(student);
+    const weights = new WeightSource(model.weightFiles!.map(readSafetensors));
+    const lm = await LanguageModel.open(await resolveModel(teacher), 'cpu');
+    const [w] = packWindows([{ source: 'one', text }], tokenizer, seqLen);
+    const teacherLogits = (await lm.forward(w.ids)).data as Float32Array;
+    await lm.release();
+    for (const mode of [
+      { kind: 'full' as const },
+      { kind: 'lora' as const, rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    ]) {
+      const out = path.join(dir, `sgd-${mode.kind}`);
+      const record = await runDistillation({
+        teacher,
+        student,
+        data: { path: file },
+        out,
+        loss: { key: 'fkl', temperature: 1 },
+        mode,
+        optimizer: { kind: 'sgd', weightDecay: 0, maxGradNorm: 0 },
+        steps: 1,
+        lr,
+        warmupSteps: 0,
+        batchSize: 1,
+        seqLen,
+        seed: 5,
+      });
+      // the gradient from the same graph builder, run separately
+      const built = buildStepGraph({
+        architecture: 'llama',
+        config: model.config!,
+        weights,
+        mode,
+        batch: 1,
+        seqLen,
+        vocab: 512,
+        loss: { key: 'fkl', temperature: 1 },
+        optimizer: DEFAULT_OPTIMIZER,
+        purpose: 'gradients',
+        seed: 5,
+      });
+      const session = await ort.InferenceSession.create(built.bytes);
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(w.ids.map(BigInt)), [1, seqLen]),
+        teacher_logits: new ort.Tensor('float32', teacherLogits, [1, seqLen, 512]),
+        targets: new ort.Tensor('int64', BigInt64Array.from(w.targets.map(BigInt)), [seqLen, 1]),
+        mask: new ort.Tensor('float32', Float32Array.from(w.mask), [seqLen]),
+      };
+      for (const p of built.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
+      const res = await session.run(feeds);
+      await session.release();
+      assert.ok(Math.abs(Number(res.loss.data[0]) - record.lossCurve[0].loss) < 1e-6, 'the same loss');
+      const saved = readSafetensors(path.join(out, 'model.safetensors'));
+      let maxErr = 0;
+      let maxChange = 0;
+      if (mode.kind === 'full') {
+        for (const p of built.params) {
+          const g = res[names.grad(p.name)].data as Float32Array;
+          const now = tensorAsFloat32(saved, p.weight).data;
+          for (let i = 0; i < g.length; i++) {
+            maxErr = Math.max(maxErr, Math.abs(now[i] - (p.init[i] - lr * g[i])));
+            maxChange = Math.max(maxChange, Math.abs(now[i] - p.init[i]));
+          }
         }
-      }
-    } else {
-      // B starts at zero, so after one step W' = W + (α/r)·(−lr·∂B)·A₀
-      for (const a of built.weights.adapters) {
-        const gB = res[names.grad(a.b.name)].data as Float32Array;
-        const [r, inF] = a.a.shape;
-        const outF = a.b.shape[0];
-        const w0 = weights.tensor(a.weight).data;
-        const now = tensorAsFloat32(saved, a.weight).data;
-        for (let o = 0; o < outF; o++) {
-          for (let i = 0; i < inF; i++) {
-            let delta = 0;
-            for (let k = 0; k < r; k++) delta += -lr * gB[o * r + k] * a.a.init[k * inF + i];
-            const expected = w0[o * inF + i] + a.scale * delta;
-            maxErr = Math.max(maxErr, Math.abs(now[o * inF + i] - expected));
-            maxChange = Math.max(maxChange, Math.abs(now[o * inF + i] - w0[o * inF + i]));
+      } else {
+        // B starts at zero, so after one step W' = W + (α/r)·(−lr·∂B)·A₀
+        for (const a of built.weights.adapters) {
+          const gB = res[names.grad(a.b.name)].data as Float32Array;
+          const [r, inF] = a.a.shape;
+          const outF = a.b.shape[0];
+          const w0 = weights.tensor(a.weight).data;
+          const now = tensorAsFloat32(saved, a.weight).data;
+          for (let o = 0; o < outF; o++) {
+            for (let i = 0; i < inF; i++) {
+              let delta = 0;
+              for (let k = 0; k < r; k++) delta += -lr * gB[o * r + k] * a.a.init[k * inF + i];
+              const expected = w0[o * inF + i] + a.scale * delta;
+              maxErr = Math.max(maxErr, Math.abs(now[o * inF + i] - expected));
+              maxChange = Math.max(maxChange, Math.abs(now[o * inF + i] - w0[o * inF + i]));
+            }
           }
         }
       }
+      assert.ok(maxChange > 1e-5, `${mode.kind}: the step changed the weights (${maxChange})`);
+      assert.ok(maxErr < 1e-6, `${mode.kind}: max |saved − (θ − lr·g)| = ${maxErr}`);
     }
-    assert.ok(maxChange > 1e-5, `${mode.kind}: the step changed the weights (${maxChange})`);
-    assert.ok(maxErr < 1e-6, `${mode.kind}: max |saved − (θ − lr·g)| = ${maxErr}`);
-  }
-});
+  },
+);
 
-test('the same seed repeats a CPU run exactly; cancelling leaves no folder; bad requests are refused before work', needs('stories260k', 'ortGenaiLlama'), async () => {
-  const data = { path: dataFile(20) };
-  const dir = tempDir();
-  const run = (out: string, extra: Partial<DistillRequest> = {}, control = {}) => runDistillation({ ...base(), steps: 8, data, out: path.join(dir, out), mode: { kind: 'full' }, loss: { key: 'jsd', temperature: 1 }, ...extra }, control);
-  const a = await run('a');
-  const b = await run('b');
-  assert.deepEqual(a.lossCurve, b.lossCurve);
-  assert.equal(folderHash(path.join(dir, 'a', 'onnx')), folderHash(path.join(dir, 'b', 'onnx')), 'identical weights');
-  assert.ok(fs.readFileSync(path.join(dir, 'a', 'model.safetensors')).equals(fs.readFileSync(path.join(dir, 'b', 'model.safetensors'))));
+test(
+  'the same seed repeats a CPU run exactly; cancelling leaves no folder; bad requests are refused before work',
+  needs('stories260k', 'ortGenaiLlama'),
+  async () => {
+    const data = { path: dataFile(20) };
+    const dir = tempDir();
+    const run = (out: string, extra: Partial<DistillRequest> = {}, control = {}) =>
+      runDistillation(
+        {
+          ...base(),
+          steps: 8,
+          data,
+          out: path.join(dir, out),
+          mode: { kind: 'full' },
+          loss: { key: 'jsd', temperature: 1 },
+          ...extra,
+        },
+        control,
+      );
+    const a = await run('a');
+    const b = await run('b');
+    assert.deepEqual(a.lossCurve, b.lossCurve);
+    assert.equal(
+      folderHash(path.join(dir, 'a', 'onnx')),
+      folderHash(path.join(dir, 'b', 'onnx')),
+      'identical weights',
+    );
+    assert.ok(
+      fs
+        .readFileSync(path.join(dir, 'a', 'model.safetensors'))
+        .equals(fs.readFileSync(path.join(dir, 'b', 'model.safetensors'))),
+    );
 
-  // the teacher as its top 16 tokens (with the target) and a rest bucket
-  const top = await run('top', { teacherTopK: 16, loss: { key: 'dkd', temperature: 2 } });
-  assert.equal(top.settings.teacherTopK, 16);
-  assert.ok(top.lossCurve.every((p) => Number.isFinite(p.loss)));
-  assert.ok(top.lossCurve[7].loss < top.lossCurve[0].loss, 'the loss falls');
-  fs.rmSync(path.join(dir, 'top'), { recursive: true });
+    // the teacher as its top 16 tokens (with the target) and a rest bucket
+    const top = await run('top', { teacherTopK: 16, loss: { key: 'dkd', temperature: 2 } });
+    assert.equal(top.settings.teacherTopK, 16);
+    assert.ok(top.lossCurve.every((p) => Number.isFinite(p.loss)));
+    assert.ok(top.lossCurve[7].loss < top.lossCurve[0].loss, 'the loss falls');
+    fs.rmSync(path.join(dir, 'top'), { recursive: true });
 
-  // no teacher: training from scratch with ce (how the built-in teacher is made)
-  const scratch = await run('scratch', { teacher: '', loss: { key: 'ce', temperature: 1 } });
-  assert.ok(scratch.lossCurve[7].loss < scratch.lossCurve[0].loss);
-  assert.ok(Number.isNaN(scratch.heldOut.after.fkl) && scratch.heldOut.after.studentPerplexity > 1);
-  fs.rmSync(path.join(dir, 'scratch'), { recursive: true });
-  await assert.rejects(run('nt', { teacher: '', loss: { key: 'fkl', temperature: 1 } }), /needs a teacher/);
+    // no teacher: training from scratch with ce (how the built-in teacher is made)
+    const scratch = await run('scratch', { teacher: '', loss: { key: 'ce', temperature: 1 } });
+    assert.ok(scratch.lossCurve[7].loss < scratch.lossCurve[0].loss);
+    assert.ok(Number.isNaN(scratch.heldOut.after.fkl) && scratch.heldOut.after.studentPerplexity > 1);
+    fs.rmSync(path.join(dir, 'scratch'), { recursive: true });
+    await assert.rejects(run('nt', { teacher: '', loss: { key: 'fkl', temperature: 1 } }), /needs a teacher/);
 
-  const abort = new AbortController();
-  await assert.rejects(run('cancelled', {}, { signal: abort.signal, onProgress: (p: { step?: number }) => p.step === 3 && abort.abort() }), CancelledError);
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b'], 'no partial folder');
+    const abort = new AbortController();
+    await assert.rejects(
+      run(
+        'cancelled',
+        {},
+        { signal: abort.signal, onProgress: (p: { step?: number }) => p.step === 3 && abort.abort() },
+      ),
+      CancelledError,
+    );
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b'], 'no partial folder');
 
-  const { student } = storiesPair();
-  await assert.rejects(run('x', { out: student } as Partial<DistillRequest>), (e: Error) => e instanceof UsageError && /never overwrites/.test(e.message));
-  await assert.rejects(run('y', { steps: 0 }), UsageError);
-  await assert.rejects(run('z', { student: ORTGENAI }), /safetensors checkpoint/);
-  const empty = path.join(dir, 'empty.txt');
-  fs.writeFileSync(empty, ' \n\n');
-  await assert.rejects(run('w', { data: { path: empty } }), /no text to train on/);
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b', 'empty.txt']);
-});
+    const { student } = storiesPair();
+    await assert.rejects(
+      run('x', { out: student } as Partial<DistillRequest>),
+      (e: Error) => e instanceof UsageError && /never overwrites/.test(e.message),
+    );
+    await assert.rejects(run('y', { steps: 0 }), UsageError);
+    await assert.rejects(run('z', { student: ORTGENAI }), /safetensors checkpoint/);
+    const empty = path.join(dir, 'empty.txt');
+    fs.writeFileSync(empty, ' \n\n');
+    await assert.rejects(run('w', { data: { path: empty } }), /no text to train on/);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b', 'empty.txt']);
+  },
+);

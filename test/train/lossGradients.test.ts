@@ -30,7 +30,8 @@ function referenceLoss(zt: number[][], zs: number[][], ys: number[], o: LossOpti
     const b = referenceBuckets(z, zs[i], ys[i], topK, r.temperature);
     return referenceRow(b.p.map(Math.log), b.q.map(Math.log), b.target, { ...options, T: 1 });
   });
-  const mean = (f: (i: number) => number, idx = valid) => (idx.length ? idx.reduce((s, i) => s + f(i), 0) / idx.length : 0);
+  const mean = (f: (i: number) => number, idx = valid) =>
+    idx.length ? idx.reduce((s, i) => s + f(i), 0) / idx.length : 0;
   const ce = mean((i) => -referenceRow(zt[i], zs[i], ys[i]).logqY1);
   if (r.key === 'ce') return ce;
   let kd: number;
@@ -40,30 +41,57 @@ function referenceLoss(zt: number[][], zs: number[][], ys: number[], o: LossOpti
     const median = u[Math.floor((u.length - 1) / 2)]; // lower median
     const hard = valid.filter((i) => rows[i].uncertainty >= median);
     const easy = valid.filter((i) => rows[i].uncertainty < median);
-    kd = r.alpha * mean((i) => rows[i].nckd, easy) + (1 - r.alpha) * (mean((i) => rows[i].tckd, hard) + mean((i) => rows[i].nckd, hard));
+    kd =
+      r.alpha * mean((i) => rows[i].nckd, easy) +
+      (1 - r.alpha) * (mean((i) => rows[i].tckd, hard) + mean((i) => rows[i].nckd, hard));
   } else kd = mean((i) => rows[i][r.key as 'fkl']);
   if (r.scaleByT2) kd *= r.temperature ** 2;
   return (1 - r.kdRatio) * ce + r.kdRatio * kd;
 }
 
 /** The teacher's k most probable ids (ties: smaller id first), the target swapped in for the last when missing, and the rest. */
-function referenceBuckets(zt: number[], zs: number[], y: number, k: number, T: number): { ids: number[]; p: number[]; q: number[]; target: number } {
+function referenceBuckets(
+  zt: number[],
+  zs: number[],
+  y: number,
+  k: number,
+  T: number,
+): { ids: number[]; p: number[]; q: number[]; target: number } {
   const p = softmax(zt, T);
   const q = softmax(zs, T);
-  const ids = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b).slice(0, k + 1);
+  const ids = p
+    .map((_, i) => i)
+    .sort((a, b) => p[b] - p[a] || a - b)
+    .slice(0, k + 1);
   if (!ids.slice(0, k).includes(y)) ids[k] = y;
   const rest = (d: number[]) => d.reduce((s, v, i) => (ids.includes(i) ? s : s + v), 0);
-  return { ids, p: [...ids.map((i) => p[i]), rest(p)], q: [...ids.map((i) => q[i]), rest(q)], target: ids.indexOf(y) };
+  return {
+    ids,
+    p: [...ids.map((i) => p[i]), rest(p)],
+    q: [...ids.map((i) => q[i]), rest(q)],
+    target: ids.indexOf(y),
+  };
 }
 
-async function graphLossAndGradient(zt: number[][], zs: number[][], ys: number[], o: LossOptions, topK?: number): Promise<{ loss: number; grad: Float64Array }> {
+async function graphLossAndGradient(
+  zt: number[][],
+  zs: number[][],
+  ys: number[],
+  o: LossOptions,
+  topK?: number,
+): Promise<{ loss: number; grad: Float64Array }> {
   const g = new GraphBuilder('loss');
   const student = g.input('student', 'float32', [M, V]);
   const teacher = g.input('teacher', 'float32', [M, V]);
   const targets = g.input('targets', 'int64', [M, 1]);
   const mask = g.input('mask', 'float32', [M]);
   const buckets = topK
-    ? { ids: g.input('ids', 'int64', [M, topK + 1]), logprobs: g.input('logprobs', 'float32', [M, topK + 2]), target: g.input('target', 'int64', [M, 1]), k: topK + 1 }
+    ? {
+        ids: g.input('ids', 'int64', [M, topK + 1]),
+        logprobs: g.input('logprobs', 'float32', [M, topK + 2]),
+        target: g.input('target', 'int64', [M, 1]),
+        k: topK + 1,
+      }
     : undefined;
   const loss = buildLoss(g, { student, teacher, targets, mask, rows: M, vocab: V, buckets }, o);
   const grads = addGradients(g, new GraphShapes(g, {}), loss, [student]);
@@ -82,10 +110,25 @@ async function graphLossAndGradient(zt: number[][], zs: number[][], ys: number[]
   };
   if (topK) {
     // the product's own bucketing, checked against the reference's below
-    const b = teacherBuckets(Float32Array.from(zt.flat()), M, V, ys, topK, resolvedLossOptions(o).temperature);
+    const b = teacherBuckets(
+      Float32Array.from(zt.flat()),
+      M,
+      V,
+      ys,
+      topK,
+      resolvedLossOptions(o).temperature,
+    );
     feeds.ids = new ort.Tensor('int64', b.ids, [M, topK + 1]);
     // float64 log-probabilities from the reference, so the check is not limited by float32
-    feeds.logprobs = new ort.Tensor('float64', Float64Array.from(zt.flatMap((z, i) => referenceBuckets(z, zs[i], ys[i], topK, resolvedLossOptions(o).temperature).p.map(Math.log))), [M, topK + 2]);
+    feeds.logprobs = new ort.Tensor(
+      'float64',
+      Float64Array.from(
+        zt.flatMap((z, i) =>
+          referenceBuckets(z, zs[i], ys[i], topK, resolvedLossOptions(o).temperature).p.map(Math.log),
+        ),
+      ),
+      [M, topK + 2],
+    );
     feeds.target = new ort.Tensor('int64', b.target, [M, 1]);
   }
   const out = await session.run(feeds);
@@ -119,7 +162,10 @@ async function checkCases(cases: LossOptions[], topK?: number) {
     const label = JSON.stringify(o) + (topK ? ` top-${topK}` : '');
     const { loss, grad } = await graphLossAndGradient(zt, zs, ys, o, topK);
     const ref = referenceLoss(zt, zs, ys, o, topK);
-    assert.ok(Math.abs(loss - ref) <= 1e-9 * Math.max(1, Math.abs(ref)), `${label}: loss ${loss} vs reference ${ref}`);
+    assert.ok(
+      Math.abs(loss - ref) <= 1e-9 * Math.max(1, Math.abs(ref)),
+      `${label}: loss ${loss} vs reference ${ref}`,
+    );
     assert.ok(ref > 1e-3, `${label}: the reference loss is not trivially small (${ref})`);
     const h = 1e-6;
     let maxErr = 0;
@@ -138,11 +184,15 @@ async function checkCases(cases: LossOptions[], topK?: number) {
     assert.ok(maxErr < 1e-7, `${label}: max |gradient − finite difference| = ${maxErr}`);
     assert.ok(maxGrad > 1e-3, `${label}: the gradient is not trivially zero`);
     // the masked row gets no gradient
-    assert.ok(grad.slice(2 * V, 3 * V).every((v) => v === 0), `${label}: masked rows get no gradient`);
+    assert.ok(
+      grad.slice(2 * V, 3 * V).every((v) => v === 0),
+      `${label}: masked rows get no gradient`,
+    );
   }
 }
 
-test('every loss: value and logit gradient agree with the float64 reference and its finite differences', () => checkCases(CASES));
+test('every loss: value and logit gradient agree with the float64 reference and its finite differences', () =>
+  checkCases(CASES));
 
 test('teacher top-k: every loss over the buckets (k ids with the target, then the rest) agrees with the reference', async () => {
   // the bucketing itself: the same ids, target positions and log-probabilities as the reference's
@@ -156,5 +206,8 @@ test('teacher top-k: every loss over the buckets (k ids with the target, then th
     assert.equal(Number(b.target[i]), ref.target);
     ref.p.forEach((p, j) => assert.ok(Math.abs(b.logprobs[i * 5 + j] - Math.log(p)) < 1e-5));
   });
-  await checkCases(CASES.filter((o) => o.key !== 'ce'), 3);
+  await checkCases(
+    CASES.filter((o) => o.key !== 'ce'),
+    3,
+  );
 });

@@ -17,8 +17,19 @@ const L = 5;
 
 async function check(model: TinyModel, mode: TrainMode, key: LossKey, seed: number) {
   const built = buildStepGraph({
-    architecture: model.architecture, config: model.config, weights: model.weights, mode, batch: B, seqLen: L, vocab: model.vocab,
-    loss: { key, temperature: 1.5 }, optimizer: DEFAULT_OPTIMIZER, purpose: 'gradients', seed, float64: true, randomLoraB: true,
+    architecture: model.architecture,
+    config: model.config,
+    weights: model.weights,
+    mode,
+    batch: B,
+    seqLen: L,
+    vocab: model.vocab,
+    loss: { key, temperature: 1.5 },
+    optimizer: DEFAULT_OPTIMIZER,
+    purpose: 'gradients',
+    seed,
+    float64: true,
+    randomLoraB: true,
   });
   const session = await ort.InferenceSession.create(built.bytes);
   const r = rng(seed);
@@ -47,18 +58,29 @@ async function check(model: TinyModel, mode: TrainMode, key: LossKey, seed: numb
   };
   // directional derivatives along random directions, and along each parameter tensor alone
   const directions: Float64Array[][] = [0, 1].map(() => theta.map((t) => t.map(() => gaussian(r))));
-  for (let k = 0; k < theta.length; k += Math.max(1, Math.floor(theta.length / 6))) directions.push(theta.map((t, i) => (i === k ? t.map(() => gaussian(r)) : new Float64Array(t.length))));
+  for (let k = 0; k < theta.length; k += Math.max(1, Math.floor(theta.length / 6)))
+    directions.push(theta.map((t, i) => (i === k ? t.map(() => gaussian(r)) : new Float64Array(t.length))));
   const h = 1e-5;
   for (const dir of directions) {
     const fd = ((await lossAt(dir, h)) - (await lossAt(dir, -h))) / (2 * h);
     const analytic = grads.reduce((s, g, i) => s + g.reduce((t, v, j) => t + v * dir[i][j], 0), 0);
     const label = `${model.architecture} ${mode.kind} ${key}`;
-    assert.ok(Math.abs(fd - analytic) <= 1e-6 * Math.max(1, Math.abs(fd)), `${label}: directional derivative ${analytic} vs finite difference ${fd}`);
+    assert.ok(
+      Math.abs(fd - analytic) <= 1e-6 * Math.max(1, Math.abs(fd)),
+      `${label}: directional derivative ${analytic} vs finite difference ${fd}`,
+    );
   }
-  assert.ok(grads.some((g) => g.some((v) => Math.abs(v) > 1e-4)), 'gradients are not all zero');
+  assert.ok(
+    grads.some((g) => g.some((v) => Math.abs(v) > 1e-4)),
+    'gradients are not all zero',
+  );
   if (mode.kind === 'lora') {
     assert.deepEqual([...new Set(built.params.map((p) => p.role))].sort(), ['lora_A', 'lora_B']);
-    for (const g of grads) assert.ok(g.some((v) => v !== 0), 'every adapter matrix gets a gradient');
+    for (const g of grads)
+      assert.ok(
+        g.some((v) => v !== 0),
+        'every adapter matrix gets a gradient',
+      );
   }
   await session.release();
 }
@@ -66,7 +88,12 @@ async function check(model: TinyModel, mode: TrainMode, key: LossKey, seed: numb
 for (const architecture of ['llama', 'gpt2'] as const) {
   test(`${architecture}: gradients of every loss, full and LoRA, match finite differences (float64)`, async () => {
     const model = tinyModel(architecture);
-    const lora: TrainMode = { kind: 'lora', rank: 2, alpha: 4, targets: architecture === 'gpt2' ? ['c_attn', 'c_fc'] : ['q_proj', 'v_proj', 'down_proj'] };
+    const lora: TrainMode = {
+      kind: 'lora',
+      rank: 2,
+      alpha: 4,
+      targets: architecture === 'gpt2' ? ['c_attn', 'c_fc'] : ['q_proj', 'v_proj', 'down_proj'],
+    };
     let seed = 100;
     for (const key of LOSS_KEYS) {
       await check(model, { kind: 'full' }, key, seed++);

@@ -16,126 +16,164 @@ import { storiesPair, tempDir, needs, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
-test('in the browser: analyse, hover, read the panel, switch themes, choose a teacher', { timeout: 300_000, ...needs('stories260k'), ...needsVscode() }, async () => {
-  // run alone (not through npm test), the tools may still be missing
-  if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const { teacher, student } = storiesPair();
-  const workspace = tempDir('distill-lens-ui-ws-');
-  fs.writeFileSync(path.join(workspace, 'story.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n');
-  fs.writeFileSync(path.join(workspace, 'long.txt'), 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(12_000));
-  const extensionsDir = installPackagedExtension();
-  const server = await startCodeServer({
-    workspace,
-    smokeTestDriver: false,
-    extensionsDir,
-    settings: { 'distillLens.teacher': teacher, 'distillLens.student': student, 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 16, 'editor.minimap.enabled': false },
-  });
-  const { page, close } = await openWorkbench(server);
-  const palette = (command: string) => runPalette(page, command, command.replace(/^Distill Lens: /, ''));
-  try {
-    // open the story and select its line
-    await page.keyboard.press('Control+P');
-    await page.locator('.quick-input-widget input').fill('story.txt');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'story.txt' }).first().click();
-    const lines = page.locator('.monaco-editor .view-lines');
-    await lines.waitFor();
-    await lines.click();
-    await page.keyboard.press('Control+Home');
-    await page.keyboard.press('Shift+End');
-    await palette('Distill Lens: Analyze Selection');
-    // the legend appears in the status bar when the decorations are painted
-    const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
-    await legend.waitFor({ timeout: 120_000 });
-    await page.keyboard.press('Control+Home'); // drop the selection so the colours show as they are
-    await page.waitForTimeout(500);
-    await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
-
-    // hover the token " girl"
-    assert.ok(await hoverWord(page, 'girl'), 'the word is on screen');
-    const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
-    await hover.waitFor({ timeout: 20_000 });
-    const hoverText = await hover.innerText();
-    for (const s of ['Divergences', 'Top tokens', 'teacher', 'student', 'nckd']) assert.ok(hoverText.includes(s), `hover shows ${s}`);
-    await page.screenshot({ path: path.join(SHOTS, 'hover.png') });
-
-    // the panel's heatmap
-    await page.mouse.move(5, 5);
-    await palette('Distill Lens: Open Panel');
-    const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
-    await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
-    const tokens = await frame.locator('#heatmap .tok').allInnerTexts();
-    assert.ok(tokens.join('').includes('little girl named Lily'), tokens.join('|'));
-    await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
-    await frame.locator('#details').waitFor();
-    // the editor selects the token, and the panel keeps showing that token
-    await page.waitForTimeout(500);
-    assert.match(await frame.locator('#details').getAttribute('title'), /Lily/);
-    assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
-    await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
-
-    // Run Distillation… on the story from the palette: the loss chart fills in, then the new
-    // student analyses the same text and the panel colours each token by its change
-    await lines.click();
-    await page.keyboard.press('Control+A');
-    await distilSelection(page, frame, { loss: 'jsd', lossRow: 'Jensen', steps: 20 });
-    await frame.locator('#heatmap .tok.better0, #heatmap .tok.better1, #heatmap .tok.better2, #heatmap .tok.better3, #heatmap .tok.better4').first().waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Control+Home');
-    await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });
-
-    // the same heatmap in the light and high-contrast themes, picked from the palette
-    for (const [theme, themeClass, shot] of [['Light Modern', 'vs', 'heatmap-light.png'], ['Dark High Contrast', 'hc-black', 'heatmap-high-contrast.png']]) {
-      await palette('Preferences: Color Theme');
-      const input = page.locator('.quick-input-widget input');
-      await input.fill(theme);
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().click();
-      await page.locator(`.monaco-workbench.${themeClass}`).waitFor({ timeout: 20_000 });
+test(
+  'in the browser: analyse, hover, read the panel, switch themes, choose a teacher',
+  { timeout: 300_000, ...needs('stories260k'), ...needsVscode() },
+  async () => {
+    // run alone (not through npm test), the tools may still be missing
+    if (!toolsInstalled())
+      execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
+    fs.mkdirSync(SHOTS, { recursive: true });
+    const { teacher, student } = storiesPair();
+    const workspace = tempDir('distill-lens-ui-ws-');
+    fs.writeFileSync(
+      path.join(workspace, 'story.txt'),
+      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n',
+    );
+    fs.writeFileSync(
+      path.join(workspace, 'long.txt'),
+      'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\n'.repeat(
+        12_000,
+      ),
+    );
+    const extensionsDir = installPackagedExtension();
+    const server = await startCodeServer({
+      workspace,
+      smokeTestDriver: false,
+      extensionsDir,
+      settings: {
+        'distillLens.teacher': teacher,
+        'distillLens.student': student,
+        'workbench.colorTheme': 'Default Dark Modern',
+        'editor.fontSize': 16,
+        'editor.minimap.enabled': false,
+      },
+    });
+    const { page, close } = await openWorkbench(server);
+    const palette = (command: string) => runPalette(page, command, command.replace(/^Distill Lens: /, ''));
+    try {
+      // open the story and select its line
+      await page.keyboard.press('Control+P');
+      await page.locator('.quick-input-widget input').fill('story.txt');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'story.txt' }).first().click();
+      const lines = page.locator('.monaco-editor .view-lines');
+      await lines.waitFor();
+      await lines.click();
+      await page.keyboard.press('Control+Home');
+      await page.keyboard.press('Shift+End');
+      await palette('Distill Lens: Analyze Selection');
+      // the legend appears in the status bar when the decorations are painted
+      const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
+      await legend.waitFor({ timeout: 120_000 });
+      await page.keyboard.press('Control+Home'); // drop the selection so the colours show as they are
       await page.waitForTimeout(500);
-      await page.screenshot({ path: path.join(SHOTS, shot) });
+      await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
+
+      // hover the token " girl"
+      assert.ok(await hoverWord(page, 'girl'), 'the word is on screen');
+      const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
+      await hover.waitFor({ timeout: 20_000 });
+      const hoverText = await hover.innerText();
+      for (const s of ['Divergences', 'Top tokens', 'teacher', 'student', 'nckd'])
+        assert.ok(hoverText.includes(s), `hover shows ${s}`);
+      await page.screenshot({ path: path.join(SHOTS, 'hover.png') });
+
+      // the panel's heatmap
+      await page.mouse.move(5, 5);
+      await palette('Distill Lens: Open Panel');
+      const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+      await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
+      const tokens = await frame.locator('#heatmap .tok').allInnerTexts();
+      assert.ok(tokens.join('').includes('little girl named Lily'), tokens.join('|'));
+      await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
+      await frame.locator('#details').waitFor();
+      // the editor selects the token, and the panel keeps showing that token
+      await page.waitForTimeout(500);
+      assert.match(await frame.locator('#details').getAttribute('title'), /Lily/);
+      assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
+      await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
+
+      // Run Distillation… on the story from the palette: the loss chart fills in, then the new
+      // student analyses the same text and the panel colours each token by its change
+      await lines.click();
+      await page.keyboard.press('Control+A');
+      await distilSelection(page, frame, { loss: 'jsd', lossRow: 'Jensen', steps: 20 });
+      await frame
+        .locator(
+          '#heatmap .tok.better0, #heatmap .tok.better1, #heatmap .tok.better2, #heatmap .tok.better3, #heatmap .tok.better4',
+        )
+        .first()
+        .waitFor({ timeout: 10_000 });
+      await page.keyboard.press('Control+Home');
+      await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });
+
+      // the same heatmap in the light and high-contrast themes, picked from the palette
+      for (const [theme, themeClass, shot] of [
+        ['Light Modern', 'vs', 'heatmap-light.png'],
+        ['Dark High Contrast', 'hc-black', 'heatmap-high-contrast.png'],
+      ]) {
+        await palette('Preferences: Color Theme');
+        const input = page.locator('.quick-input-widget input');
+        await input.fill(theme);
+        await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().click();
+        await page.locator(`.monaco-workbench.${themeClass}`).waitFor({ timeout: 20_000 });
+        await page.waitForTimeout(500);
+        await page.screenshot({ path: path.join(SHOTS, shot) });
+      }
+
+      // Analyze Document on a long file, cancelled from the progress notification's Cancel button
+      await page.keyboard.press('Control+P');
+      await page.locator('.quick-input-widget input').fill('long.txt');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'long.txt' }).first().click();
+      await page.locator('.tab.active', { hasText: 'long.txt' }).waitFor();
+      await palette('Distill Lens: Analyze Document');
+      const toast = page.locator('.notification-toast', { hasText: 'analysing long.txt' });
+      await toast.waitFor({ timeout: 30_000 });
+      await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
+      await page.locator('.statusbar-item', { hasText: 'analysis cancelled' }).waitFor({ timeout: 20_000 });
+      await toast.waitFor({ state: 'detached', timeout: 20_000 });
+      assert.equal(await legend.count(), 0, 'a cancelled analysis paints nothing');
+
+      // Choose Student…: a folder picked in the open dialog (code-server's own file dialog: type the path)
+      await palette('Distill Lens: Choose Student…');
+      await page
+        .locator('.quick-input-list .monaco-list-row', { hasText: 'Choose a folder' })
+        .first()
+        .click();
+      const pathInput = page.locator('.quick-input-widget input');
+      await pathInput.waitFor({ state: 'visible' });
+      await pathInput.fill(teacher + '/');
+      await page.waitForTimeout(500);
+      await page.keyboard.press('Enter');
+      // the dialog checks the path before it accepts; wait for it to close
+      await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
+
+      // Choose Teacher…: a hub id typed into the input box lands in the user settings
+      await palette('Distill Lens: Choose Teacher…');
+      await page
+        .locator('.quick-input-list .monaco-list-row', { hasText: 'Enter a hub model id' })
+        .first()
+        .click();
+      const idInput = page.locator('.quick-input-widget input');
+      await idInput.fill('HuggingFaceTB/SmolLM2-360M');
+      await page.keyboard.press('Enter');
+      const settingsFile = path.join(server.home, 'user-data', 'User', 'settings.json');
+      const deadline = Date.now() + 20_000;
+      while (!fs.readFileSync(settingsFile, 'utf8').includes('HuggingFaceTB/SmolLM2-360M')) {
+        assert.ok(Date.now() < deadline, 'the teacher setting was written');
+        await page.waitForTimeout(200);
+      }
+      assert.equal(
+        JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['distillLens.student'],
+        teacher,
+        'the folder chosen in the dialog is the student',
+      );
+    } catch (e) {
+      await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
+      throw e;
+    } finally {
+      await close();
+      await server.stop();
     }
-
-    // Analyze Document on a long file, cancelled from the progress notification's Cancel button
-    await page.keyboard.press('Control+P');
-    await page.locator('.quick-input-widget input').fill('long.txt');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'long.txt' }).first().click();
-    await page.locator('.tab.active', { hasText: 'long.txt' }).waitFor();
-    await palette('Distill Lens: Analyze Document');
-    const toast = page.locator('.notification-toast', { hasText: 'analysing long.txt' });
-    await toast.waitFor({ timeout: 30_000 });
-    await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
-    await page.locator('.statusbar-item', { hasText: 'analysis cancelled' }).waitFor({ timeout: 20_000 });
-    await toast.waitFor({ state: 'detached', timeout: 20_000 });
-    assert.equal(await legend.count(), 0, 'a cancelled analysis paints nothing');
-
-    // Choose Student…: a folder picked in the open dialog (code-server's own file dialog: type the path)
-    await palette('Distill Lens: Choose Student…');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Choose a folder' }).first().click();
-    const pathInput = page.locator('.quick-input-widget input');
-    await pathInput.waitFor({ state: 'visible' });
-    await pathInput.fill(teacher + '/');
-    await page.waitForTimeout(500);
-    await page.keyboard.press('Enter');
-    // the dialog checks the path before it accepts; wait for it to close
-    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
-
-    // Choose Teacher…: a hub id typed into the input box lands in the user settings
-    await palette('Distill Lens: Choose Teacher…');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Enter a hub model id' }).first().click();
-    const idInput = page.locator('.quick-input-widget input');
-    await idInput.fill('HuggingFaceTB/SmolLM2-360M');
-    await page.keyboard.press('Enter');
-    const settingsFile = path.join(server.home, 'user-data', 'User', 'settings.json');
-    const deadline = Date.now() + 20_000;
-    while (!fs.readFileSync(settingsFile, 'utf8').includes('HuggingFaceTB/SmolLM2-360M')) {
-      assert.ok(Date.now() < deadline, 'the teacher setting was written');
-      await page.waitForTimeout(200);
-    }
-    assert.equal(JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['distillLens.student'], teacher, 'the folder chosen in the dialog is the student');
-  } catch (e) {
-    await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
-    throw e;
-  } finally {
-    await close();
-    await server.stop();
-  }
-});
+  },
+);

@@ -15,71 +15,91 @@ import { tempDir, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
-test('first run with the packaged extension and the built-in models: walkthrough, analyse, hover, panel, distil', { timeout: 300_000, ...needsVscode() }, async () => {
-  // run alone (not through npm test), the tools may still be missing
-  if (!toolsInstalled()) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const workspace = tempDir('distill-lens-first-run-');
-  const server = await startCodeServer({
-    workspace,
-    smokeTestDriver: false,
-    extensionsDir: installPackagedExtension(),
-    settings: { 'workbench.colorTheme': 'Default Dark Modern', 'editor.fontSize': 15, 'editor.minimap.enabled': false },
-  });
-  const { page, close } = await openWorkbench(server);
-  const palette = (command: string, pick?: string) => runPalette(page, command, pick);
-  try {
+test(
+  'first run with the packaged extension and the built-in models: walkthrough, analyse, hover, panel, distil',
+  { timeout: 300_000, ...needsVscode() },
+  async () => {
+    // run alone (not through npm test), the tools may still be missing
+    if (!toolsInstalled())
+      execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
+    fs.mkdirSync(SHOTS, { recursive: true });
+    const workspace = tempDir('distill-lens-first-run-');
+    const server = await startCodeServer({
+      workspace,
+      smokeTestDriver: false,
+      extensionsDir: installPackagedExtension(),
+      settings: {
+        'workbench.colorTheme': 'Default Dark Modern',
+        'editor.fontSize': 15,
+        'editor.minimap.enabled': false,
+      },
+    });
+    const { page, close } = await openWorkbench(server);
+    const palette = (command: string, pick?: string) => runPalette(page, command, pick);
+    try {
+      // the walkthrough is listed and opens
+      await palette('Welcome: Open Walkthrough', 'Open Walkthrough');
+      await page
+        .locator('.quick-input-list .monaco-list-row', { hasText: 'Get started with Distill Lens' })
+        .first()
+        .click();
+      await page
+        .locator('.getting-started-category, .gettingStartedSlideDetails', { hasText: 'Analyse a selection' })
+        .first()
+        .waitFor({ timeout: 20_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-walkthrough.png') });
 
-    // the walkthrough is listed and opens
-    await palette('Welcome: Open Walkthrough', 'Open Walkthrough');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Get started with Distill Lens' }).first().click();
-    await page.locator('.getting-started-category, .gettingStartedSlideDetails', { hasText: 'Analyse a selection' }).first().waitFor({ timeout: 20_000 });
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-walkthrough.png') });
+      // the sample, analysed with no configuration at all
+      await palette('Distill Lens: Open the Sample Text');
+      const lines = page.locator('.monaco-editor .view-lines').last();
+      await lines.waitFor();
+      await palette('Distill Lens: Analyze Selection');
+      const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
+      await legend.waitFor({ timeout: 120_000 });
+      await lines.click();
+      await page.keyboard.press('Control+Home');
+      await page.waitForTimeout(500);
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-heatmap.png') });
 
-    // the sample, analysed with no configuration at all
-    await palette('Distill Lens: Open the Sample Text');
-    const lines = page.locator('.monaco-editor .view-lines').last();
-    await lines.waitFor();
-    await palette('Distill Lens: Analyze Selection');
-    const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
-    await legend.waitFor({ timeout: 120_000 });
-    await lines.click();
-    await page.keyboard.press('Control+Home');
-    await page.waitForTimeout(500);
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-heatmap.png') });
+      // a hover on "PriorityQueue"
+      assert.ok(await hoverWord(page, 'PriorityQueue', 2, 4), 'the sample is on screen');
+      const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
+      await hover.waitFor({ timeout: 20_000 });
+      assert.match(await hover.innerText(), /teacher[\s\S]*student/);
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-hover.png') });
+      await page.mouse.move(5, 5);
 
-    // a hover on "PriorityQueue"
-    assert.ok(await hoverWord(page, 'PriorityQueue', 2, 4), 'the sample is on screen');
-    const hover = page.locator('.monaco-hover', { hasText: 'Distill Lens' });
-    await hover.waitFor({ timeout: 20_000 });
-    assert.match(await hover.innerText(), /teacher[\s\S]*student/);
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-hover.png') });
-    await page.mouse.move(5, 5);
+      // the panel
+      await palette('Distill Lens: Open Panel');
+      const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+      await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
+      assert.ok((await frame.locator('#heatmap').innerText()).includes('PriorityQueue'));
+      assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-panel.png') });
 
-    // the panel
-    await palette('Distill Lens: Open Panel');
-    const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
-    await frame.locator('#heatmap .tok').first().waitFor({ timeout: 60_000 });
-    assert.ok((await frame.locator('#heatmap').innerText()).includes('PriorityQueue'));
-    assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-panel.png') });
-
-    // a 20-step distillation of the built-in student on the sample, then before/after
-    await lines.click();
-    await page.keyboard.press('Control+A');
-    const out = await distilSelection(page, frame, { loss: 'fkl', lossRow: 'forward KL', steps: 20 });
-    assert.match(out, /distill-lens-models[\\/]demo-student-fkl-/, 'the built-in student is never the output: a folder in the workspace is suggested');
-    await page.keyboard.press('Control+Home');
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-distillation.png') });
-    const written = fs.readdirSync(path.join(workspace, 'distill-lens-models'));
-    assert.equal(written.length, 1);
-    const run = JSON.parse(fs.readFileSync(path.join(workspace, 'distill-lens-models', written[0], 'run.json'), 'utf8'));
-    assert.equal(run.lossCurve.length, 20);
-  } catch (e) {
-    await page.screenshot({ path: path.join(SHOTS, 'first-run-failure.png') }).catch(() => {});
-    throw e;
-  } finally {
-    await close();
-    await server.stop();
-  }
-});
+      // a 20-step distillation of the built-in student on the sample, then before/after
+      await lines.click();
+      await page.keyboard.press('Control+A');
+      const out = await distilSelection(page, frame, { loss: 'fkl', lossRow: 'forward KL', steps: 20 });
+      assert.match(
+        out,
+        /distill-lens-models[\\/]demo-student-fkl-/,
+        'the built-in student is never the output: a folder in the workspace is suggested',
+      );
+      await page.keyboard.press('Control+Home');
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-distillation.png') });
+      const written = fs.readdirSync(path.join(workspace, 'distill-lens-models'));
+      assert.equal(written.length, 1);
+      const run = JSON.parse(
+        fs.readFileSync(path.join(workspace, 'distill-lens-models', written[0], 'run.json'), 'utf8'),
+      );
+      assert.equal(run.lossCurve.length, 20);
+    } catch (e) {
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-failure.png') }).catch(() => {});
+      throw e;
+    } finally {
+      await close();
+      await server.stop();
+    }
+  },
+);

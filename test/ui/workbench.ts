@@ -5,14 +5,19 @@ import { tempDir } from '../helpers';
 
 export const SHOTS = path.resolve(__dirname, '..', '..', 'test-results', 'ui');
 
- 
 export type Page = any;
 
 /** Opens the workbench on the server's workspace in a fresh Chromium profile. */
 export async function openWorkbench(server: CodeServer): Promise<{ page: Page; close: () => Promise<void> }> {
   const profile = tempDir('distill-lens-ui-chromium-');
   const { chromium } = playwright();
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1400, height: 900 }, args: CHROMIUM_ARGS, env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile } });
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: CHROMIUM_ARGS,
+    env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile },
+  });
   const page = browser.pages()[0] ?? (await browser.newPage());
   await page.goto(`${server.url}/?folder=${encodeURIComponent(server.workspace)}`);
   await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
@@ -21,7 +26,11 @@ export async function openWorkbench(server: CodeServer): Promise<{ page: Page; c
 }
 
 /** Runs a command from the palette, clicking the row that shows `pick` (default: the title after the category). */
-export async function palette(page: Page, command: string, pick = command.replace(/^.*?: /, '')): Promise<void> {
+export async function palette(
+  page: Page,
+  command: string,
+  pick = command.replace(/^.*?: /, ''),
+): Promise<void> {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible' });
@@ -57,7 +66,11 @@ export async function hoverWord(page: Page, word: string, from = 1, to = 3): Pro
  * description), the steps, accepts the suggested output folder (returned), and waits for the
  * run to end; then Use as Student and Re-analyse, and the panel's colour-by-change view.
  */
-export async function distilSelection(page: Page, frame: Page, o: { loss: string; lossRow: string; steps: number }): Promise<string> {
+export async function distilSelection(
+  page: Page,
+  frame: Page,
+  o: { loss: string; lossRow: string; steps: number },
+): Promise<string> {
   const quick = page.locator('.quick-input-widget input');
   await palette(page, 'Distill Lens: Run Distillation…');
   await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
@@ -70,7 +83,8 @@ export async function distilSelection(page: Page, frame: Page, o: { loss: string
   await page.keyboard.press('Enter'); // the suggested output folder
   const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });
   await done.waitFor({ timeout: 180_000 });
-  if (!/done/.test((await frame.locator('#training').getAttribute('title')) ?? '')) throw new Error('the panel does not show the finished run');
+  if (!/done/.test((await frame.locator('#training').getAttribute('title')) ?? ''))
+    throw new Error('the panel does not show the finished run');
   await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
   await frame.locator('#comparison').waitFor({ timeout: 60_000 });
   await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard

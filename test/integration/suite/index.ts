@@ -41,7 +41,17 @@ test('activates without loading ONNX Runtime, and registers every command', asyn
   const loaded = Object.keys(require.cache).filter((k) => k.includes('onnxruntime'));
   assert.deepEqual(loaded, [], 'ONNX Runtime is not loaded in the extension host');
   const commands = (await vscode.commands.getCommands(true)).filter((c) => c.startsWith('distillLens.'));
-  for (const c of ['analyzeSelection', 'analyzeDocument', 'clear', 'chooseMetric', 'chooseTeacher', 'chooseStudent', 'openPanel', 'exportReport', 'runDistillation']) {
+  for (const c of [
+    'analyzeSelection',
+    'analyzeDocument',
+    'clear',
+    'chooseMetric',
+    'chooseTeacher',
+    'chooseStudent',
+    'openPanel',
+    'exportReport',
+    'runDistillation',
+  ]) {
     assert.ok(commands.includes(`distillLens.${c}`), `command distillLens.${c}`);
   }
 });
@@ -51,14 +61,20 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
   const doc = editor.document;
   const firstParagraph = doc.lineAt(0).range;
   editor.selection = new vscode.Selection(firstParagraph.start, firstParagraph.end);
-  const stored = await vscode.commands.executeCommand<{ placed: { rows: { start: number; end: number; row: { text: string } }[] } }>('distillLens.analyzeSelection');
+  const stored = await vscode.commands.executeCommand<{
+    placed: { rows: { start: number; end: number; row: { text: string } }[] };
+  }>('distillLens.analyzeSelection');
   assert.ok(stored, `analysis ran (${api.controller.lastError ?? ''})`);
   const rows = stored.placed.rows;
   assert.ok(rows.length > 15);
-  for (const r of rows) assert.equal(doc.getText(new vscode.Range(doc.positionAt(r.start), doc.positionAt(r.end))), r.row.text);
+  for (const r of rows)
+    assert.equal(doc.getText(new vscode.Range(doc.positionAt(r.start), doc.positionAt(r.end))), r.row.text);
   const painted = api.controller.decorations.painted.get(doc.uri.toString());
   assert.ok(painted, 'decorations painted');
-  assert.deepEqual(painted.bands.map((b) => [b.start, b.end]), rows.map((r) => [r.start, r.end]));
+  assert.deepEqual(
+    painted.bands.map((b) => [b.start, b.end]),
+    rows.map((r) => [r.start, r.end]),
+  );
   assert.ok(painted.bands.every((b) => b.band >= 0 && b.band < 10));
   assert.ok(new Set(painted.bands.map((b) => b.band)).size > 2, 'several colour bands in use');
   assert.match(api.controller.statusBar.text, /^\$\(flame\) fkl 0–[\d.]+$/);
@@ -67,27 +83,64 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
 test('the hover shows the token, both models and every metric group', async () => {
   const editor = await openStory();
   const offset = editor.document.getText().indexOf(' girl') + 2;
-  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', editor.document.uri, editor.document.positionAt(offset));
-  const text = hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value))).join('\n');
+  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    editor.document.uri,
+    editor.document.positionAt(offset),
+  );
+  const text = hovers
+    .flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value)))
+    .join('\n');
   assert.match(text, /\*\*Distill Lens\*\* · token/);
-  for (const s of ['Divergences', 'Target / non-target (DKD)', 'Difficulty', 'Estimators at the observed token', 'Top tokens', '| rank |', 'jsd', 'nckd', 'k3']) assert.ok(text.includes(s), `hover has ${s}`);
-  const none = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', editor.document.uri, editor.document.positionAt(editor.document.getText().length - 3));
-  assert.ok(!none.some((h) => h.contents.some((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value).includes('Distill Lens'))), 'no hover outside the analysis');
+  for (const s of [
+    'Divergences',
+    'Target / non-target (DKD)',
+    'Difficulty',
+    'Estimators at the observed token',
+    'Top tokens',
+    '| rank |',
+    'jsd',
+    'nckd',
+    'k3',
+  ])
+    assert.ok(text.includes(s), `hover has ${s}`);
+  const none = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    editor.document.uri,
+    editor.document.positionAt(editor.document.getText().length - 3),
+  );
+  assert.ok(
+    !none.some((h) =>
+      h.contents.some((c) =>
+        (typeof c === 'string' ? c : (c as vscode.MarkdownString).value).includes('Distill Lens'),
+      ),
+    ),
+    'no hover outside the analysis',
+  );
 });
 
 test('changing the metric setting recolours at once and the hover follows', async () => {
   await config().update('metric', 'jsd', vscode.ConfigurationTarget.Global);
-  await until('repaint with jsd', () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'jsd');
+  await until(
+    'repaint with jsd',
+    () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'jsd',
+  );
   assert.match(api.controller.statusBar.text, /jsd/);
   await vscode.commands.executeCommand('distillLens.chooseMetric', 'fkl');
-  await until('repaint with fkl', () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'fkl');
+  await until(
+    'repaint with fkl',
+    () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'fkl',
+  );
 });
 
 test('the panel receives the rows', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
   await openStory();
-  await until('panel shows the story', () => api.panel.state.rows > 0 && api.panel.state.uri === storyUri().toString());
+  await until(
+    'panel shows the story',
+    () => api.panel.state.rows > 0 && api.panel.state.uri === storyUri().toString(),
+  );
 });
 
 test('the panel comes back with its rows after being hidden', async () => {
@@ -95,7 +148,11 @@ test('the panel comes back with its rows after being hidden', async () => {
   await vscode.commands.executeCommand('workbench.view.explorer');
   await sleep(500);
   await vscode.commands.executeCommand('distillLens.openPanel');
-  await until('the reloaded panel asks for its state', () => api.panel.received.filter((m) => m === 'ready').length > readies, 30_000);
+  await until(
+    'the reloaded panel asks for its state',
+    () => api.panel.received.filter((m) => m === 'ready').length > readies,
+    30_000,
+  );
   assert.ok(api.panel.state.rows > 0);
   await openStory();
 });
@@ -109,7 +166,11 @@ test('edits drop the numbers of the edited token and move the others', async () 
   const now = api.controller.get(editor.document.uri)!.placed.rows;
   assert.ok(!now.some((r) => r.row === target.row), 'the edited token lost its numbers');
   assert.equal(now.length, before.length - 1);
-  for (const r of after) assert.ok(now.some((n) => n.row === r.row && n.start === r.start + 2 && n.end === r.end + 2), 'later tokens moved by the insertion');
+  for (const r of after)
+    assert.ok(
+      now.some((n) => n.row === r.row && n.start === r.start + 2 && n.end === r.end + 2),
+      'later tokens moved by the insertion',
+    );
   await vscode.commands.executeCommand('undo');
 });
 
@@ -119,7 +180,11 @@ test('Export Report writes JSON, CSV and HTML', async () => {
   await vscode.commands.executeCommand('distillLens.analyzeSelection');
   for (const format of ['json', 'csv', 'html'] as const) {
     const target = vscode.Uri.file(path.join(workspace, `report.${format}`));
-    const written = await vscode.commands.executeCommand<vscode.Uri>('distillLens.exportReport', format, target);
+    const written = await vscode.commands.executeCommand<vscode.Uri>(
+      'distillLens.exportReport',
+      format,
+      target,
+    );
     assert.equal(written?.fsPath, target.fsPath);
     const text = fs.readFileSync(target.fsPath, 'utf8');
     if (format === 'json') assert.ok(JSON.parse(text).rows.length > 10);
@@ -130,7 +195,9 @@ test('Export Report writes JSON, CSV and HTML', async () => {
 
 test('Analyze Document covers the whole file', async () => {
   const editor = await openStory();
-  const stored = await vscode.commands.executeCommand<{ placed: { rows: { start: number; end: number }[] } }>('distillLens.analyzeDocument');
+  const stored = await vscode.commands.executeCommand<{ placed: { rows: { start: number; end: number }[] } }>(
+    'distillLens.analyzeDocument',
+  );
   assert.ok(stored, api.controller.lastError);
   const last = Math.max(...stored.placed.rows.map((r) => r.end));
   assert.ok(last >= editor.document.getText().trimEnd().length - 1, 'reaches the end of the document');
@@ -159,7 +226,10 @@ test('Run Distillation on the selection: live loss in the panel, the new student
   const student = config().get<string>('student')!;
   const out = path.join(workspace, 'distilled-student');
   try {
-    const record = await vscode.commands.executeCommand<{ lossCurve: unknown[]; heldOut: { before: { fkl: number }; after: { fkl: number } } }>('distillLens.runDistillation', {
+    const record = await vscode.commands.executeCommand<{
+      lossCurve: unknown[];
+      heldOut: { before: { fkl: number }; after: { fkl: number } };
+    }>('distillLens.runDistillation', {
       data: { selection: true },
       loss: 'fkl',
       steps: 20,
@@ -168,17 +238,25 @@ test('Run Distillation on the selection: live loss in the panel, the new student
     });
     assert.ok(record, `distillation ran (${api.controller.lastError ?? ''})`);
     assert.equal(record.lossCurve.length, 20);
-    assert.ok(record.heldOut.after.fkl < record.heldOut.before.fkl, 'the fine-tune lowered fkl on its own text');
+    assert.ok(
+      record.heldOut.after.fkl < record.heldOut.before.fkl,
+      'the fine-tune lowered fkl on its own text',
+    );
     const training = api.distillation.training!;
     assert.equal(training.status, 'done');
     assert.equal(training.points.length, 20, 'every step reached the panel');
-    assert.ok(fs.existsSync(path.join(out, 'run.json')) && fs.existsSync(path.join(out, 'onnx', 'model.onnx')));
+    assert.ok(
+      fs.existsSync(path.join(out, 'run.json')) && fs.existsSync(path.join(out, 'onnx', 'model.onnx')),
+    );
     assert.equal(config().get('student'), out, 'the new student is used');
     const after = api.controller.get(doc.uri)!;
     assert.equal(after.settings.student, out);
     assert.equal(after.baseline?.settings.student, student, 'the previous analysis is kept as the baseline');
     await vscode.commands.executeCommand('distillLens.openPanel');
-    await until('the panel shows before/after', () => api.panel.state.baseline && api.panel.state.training === 'done');
+    await until(
+      'the panel shows before/after',
+      () => api.panel.state.baseline && api.panel.state.training === 'done',
+    );
   } finally {
     await config().update('student', student, vscode.ConfigurationTarget.Global);
   }
@@ -194,19 +272,30 @@ test('Clear removes the decorations', async () => {
 export async function run(): Promise<void> {
   let passed = 0;
   let failed = 0;
-  const only = process.env.DISTILL_LENS_TEST_FILTER ? new RegExp(process.env.DISTILL_LENS_TEST_FILTER) : undefined;
+  const only = process.env.DISTILL_LENS_TEST_FILTER
+    ? new RegExp(process.env.DISTILL_LENS_TEST_FILTER)
+    : undefined;
   for (const [i, t] of tests.entries()) {
     if (only && i > 0 && !only.test(t.name)) continue;
     try {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([t.fn(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out after 90 s')), 90_000)))]);
+      await Promise.race([
+        t.fn(),
+        new Promise(
+          (_, reject) => (timer = setTimeout(() => reject(new Error('timed out after 90 s')), 90_000)),
+        ),
+      ]);
       clearTimeout(timer);
       passed++;
       console.log(`ok ${i + 1} - ${t.name}`);
     } catch (e) {
       failed++;
       console.log(`not ok ${i + 1} - ${t.name}`);
-      console.log(`# ${String((e as Error).stack ?? e).split('\n').join('\n# ')}`);
+      console.log(
+        `# ${String((e as Error).stack ?? e)
+          .split('\n')
+          .join('\n# ')}`,
+      );
     }
   }
   console.log(`${passed} passed, ${failed} failed`);
