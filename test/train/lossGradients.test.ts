@@ -211,3 +211,17 @@ test('teacher top-k: every loss over the buckets (k ids with the target, then th
     3,
   );
 });
+
+test('autodiff refuses operator attributes it has no rule for (Gemm alpha, transA) instead of ignoring them', () => {
+  for (const [attrs, message] of [
+    [{ alpha: { float: 2 } }, /Gemm with alpha = 2/],
+    [{ transA: 1 }, /Gemm with transA = 1/],
+  ] as const) {
+    const g = new GraphBuilder('gemm');
+    const a = g.input('a', 'float32', [2, 3]);
+    const b = g.input('b', 'float32', [3, 4]);
+    const y = g.op1('Gemm', [a, b], attrs);
+    const loss = g.op1('ReduceSum', [y], { keepdims: 0 });
+    assert.throws(() => addGradients(g, new GraphShapes(g, {}), loss, [a]), message);
+  }
+});
