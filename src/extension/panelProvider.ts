@@ -75,6 +75,11 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   }
 
   /** What the panel currently shows (for tests). */
+  /** Whether the panel's view is on screen. */
+  get visible(): boolean {
+    return this.view?.visible ?? false;
+  }
+
   get state(): { uri?: string; rows: number; baseline: boolean; training?: string } {
     return {
       uri: this.shown?.uri.toString(),

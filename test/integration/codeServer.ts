@@ -132,7 +132,16 @@ export async function startCodeServer(o: {
       } catch {
         // already gone
       }
-      await new Promise((r) => setTimeout(r, 300));
+      // its exit, or two seconds at most; then whatever is left of the group is killed
+      if (child.exitCode === null && child.signalCode === null) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 2000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {

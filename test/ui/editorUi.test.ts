@@ -11,7 +11,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
-import { distilSelection, hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
+import {
+  distilSelection,
+  hoverWord,
+  openWorkbench,
+  painted,
+  palette as runPalette,
+  selectionCleared,
+  SHOTS,
+  untilFileContains,
+} from './workbench';
 import { storiesPair, tempDir, needs, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -66,7 +75,7 @@ test(
       const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
       await legend.waitFor({ timeout: 120_000 });
       await page.keyboard.press('Control+Home'); // drop the selection so the colours show as they are
-      await page.waitForTimeout(500);
+      await selectionCleared(page);
       await page.screenshot({ path: path.join(SHOTS, 'heatmap.png') });
 
       // hover the token " girl"
@@ -88,8 +97,7 @@ test(
       await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
       await frame.locator('#details').waitFor();
       // the editor selects the token, and the panel keeps showing that token
-      await page.waitForTimeout(500);
-      assert.match(await frame.locator('#details').getAttribute('title'), /Lily/);
+      await frame.locator('#details[title*="Lily"]').waitFor();
       assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
       await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
 
@@ -117,7 +125,7 @@ test(
         await input.fill(theme);
         await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().click();
         await page.locator(`.monaco-workbench.${themeClass}`).waitFor({ timeout: 20_000 });
-        await page.waitForTimeout(500);
+        await painted(page);
         await page.screenshot({ path: path.join(SHOTS, shot) });
       }
 
@@ -143,7 +151,8 @@ test(
       const pathInput = page.locator('.quick-input-widget input');
       await pathInput.waitFor({ state: 'visible' });
       await pathInput.fill(teacher + '/');
-      await page.waitForTimeout(500);
+      // typing clears the dialog's list; it shows the folder's entries (its '..' row) once it has read the path
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: '..' }).first().waitFor();
       await page.keyboard.press('Enter');
       // the dialog checks the path before it accepts; wait for it to close
       await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
@@ -158,11 +167,7 @@ test(
       await idInput.fill('HuggingFaceTB/SmolLM2-360M');
       await page.keyboard.press('Enter');
       const settingsFile = path.join(server.home, 'user-data', 'User', 'settings.json');
-      const deadline = Date.now() + 20_000;
-      while (!fs.readFileSync(settingsFile, 'utf8').includes('HuggingFaceTB/SmolLM2-360M')) {
-        assert.ok(Date.now() < deadline, 'the teacher setting was written');
-        await page.waitForTimeout(200);
-      }
+      await untilFileContains(settingsFile, 'HuggingFaceTB/SmolLM2-360M');
       assert.equal(
         JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['distillLens.student'],
         teacher,

@@ -10,7 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
-import { distilSelection, hoverWord, openWorkbench, palette as runPalette, SHOTS } from './workbench';
+import {
+  distilSelection,
+  hoverWord,
+  openWorkbench,
+  palette as runPalette,
+  selectionCleared,
+  SHOTS,
+} from './workbench';
 import { tempDir, needsVscode } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -58,7 +65,7 @@ test(
       await legend.waitFor({ timeout: 120_000 });
       await lines.click();
       await page.keyboard.press('Control+Home');
-      await page.waitForTimeout(500);
+      await selectionCleared(page);
       await page.screenshot({ path: path.join(SHOTS, 'first-run-heatmap.png') });
 
       // a hover on "PriorityQueue"

@@ -1,4 +1,5 @@
 /** Driving code-server's workbench in Chromium as a person does: the palette, Quick Open, hovering a word. */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CHROMIUM_ARGS, playwright, type CodeServer } from '../integration/codeServer';
 import { tempDir } from '../helpers';
@@ -21,8 +22,48 @@ export async function openWorkbench(server: CodeServer): Promise<{ page: Page; c
   const page = browser.pages()[0] ?? (await browser.newPage());
   await page.goto(`${server.url}/?folder=${encodeURIComponent(server.workspace)}`);
   await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-  await page.waitForTimeout(2000);
+  // the extension's contributions are in once its activity bar entry is
+  await page
+    .locator('.part.activitybar .action-label[aria-label^="Distill Lens"]')
+    .waitFor({ timeout: 60_000 });
   return { page, close: () => browser.close() };
+}
+
+/** Resolves when `file` contains `text` (watching its folder: editors replace files by renaming). */
+export async function untilFileContains(file: string, text: string, timeoutMs = 20_000): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const contains = () => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(text);
+    const stop = () => {
+      watcher.close();
+      clearTimeout(timer);
+    };
+    const watcher = fs.watch(path.dirname(file), () => {
+      if (!contains()) return;
+      stop();
+      resolve();
+    });
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`${file} did not come to contain ${text} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    if (contains()) {
+      stop();
+      resolve();
+    }
+  });
+}
+
+/** Resolves after the page has painted twice (a change of theme or decorations is on screen). */
+export async function painted(page: Page): Promise<void> {
+  await page.evaluate(
+    'new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)))',
+  );
+}
+
+/** Resolves once no editor shows a selection (so screenshots show the colours as they are). */
+export async function selectionCleared(page: Page): Promise<void> {
+  await page.waitForFunction(`document.querySelectorAll('.monaco-editor .selected-text').length === 0`);
+  await painted(page);
 }
 
 /** Runs a command from the palette, clicking the row that shows `pick` (default: the title after the category). */
@@ -78,7 +119,8 @@ export async function distilSelection(
   await page.locator('.quick-input-list .monaco-list-row', { hasText: o.lossRow }).first().click();
   await quick.fill(String(o.steps));
   await page.keyboard.press('Enter');
-  await page.waitForTimeout(300);
+  // the next question suggests an output folder (a path) in the same input
+  await page.waitForFunction(`document.querySelector('.quick-input-widget input')?.value.includes('/')`);
   const out: string = await quick.inputValue();
   await page.keyboard.press('Enter'); // the suggested output folder
   const done = page.locator('.notification-toast', { hasText: 'held-out forward KL' });

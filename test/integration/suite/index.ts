@@ -11,15 +11,16 @@ import type { DistillLensApi } from '../../../src/extension/extension';
 
 const tests: { name: string; fn: () => Promise<void> }[] = [];
 const test = (name: string, fn: () => Promise<void>) => tests.push({ name, fn });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nextPoll = () => new Promise((r) => setTimeout(r, 100));
 
+/** Waits for a condition of the extension's state (there is no event for each of them). */
 async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = probe();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
+    await nextPoll();
   }
 }
 
@@ -31,6 +32,21 @@ const config = () => vscode.workspace.getConfiguration('distillLens');
 async function openStory(): Promise<vscode.TextEditor> {
   const doc = await vscode.workspace.openTextDocument(storyUri());
   return vscode.window.showTextDocument(doc, { preview: false });
+}
+
+/**
+ * The story open with its first paragraph analysed: reused when an earlier test left an
+ * analysis, made here otherwise, so that each test can also run alone
+ * (DISTILL_LENS_TEST_FILTER).
+ */
+async function analysedStory(): Promise<vscode.TextEditor> {
+  const editor = await openStory();
+  if (!api.controller.get(editor.document.uri)) {
+    const firstParagraph = editor.document.lineAt(0).range;
+    editor.selection = new vscode.Selection(firstParagraph.start, firstParagraph.end);
+    assert.ok(await vscode.commands.executeCommand('distillLens.analyzeSelection'), api.controller.lastError);
+  }
+  return editor;
 }
 
 test('activates without loading ONNX Runtime, and registers every command', async () => {
@@ -81,7 +97,7 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
 });
 
 test('the hover shows the token, both models and every metric group', async () => {
-  const editor = await openStory();
+  const editor = await analysedStory();
   const offset = editor.document.getText().indexOf(' girl') + 2;
   const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
     'vscode.executeHoverProvider',
@@ -120,6 +136,7 @@ test('the hover shows the token, both models and every metric group', async () =
 });
 
 test('changing the metric setting recolours at once and the hover follows', async () => {
+  await analysedStory();
   await config().update('metric', 'jsd', vscode.ConfigurationTarget.Global);
   await until(
     'repaint with jsd',
@@ -136,7 +153,7 @@ test('changing the metric setting recolours at once and the hover follows', asyn
 test('the panel receives the rows', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
-  await openStory();
+  await analysedStory();
   await until(
     'panel shows the story',
     () => api.panel.state.rows > 0 && api.panel.state.uri === storyUri().toString(),
@@ -144,9 +161,12 @@ test('the panel receives the rows', async () => {
 });
 
 test('the panel comes back with its rows after being hidden', async () => {
+  await vscode.commands.executeCommand('distillLens.openPanel');
+  await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
+  await analysedStory();
   const readies = api.panel.received.filter((m) => m === 'ready').length;
   await vscode.commands.executeCommand('workbench.view.explorer');
-  await sleep(500);
+  await until('the panel is hidden', () => !api.panel.visible);
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until(
     'the reloaded panel asks for its state',
@@ -158,7 +178,7 @@ test('the panel comes back with its rows after being hidden', async () => {
 });
 
 test('edits drop the numbers of the edited token and move the others', async () => {
-  const editor = await openStory();
+  const editor = await analysedStory();
   const before = api.controller.get(editor.document.uri)!.placed.rows.map((r) => ({ ...r }));
   const target = before.find((r) => r.row.text === ' little')!;
   const after = before.filter((r) => r.start > target.end);
@@ -204,7 +224,7 @@ test('Analyze Document covers the whole file', async () => {
 });
 
 test('a bad model folder gives a clear error and keeps the previous analysis', async () => {
-  const editor = await openStory();
+  const editor = await analysedStory();
   const rowsBefore = api.controller.get(editor.document.uri)!.placed.rows.length;
   const good = config().get<string>('teacher');
   await config().update('teacher', path.join(workspace, 'no-such-model'), vscode.ConfigurationTarget.Global);
@@ -263,7 +283,7 @@ test('Run Distillation on the selection: live loss in the panel, the new student
 });
 
 test('Clear removes the decorations', async () => {
-  const editor = await openStory();
+  const editor = await analysedStory();
   await vscode.commands.executeCommand('distillLens.clear');
   assert.equal(api.controller.get(editor.document.uri), undefined);
   assert.equal(api.controller.decorations.painted.get(editor.document.uri.toString())?.bands.length, 0);
