@@ -1,6 +1,6 @@
 /**
  * The hover tooltip for one token, as Markdown: the token and its target, both models'
- * probability and rank, every metric of kd-spec.md grouped, and both top-k lists side by side.
+ * probability and rank, every metric of docs/metrics.md grouped, and both top-k lists side by side.
  */
 import type { MetricKey } from './metricKeys';
 import { METRIC_LABELS } from './metricKeys';

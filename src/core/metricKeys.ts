@@ -1,6 +1,6 @@
 import { UsageError } from './errors';
 
-/** The per-token metric keys of kd-spec.md, in the order the CLI and panel list them. */
+/** The per-token metric keys of docs/metrics.md, in the order the CLI and panel list them. */
 export const METRIC_KEYS = [
   'fkl',
   'rkl',

@@ -1,6 +1,6 @@
 /**
  * Turns per-position reductions (from the fused metrics graph) into the rows and summary
- * of kd-spec.md. Pure TypeScript on numbers: no ONNX Runtime, no vscode.
+ * of docs/metrics.md. Pure TypeScript on numbers: no ONNX Runtime, no vscode.
  */
 import type { MetricKey } from './metricKeys';
 import { METRIC_KEYS } from './metricKeys';

@@ -2,7 +2,7 @@
  * The fused metrics graph: teacher and student logits in, one small row of numbers per
  * position out. Runs in ONNX Runtime next to the models so that the full-vocabulary
  * reductions are vectorised and the T×V arrays never reach JavaScript loops.
- * Everything after the input cast is float64, as kd-spec.md's "Numerics" asks.
+ * Everything after the input cast is float64, as docs/metrics.md ("Numerics") asks.
  *
  * The caller feeds rows in chunks of a few positions so that the float64 intermediates stay
  * in cache and the allocator reuses them (measured: whole-text runs were dominated by page

@@ -1,4 +1,4 @@
-/** The JSON document of `inspect --format json`: keys as in kd-spec.md. */
+/** The JSON document of `inspect --format json`: keys as in docs/metrics.md. */
 import type { InspectResult } from '../shared/protocol';
 export function toJsonReport(r: InspectResult): object {
   return {

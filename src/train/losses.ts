@@ -1,5 +1,5 @@
 /**
- * The distillation losses of kd-spec.md ("Training losses") as ONNX subgraphs over logits
+ * The distillation losses of docs/metrics.md ("Training losses") as ONNX subgraphs over logits
  * laid out as rows [M, V] (M = batch × length). Built in float32; the gradient checks
  * promote the whole graph to float64.
  */
@@ -257,7 +257,7 @@ class LossBuilder {
     }
   }
 
-  /** AKL: head/tail weights from the teacher's sorted probabilities (kd-spec) */
+  /** AKL: head/tail weights from the teacher's sorted probabilities (docs/metrics.md) */
   private akl(d: Distributions, mu: number, fkl: string, rkl: string): string {
     const { rows } = this.x;
     const vocab = this.width;

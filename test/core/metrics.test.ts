@@ -1,5 +1,5 @@
 /**
- * Every metric of kd-spec.md, computed by the engine's metrics graph (through the same path
+ * Every metric of docs/metrics.md, computed by the engine's metrics graph (through the same path
  * as `distill-lens metrics`), against hand-derived values from the spec's worked examples
  * and an independent float64 reference, plus the invariants the spec lists.
  */
@@ -37,7 +37,7 @@ async function engineRows(
 const close = (actual: number, expected: number, tol: number, what: string) =>
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected} (±${tol})`);
 
-test('worked example 1 of kd-spec.md (zt = [2, 1, 0], zs = [0.5, 1, 0])', async () => {
+test('worked example 1 of docs/metrics.md (zt = [2, 1, 0], zs = [0.5, 1, 0])', async () => {
   const zt = [2, 1, 0];
   const zs = [0.5, 1, 0];
   const [row] = await engineRows([zt], [zs], [0]);
@@ -61,7 +61,7 @@ test('worked example 1 of kd-spec.md (zt = [2, 1, 0], zs = [0.5, 1, 0])', async 
   close(b09.gjsd, 0.023823, 1e-6, 'gjsd β=0.9');
 });
 
-test('worked example 2 of kd-spec.md: generalised JSD across β and T', async () => {
+test('worked example 2 of docs/metrics.md: generalised JSD across β and T', async () => {
   const zt = [Math.log(0.9), Math.log(0.1)];
   const zs = [Math.log(0.1), Math.log(0.9)];
   const cases: [number, number, number][] = [

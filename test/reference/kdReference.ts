@@ -1,5 +1,5 @@
 /**
- * An independent float64 reference of kd-spec.md, written straight from the definitions
+ * An independent float64 reference of docs/metrics.md, written straight from the definitions
  * with plain loops (no shared code with src/): used to check the engine's numbers.
  */
 export function softmax(z: number[], T = 1): number[] {

@@ -1,6 +1,6 @@
 /**
  * Every training loss, built as the training graph builds it and run in float64, against
- * kd-spec's definitions computed independently in plain float64 JavaScript
+ * the definitions of docs/metrics.md computed independently in plain float64 JavaScript
  * (test/reference/kdReference.ts): the loss values, and the gradient with respect to the
  * student's logits against central finite differences of that reference.
  */
@@ -19,14 +19,14 @@ const M = 6;
 const V = 9;
 const MASK = [1, 1, 0, 1, 1, 1];
 
-/** The batch loss of kd-spec from the reference rows. */
+/** The batch loss of docs/metrics.md from the reference rows. */
 function referenceLoss(zt: number[][], zs: number[][], ys: number[], o: LossOptions, topK?: number): number {
   const r = resolvedLossOptions(o);
   const valid = MASK.map((m, i) => (m ? i : -1)).filter((i) => i >= 0);
   const options = { T: r.temperature, beta: r.beta, alpha: r.alpha, mu: r.mu };
   const rows = zt.map((z, i) => {
     if (!topK) return referenceRow(z, zs[i], ys[i], options);
-    // kd-spec's definitions over the buckets: the teacher's top-k ids (with the target), then the rest
+    // the definitions of docs/metrics.md over the buckets: the teacher's top-k ids (with the target), then the rest
     const b = referenceBuckets(z, zs[i], ys[i], topK, r.temperature);
     return referenceRow(b.p.map(Math.log), b.q.map(Math.log), b.target, { ...options, T: 1 });
   });
