@@ -5,7 +5,7 @@ import { CancelledError } from '../core/errors';
 import { runDistillation } from '../train/distill';
 import { formatNumber } from '../core/formatNumber';
 import { DEVICES, type Device } from '../shared/devices';
-import { LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
+import { DISTILL_DEFAULTS, LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
@@ -47,30 +47,30 @@ export function addDistillCommand(
     .option('--scale-by-t2', 'multiply the KD term by T² (default for dkd)')
     .option('--no-scale-by-t2', 'do not multiply the KD term by T²')
     .option('--full', 'train every weight instead of LoRA adapters')
-    .option('--lora-rank <R>', 'LoRA rank', integer('--lora-rank', 1), 8)
+    .option('--lora-rank <R>', 'LoRA rank', integer('--lora-rank', 1), DISTILL_DEFAULTS.loraRank)
     .option(
       '--lora-alpha <A>',
       'LoRA alpha (the update is scaled by alpha / rank)',
       positive('--lora-alpha'),
-      16,
+      DISTILL_DEFAULTS.loraAlpha,
     )
     .option(
       '--lora-targets <LIST>',
       'comma-separated projection names (default q_proj,v_proj; c_attn for GPT-2)',
     )
     .addOption(new Option('--optimizer <O>', 'optimiser').choices(['adamw', 'sgd']).default('adamw'))
-    .option('--steps <N>', 'training steps', integer('--steps', 1), 100)
+    .option('--steps <N>', 'training steps', integer('--steps', 1), DISTILL_DEFAULTS.steps)
     .option(
       '--lr <LR>',
       'peak learning rate (linear warm-up, then cosine to a tenth)',
       positive('--lr'),
-      5e-4,
+      DISTILL_DEFAULTS.lr,
     )
     .option('--warmup <N>', 'warm-up steps (default a tenth of the steps)', integer('--warmup', 0))
     .option('--weight-decay <W>', 'decoupled weight decay on matrices', fraction('--weight-decay'), 0.01)
     .option('--max-grad-norm <N>', 'clip the global gradient norm (0: no clipping)', (v) => Number(v), 1)
-    .option('--batch-size <N>', 'windows per step', integer('--batch-size', 1), 4)
-    .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), 128)
+    .option('--batch-size <N>', 'windows per step', integer('--batch-size', 1), DISTILL_DEFAULTS.batchSize)
+    .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), DISTILL_DEFAULTS.seqLen)
     .option(
       '--seed <N>',
       'seed for initialisation and data order (CPU runs repeat exactly)',

@@ -4,6 +4,7 @@ import type { MetricOptions } from '../core/tokenRows';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { builtInPair } from '../models/builtInModels';
 import type { Device } from '../shared/devices';
+import { DISTILL_DEFAULTS } from '../shared/protocol';
 
 /** The distillLens.* settings, typed and checked. */
 export interface Settings {
@@ -66,14 +67,15 @@ export function readDistillSettings(): DistillSettings {
     const v = c.get<number>(key);
     return typeof v === 'number' && Number.isInteger(v) && v >= min ? v : fallback;
   };
-  const lr = c.get<number>('learningRate', 5e-4);
+  const d = DISTILL_DEFAULTS;
+  const lr = c.get<number>('learningRate', d.lr);
   return {
     loss: c.get<string>('loss', 'fkl'),
-    steps: int('steps', 100, 1),
+    steps: int('steps', d.steps, 1),
     mode: c.get<string>('mode', 'lora') === 'full' ? 'full' : 'lora',
-    learningRate: typeof lr === 'number' && lr > 0 ? lr : 5e-4,
-    loraRank: int('loraRank', 8, 1),
-    batchSize: int('batchSize', 4, 1),
-    sequenceLength: int('sequenceLength', 128, 2),
+    learningRate: typeof lr === 'number' && lr > 0 ? lr : d.lr,
+    loraRank: int('loraRank', d.loraRank, 1),
+    batchSize: int('batchSize', d.batchSize, 1),
+    sequenceLength: int('sequenceLength', d.seqLen, 2),
   };
 }

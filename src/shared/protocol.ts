@@ -57,6 +57,19 @@ export interface InspectResult {
 
 // ---- distillation ----
 
+/**
+ * Defaults of a distillation run, shared by the CLI and the editor's settings. The learning
+ * rate comes from the sweep in bench/defaultsSweep.ts (README, "Choosing the defaults").
+ */
+export const DISTILL_DEFAULTS = {
+  steps: 100,
+  lr: 2e-3,
+  loraRank: 8,
+  loraAlpha: 16,
+  batchSize: 4,
+  seqLen: 128,
+} as const;
+
 export interface TrainDocument {
   /** where it came from, for messages */
   source: string;
