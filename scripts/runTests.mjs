@@ -51,10 +51,14 @@ try {
   console.log(`npm test: the test runner stopped before reporting (exit ${run.status ?? run.signal})`);
   process.exit(run.status || 1);
 }
-const reasons = Object.entries(summary.skipReasons);
-if (reasons.length > 0) {
+// one line per missing fixture (a test that needs two names both), with how many tests need it
+const byReason = new Map();
+for (const [reason, count] of Object.entries(summary.skipReasons)) {
+  for (const part of reason.split(/; (?=needs )/)) byReason.set(part, (byReason.get(part) ?? 0) + count);
+}
+if (byReason.size > 0) {
   console.log('\nskipped:');
-  for (const [reason, count] of reasons) console.log(`  ${count} × ${reason}`);
+  for (const [reason, count] of byReason) console.log(`  ${count} test${count === 1 ? '' : 's'}: ${reason}`);
 }
 const ran = summary.passed + summary.failed;
 console.log(

@@ -26,21 +26,21 @@ async function until<T>(what: string, probe: () => T | undefined | false, timeou
 
 let api: DistillLensApi;
 const workspace = process.env.DISTILL_LENS_TEST_WORKSPACE!;
-const storyUri = () => vscode.Uri.file(path.join(workspace, 'story.txt'));
+const sampleUri = () => vscode.Uri.file(path.join(workspace, 'sample.txt'));
 const config = () => vscode.workspace.getConfiguration('distillLens');
 
-async function openStory(): Promise<vscode.TextEditor> {
-  const doc = await vscode.workspace.openTextDocument(storyUri());
+async function openSample(): Promise<vscode.TextEditor> {
+  const doc = await vscode.workspace.openTextDocument(sampleUri());
   return vscode.window.showTextDocument(doc, { preview: false });
 }
 
 /**
- * The story open with its first paragraph analysed: reused when an earlier test left an
+ * The sample open with its first line analysed: reused when an earlier test left an
  * analysis, made here otherwise, so that each test can also run alone
  * (DISTILL_LENS_TEST_FILTER).
  */
-async function analysedStory(): Promise<vscode.TextEditor> {
-  const editor = await openStory();
+async function analysedSample(): Promise<vscode.TextEditor> {
+  const editor = await openSample();
   if (!api.controller.get(editor.document.uri)) {
     const firstParagraph = editor.document.lineAt(0).range;
     editor.selection = new vscode.Selection(firstParagraph.start, firstParagraph.end);
@@ -73,7 +73,7 @@ test('activates without loading ONNX Runtime, and registers every command', asyn
 });
 
 test('Analyze Selection decorates exactly the analysed tokens', async () => {
-  const editor = await openStory();
+  const editor = await openSample();
   const doc = editor.document;
   const firstParagraph = doc.lineAt(0).range;
   editor.selection = new vscode.Selection(firstParagraph.start, firstParagraph.end);
@@ -97,8 +97,8 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
 });
 
 test('the hover shows the token, both models and every metric group', async () => {
-  const editor = await analysedStory();
-  const offset = editor.document.getText().indexOf(' girl') + 2;
+  const editor = await analysedSample();
+  const offset = editor.document.getText().indexOf(' number of') + 2;
   const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
     'vscode.executeHoverProvider',
     editor.document.uri,
@@ -136,34 +136,34 @@ test('the hover shows the token, both models and every metric group', async () =
 });
 
 test('changing the metric setting recolours at once and the hover follows', async () => {
-  await analysedStory();
+  await analysedSample();
   await config().update('metric', 'jsd', vscode.ConfigurationTarget.Global);
   await until(
     'repaint with jsd',
-    () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'jsd',
+    () => api.controller.decorations.painted.get(sampleUri().toString())?.metric === 'jsd',
   );
   assert.match(api.controller.statusBar.text, /jsd/);
   await vscode.commands.executeCommand('distillLens.chooseMetric', 'fkl');
   await until(
     'repaint with fkl',
-    () => api.controller.decorations.painted.get(storyUri().toString())?.metric === 'fkl',
+    () => api.controller.decorations.painted.get(sampleUri().toString())?.metric === 'fkl',
   );
 });
 
 test('the panel receives the rows', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
-  await analysedStory();
+  await analysedSample();
   await until(
-    'panel shows the story',
-    () => api.panel.state.rows > 0 && api.panel.state.uri === storyUri().toString(),
+    'panel shows the sample',
+    () => api.panel.state.rows > 0 && api.panel.state.uri === sampleUri().toString(),
   );
 });
 
 test('the panel comes back with its rows after being hidden', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
-  await analysedStory();
+  await analysedSample();
   const readies = api.panel.received.filter((m) => m === 'ready').length;
   await vscode.commands.executeCommand('workbench.view.explorer');
   await until('the panel is hidden', () => !api.panel.visible);
@@ -174,15 +174,16 @@ test('the panel comes back with its rows after being hidden', async () => {
     30_000,
   );
   assert.ok(api.panel.state.rows > 0);
-  await openStory();
+  await openSample();
 });
 
 test('edits drop the numbers of the edited token and move the others', async () => {
-  const editor = await analysedStory();
+  const editor = await analysedSample();
   const before = api.controller.get(editor.document.uri)!.placed.rows.map((r) => ({ ...r }));
-  const target = before.find((r) => r.row.text === ' little')!;
+  // a token of at least three characters well inside the line, edited in its middle
+  const target = before.find((r) => r.start > 10 && r.end - r.start >= 3)!;
   const after = before.filter((r) => r.start > target.end);
-  await editor.edit((b) => b.insert(editor.document.positionAt(target.start + 3), 'XX'));
+  await editor.edit((b) => b.insert(editor.document.positionAt(target.start + 1), 'XX'));
   const now = api.controller.get(editor.document.uri)!.placed.rows;
   assert.ok(!now.some((r) => r.row === target.row), 'the edited token lost its numbers');
   assert.equal(now.length, before.length - 1);
@@ -195,7 +196,7 @@ test('edits drop the numbers of the edited token and move the others', async () 
 });
 
 test('Export Report writes JSON, CSV and HTML', async () => {
-  const editor = await openStory();
+  const editor = await openSample();
   editor.selection = new vscode.Selection(0, 0, 0, 0);
   await vscode.commands.executeCommand('distillLens.analyzeSelection');
   for (const format of ['json', 'csv', 'html'] as const) {
@@ -214,7 +215,7 @@ test('Export Report writes JSON, CSV and HTML', async () => {
 });
 
 test('Analyze Document covers the whole file', async () => {
-  const editor = await openStory();
+  const editor = await openSample();
   const stored = await vscode.commands.executeCommand<{ placed: { rows: { start: number; end: number }[] } }>(
     'distillLens.analyzeDocument',
   );
@@ -224,7 +225,7 @@ test('Analyze Document covers the whole file', async () => {
 });
 
 test('a bad model folder gives a clear error and keeps the previous analysis', async () => {
-  const editor = await analysedStory();
+  const editor = await analysedSample();
   const rowsBefore = api.controller.get(editor.document.uri)!.placed.rows.length;
   const good = config().get<string>('teacher');
   await config().update('teacher', path.join(workspace, 'no-such-model'), vscode.ConfigurationTarget.Global);
@@ -239,7 +240,7 @@ test('a bad model folder gives a clear error and keeps the previous analysis', a
 });
 
 test('Run Distillation on the selection: live loss in the panel, the new student used, before/after per token', async () => {
-  const editor = await openStory();
+  const editor = await openSample();
   const doc = editor.document;
   editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(doc.getText().length));
   assert.ok(await vscode.commands.executeCommand('distillLens.analyzeSelection'), 'analysed before');
@@ -283,7 +284,7 @@ test('Run Distillation on the selection: live loss in the panel, the new student
 });
 
 test('Clear removes the decorations', async () => {
-  const editor = await analysedStory();
+  const editor = await analysedSample();
   await vscode.commands.executeCommand('distillLens.clear');
   assert.equal(api.controller.get(editor.document.uri), undefined);
   assert.equal(api.controller.decorations.painted.get(editor.document.uri.toString())?.bands.length, 0);
