@@ -21,10 +21,15 @@ export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
 }
 
-export function buildGraphFor(model: ResolvedModel): GraphBuilder {
-  const files = model.weightFiles!.map(readSafetensors);
+export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors)): GraphBuilder {
   if (model.architecture === 'llama') return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files));
   return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));
+}
+
+/** Lets messages that arrived meanwhile (a Cancel) be handled, then checks for cancellation. */
+async function yieldAndCheck(checkCancelled: () => void): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  checkCancelled();
 }
 
 /**
@@ -78,14 +83,20 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
   const onnxPath = path.join(dir, 'model.onnx');
   if (fs.existsSync(onnxPath)) return { onnxPath, built: false };
   o.onProgress?.(`building the ONNX graph for ${model.name}`);
-  await new Promise((resolve) => setImmediate(resolve)); // let a pending Cancel arrive before the build
-  checkCancelled();
-  const graph = buildGraphFor(model);
-  checkCancelled();
+  // Long synchronous steps (reading each weights file, building, encoding, writing) are
+  // separated by points where a Cancel that arrived meanwhile is seen.
+  const files = [];
+  for (const f of model.weightFiles!) {
+    await yieldAndCheck(checkCancelled);
+    files.push(readSafetensors(f));
+  }
+  await yieldAndCheck(checkCancelled);
+  const graph = buildGraphFor(model, files);
+  await yieldAndCheck(checkCancelled);
   fs.mkdirSync(path.join(cacheDir, 'built'), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cacheDir, 'built', `.${key}-`));
   try {
-    writeOnnxModel(graph, tmp);
+    await writeOnnxModelAsync(graph, tmp, checkCancelled);
     fs.renameSync(tmp, dir);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -93,6 +104,28 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
     throw e;
   }
   return { onnxPath, built: true };
+}
+
+/** As writeOnnxModel, writing the weights in about 64 MiB pieces with a cancellation check between them. */
+async function writeOnnxModelAsync(graph: GraphBuilder, dir: string, checkCancelled: () => void): Promise<void> {
+  const { model: bytes, externalData } = graph.encode({ fileName: 'model.onnx.data', minBytes: 1024 });
+  await yieldAndCheck(checkCancelled);
+  fs.mkdirSync(dir, { recursive: true });
+  const handle = await fs.promises.open(path.join(dir, 'model.onnx.data'), 'w');
+  try {
+    let sinceCheck = 0;
+    for (const part of externalData) {
+      await handle.write(part);
+      sinceCheck += part.byteLength;
+      if (sinceCheck >= 64 << 20) {
+        checkCancelled();
+        sinceCheck = 0;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+  await fs.promises.writeFile(path.join(dir, 'model.onnx'), bytes);
 }
 
 /** Writes model.onnx with its weights in model.onnx.data beside it (protobuf's 2 GB limit). */

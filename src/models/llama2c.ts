@@ -5,7 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CorruptFileError, writeSafetensors } from './safetensors';
+import { InputError } from '../core/errors';
+import { writeSafetensors } from './safetensors';
 import { writeFolderAtomically } from './atomicFolder';
 
 export interface Llama2cConfig {
@@ -37,12 +38,12 @@ export interface Llama2cWeights {
 
 export function readLlama2cCheckpoint(file: string): Llama2cWeights {
   const buf = readOrExplain(file, 'checkpoint');
-  if (buf.length < 28) throw new CorruptFileError(`${file} is too short to be a llama2.c checkpoint (${buf.length} bytes)`);
+  if (buf.length < 28) throw new InputError(`${file} is too short to be a llama2.c checkpoint (${buf.length} bytes)`);
   const h = Array.from({ length: 7 }, (_, i) => buf.readInt32LE(i * 4));
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = h;
   const config: Llama2cConfig = { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(rawVocab), seqLen, sharedClassifier: rawVocab > 0 };
   if (!(dim > 0 && hiddenDim > 0 && nLayers > 0 && nHeads > 0 && nKvHeads > 0 && dim % nHeads === 0 && nHeads % nKvHeads === 0 && seqLen > 0 && config.vocabSize > 0)) {
-    throw new CorruptFileError(`${file} does not start with a llama2.c header (read ${h.join(', ')})`);
+    throw new InputError(`${file} does not start with a llama2.c header (read ${h.join(', ')})`);
   }
   const headSize = dim / nHeads;
   const kvDim = (dim * nKvHeads) / nHeads;
@@ -52,7 +53,7 @@ export function readLlama2cCheckpoint(file: string): Llama2cWeights {
     V * dim + L * dim + L * dim * dim + 2 * L * kvDim * dim + L * dim * dim + L * dim + 3 * L * hiddenDim * dim + dim + seqLen * headSize + (config.sharedClassifier ? 0 : V * dim);
   const expected = 28 + floats * 4;
   if (buf.length !== expected) {
-    throw new CorruptFileError(`${file}: the header describes a model of ${expected} bytes but the file has ${buf.length}; the checkpoint is truncated or not in the legacy llama2.c format`);
+    throw new InputError(`${file}: the header describes a model of ${expected} bytes but the file has ${buf.length}; the checkpoint is truncated or not in the legacy llama2.c format`);
   }
   const all = new Float32Array(buf.buffer.slice(buf.byteOffset + 28, buf.byteOffset + buf.length));
   let at = 0;
@@ -82,7 +83,7 @@ export interface Llama2cTokenizer {
 
 export function readLlama2cTokenizer(file: string, vocabSize?: number): Llama2cTokenizer {
   const buf = readOrExplain(file, 'tokenizer');
-  const bad = (why: string) => new CorruptFileError(`${file} is not a llama2.c tokenizer (${why})`);
+  const bad = (why: string) => new InputError(`${file} is not a llama2.c tokenizer (${why})`);
   if (buf.length < 4) throw bad('too short');
   const maxTokenLength = buf.readInt32LE(0);
   const pieces: Uint8Array[] = [];
@@ -102,7 +103,7 @@ export function readLlama2cTokenizer(file: string, vocabSize?: number): Llama2cT
 }
 
 function readOrExplain(file: string, what: string): Buffer {
-  if (!fs.existsSync(file)) throw new CorruptFileError(`${what} file ${file} does not exist`);
+  if (!fs.existsSync(file)) throw new InputError(`${what} file ${file} does not exist`);
   return fs.readFileSync(file);
 }
 

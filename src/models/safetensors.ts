@@ -4,6 +4,7 @@
  * so it is implemented here; every size is checked against the file so a truncated or
  * corrupt file gives a message instead of garbage weights.
  */
+import { ModelLoadError } from '../core/errors';
 import * as fs from 'node:fs';
 
 export type SafeDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32';
@@ -25,13 +26,10 @@ export interface SafeTensorsFile {
   data: Buffer;
 }
 
-export class CorruptFileError extends Error {
-  override name = 'CorruptFileError';
-}
 
 export function readSafetensors(path: string): SafeTensorsFile {
   const buf = fs.readFileSync(path);
-  const bad = (why: string) => new CorruptFileError(`${path} is not a valid safetensors file (${why}); re-download or re-export it`);
+  const bad = (why: string) => new ModelLoadError(`${path} is not a valid safetensors file (${why}); re-download or re-export it`);
   if (buf.length < 8) throw bad(`only ${buf.length} bytes`);
   const headerLen = Number(buf.readBigUInt64LE(0));
   if (headerLen <= 0 || 8 + headerLen > buf.length) throw bad(`header claims ${headerLen} bytes but the file has ${buf.length}`);
@@ -63,7 +61,7 @@ export function readSafetensors(path: string): SafeTensorsFile {
 /** A tensor as float32 (converting F16/BF16/F64); copies so the result is aligned. */
 export function tensorAsFloat32(file: SafeTensorsFile, name: string): { shape: number[]; data: Float32Array } {
   const info = file.tensors.get(name);
-  if (!info) throw new CorruptFileError(`${file.path} has no tensor "${name}"`);
+  if (!info) throw new ModelLoadError(`${file.path} has no tensor "${name}"`);
   const bytes = file.data.subarray(info.begin, info.end);
   const copy = new Uint8Array(bytes); // aligned copy
   const n = info.shape.reduce((a, b) => a * b, 1);
@@ -86,7 +84,7 @@ export function tensorAsFloat32(file: SafeTensorsFile, name: string): { shape: n
       break;
     }
     default:
-      throw new CorruptFileError(`${file.path}: tensor ${name} is ${info.dtype}, expected floating point`);
+      throw new ModelLoadError(`${file.path}: tensor ${name} is ${info.dtype}, expected floating point`);
   }
   return { shape: info.shape, data: out };
 }

@@ -9,7 +9,10 @@ import * as path from 'node:path';
 import { RuntimeClient, RuntimeCrashedError } from '../../src/host/runtimeClient';
 import { CancelledError, UsageError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
+import { DEMO_TEXT } from '../../src/models/builtInModels';
 import { demoPair, tempDir } from '../helpers';
+import { randomLlamaWeights } from '../reference/llamaHfReference';
+import { writeSafetensors } from '../../src/models/safetensors';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'dist', 'runtime.js');
 /** How much the model process may grow while five more students come and go: +6 MiB measured with the pool, +47 MiB without eviction. */
@@ -143,6 +146,96 @@ test('memory stays bounded: eight students in turn keep at most three models loa
       growth < BOUND_MIB * MiB,
       `grew ${(growth / MiB).toFixed(0)} MiB from the 3rd to the 8th student (bound ${BOUND_MIB} MiB)`,
     );
+  } finally {
+    await client.dispose();
+  }
+});
+
+test('Cancel while a large checkpoint is hashed and built: the same process stops, and no half-built model is left', async () => {
+  // a Llama-shaped checkpoint of about 320 MB (80 M float32 weights) with the built-in tokenizer:
+  // hashing, reading, building and writing it takes seconds, longer than the 2 s kill fallback
+  const dir = tempDir();
+  const big = path.join(dir, 'big-student');
+  fs.mkdirSync(big);
+  const c = {
+    hidden_size: 1024,
+    intermediate_size: 2816,
+    num_hidden_layers: 6,
+    num_attention_heads: 16,
+    num_key_value_heads: 16,
+    vocab_size: 4096,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+  };
+  const weights = randomLlamaWeights(c, () => 0.5); // constant values: only the size matters here
+  delete weights['lm_head.weight'];
+  writeSafetensors(path.join(big, 'model.safetensors'), weights);
+  fs.writeFileSync(
+    path.join(big, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      max_position_embeddings: 256,
+      ...c,
+    }),
+  );
+  fs.copyFileSync(path.join(demoPair().student, 'tokenizer.json'), path.join(big, 'tokenizer.json'));
+  const cache = path.join(dir, 'cache');
+  const client = new RuntimeClient({ script: SCRIPT, env: { DISTILL_LENS_CACHE: cache } });
+  try {
+    await client.inspect(request(STORY)); // the process is up with the built-in pair
+    const pid = client.pid;
+    const builtBefore = fs.readdirSync(path.join(cache, 'built'));
+    const abort = new AbortController();
+    const pending = client.inspect(
+      { ...request(STORY), student: big },
+      {
+        signal: abort.signal,
+        onProgress: (m) => {
+          if (/building the ONNX graph/.test(m)) abort.abort();
+        },
+      },
+    );
+    await assert.rejects(pending, CancelledError);
+    const stats = await client.stats();
+    assert.equal(stats.pid, pid, 'the process saw the Cancel itself: it was not killed and restarted');
+    assert.deepEqual(
+      fs.readdirSync(path.join(cache, 'built')),
+      builtBefore,
+      'no built model and no temporary folder left',
+    );
+  } finally {
+    await client.dispose();
+  }
+});
+
+test('distillation takes the teacher the model process already holds, and releases what it opened', async () => {
+  const { teacher, student } = demoPair();
+  const client = new RuntimeClient({ script: SCRIPT });
+  try {
+    await client.inspect(request(DEMO_TEXT)); // teacher and student now loaded
+    const loaded = (await client.stats()).loadedModels;
+    const messages: string[] = [];
+    const record = await client.distill(
+      {
+        teacher,
+        student,
+        data: { documents: [{ source: 'selection', text: DEMO_TEXT }] },
+        loss: { key: 'fkl', temperature: 1 },
+        steps: 2,
+        lr: 1e-3,
+        batchSize: 1,
+        seqLen: 32,
+        seed: 1,
+        out: path.join(tempDir(), 'out'),
+      },
+      { onProgress: (m) => messages.push(m) },
+    );
+    assert.equal(record.lossCurve.length, 2);
+    // a model the pool loads reports "loading <spec>"; the teacher is already there
+    assert.ok(!messages.some((m) => m.startsWith(`loading ${teacher}`)), 'the teacher was not loaded again');
+    assert.equal((await client.stats()).loadedModels, loaded, 'nothing more stays loaded after the run');
   } finally {
     await client.dispose();
   }

@@ -1,5 +1,6 @@
 import type { GraphBuilder } from '../../onnx/graphBuilder';
-import { CorruptFileError, tensorAsFloat32, type SafeTensorsFile } from '../safetensors';
+import { ModelLoadError } from '../../core/errors';
+import { tensorAsFloat32, type SafeTensorsFile } from '../safetensors';
 
 /** What the graph builders ask of a model's weights: a value name per checkpoint weight. */
 export interface ModelWeights {
@@ -30,7 +31,7 @@ export class WeightSource implements ModelWeights {
   /** The weight's values as float32 and the key it has in the checkpoint file. */
   tensor(name: string): { key: string; shape: number[]; data: Float32Array } {
     const hit = this.find(name);
-    if (!hit) throw new CorruptFileError(`the checkpoint has no weight "${name}" (files: ${this.files.map((f) => f.path).join(', ')}); is config.json for this checkpoint?`);
+    if (!hit) throw new ModelLoadError(`the checkpoint has no weight "${name}" (files: ${this.files.map((f) => f.path).join(', ')}); is config.json for this checkpoint?`);
     return { key: hit.key, ...tensorAsFloat32(hit.file, hit.key) };
   }
 
