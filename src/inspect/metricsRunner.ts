@@ -115,106 +115,80 @@ export class MetricsRunner {
     const k = Math.min(vocab, Math.max(o.topK, 32));
     const { session, done } = await this.acquire(type, o, k);
     try {
-      return await this.rowsWith(
-        session,
-        teacher,
-        student,
-        type,
-        vocab,
-        sources,
-        o,
-        k,
-        decode,
-        checkCancelled,
-      );
+      const rows: TokenRow[] = [];
+      const ortType = type === 'float64' ? 'float64' : type;
+      for (let c = 0; c < sources.length; c += CHUNK) {
+        checkCancelled();
+        const part = sources.slice(c, c + CHUNK);
+        // positions in one chunk are usually consecutive: pass a view, else gather the rows
+        const first = part[0].position;
+        const consecutive = part.every((s, i) => s.position === first + i);
+        const pick = (data: LogitsData) => {
+          if (consecutive) return data.subarray(first * vocab, (first + part.length) * vocab);
+          const out = new (data.constructor as any)(part.length * vocab) as LogitsData;
+          part.forEach((s, i) =>
+            out.set(data.subarray(s.position * vocab, (s.position + 1) * vocab), i * vocab),
+          );
+          return out;
+        };
+        const feeds = {
+          teacher_logits: new ort.Tensor(ortType, pick(teacher), [part.length, vocab]),
+          student_logits: new ort.Tensor(ortType, pick(student), [part.length, vocab]),
+          targets: new ort.Tensor(
+            'int64',
+            BigInt64Array.from(part, (s) => BigInt(s.target)),
+            [part.length],
+          ),
+        };
+        const out = await session.run(feeds);
+        const f = (name: string) => out[name].data as Float64Array;
+        const n = (name: string) => out[name].data as BigInt64Array;
+        part.forEach((s, i) => {
+          const top = (vals: Float64Array, idx: BigInt64Array) =>
+            Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
+          const qAt = f('q_at_top_t');
+          const reductions: PositionReductions = {
+            entT: f('ent_t')[i],
+            entS: f('ent_s')[i],
+            crossPQ: f('cross_pq')[i],
+            crossQP: f('cross_qp')[i],
+            sumSLogS: f('sum_slogs')[i],
+            gjsdP: f('gjsd_p')[i],
+            gjsdQ: f('gjsd_q')[i],
+            sklP: f('skl_p')[i],
+            srklQ: f('srkl_q')[i],
+            l1: f('l1')[i],
+            logpY: f('logp_y')[i],
+            logqY: f('logq_y')[i],
+            nllT: f('nll_t')[i],
+            nllS: f('nll_s')[i],
+            rankT: Number(n('rank_t')[i]),
+            rankS: Number(n('rank_s')[i]),
+            topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({
+              logp: e.lp,
+              id: e.id,
+              logq: qAt[i * k + j],
+            })),
+            topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
+          };
+          rows.push(
+            rowFromReductions(reductions, o, {
+              ...s,
+              decode,
+              aklFallback: () =>
+                aklWeightsFullRow(
+                  softmaxRow(teacher, type, s.position, vocab, o.temperature),
+                  softmaxRow(student, type, s.position, vocab, o.temperature),
+                  o.mu,
+                ),
+            }),
+          );
+        });
+      }
+      return rows;
     } finally {
       await done();
     }
-  }
-
-  private async rowsWith(
-    session: ort.InferenceSession,
-    teacher: LogitsData,
-    student: LogitsData,
-    type: LogitsType,
-    vocab: number,
-    sources: RowSource[],
-    o: MetricOptions,
-    k: number,
-    decode: (id: number) => string,
-    checkCancelled: () => void,
-  ): Promise<TokenRow[]> {
-    const rows: TokenRow[] = [];
-    const ortType = type === 'float64' ? 'float64' : type;
-    for (let c = 0; c < sources.length; c += CHUNK) {
-      checkCancelled();
-      const part = sources.slice(c, c + CHUNK);
-      // positions in one chunk are usually consecutive: pass a view, else gather the rows
-      const first = part[0].position;
-      const consecutive = part.every((s, i) => s.position === first + i);
-      const pick = (data: LogitsData) => {
-        if (consecutive) return data.subarray(first * vocab, (first + part.length) * vocab);
-        const out = new (data.constructor as any)(part.length * vocab) as LogitsData;
-        part.forEach((s, i) =>
-          out.set(data.subarray(s.position * vocab, (s.position + 1) * vocab), i * vocab),
-        );
-        return out;
-      };
-      const feeds = {
-        teacher_logits: new ort.Tensor(ortType, pick(teacher), [part.length, vocab]),
-        student_logits: new ort.Tensor(ortType, pick(student), [part.length, vocab]),
-        targets: new ort.Tensor(
-          'int64',
-          BigInt64Array.from(part, (s) => BigInt(s.target)),
-          [part.length],
-        ),
-      };
-      const out = await session.run(feeds);
-      const f = (name: string) => out[name].data as Float64Array;
-      const n = (name: string) => out[name].data as BigInt64Array;
-      part.forEach((s, i) => {
-        const top = (vals: Float64Array, idx: BigInt64Array) =>
-          Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
-        const qAt = f('q_at_top_t');
-        const reductions: PositionReductions = {
-          entT: f('ent_t')[i],
-          entS: f('ent_s')[i],
-          crossPQ: f('cross_pq')[i],
-          crossQP: f('cross_qp')[i],
-          sumSLogS: f('sum_slogs')[i],
-          gjsdP: f('gjsd_p')[i],
-          gjsdQ: f('gjsd_q')[i],
-          sklP: f('skl_p')[i],
-          srklQ: f('srkl_q')[i],
-          l1: f('l1')[i],
-          logpY: f('logp_y')[i],
-          logqY: f('logq_y')[i],
-          nllT: f('nll_t')[i],
-          nllS: f('nll_s')[i],
-          rankT: Number(n('rank_t')[i]),
-          rankS: Number(n('rank_s')[i]),
-          topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({
-            logp: e.lp,
-            id: e.id,
-            logq: qAt[i * k + j],
-          })),
-          topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
-        };
-        rows.push(
-          rowFromReductions(reductions, o, {
-            ...s,
-            decode,
-            aklFallback: () =>
-              aklWeightsFullRow(
-                softmaxRow(teacher, type, s.position, vocab, o.temperature),
-                softmaxRow(student, type, s.position, vocab, o.temperature),
-                o.mu,
-              ),
-          }),
-        );
-      });
-    }
-    return rows;
   }
 
   async release(): Promise<void> {
