@@ -182,7 +182,9 @@ export class AnalysisController implements vscode.Disposable {
         : documentChunks(doc);
     const after = await this.analyze(editor, ranges, 'analysing with the distilled student');
     if (after) {
-      after.baseline = { ...before, baseline: undefined };
+      // the baseline is the analysis with another student: never the new student itself
+      const sameStudent = before.settings.student === after.settings.student;
+      after.baseline = sameStudent ? before.baseline : { ...before, baseline: undefined };
       this.changed.fire(doc.uri);
     }
     return after;

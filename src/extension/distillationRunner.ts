@@ -47,7 +47,10 @@ export class DistillationRunner implements vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChange = this.changed.event;
   /** the last finished run: its output folder and the analysis to compare against */
-  last?: { out: string; record: RunRecord; document?: vscode.Uri };
+  /** the last finished run; `used` once its folder became the student and the text was re-analysed */
+  last?: { out: string; record: RunRecord; document?: vscode.Uri; used?: boolean };
+  /** a Use as Student is in progress (a second press while it runs is a no-op too) */
+  private usingResult = false;
   running = false;
 
   constructor(
@@ -238,6 +241,24 @@ export class DistillationRunner implements vscode.Disposable {
       vscode.window.showWarningMessage('Distill Lens: no distillation has finished in this window yet.');
       return;
     }
+    // a second press (panel button, then the notification's) changes nothing: the comparison
+    // with the student before the run is already there, and must not become one with itself
+    if (last.used || this.usingResult) {
+      vscode.window.showInformationMessage(
+        `Distill Lens: ${last.out} is already the student; the panel compares it with the student before the run.`,
+      );
+      return;
+    }
+    this.usingResult = true;
+    try {
+      await this.switchToResult(last);
+      last.used = true;
+    } finally {
+      this.usingResult = false;
+    }
+  }
+
+  private async switchToResult(last: NonNullable<DistillationRunner['last']>): Promise<void> {
     await vscode.workspace
       .getConfiguration('distillLens')
       .update('student', last.out, vscode.ConfigurationTarget.Global);

@@ -31,6 +31,25 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     if (!editor) vscode.window.showWarningMessage('Distill Lens: open a text editor first.');
     return editor;
   };
+  /** The sample the walkthrough opened (Open the Sample Text), while it is open. */
+  let sample: vscode.TextDocument | undefined;
+  /**
+   * The editor a command from the Welcome page acts on: the active text editor, else a
+   * visible one, else the walkthrough's sample shown again with all of it selected.
+   */
+  const editorForCommand = async (): Promise<vscode.TextEditor | undefined> => {
+    const editor = vscode.window.activeTextEditor ?? vscode.window.visibleTextEditors[0];
+    if (editor) return editor;
+    if (sample && !sample.isClosed) {
+      const shown = await vscode.window.showTextDocument(sample, { preview: false });
+      shown.selection = new vscode.Selection(
+        sample.positionAt(0),
+        sample.positionAt(sample.getText().length),
+      );
+      return shown;
+    }
+    return activeEditor();
+  };
   context.subscriptions.push(
     log,
     runtime,
@@ -43,12 +62,19 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     // every document, saved or untitled (the walkthrough's sample is untitled)
     vscode.languages.registerHoverProvider('*', new TokenHoverProvider(controller)),
     vscode.commands.registerCommand('distillLens.analyzeSelection', async () => {
-      const editor = activeEditor();
+      const editor = await editorForCommand();
       if (!editor) return;
       const ranges = editor.selections.every((s) => s.isEmpty)
         ? [paragraphAt(editor.document, editor.selection.active)]
         : editor.selections.filter((s) => !s.isEmpty);
-      return controller.analyze(editor, ranges, ranges.length > 1 ? 'analysing the selections' : 'analysing');
+      const result = await controller.analyze(
+        editor,
+        ranges,
+        ranges.length > 1 ? 'analysing the selections' : 'analysing',
+      );
+      // the walkthrough's step is done when an analysis succeeded, not when the button was pressed
+      if (result) void vscode.commands.executeCommand('setContext', 'distillLens.analysed', true);
+      return result;
     }),
     vscode.commands.registerCommand('distillLens.analyzeDocument', async () => {
       const editor = activeEditor();
@@ -86,13 +112,16 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     vscode.commands.registerCommand('distillLens.openSample', async () => {
       // a declaration like the built-in models were trained on, selected and ready to analyse
       const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content: DEMO_TEXT });
+      sample = doc;
       const editor = await vscode.window.showTextDocument(doc);
       editor.selection = new vscode.Selection(doc.positionAt(0), doc.positionAt(doc.getText().length));
       return editor;
     }),
-    vscode.commands.registerCommand('distillLens.runDistillation', (args?: DistillArgs) =>
-      distillation.run(args ?? {}),
-    ),
+    vscode.commands.registerCommand('distillLens.runDistillation', async (args?: DistillArgs) => {
+      const record = await distillation.run(args ?? {});
+      if (record) void vscode.commands.executeCommand('setContext', 'distillLens.distilled', true);
+      return record;
+    }),
     vscode.commands.registerCommand('distillLens.openPanel', () =>
       vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`),
     ),

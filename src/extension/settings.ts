@@ -3,6 +3,7 @@ import { isMetricKey, type MetricKey } from '../core/metricKeys';
 import type { MetricOptions } from '../core/tokenRows';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { builtInPair } from '../models/builtInModels';
+import { resolveModelSpec } from '../models/modelSpec';
 import type { Device } from '../shared/devices';
 import { DISTILL_DEFAULTS } from '../shared/protocol';
 
@@ -20,6 +21,11 @@ export interface Settings {
   colorScaleMaximum?: number;
 }
 
+/** The first workspace folder on disk, which relative paths in settings are relative to. */
+function workspaceFolder(): string | undefined {
+  return vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file')?.uri.fsPath;
+}
+
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration('distillLens');
   const num = (key: string, fallback: number) => {
@@ -29,9 +35,10 @@ export function readSettings(): Settings {
   const metric = c.get<string>('metric', 'fkl');
   const max = num('colorScaleMaximum', 0);
   return {
-    // empty settings mean the built-in pair, so the first run needs no configuration
-    teacher: c.get<string>('teacher', '').trim() || builtInPair().teacher,
-    student: c.get<string>('student', '').trim() || builtInPair().student,
+    // empty settings mean the built-in pair, so the first run needs no configuration;
+    // relative folders are relative to the workspace folder, not the editor's working directory
+    teacher: resolveModelSpec(c.get<string>('teacher', ''), workspaceFolder()) || builtInPair().teacher,
+    student: resolveModelSpec(c.get<string>('student', ''), workspaceFolder()) || builtInPair().student,
     device: (['auto', 'cpu', 'cuda', 'dml'].includes(c.get<string>('device', 'cpu'))
       ? c.get<string>('device', 'cpu')
       : 'cpu') as Device,
@@ -45,7 +52,7 @@ export function readSettings(): Settings {
     metric: isMetricKey(metric) ? metric : 'fkl',
     maxTokens: Math.max(2, Math.round(num('maxTokens', 8192))),
     allowRemoteModels: c.get<boolean>('allowRemoteModels', false),
-    hubCacheDir: c.get<string>('hubCacheDir', '').trim() || undefined,
+    hubCacheDir: resolveModelSpec(c.get<string>('hubCacheDir', ''), workspaceFolder()) || undefined,
     colorScaleMaximum: max > 0 ? max : undefined,
   };
 }

@@ -278,9 +278,38 @@ test('Run Distillation on the selection: live loss in the panel, the new student
       'the panel shows before/after',
       () => api.panel.state.baseline && api.panel.state.training === 'done',
     );
+    // pressed again (the notification's button after the panel's): nothing changes
+    const analysed = api.controller.get(doc.uri);
+    await api.distillation.useResult();
+    assert.equal(api.controller.get(doc.uri), analysed, 'no second analysis');
+    assert.equal(
+      api.controller.get(doc.uri)!.baseline?.settings.student,
+      student,
+      'the baseline is still the old student',
+    );
   } finally {
     await config().update('student', student, vscode.ConfigurationTarget.Global);
   }
+});
+
+test('Analyze Selection from the Welcome page acts on the sample the walkthrough opened', async () => {
+  const editor = await vscode.commands.executeCommand<vscode.TextEditor>('distillLens.openSample');
+  const sample = editor.document;
+  // the walkthrough in front of the sample, as after pressing "Open the Sample Text"
+  await vscode.commands.executeCommand(
+    'workbench.action.openWalkthrough',
+    'distill-lens.distill-lens#distillLens.firstRun',
+    false,
+  );
+  await until('no text editor has focus', () => vscode.window.activeTextEditor === undefined);
+  const result = await vscode.commands.executeCommand('distillLens.analyzeSelection');
+  assert.ok(result, `analysed (${api.controller.lastError ?? ''})`);
+  const stored = api.controller.get(sample.uri)!;
+  assert.ok(stored, 'the analysis is of the sample');
+  assert.ok(
+    Math.max(...stored.placed.rows.map((r) => r.end)) >= sample.getText().trimEnd().length - 1,
+    'all of it',
+  );
 });
 
 test('Clear removes the decorations', async () => {
