@@ -2,6 +2,11 @@
  * The side panel's UI (browser only): the analysed text as a heatmap with token boundaries,
  * a metric selector and legend, token details with top-k bars, the summary, a histogram of
  * the metric, and the worst tokens. State survives hiding the view (getState/setState).
+ *
+ * Stays fast on long analyses (20,000+ tokens): the heatmap is built once per analysis,
+ * metric or colouring (O(n)), a cursor move or a click only moves the highlight and
+ * replaces the token details, and the state is saved once per analysis. The heatmap is
+ * one tab stop, a listbox whose arrow keys move between tokens.
  */
 import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
@@ -35,6 +40,21 @@ interface PanelState {
 
 let state: PanelState = vscode.getState() ?? { analysis: null, metric: 'fkl', selected: null };
 const app = document.getElementById('app')!;
+const trainingHost = el('div', { id: 'training-host' });
+const analysisHost = el('div', { id: 'analysis-host' });
+app.append(trainingHost, analysisHost);
+
+/** What the current heatmap was built with, for moving the highlight without rebuilding. */
+interface HeatmapView {
+  heat: HTMLElement;
+  detailsHost: HTMLElement;
+  /** the span of each row (rows sharing a span, such as byte-fallback pieces, share it) */
+  spanOfRow: Map<number, HTMLElement>;
+  /** the first row of each token span, in text order: what the arrow keys step through */
+  tokenRows: number[];
+  positionOfRow: Map<number, number>;
+}
+let heatmapView: HeatmapView | undefined;
 
 function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -51,13 +71,18 @@ function save(): void {
   vscode.setState(state);
 }
 
-function render(): void {
+function renderTraining(): void {
+  trainingHost.replaceChildren(...(state.training ? [trainingSection(state.training)] : []));
+}
+
+/** Builds everything about the analysis (once per analysis, metric or colouring), then restores the selection. */
+function renderAnalysis(): void {
   save();
-  app.replaceChildren();
-  if (state.training) app.append(trainingSection(state.training));
+  heatmapView = undefined;
+  analysisHost.replaceChildren();
   const a = state.analysis;
   if (!a || a.rows.length === 0) {
-    app.append(
+    analysisHost.append(
       el(
         'p',
         { class: 'empty' },
@@ -76,18 +101,18 @@ function render(): void {
   );
 
   // header: metric selector and legend
-  const select = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & {
+  const metricSelect = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & {
     value: string;
   };
   for (const k of METRIC_KEYS) {
     const o = el('vscode-option', { value: k, description: METRIC_LABELS[k] }, k);
     if (k === metric) o.setAttribute('selected', '');
-    select.append(o);
+    metricSelect.append(o);
   }
-  select.addEventListener('change', () => {
+  metricSelect.addEventListener('change', () => {
     // the element also fires when it is first rendered: only a real change is sent
-    if (select.value !== state.metric)
-      vscode.postMessage({ type: 'chooseMetric', metric: select.value as MetricKey });
+    if (metricSelect.value !== state.metric)
+      vscode.postMessage({ type: 'chooseMetric', metric: metricSelect.value as MetricKey });
   });
   const legend = el('div', {
     class: 'legend',
@@ -97,7 +122,7 @@ function render(): void {
   const bar = el('span', { class: 'bar' });
   for (let i = 0; i < BANDS; i++) bar.append(el('span', { class: `heat${i}` }));
   legend.append(bar, el('span', {}, formatNumber(range[1])));
-  const header = el('div', { class: 'header' }, select, byChange ? changeLegend(a, metric) : legend);
+  const header = el('div', { class: 'header' }, metricSelect, byChange ? changeLegend(a, metric) : legend);
   if (a.baseline) {
     const colorBy = el('vscode-single-select', {
       id: 'colorBy',
@@ -114,57 +139,122 @@ function render(): void {
     colorBy.addEventListener('change', () => {
       if (colorBy.value === (state.colorBy ?? 'value')) return;
       state.colorBy = colorBy.value as 'value' | 'change';
-      render();
+      renderAnalysis();
     });
     header.append(colorBy);
   }
-  app.append(
+  analysisHost.append(
     header,
     el(
       'div',
-      { class: 'models' },
+      { class: 'models', title: a.modelPaths ?? '' },
       `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`,
     ),
   );
 
   // heatmap: text between tokens plain, each token span coloured, boundaries visible
-  const heat = el('div', { class: 'heatmap', id: 'heatmap' });
+  const heat = el('div', {
+    class: 'heatmap',
+    id: 'heatmap',
+    role: 'listbox',
+    tabindex: '0',
+    'aria-label': `tokens coloured by ${byChange ? `the change of ${metric}` : metric}; arrow keys move, Enter shows it in the editor`,
+  });
+  const maxDelta = byChange ? maxAbsDelta(a, metric) : 1;
+  const view: HeatmapView = {
+    heat,
+    detailsHost: el('div'),
+    spanOfRow: new Map(),
+    tokenRows: [],
+    positionOfRow: new Map(),
+  };
+  const pieces: (Node | string)[] = [];
   for (const seg of heatmapSegments(a.text, a.rows)) {
     if (seg.kind === 'text') {
-      heat.append(seg.text);
+      pieces.push(seg.text);
       continue;
     }
     const value = segmentValue(seg, (j) => a.rows[j][metric]);
-    const colour = byChange ? changeClass(a, seg.rows, metric) : `heat${heatBand(value, range)}`;
+    const colour = byChange ? changeClass(a, seg.rows, metric, maxDelta) : `heat${heatBand(value, range)}`;
     const row = seg.rows[0];
     const span = el(
       'span',
       {
-        class: `tok ${colour}${seg.rows.includes(state.selected ?? -1) ? ' selected' : ''}`,
+        class: `tok ${colour}`,
+        id: `tok-${row}`,
+        role: 'option',
         'data-row': String(row),
         title: `${JSON.stringify(seg.text)} ${metric} ${formatNumber(value)}`,
-        tabindex: '0',
       },
       seg.text,
     );
-    heat.append(span);
+    for (const r of seg.rows) view.spanOfRow.set(r, span);
+    view.positionOfRow.set(row, view.tokenRows.length);
+    view.tokenRows.push(row);
+    pieces.push(span);
   }
+  heat.append(...pieces);
   heat.addEventListener('click', (e) => {
     const t = (e.target as HTMLElement).closest('.tok') as HTMLElement | null;
-    if (!t) return;
-    state.selected = Number(t.dataset.row);
-    vscode.postMessage({ type: 'revealRow', index: state.selected });
-    render();
+    if (t) select(Number(t.dataset.row), { reveal: true });
   });
-  heat.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter') (e.target as HTMLElement).click();
-  });
-  app.append(heat);
+  heat.addEventListener('keydown', (e) => onHeatmapKey(e, view));
+  analysisHost.append(heat, view.detailsHost);
+  heatmapView = view;
 
-  if (state.selected !== null && a.rows[state.selected])
-    app.append(details(a.rows[state.selected], metric, a.baseline?.rows[state.selected] ?? null));
-  if (a.baseline) app.append(comparison(a, metric));
-  app.append(summary(a), histogram(a, metric, range), worst(a, metric));
+  if (a.baseline) analysisHost.append(comparison(a, metric));
+  analysisHost.append(summary(a), histogram(a, metric, range), worst(a, metric));
+  const selected = state.selected;
+  state.selected = null;
+  select(selected);
+}
+
+/**
+ * Moves the selection to row `index` (null: none): one highlight moves and the token details
+ * are replaced; nothing else is rebuilt, and the heatmap keeps its scroll position.
+ */
+function select(index: number | null, o: { reveal?: boolean; scroll?: boolean } = {}): void {
+  const a = state.analysis;
+  const view = heatmapView;
+  if (!a || !view) return;
+  if (index !== null && !a.rows[index]) index = null;
+  if (index !== state.selected) {
+    if (state.selected !== null) view.spanOfRow.get(state.selected)?.classList.remove('selected');
+    state.selected = index;
+    const span = index === null ? undefined : view.spanOfRow.get(index);
+    span?.classList.add('selected');
+    if (span) view.heat.setAttribute('aria-activedescendant', span.id);
+    else view.heat.removeAttribute('aria-activedescendant');
+    view.detailsHost.replaceChildren(
+      ...(index === null ? [] : [details(a.rows[index], state.metric, a.baseline?.rows[index] ?? null)]),
+    );
+    if (span && o.scroll) span.scrollIntoView({ block: 'nearest' });
+  }
+  if (o.reveal && index !== null) vscode.postMessage({ type: 'revealRow', index });
+}
+
+/** The heatmap as a listbox: arrows step through tokens, Home / End jump, Enter shows the token in the editor. */
+function onHeatmapKey(e: KeyboardEvent, view: HeatmapView): void {
+  // the token span holding the selected row (rows can share one), as a position in text order
+  const selectedSpan = state.selected === null ? undefined : view.spanOfRow.get(state.selected);
+  const at = selectedSpan ? (view.positionOfRow.get(Number(selectedSpan.dataset.row)) ?? -1) : -1;
+  const last = view.tokenRows.length - 1;
+  const step: Record<string, number> = {
+    ArrowRight: at + 1,
+    ArrowDown: at + 1,
+    ArrowLeft: at - 1,
+    ArrowUp: at - 1,
+    Home: 0,
+    End: last,
+  };
+  if (e.key in step) {
+    e.preventDefault();
+    const to = Math.max(0, Math.min(last, at < 0 && e.key !== 'End' ? 0 : step[e.key]));
+    select(view.tokenRows[to], { scroll: true });
+  } else if (e.key === 'Enter' && state.selected !== null) {
+    e.preventDefault();
+    select(state.selected, { reveal: true });
+  }
 }
 
 /** after − before of the metric for row i, or undefined when the token has no baseline */
@@ -178,11 +268,11 @@ function maxAbsDelta(a: PanelAnalysis, metric: MetricKey): number {
 }
 
 /** Lower is better for every metric: a fall is "better" (green), a rise "worse" (red), five steps each. */
-function changeClass(a: PanelAnalysis, rows: number[], metric: MetricKey): string {
+function changeClass(a: PanelAnalysis, rows: number[], metric: MetricKey, maxDelta: number): string {
   const ds = rows.map((i) => delta(a, i, metric)).filter((d): d is number => d !== undefined);
   if (ds.length === 0) return 'nochange';
   const d = ds.reduce((x, y) => (Math.abs(y) > Math.abs(x) ? y : x));
-  const level = Math.min(4, Math.floor((Math.abs(d) / maxAbsDelta(a, metric)) * 5));
+  const level = Math.min(4, Math.floor((Math.abs(d) / maxDelta) * 5));
   return d < 0 ? `better${level}` : d > 0 ? `worse${level}` : 'nochange';
 }
 
@@ -238,9 +328,7 @@ function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
       const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(a.rows[i].text));
       link.addEventListener('click', (e) => {
         e.preventDefault();
-        state.selected = i;
-        vscode.postMessage({ type: 'revealRow', index: i });
-        render();
+        select(i, { reveal: true, scroll: true });
       });
       const d = delta(a, i, metric)!;
       ol.append(el('li', {}, link, ` ${d >= 0 ? '+' : ''}${formatNumber(d)}`));
@@ -342,7 +430,14 @@ function trainingSection(t: TrainingView): HTMLElement {
 }
 
 function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, number> | null): HTMLElement {
-  const box = el('vscode-collapsible', { title: `Token ${JSON.stringify(r.text)}`, open: '', id: 'details' });
+  // the token in the body, not the collapsible's title (which the component upper-cases)
+  const box = el('vscode-collapsible', { title: 'Token', open: '', id: 'details', 'data-token': r.text });
+  const heading = el(
+    'div',
+    { class: 'token-title' },
+    el('code', {}, JSON.stringify(r.text)),
+    ` id ${r.target} · characters ${r.start}–${r.end}${r.hard ? ' · hard' : ''}`,
+  );
   const bars = (title: string, m: TokenRow['teacher']) => {
     const list = el(
       'div',
@@ -398,6 +493,7 @@ function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, numbe
     }
   }
   box.append(
+    heading,
     el(
       'div',
       { class: 'details' },
@@ -462,9 +558,7 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
     const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(r.text));
     link.addEventListener('click', (e) => {
       e.preventDefault();
-      state.selected = i;
-      vscode.postMessage({ type: 'revealRow', index: i });
-      render();
+      select(i, { reveal: true, scroll: true });
     });
     list.append(
       el(
@@ -494,17 +588,15 @@ window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
       fixedMax: m.fixedMax,
       selected: same ? state.selected : null,
     };
-    render();
+    renderAnalysis();
   } else if (m.type === 'showTraining') {
     state.training = m.training;
-    render();
+    renderTraining();
   } else if (m.type === 'highlightRow') {
-    if (m.index === state.selected) return; // cursor moves inside one token redraw nothing
-    state.selected = m.index;
-    render();
-    document.querySelector('.tok.selected')?.scrollIntoView({ block: 'nearest' });
+    select(m.index, { scroll: true });
   }
 });
 
-render();
+renderTraining();
+renderAnalysis();
 vscode.postMessage({ type: 'ready' });

@@ -197,7 +197,9 @@ export class AnalysisController implements vscode.Disposable {
       vscode.window.setStatusBarMessage('$(circle-slash) Distill Lens: analysis cancelled', 5000);
       return;
     }
-    this.log.error(err?.stack ?? String(e));
+    // the message for everyone; the stack only at debug level (Developer: Set Log Level…)
+    this.log.error(err?.message ?? String(e));
+    if (err?.stack) this.log.debug(err.stack);
     this.lastError = err.message;
     const actions: string[] = [];
     if (err instanceof ModelLoadError) actions.push('Choose Teacher…', 'Choose Student…');

@@ -5,6 +5,7 @@
  */
 import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
+import { modelDisplayName } from './settings';
 import { parseFromPanel, type PanelAnalysis, type ToPanel } from '../shared/panelProtocol';
 import { summarize } from '../core/tokenRows';
 import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
@@ -129,7 +130,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       const key = (start: number, end: number, target: number) => `${start}:${end}:${target}`;
       const before = new Map(a.baseline.placed.rows.map((p) => [key(p.start, p.end, p.row.target), p.row]));
       baseline = {
-        student: a.baseline.settings.student,
+        student: modelDisplayName(a.baseline.settings.student),
         rows: rows.map((r) => {
           const b = before.get(key(r.start, r.end, r.target));
           return b
@@ -143,8 +144,9 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       text: doc?.getText() ?? a.documentText,
       rows,
       summary: summarize(rows, a.settings.metric),
-      teacher: a.settings.teacher,
-      student: a.settings.student,
+      teacher: modelDisplayName(a.settings.teacher),
+      student: modelDisplayName(a.settings.student),
+      modelPaths: `teacher: ${a.settings.teacher}\nstudent: ${a.settings.student}`,
       documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
     };
   }

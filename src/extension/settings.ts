@@ -26,6 +26,14 @@ function workspaceFolder(): string | undefined {
   return vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file')?.uri.fsPath;
 }
 
+/** How a model setting is shown: the built-in models by name (their install path is long and says nothing). */
+export function modelDisplayName(spec: string): string {
+  const builtIn = builtInPair();
+  if (spec === builtIn.teacher) return 'built-in teacher';
+  if (spec === builtIn.student) return 'built-in student';
+  return spec;
+}
+
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration('distillLens');
   const num = (key: string, fallback: number) => {

@@ -11,8 +11,11 @@ export interface PanelAnalysis {
   text: string;
   rows: TokenRow[];
   summary: Summary;
+  /** how the models are shown ("built-in teacher", or the setting as written) */
   teacher: string;
   student: string;
+  /** both models' folders or hub ids in full, for a tooltip */
+  modelPaths?: string;
   documentName: string;
   /**
    * The same text analysed with the previous student (before a distillation run), per row

@@ -97,9 +97,15 @@ test(
       await frame.locator('#heatmap .tok', { hasText: 'Lily' }).first().click();
       await frame.locator('#details').waitFor();
       // the editor selects the token, and the panel keeps showing that token
-      await frame.locator('#details[title*="Lily"]').waitFor();
+      await frame.locator('#details[data-token*="Lily"]').waitFor();
       assert.match(await frame.locator('#summary').innerText(), /teacher perplexity/);
       await page.screenshot({ path: path.join(SHOTS, 'panel.png') });
+      // the heatmap is one tab stop: its arrow keys move between tokens
+      assert.equal(await frame.locator('#heatmap [tabindex]').count(), 0, 'no tab stop per token');
+      await frame.locator('#heatmap').focus();
+      await page.keyboard.press('ArrowRight');
+      await frame.locator('#details:not([data-token*="Lily"])').waitFor();
+      assert.equal(await frame.locator('#heatmap .tok.selected').count(), 1, 'one highlighted token');
 
       // Run Distillation… on the story from the palette: the loss chart fills in, then the new
       // student analyses the same text and the panel colours each token by its change
