@@ -42,7 +42,7 @@ let state: PanelState = vscode.getState() ?? { analysis: null, metric: 'fkl', se
 const app = document.getElementById('app')!;
 const trainingHost = el('div', { id: 'training-host' });
 const analysisHost = el('div', { id: 'analysis-host' });
-app.append(trainingHost, analysisHost);
+app.replaceChildren(trainingHost, analysisHost); // replaces the page's placeholder text
 
 /** What the current heatmap was built with, for moving the highlight without rebuilding. */
 interface HeatmapView {

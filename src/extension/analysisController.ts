@@ -240,6 +240,7 @@ export class AnalysisController implements vscode.Disposable {
   /** Repaints decorations of every visible editor and the legend (after edits, settings changes). */
   repaint(): void {
     const settings = readSettings();
+    this.decorations.useStyle(settings.decorationStyle);
     let activeRange: [number, number] | undefined;
     for (const editor of vscode.window.visibleTextEditors) {
       const range = this.decorations.paint(

@@ -6,6 +6,7 @@ import { builtInPair } from '../models/builtInModels';
 import { resolveModelSpec } from '../models/modelSpec';
 import type { Device } from '../shared/devices';
 import { DISTILL_DEFAULTS } from '../shared/protocol';
+import type { DecorationStyle } from './heatDecorations';
 
 /** The distillLens.* settings, typed and checked. */
 export interface Settings {
@@ -19,6 +20,7 @@ export interface Settings {
   hubCacheDir?: string;
   /** top of the colour scale; undefined = automatic */
   colorScaleMaximum?: number;
+  decorationStyle: DecorationStyle;
 }
 
 /** The first workspace folder on disk, which relative paths in settings are relative to. */
@@ -62,6 +64,9 @@ export function readSettings(): Settings {
     allowRemoteModels: c.get<boolean>('allowRemoteModels', false),
     hubCacheDir: resolveModelSpec(c.get<string>('hubCacheDir', ''), workspaceFolder()) || undefined,
     colorScaleMaximum: max > 0 ? max : undefined,
+    decorationStyle:
+      (['background', 'underline', 'border'] as const).find((v) => v === c.get('decorationStyle')) ??
+      'background',
   };
 }
 

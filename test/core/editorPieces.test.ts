@@ -127,7 +127,9 @@ test('colour scale: ordered, clamped, readable text colour, fixed maximum', () =
 
 test('the colour bands of package.json follow the same scale in every theme', () => {
   const pkg = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8'));
-  const colors = pkg.contributes.colors as { id: string; defaults: Record<string, string> }[];
+  const colors = (pkg.contributes.colors as { id: string; defaults: Record<string, string> }[]).filter((c) =>
+    /^distillLens\.heat\d$/.test(c.id),
+  );
   assert.equal(colors.length, 10);
   colors.forEach((c, i) => {
     const hex = heatColor((i + 0.5) / 10)
@@ -160,4 +162,48 @@ test('activation stays lazy: the extension bundle does not load ONNX Runtime', (
     fs.readFileSync(path.resolve(__dirname, '..', '..', 'dist', 'runtime.js'), 'utf8'),
     /require\("onnxruntime-node"\)/,
   );
+});
+
+test('every colour band reads at 4.5:1 or more in the default dark, light and both high-contrast themes', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8'));
+  const colors = new Map(
+    (pkg.contributes.colors as { id: string; defaults: Record<string, string> }[]).map((c) => [
+      c.id,
+      c.defaults,
+    ]),
+  );
+  // editor backgrounds of Dark Modern, Light Modern, Dark High Contrast and Light High Contrast
+  const editorBackground: Record<string, string> = {
+    dark: '#1f1f1f',
+    light: '#ffffff',
+    highContrast: '#000000',
+    highContrastLight: '#ffffff',
+  };
+  // WCAG 2 relative luminance and contrast ratio
+  const channels = (hex: string) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const alpha = (hex: string) => (hex.length === 9 ? parseInt(hex.slice(7, 9), 16) / 255 : 1);
+  const luminance = (rgb: number[]) => {
+    const [r, g, b] = rgb.map((v) => {
+      const s = v / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const contrast = (a: number[], b: number[]) => {
+    const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  const worst: string[] = [];
+  for (let band = 0; band < 10; band++) {
+    for (const [theme, bg] of Object.entries(editorBackground)) {
+      const heat = colors.get(`distillLens.heat${band}`)![theme];
+      const text = colors.get(`distillLens.heatForeground${band}`)![theme];
+      // the band's translucent colour over the editor background, as the editor draws it
+      const a = alpha(heat);
+      const shown = channels(heat).map((c, i) => a * c + (1 - a) * channels(bg)[i]);
+      const ratio = contrast(shown, channels(text));
+      if (ratio < 4.5) worst.push(`heat${band} in ${theme}: ${ratio.toFixed(2)}:1`);
+    }
+  }
+  assert.deepEqual(worst, []);
 });

@@ -121,10 +121,15 @@ test(
       await page.keyboard.press('Control+Home');
       await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });
 
-      // the same heatmap in the light and high-contrast themes, picked from the palette
+      // the same heatmap in the light and both high-contrast themes, picked from the palette,
+      // without a selection so that the colours show as they are
+      await page.locator('.monaco-editor .view-lines').first().click();
+      await page.keyboard.press('Control+End');
+      await selectionCleared(page);
       for (const [theme, themeClass, shot] of [
         ['Light Modern', 'vs', 'heatmap-light.png'],
         ['Dark High Contrast', 'hc-black', 'heatmap-high-contrast.png'],
+        ['Light High Contrast', 'hc-light', 'heatmap-high-contrast-light.png'],
       ]) {
         await palette('Preferences: Color Theme');
         const input = page.locator('.quick-input-widget input');

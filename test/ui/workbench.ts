@@ -82,20 +82,27 @@ export async function palette(
 /** Moves the mouse over characters [from, to) of the first occurrence of `word` in the last editor. */
 export async function hoverWord(page: Page, word: string, from = 1, to = 3): Promise<boolean> {
   // runs in the page (a string, so this Node file needs no DOM types)
+  // decorations that colour text split a word over several text nodes: search their concatenation
   const box: { x: number; y: number } | null = await page.evaluate(`(() => {
     const editors = document.querySelectorAll('.monaco-editor .view-lines');
     const walker = document.createTreeWalker(editors[editors.length - 1], NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    let text = '';
     for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-      const i = n.textContent.indexOf(${JSON.stringify(word)});
-      if (i >= 0) {
-        const r = document.createRange();
-        r.setStart(n, i + ${from});
-        r.setEnd(n, i + ${to});
-        const b = r.getBoundingClientRect();
-        return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
-      }
+      nodes.push({ node: n, start: text.length });
+      text += n.textContent;
     }
-    return null;
+    const i = text.indexOf(${JSON.stringify(word)});
+    if (i < 0) return null;
+    const at = (offset) => {
+      const hit = nodes.filter((x) => x.start <= offset).pop();
+      return [hit.node, Math.min(offset - hit.start, hit.node.textContent.length)];
+    };
+    const r = document.createRange();
+    r.setStart(...at(i + ${from}));
+    r.setEnd(...at(i + ${to}));
+    const b = r.getBoundingClientRect();
+    return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
   })()`);
   if (!box) return false;
   await page.mouse.move(box.x, box.y);
