@@ -60,3 +60,55 @@ export class DocumentAnalysis {
     return this.rows.length === 0;
   }
 }
+
+/**
+ * The edits made to a document while an analysis runs, in the order they happened (each in
+ * the offsets of its own moment), so that a range taken before them can be found again.
+ */
+export class EditLog {
+  private readonly edits: TextEdit[] = [];
+
+  /** How many edits have been recorded: a point in time to map from. */
+  get length(): number {
+    return this.edits.length;
+  }
+
+  record(e: TextEdit): void {
+    this.edits.push(e);
+  }
+
+  /**
+   * Where [start, end) (offsets after the first `since` edits) is now, or undefined when a
+   * later edit touched it: inside, or text typed right at its end (which belongs to it when
+   * the range is taken again). An edit before the range moves it; one after leaves it.
+   */
+  mapRange(start: number, end: number, since: number): [number, number] | undefined {
+    for (const e of this.edits.slice(since)) {
+      const delta = e.newLength - (e.end - e.start);
+      if (e.end <= start) {
+        start += delta;
+        end += delta;
+      } else if (e.start > end) continue;
+      else return undefined;
+    }
+    return [start, end];
+  }
+
+  /** Like mapRange, but a range an edit touched (or typed onto at its end) grows to cover the edit's new text. */
+  coverRange(start: number, end: number, since: number): [number, number] {
+    for (const e of this.edits.slice(since)) {
+      const delta = e.newLength - (e.end - e.start);
+      if (e.end <= start) {
+        start += delta;
+        end += delta;
+      } else if (e.start > end)
+        continue; // text typed right at the end joins the range
+      else {
+        const newEnd = Math.max(end, e.end) + delta;
+        start = Math.min(start, e.start);
+        end = newEnd;
+      }
+    }
+    return [start, end];
+  }
+}

@@ -3,7 +3,7 @@
  * the placed rows, the decorations of visible editors, the status bar legend, and the panel.
  */
 import * as vscode from 'vscode';
-import { DocumentAnalysis } from '../core/analysisState';
+import { DocumentAnalysis, EditLog } from '../core/analysisState';
 import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { CancelledError, ModelLoadError } from '../core/errors';
 import { HeatDecorations } from './heatDecorations';
@@ -93,18 +93,36 @@ export class AnalysisController implements vscode.Disposable {
       return undefined;
     }
     const doc = editor.document;
-    const version = doc.version;
-    const pieces = ranges
-      .map((r) => ({ baseOffset: doc.offsetAt(r.start), text: doc.getText(r) }))
-      .filter((p) => p.text.trim().length > 0);
+    // blank ranges join the range before them (so a document's last part reaches its end)
+    const pieces: { start: number; end: number }[] = [];
+    for (const r of ranges) {
+      const piece = { start: doc.offsetAt(r.start), end: doc.offsetAt(r.end) };
+      const blank = doc.getText(r).trim().length === 0;
+      const previous = pieces[pieces.length - 1];
+      if (!blank) pieces.push(piece);
+      else if (previous && piece.start - previous.end <= 1) previous.end = piece.end;
+    }
     if (pieces.length === 0) {
       vscode.window.showWarningMessage(
         'Distill Lens: there is no text to analyse here. Select some text first.',
       );
       return undefined;
     }
+    // edits made while the analysis runs: finished parts move with them, a part edited while
+    // it was being analysed is analysed again with its new text
+    const edits = new EditLog();
+    const watch = vscode.workspace.onDidChangeTextDocument((e) => {
+      if (e.document !== doc) return;
+      for (const c of e.contentChanges)
+        edits.record({ start: c.rangeOffset, end: c.rangeOffset + c.rangeLength, newLength: c.text.length });
+    });
+    const textOf = ([start, end]: [number, number]) =>
+      doc.getText(new vscode.Range(doc.positionAt(start), doc.positionAt(end)));
+    let stored: StoredAnalysis | undefined;
+    const results: InspectResult[] = [];
+    let cancelled = false;
     try {
-      const parts = await vscode.window.withProgress(
+      await vscode.window.withProgress(
         {
           location: vscode.ProgressLocation.Notification,
           title: `Distill Lens: ${title}`,
@@ -113,57 +131,136 @@ export class AnalysisController implements vscode.Disposable {
         async (progress, token) => {
           const abort = new AbortController();
           token.onCancellationRequested(() => abort.abort());
-          const done: StoredAnalysis['parts'] = [];
           for (const [i, piece] of pieces.entries()) {
-            if (token.isCancellationRequested) throw new CancelledError();
             const prefix = pieces.length > 1 ? `part ${i + 1}/${pieces.length}: ` : '';
-            const result = await this.runtime.get().inspect(
-              {
-                teacher: settings.teacher,
-                student: settings.student,
-                text: piece.text,
-                options: settings.options,
-                metric: settings.metric,
-                device: settings.device,
-                maxTokens: settings.maxTokens,
-                allowRemote: settings.allowRemoteModels,
-                hubCacheDir: settings.hubCacheDir,
-              },
-              {
-                signal: abort.signal,
-                onProgress: (message) => progress.report({ message: prefix + message, increment: 0 }),
-              },
-            );
-            for (const m of result.messages) this.log.warn(m);
-            done.push({ result, ...piece });
+            // at most three tries when the user keeps typing inside this part
+            for (let attempt = 0; attempt < 3; attempt++) {
+              if (token.isCancellationRequested) throw new CancelledError();
+              const range = edits.coverRange(piece.start, piece.end, 0);
+              const text = textOf(range);
+              const sentAt = edits.length;
+              const result = await this.runtime.get().inspect(
+                {
+                  teacher: settings.teacher,
+                  student: settings.student,
+                  text,
+                  options: settings.options,
+                  metric: settings.metric,
+                  device: settings.device,
+                  maxTokens: settings.maxTokens,
+                  allowRemote: settings.allowRemoteModels,
+                  hubCacheDir: settings.hubCacheDir,
+                },
+                {
+                  signal: abort.signal,
+                  onProgress: (message) => progress.report({ message: prefix + message, increment: 0 }),
+                },
+              );
+              const now = edits.mapRange(range[0], range[1], sentAt);
+              if (!now || textOf(now) !== text) continue; // edited meanwhile: again, with the new text
+              // each part is painted as soon as it is done
+              stored = this.commitPart(
+                doc,
+                stored,
+                settings,
+                pieces.map((p) => edits.coverRange(p.start, p.end, 0)),
+                {
+                  result,
+                  baseOffset: now[0],
+                  text,
+                },
+              );
+              results.push(result);
+              break;
+            }
             progress.report({ increment: 100 / pieces.length });
           }
-          return done;
         },
       );
-      if (doc.version !== version) {
-        vscode.window.showWarningMessage(
-          'Distill Lens: the document changed during the analysis; run it again.',
-        );
-        return undefined;
-      }
-      const placed = new DocumentAnalysis([], 0);
-      for (const p of parts) placed.rows.push(...new DocumentAnalysis(p.result.rows, p.baseOffset).rows);
-      const stored: StoredAnalysis = { placed, parts, settings, documentText: doc.getText() };
-      this.analyses.set(doc.uri.toString(), stored);
-      const rows = parts.reduce((n, p) => n + p.result.rows.length, 0);
-      const t = parts.reduce((n, p) => n + p.result.timings.totalMs, 0);
-      this.log.info(
-        `analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`,
-      );
-      for (const m of new Set(parts.flatMap((p) => p.result.messages)))
-        vscode.window.showWarningMessage(`Distill Lens: ${m}`);
-      this.repaint();
-      this.changed.fire(doc.uri);
-      return stored;
     } catch (e) {
-      this.reportError(e);
-      return undefined;
+      if (e instanceof CancelledError) cancelled = true;
+      else this.reportError(e);
+    } finally {
+      watch.dispose();
+    }
+    this.reportRun(doc, settings, pieces.length, results, cancelled);
+    return cancelled ? undefined : stored;
+  }
+
+  /**
+   * Adds one analysed part to the document's analysis and repaints. The first part of a run
+   * replaces what was there inside the run's ranges; outside them the heatmap stays when it
+   * was made with the same models and options (otherwise the numbers would not compare).
+   */
+  private commitPart(
+    doc: vscode.TextDocument,
+    stored: StoredAnalysis | undefined,
+    settings: Settings,
+    runRanges: [number, number][],
+    part: StoredAnalysis['parts'][number],
+  ): StoredAnalysis {
+    if (!stored) {
+      const previous = this.analyses.get(doc.uri.toString());
+      const sameModels = previous && sameAnalysisSettings(previous.settings, settings);
+      const outside = (start: number, end: number) => runRanges.every(([a, b]) => end <= a || start >= b);
+      const placed = new DocumentAnalysis([], 0);
+      if (sameModels) placed.rows = previous.placed.rows.filter((r) => outside(r.start, r.end));
+      stored = {
+        placed,
+        parts: sameModels
+          ? previous.parts.filter((p) => outside(p.baseOffset, p.baseOffset + p.text.length))
+          : [],
+        settings,
+        documentText: doc.getText(),
+        baseline: sameModels ? previous.baseline : undefined,
+      };
+      this.analyses.set(doc.uri.toString(), stored);
+    }
+    stored.placed.rows.push(...new DocumentAnalysis(part.result.rows, part.baseOffset).rows);
+    stored.placed.rows.sort((x, y) => x.start - y.start || x.end - y.end);
+    stored.parts.push(part);
+    stored.parts.sort((x, y) => x.baseOffset - y.baseOffset);
+    stored.documentText = doc.getText();
+    this.repaint();
+    this.changed.fire(doc.uri);
+    return stored;
+  }
+
+  /** After a run: one log line, the long-text notice once, other messages once each. */
+  private reportRun(
+    doc: vscode.TextDocument,
+    settings: Settings,
+    parts: number,
+    results: InspectResult[],
+    cancelled: boolean,
+  ): void {
+    if (cancelled) {
+      this.log.info(`analysis cancelled after ${results.length} of ${parts} parts`);
+      vscode.window.setStatusBarMessage(
+        `$(circle-slash) Distill Lens: analysis cancelled${results.length ? ` (kept ${results.length} of ${parts} parts)` : ''}`,
+        5000,
+      );
+    }
+    if (results.length === 0) return;
+    const rows = results.reduce((n, r) => n + r.rows.length, 0);
+    const t = results.reduce((n, r) => n + r.timings.totalMs, 0);
+    this.log.info(
+      `analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`,
+    );
+    // texts longer than the context are normal for long documents: said once, not per part
+    const windowed = results.filter((r) => r.windows.length > 1);
+    if (windowed.length > 0) {
+      const context = Math.min(
+        ...windowed.map((r) => Math.min(r.teacher.contextLength, r.student.contextLength)),
+      );
+      const notice = `${parts > 1 ? `${windowed.length} of ${results.length} parts were` : 'the text is'} longer than the models' context (${context} tokens): analysed in overlapping windows`;
+      this.log.info(notice);
+      vscode.window.setStatusBarMessage(`$(info) Distill Lens: ${notice}`, 8000);
+    }
+    const others = new Set(results.flatMap((r) => r.messages).filter((m) => !/overlapping windows/.test(m)));
+    for (const m of others) {
+      this.log.warn(m);
+      vscode.window.showWarningMessage(`Distill Lens: ${m}`);
     }
   }
 
@@ -289,4 +386,13 @@ export function paragraphAt(doc: vscode.TextDocument, position: vscode.Position)
   while (first > 0 && !doc.lineAt(first - 1).isEmptyOrWhitespace) first--;
   while (last < doc.lineCount - 1 && !doc.lineAt(last + 1).isEmptyOrWhitespace) last++;
   return new vscode.Range(first, 0, last, doc.lineAt(last).text.length);
+}
+
+/** Two analyses whose numbers compare: the same models and metric options. */
+function sameAnalysisSettings(a: Settings, b: Settings): boolean {
+  return (
+    a.teacher === b.teacher &&
+    a.student === b.student &&
+    JSON.stringify(a.options) === JSON.stringify(b.options)
+  );
 }

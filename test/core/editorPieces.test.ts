@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DocumentAnalysis } from '../../src/core/analysisState';
+import { DocumentAnalysis, EditLog } from '../../src/core/analysisState';
 import { hoverMarkdown, escapeMarkdown } from '../../src/core/hoverText';
 import { rowsToCsv } from '../../src/report/csvExport';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../../src/core/colorScale';
@@ -206,4 +206,25 @@ test('every colour band reads at 4.5:1 or more in the default dark, light and bo
     }
   }
   assert.deepEqual(worst, []);
+});
+
+test('edits during an analysis: ranges before and after an edit are found again; a touched range is not', () => {
+  const log = new EditLog();
+  // "aaaa|bbbb|cccc": three parts of four characters taken before any edit
+  log.record({ start: 2, end: 2, newLength: 3 }); // 3 characters typed inside the first part
+  assert.equal(log.mapRange(0, 4, 0), undefined, 'the first part was edited');
+  assert.deepEqual(log.mapRange(4, 8, 0), [7, 11], 'the second moved by 3');
+  const since = log.length;
+  log.record({ start: 12, end: 14, newLength: 0 }); // 2 characters deleted inside the third part (now 11–15)
+  assert.deepEqual(log.mapRange(7, 11, since), [7, 11], 'an edit after a range leaves it');
+  assert.equal(log.mapRange(8, 12, 0), undefined);
+  assert.deepEqual(log.coverRange(0, 4, 0), [0, 7], 'the edited first part, with what was typed');
+  assert.deepEqual(log.coverRange(8, 12, 0), [11, 13], 'the third part without the deleted characters');
+});
+
+test('text typed right at the end of a range joins it when the range is taken again', () => {
+  const log = new EditLog();
+  log.record({ start: 10, end: 10, newLength: 5 });
+  assert.deepEqual(log.coverRange(0, 10, 0), [0, 15]);
+  assert.equal(log.mapRange(0, 10, 0), undefined, 'so a part analysed meanwhile is analysed again');
 });

@@ -224,6 +224,48 @@ test('Analyze Document covers the whole file', async () => {
   assert.ok(last >= editor.document.getText().trimEnd().length - 1, 'reaches the end of the document');
 });
 
+test('Analyze Document paints part by part, and typing during the run keeps every token in place', async () => {
+  // about 48,000 characters: several parts, so the run is still going when the user types
+  const paragraph = (i: number) =>
+    Array.from(
+      { length: 60 },
+      (_, j) =>
+        `/** Item ${i}.${j}: returns the value of the entry. */ declare function get${i}x${j}(key: string): number;`,
+    ).join('\n');
+  const doc = await vscode.workspace.openTextDocument({
+    language: 'typescript',
+    content: Array.from({ length: 8 }, (_, i) => paragraph(i)).join('\n\n') + '\n',
+  });
+  const editor = await vscode.window.showTextDocument(doc, { preview: false });
+  const run = vscode.commands.executeCommand<{
+    placed: { rows: { start: number; end: number; row: { text: string } }[] };
+  }>('distillLens.analyzeDocument');
+  await until(
+    'the first part is painted before the run ends',
+    () => (api.controller.get(doc.uri)?.placed.rows.length ?? 0) > 0,
+    60_000,
+  );
+  const firstPartRows = api.controller.get(doc.uri)!.placed.rows.length;
+  // typed at the top (inside the finished first part) and at the very end (inside a part still to come)
+  await editor.edit((b) => b.insert(new vscode.Position(0, 0), '// typed while analysing\n'));
+  await editor.edit((b) => b.insert(doc.positionAt(doc.getText().length), '// and at the end\n'));
+  const stored = await run;
+  assert.ok(stored, api.controller.lastError);
+  const rows = stored.placed.rows;
+  assert.ok(rows.length > firstPartRows, 'the later parts were added');
+  for (const r of rows)
+    assert.equal(
+      doc.getText(new vscode.Range(doc.positionAt(r.start), doc.positionAt(r.end))),
+      r.row.text,
+      'every token where its text is',
+    );
+  assert.ok(
+    Math.max(...rows.map((r) => r.end)) >= doc.getText().trimEnd().length - 1,
+    'the end, with what was typed there, is analysed',
+  );
+  await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+});
+
 test('a bad model folder gives a clear error and keeps the previous analysis', async () => {
   const editor = await analysedSample();
   const rowsBefore = api.controller.get(editor.document.uri)!.placed.rows.length;
