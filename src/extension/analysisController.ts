@@ -297,11 +297,16 @@ export class AnalysisController implements vscode.Disposable {
     // the message for everyone; the stack only at debug level (Developer: Set Log Level…)
     this.log.error(err?.message ?? String(e));
     if (err?.stack) this.log.debug(err.stack);
-    this.lastError = err.message;
+    // a model error says which setting it comes from
+    const role = err instanceof ModelLoadError ? err.role : undefined;
+    const text = role ? `${err.message} (setting distillLens.${role})` : err.message;
+    this.lastError = text;
     const actions: string[] = [];
-    if (err instanceof ModelLoadError) actions.push('Choose Teacher…', 'Choose Student…');
+    // only the actions that fit: the model the error is about, or both when it is about the pair
+    if (err instanceof ModelLoadError && err.role !== 'student') actions.push('Choose Teacher…');
+    if (err instanceof ModelLoadError && err.role !== 'teacher') actions.push('Choose Student…');
     actions.push('Show Log');
-    void vscode.window.showErrorMessage(`Distill Lens: ${err.message}`, ...actions).then((pick) => {
+    void vscode.window.showErrorMessage(`Distill Lens: ${text}`, ...actions).then((pick) => {
       if (pick === 'Choose Teacher…') void vscode.commands.executeCommand('distillLens.chooseTeacher');
       else if (pick === 'Choose Student…') void vscode.commands.executeCommand('distillLens.chooseStudent');
       else if (pick === 'Show Log') this.log.show();

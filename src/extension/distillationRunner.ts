@@ -306,7 +306,7 @@ export class DistillationRunner implements vscode.Disposable {
       },
     );
     const choice = await vscode.window.showQuickPick(items, {
-      title: 'Distill Lens: train on which text? (1/3)',
+      title: 'Distill Lens: train on which text? (1/4)',
       placeHolder: 'the data the student learns the teacher on',
     });
     if (!choice) return undefined;
@@ -336,7 +336,7 @@ export class DistillationRunner implements vscode.Disposable {
     const pick = await vscode.window.showQuickPick(
       keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k] })),
       {
-        title: 'Distill Lens: loss (2/3)',
+        title: 'Distill Lens: loss (2/4)',
         placeHolder: `default from distillLens.distill.loss: ${preferred}`,
       },
     );
@@ -345,7 +345,7 @@ export class DistillationRunner implements vscode.Disposable {
 
   private async askSteps(preferred: number): Promise<number | undefined> {
     const v = await vscode.window.showInputBox({
-      title: 'Distill Lens: training steps (3/3)',
+      title: 'Distill Lens: training steps (3/4)',
       value: String(preferred),
       prompt:
         'Each step trains on a batch of windows (distillLens.distill.batchSize × sequenceLength tokens).',
@@ -364,7 +364,7 @@ export class DistillationRunner implements vscode.Disposable {
       ? path.join(base, 'distill-lens-models', `demo-student-${loss}-${stamp}`)
       : `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
     const v = await vscode.window.showInputBox({
-      title: 'Distill Lens: where to write the distilled student',
+      title: 'Distill Lens: where to write the distilled student (4/4)',
       value: suggested,
       prompt: 'A new folder; the input models are never changed.',
       validateInput: (s) => {

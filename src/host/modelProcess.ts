@@ -5,7 +5,7 @@
  * current student and one baseline student stay loaded, so memory stays bounded however
  * many students the user tries.
  */
-import { CancelledError } from '../core/errors';
+import { CancelledError, ModelLoadError } from '../core/errors';
 import { InspectEngine } from '../inspect/inspectEngine';
 import { ModelPool } from '../models/modelPool';
 import type { FromRuntime, ToRuntime } from '../shared/protocol';
@@ -63,6 +63,7 @@ async function handle(m: Exclude<ToRuntime, { type: 'cancel' } | { type: 'shutdo
       name: err.name ?? 'Error',
       message: err.message ?? String(e),
       stack: err.stack,
+      role: e instanceof ModelLoadError ? e.role : undefined,
     });
   } finally {
     cancelled.delete(m.id);

@@ -88,7 +88,7 @@ export class RuntimeClient {
       p.resolve(m.result);
     } else if (m.type === 'error') {
       this.pending.delete(m.id);
-      p.reject(reviveError(m.name, m.message, m.stack));
+      p.reject(reviveError(m.name, m.message, m.stack, m.role));
     }
   }
 

@@ -3,7 +3,7 @@
  * Models come from a ModelPool (kept loaded across requests, bounded); the engine owns the
  * metrics sessions. It runs inside the model process for the editor and in-process for the CLI.
  */
-import { CancelledError, ModelLoadError, UsageError } from '../core/errors';
+import { CancelledError, errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
 import { ModelPool, type LoadedModel } from '../models/modelPool';
@@ -42,8 +42,8 @@ export class InspectEngine {
       checkCancelled: c.checkCancelled,
     };
     const leases = await Promise.allSettled([
-      this.models.acquire(req.teacher, load),
-      this.models.acquire(req.student, load),
+      this.models.acquire(req.teacher, load).catch((e) => Promise.reject(errorForRole(e, 'teacher'))),
+      this.models.acquire(req.student, load).catch((e) => Promise.reject(errorForRole(e, 'student'))),
     ]);
     const held = leases.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
     try {

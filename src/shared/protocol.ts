@@ -4,6 +4,7 @@
  * them. Every message says who sends it. Types only (and their key lists): no vscode, no
  * DOM, no ONNX Runtime.
  */
+import type { ModelRole } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
 import type { Device } from './devices';
@@ -255,6 +256,8 @@ export interface ErrorMessage {
   name: string;
   message: string;
   stack?: string;
+  /** for a ModelLoadError: which model it is about */
+  role?: ModelRole;
 }
 /** Model process → client: the process is up. */
 export interface ReadyMessage {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RuntimeClient, RuntimeCrashedError } from '../../src/host/runtimeClient';
-import { CancelledError, UsageError } from '../../src/core/errors';
+import { CancelledError, ModelLoadError, UsageError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { DEMO_TEXT } from '../../src/models/builtInModels';
 import { demoPair, tempDir } from '../helpers';
@@ -52,6 +52,15 @@ test('the model process answers, reports progress, and keeps sessions across req
     await assert.rejects(
       client.inspect(request('')),
       (e: Error) => e instanceof UsageError && /text is empty/.test(e.message),
+    );
+
+    // a model error says which model it is about, and keeps that across the process boundary
+    await assert.rejects(
+      client.inspect(request(STORY, { teacher: '/no/such/teacher' })),
+      (e: Error) =>
+        e instanceof ModelLoadError &&
+        e.role === 'teacher' &&
+        /^the teacher: model folder \/no\/such\/teacher does not exist/.test(e.message),
     );
   } finally {
     await client.dispose();

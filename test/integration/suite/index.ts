@@ -274,7 +274,10 @@ test('a bad model folder gives a clear error and keeps the previous analysis', a
   try {
     const result = await vscode.commands.executeCommand('distillLens.analyzeSelection');
     assert.equal(result, undefined);
-    assert.match(api.controller.lastError ?? '', /model folder .*no-such-model does not exist/);
+    assert.match(
+      api.controller.lastError ?? '',
+      /^the teacher: model folder .*no-such-model does not exist \(setting distillLens\.teacher\)$/,
+    );
     assert.equal(api.controller.get(editor.document.uri)!.placed.rows.length, rowsBefore);
   } finally {
     await config().update('teacher', good, vscode.ConfigurationTarget.Global);
