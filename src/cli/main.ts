@@ -116,7 +116,8 @@ export function buildProgram(): Command {
         window: o.window,
         allowRemote: !!o.allowRemote,
       });
-      for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
+      for (const m of [...result.messages, result.windowNotice ?? []].flat())
+        process.stderr.write(`distill-lens: ${m}\n`);
       if (o.timings) {
         const peakRssMiB = process.resourceUsage().maxRSS / 1024;
         const teacherMeanEntropy =

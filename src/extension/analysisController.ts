@@ -121,6 +121,7 @@ export class AnalysisController implements vscode.Disposable {
     let stored: StoredAnalysis | undefined;
     const results: InspectResult[] = [];
     let cancelled = false;
+    let skipped = 0;
     try {
       await vscode.window.withProgress(
         {
@@ -134,7 +135,8 @@ export class AnalysisController implements vscode.Disposable {
           for (const [i, piece] of pieces.entries()) {
             const prefix = pieces.length > 1 ? `part ${i + 1}/${pieces.length}: ` : '';
             // at most three tries when the user keeps typing inside this part
-            for (let attempt = 0; attempt < 3; attempt++) {
+            let done = false;
+            for (let attempt = 0; attempt < 3 && !done; attempt++) {
               if (token.isCancellationRequested) throw new CancelledError();
               const range = edits.coverRange(piece.start, piece.end, 0);
               const text = textOf(range);
@@ -171,8 +173,9 @@ export class AnalysisController implements vscode.Disposable {
                 },
               );
               results.push(result);
-              break;
+              done = true;
             }
+            if (!done) skipped++; // still being typed in after three tries: said at the end
             progress.report({ increment: 100 / pieces.length });
           }
         },
@@ -184,6 +187,10 @@ export class AnalysisController implements vscode.Disposable {
       watch.dispose();
     }
     this.reportRun(doc, settings, pieces.length, results, cancelled);
+    if (skipped > 0)
+      vscode.window.showWarningMessage(
+        `Distill Lens: ${skipped} part${skipped > 1 ? 's' : ''} changed every time ${skipped > 1 ? 'they were' : 'it was'} analysed and ${skipped > 1 ? 'are' : 'is'} not coloured; run Analyze Document again when you stop typing.`,
+      );
     return cancelled ? undefined : stored;
   }
 
@@ -234,6 +241,8 @@ export class AnalysisController implements vscode.Disposable {
     results: InspectResult[],
     cancelled: boolean,
   ): void {
+    // the cancellation is said last, so that no other status bar message hides it
+    if (results.length > 0) this.reportResults(doc, settings, parts, results);
     if (cancelled) {
       this.log.info(`analysis cancelled after ${results.length} of ${parts} parts`);
       vscode.window.setStatusBarMessage(
@@ -241,14 +250,21 @@ export class AnalysisController implements vscode.Disposable {
         5000,
       );
     }
-    if (results.length === 0) return;
+  }
+
+  private reportResults(
+    doc: vscode.TextDocument,
+    settings: Settings,
+    parts: number,
+    results: InspectResult[],
+  ): void {
     const rows = results.reduce((n, r) => n + r.rows.length, 0);
     const t = results.reduce((n, r) => n + r.timings.totalMs, 0);
     this.log.info(
       `analysed ${rows} tokens of ${doc.uri.toString()} in ${t.toFixed(0)} ms (teacher ${settings.teacher}, student ${settings.student})`,
     );
     // texts longer than the context are normal for long documents: said once, not per part
-    const windowed = results.filter((r) => r.windows.length > 1);
+    const windowed = results.filter((r) => r.windowNotice);
     if (windowed.length > 0) {
       const context = Math.min(
         ...windowed.map((r) => Math.min(r.teacher.contextLength, r.student.contextLength)),
@@ -257,7 +273,7 @@ export class AnalysisController implements vscode.Disposable {
       this.log.info(notice);
       vscode.window.setStatusBarMessage(`$(info) Distill Lens: ${notice}`, 8000);
     }
-    const others = new Set(results.flatMap((r) => r.messages).filter((m) => !/overlapping windows/.test(m)));
+    const others = new Set(results.flatMap((r) => r.messages));
     for (const m of others) {
       this.log.warn(m);
       vscode.window.showWarningMessage(`Distill Lens: ${m}`);

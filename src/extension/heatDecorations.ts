@@ -5,11 +5,9 @@
  * distillLens.decorationStyle in use and made again when it changes.
  */
 import * as vscode from 'vscode';
-import { scalePosition, scaleRange } from '../core/colorScale';
+import { BANDS, heatBand, heatRange } from '../report/heatmap';
 import type { MetricKey } from '../core/metricKeys';
 import type { DocumentAnalysis } from '../core/analysisState';
-
-export const BANDS = 10;
 
 /** How a band is shown: a background with a readable text colour, or only an underline or border. */
 export type DecorationStyle = 'background' | 'underline' | 'border';
@@ -82,13 +80,13 @@ export class HeatDecorations implements vscode.Disposable {
     let range: [number, number] | undefined;
     const painted: PaintedBand[] = [];
     if (analysis && !analysis.isEmpty) {
-      range = scaleRange(
+      range = heatRange(
         analysis.rows.map((r) => r.row[metric]),
         fixedMax,
       );
       const doc = editor.document;
       for (const r of analysis.rows) {
-        const band = Math.min(BANDS - 1, Math.floor(scalePosition(r.row[metric], range) * BANDS));
+        const band = heatBand(r.row[metric], range);
         bands[band].push(new vscode.Range(doc.positionAt(r.start), doc.positionAt(r.end)));
         painted.push({ band, start: r.start, end: r.end });
       }

@@ -3,14 +3,12 @@
  * Models come from a ModelPool (kept loaded across requests, bounded); the engine owns the
  * metrics sessions. It runs inside the model process for the editor and in-process for the CLI.
  */
-import { CancelledError, errorForRole, ModelLoadError, UsageError } from '../core/errors';
+import { errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
 import { ModelPool, type LoadedModel } from '../models/modelPool';
 import type { InspectRequest, InspectResult, ModelReport } from '../shared/protocol';
 import { MetricsRunner, type RowSource } from './metricsRunner';
-
-export { CancelledError };
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
@@ -164,10 +162,10 @@ export class InspectEngine {
       contextLength: m.lm.model.contextLength,
     });
     const messages = [...new Set([...teacher.lm.info.messages, ...student.lm.info.messages])];
-    if (windows.length > 1)
-      messages.push(
-        `the text (${ids.length} tokens) is longer than the context (${context}): analysed in ${windows.length} overlapping windows`,
-      );
+    const windowNotice =
+      windows.length > 1
+        ? `the text (${ids.length} tokens) is longer than the context (${context}): analysed in ${windows.length} overlapping windows`
+        : undefined;
     if (!enc.exactSpans) messages.push('this tokenizer normalises text, so token spans are approximate');
     return {
       ids,
@@ -178,6 +176,7 @@ export class InspectEngine {
       windows: windows.map((w) => [w.start, w.end]),
       exactSpans: enc.exactSpans,
       messages,
+      windowNotice,
       timings: { loadMs, tokenizeMs, teacherMs, studentMs, metricsMs, totalMs: performance.now() - t0 },
     };
   }

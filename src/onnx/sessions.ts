@@ -127,9 +127,8 @@ async function create(
   options: ort.InferenceSession.SessionOptions,
 ): Promise<ort.InferenceSession> {
   try {
-    return typeof r.model === 'string'
-      ? await ort.InferenceSession.create(r.model, options)
-      : await ort.InferenceSession.create(r.model, options);
+    // (the two overloads of create, one for a path and one for bytes)
+    return await ort.InferenceSession.create(r.model as string, options);
   } catch (e) {
     if (typeof r.model !== 'string' || !options.executionProviders?.every((p) => p === 'cpu')) throw e;
     // On the CPU, a model file that does not open is the file's fault (ONNX Runtime gives no

@@ -64,7 +64,7 @@ export function renderHtmlReport(
     ranges,
     bands,
     bandColors,
-    messages: r.messages,
+    messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
   })
     .replace(/</g, '\\u003c')
     .replace(/\u2028/g, '\\u2028')

@@ -9,7 +9,7 @@ export function toJsonReport(r: InspectResult): object {
     summary: r.summary,
     windows: r.windows,
     exactSpans: r.exactSpans,
-    messages: r.messages,
+    messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
     timings: r.timings,
   };
 }

@@ -49,6 +49,9 @@ export function mergeParts(parts: AnalysedPart[], metric: MetricKey): InspectRes
     windows,
     summary: summarize(rows, metric),
     messages: [...new Set(parts.flatMap((p) => p.result.messages))],
+    windowNotice: parts.some((p) => p.result.windowNotice)
+      ? `${parts.filter((p) => p.result.windowNotice).length} of ${parts.length} parts were longer than the context: analysed in overlapping windows`
+      : undefined,
     exactSpans: parts.every((p) => p.result.exactSpans),
   };
 }

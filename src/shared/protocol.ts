@@ -52,7 +52,10 @@ export interface InspectResult {
   /** windows used: [first position, end position) of each */
   windows: [number, number][];
   exactSpans: boolean;
+  /** what the user should know (a device fallback, approximate spans) */
   messages: string[];
+  /** set when the text was longer than the context and analysed in overlapping windows */
+  windowNotice?: string;
   timings: Timings;
 }
 
