@@ -3,10 +3,15 @@
  * a metric selector and legend, token details with top-k bars, the summary, a histogram of
  * the metric, and the worst tokens. State survives hiding the view (getState/setState).
  *
- * Stays fast on long analyses (20,000+ tokens): the heatmap is built once per analysis,
- * metric or colouring (O(n)), a cursor move or a click only moves the highlight and
- * replaces the token details, and the state is saved once per analysis. The heatmap is
- * one tab stop, a listbox whose arrow keys move between tokens.
+ * Stays fast on long analyses (20,000+ tokens, also while the user types beside it):
+ * - the host sends per token only its span and one value; a token's details come when it is
+ *   selected;
+ * - the heatmap is cut into blocks of lines at places chosen by their content, so an edit
+ *   changes only the blocks around it: the others are kept as they are (their DOM reused),
+ *   and blocks off screen are neither laid out nor painted (content-visibility);
+ * - a cursor move or a click only moves the highlight and replaces the token details;
+ * - the state is saved once per message.
+ * The heatmap is one tab stop, a listbox whose arrow keys move between tokens.
  */
 import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
@@ -17,8 +22,22 @@ import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKe
 import { METRIC_GROUPS } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
 import { scalePosition } from '../src/core/colorScale';
-import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from '../src/report/heatmap';
-import type { FromPanel, PanelAnalysis, ToPanel, TrainingView } from '../src/shared/panelProtocol';
+import {
+  BANDS,
+  CHANGE_STEPS,
+  changeClass,
+  heatBand,
+  heatmapSegments,
+  heatRange,
+  maxAbsChange,
+} from '../src/report/heatmap';
+import type {
+  FromPanel,
+  PanelAnalysis,
+  RowDetails,
+  ToPanel,
+  TrainingView,
+} from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
 declare function acquireVsCodeApi(): {
@@ -31,25 +50,42 @@ const vscode = acquireVsCodeApi();
 interface PanelState {
   analysis: PanelAnalysis | null;
   metric: MetricKey;
+  colorBy: 'value' | 'change';
   fixedMax?: number;
   selected: number | null;
+  /** the selected token's details, when they have come */
+  details?: RowDetails | null;
   training?: TrainingView | null;
-  /** with a baseline: colour tokens by the metric itself, or by its change after distillation */
-  colorBy?: 'value' | 'change';
 }
 
-let state: PanelState = vscode.getState() ?? { analysis: null, metric: 'fkl', selected: null };
+let state: PanelState = vscode.getState() ?? {
+  analysis: null,
+  metric: 'fkl',
+  colorBy: 'value',
+  selected: null,
+};
 const app = document.getElementById('app')!;
 const trainingHost = el('div', { id: 'training-host' });
 const analysisHost = el('div', { id: 'analysis-host' });
 app.replaceChildren(trainingHost, analysisHost); // replaces the page's placeholder text
 
-/** What the current heatmap was built with, for moving the highlight without rebuilding. */
+/** A token span and the rows it draws (byte-fallback pieces share one span). */
+type TokenSpan = HTMLElement & { rows?: number[] };
+
+/** A block of lines of the heatmap: its content key, its element, its token spans in order. */
+interface Block {
+  key: string;
+  element: HTMLElement;
+  spans: TokenSpan[];
+}
+
+/** The heatmap as drawn now: kept across messages, so that unchanged blocks are reused. */
 interface HeatmapView {
   heat: HTMLElement;
   detailsHost: HTMLElement;
-  /** the span of each row (rows sharing a span, such as byte-fallback pieces, share it) */
-  spanOfRow: Map<number, HTMLElement>;
+  blocks: Block[];
+  /** the span of each row */
+  spanOfRow: Map<number, TokenSpan>;
   /** the first row of each token span, in text order: what the arrow keys step through */
   tokenRows: number[];
   positionOfRow: Map<number, number>;
@@ -75,14 +111,24 @@ function renderTraining(): void {
   trainingHost.replaceChildren(...(state.training ? [trainingSection(state.training)] : []));
 }
 
-/** Builds everything about the analysis (once per analysis, metric or colouring), then restores the selection. */
+/** Colouring by change applies when the analysis has a previous student to compare with. */
+function byChange(a: PanelAnalysis): boolean {
+  return !!a.baseline && state.colorBy === 'change';
+}
+
+/** after − before per row (undefined: no counterpart or stale) */
+function changes(a: PanelAnalysis): (number | undefined)[] {
+  const before = a.baseline?.values ?? [];
+  return a.values.map((v, i) => (before[i] === null || before[i] === undefined ? undefined : v - before[i]!));
+}
+
+/** Draws the analysis: the header, the heatmap (reusing unchanged blocks) and the sections below it. */
 function renderAnalysis(): void {
   save();
-  heatmapView = undefined;
-  analysisHost.replaceChildren();
   const a = state.analysis;
-  if (!a || a.rows.length === 0) {
-    analysisHost.append(
+  if (!a || a.values.length === 0) {
+    heatmapView = undefined;
+    analysisHost.replaceChildren(
       el(
         'p',
         { class: 'empty' },
@@ -93,14 +139,14 @@ function renderAnalysis(): void {
     );
     return;
   }
-  const byChange = !!a.baseline && state.colorBy === 'change';
   const metric = state.metric;
-  const range = heatRange(
-    a.rows.map((r) => r[metric]),
-    state.fixedMax,
-  );
+  const stale = new Set(a.stale);
+  // the scale of every row, stale ones too, as in the editor: colours do not jump while typing
+  const range = heatRange(a.values, state.fixedMax);
+  const deltas = byChange(a) ? changes(a) : [];
+  const maxDelta = maxAbsChange(deltas);
 
-  // header: metric selector and legend
+  // header: metric selector, legend, colouring
   const metricSelect = el('vscode-single-select', { id: 'metric', 'aria-label': 'metric' }) as HTMLElement & {
     value: string;
   };
@@ -114,15 +160,12 @@ function renderAnalysis(): void {
     if (metricSelect.value !== state.metric)
       vscode.postMessage({ type: 'chooseMetric', metric: metricSelect.value as MetricKey });
   });
-  const legend = el('div', {
-    class: 'legend',
-    title: `${METRIC_LABELS[metric]}: colour bands from ${formatNumber(range[0])} to ${formatNumber(range[1])}`,
-  });
-  legend.append(el('span', {}, formatNumber(range[0])));
-  const bar = el('span', { class: 'bar' });
-  for (let i = 0; i < BANDS; i++) bar.append(el('span', { class: `heat${i}` }));
-  legend.append(bar, el('span', {}, formatNumber(range[1])));
-  const header = el('div', { class: 'header' }, metricSelect, byChange ? changeLegend(a, metric) : legend);
+  const header = el(
+    'div',
+    { class: 'header' },
+    metricSelect,
+    byChange(a) ? changeLegend(metric, maxDelta) : valueLegend(metric, range),
+  );
   if (a.baseline) {
     const colorBy = el('vscode-single-select', {
       id: 'colorBy',
@@ -133,111 +176,220 @@ function renderAnalysis(): void {
       ['change', 'colour by change'],
     ]) {
       const o = el('vscode-option', { value: v }, label);
-      if ((state.colorBy ?? 'value') === v) o.setAttribute('selected', '');
+      if (state.colorBy === v) o.setAttribute('selected', '');
       colorBy.append(o);
     }
     colorBy.addEventListener('change', () => {
-      if (colorBy.value === (state.colorBy ?? 'value')) return;
-      state.colorBy = colorBy.value as 'value' | 'change';
-      renderAnalysis();
+      // a setting (distillLens.colorBy): the editor follows, and the host sends the analysis again
+      if (colorBy.value !== state.colorBy)
+        vscode.postMessage({ type: 'chooseColoring', colorBy: colorBy.value as 'value' | 'change' });
     });
     header.append(colorBy);
   }
-  analysisHost.append(
-    header,
-    el(
-      'div',
-      { class: 'models', title: a.modelPaths ?? '' },
-      `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.rows.length} tokens`,
-    ),
+  const models = el(
+    'div',
+    { class: 'models', title: a.modelPaths ?? '' },
+    `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.values.length} tokens` +
+      (stale.size > 0 ? ` · ${stale.size} stale (the text before them changed)` : ''),
   );
 
-  // heatmap: text between tokens plain, each token span coloured, boundaries visible
-  const heat = el('div', {
-    class: 'heatmap',
-    id: 'heatmap',
-    role: 'listbox',
-    tabindex: '0',
-    'aria-label': `tokens coloured by ${byChange ? `the change of ${metric}` : metric}; arrow keys move, Enter shows it in the editor`,
+  const view = heatmapView ?? newHeatmapView();
+  const label = byChange(a) ? `the change of ${metric}` : metric;
+  view.heat.setAttribute(
+    'aria-label',
+    `tokens coloured by ${label}; arrow keys move, Enter shows it in the editor`,
+  );
+  drawHeatmap(view, a, (rows) => {
+    if (rows.some((r) => stale.has(r))) return 'stale';
+    if (byChange(a)) {
+      // the largest change among rows sharing the span
+      const ds = rows.map((r) => deltas[r]).filter((d): d is number => d !== undefined);
+      return changeClass(
+        ds.length ? ds.reduce((x, y) => (Math.abs(y) > Math.abs(x) ? y : x)) : undefined,
+        maxDelta,
+      );
+    }
+    return `heat${heatBand(Math.max(...rows.map((r) => a.values[r])), range)}`;
   });
-  const maxDelta = byChange ? maxAbsDelta(a, metric) : 1;
+  heatmapView = view;
+
+  const below: HTMLElement[] = [];
+  if (a.baseline) below.push(comparison(a, metric));
+  below.push(summary(a), histogram(a, metric, range, stale), worst(a, metric));
+  // the heatmap and the details stay where they are (their scroll position too)
+  if (view.heat.parentElement !== analysisHost)
+    analysisHost.replaceChildren(header, models, view.heat, view.detailsHost, ...below);
+  else {
+    while (view.heat.previousSibling) view.heat.previousSibling.remove();
+    while (view.detailsHost.nextSibling) view.detailsHost.nextSibling.remove();
+    analysisHost.prepend(header, models);
+    analysisHost.append(...below);
+  }
+  // the selection: the same row of the new analysis when the host kept its numbering, else none
+  const selected = state.selected;
+  const details = state.details;
+  state.selected = null;
+  select(selected, { details: details && details.analysisId === a.id ? details : undefined, quiet: true });
+}
+
+function newHeatmapView(): HeatmapView {
+  const heat = el('div', { class: 'heatmap', id: 'heatmap', role: 'listbox', tabindex: '0' });
   const view: HeatmapView = {
     heat,
     detailsHost: el('div'),
+    blocks: [],
     spanOfRow: new Map(),
     tokenRows: [],
     positionOfRow: new Map(),
   };
-  const pieces: (Node | string)[] = [];
-  for (const seg of heatmapSegments(a.text, a.rows)) {
-    if (seg.kind === 'text') {
-      pieces.push(seg.text);
-      continue;
-    }
-    const value = segmentValue(seg, (j) => a.rows[j][metric]);
-    const colour = byChange ? changeClass(a, seg.rows, metric, maxDelta) : `heat${heatBand(value, range)}`;
-    const row = seg.rows[0];
-    const span = el(
-      'span',
-      {
-        class: `tok ${colour}`,
-        id: `tok-${row}`,
-        role: 'option',
-        'data-row': String(row),
-        title: `${JSON.stringify(seg.text)} ${metric} ${formatNumber(value)}`,
-      },
-      seg.text,
-    );
-    for (const r of seg.rows) view.spanOfRow.set(r, span);
-    view.positionOfRow.set(row, view.tokenRows.length);
-    view.tokenRows.push(row);
-    pieces.push(span);
-  }
-  heat.append(...pieces);
   heat.addEventListener('click', (e) => {
-    const t = (e.target as HTMLElement).closest('.tok') as HTMLElement | null;
-    if (t) select(Number(t.dataset.row), { reveal: true });
+    const t = (e.target as HTMLElement).closest('.tok') as TokenSpan | null;
+    if (t?.rows) select(t.rows[0], { reveal: true });
   });
   heat.addEventListener('keydown', (e) => onHeatmapKey(e, view));
-  analysisHost.append(heat, view.detailsHost);
-  heatmapView = view;
+  return view;
+}
 
-  if (a.baseline) analysisHost.append(comparison(a, metric));
-  analysisHost.append(summary(a), histogram(a, metric, range), worst(a, metric));
-  const selected = state.selected;
-  state.selected = null;
-  select(selected);
+/** A piece of a block: plain text, or a token span with its colour class and rows. */
+type Piece = { text: string; cls?: string; rows?: number[] };
+
+/** Tokens per block before a content-chosen line end may close it, and the most a block holds. */
+const BLOCK_MIN_TOKENS = 120;
+const BLOCK_MAX_TOKENS = 600;
+
+/**
+ * Cuts the heatmap into blocks of whole lines. A block closes at a line end once it holds
+ * BLOCK_MIN_TOKENS tokens and a hash of the last few tokens' text says so: the places depend
+ * on the text near them, not on counts from the start, so after an edit the blocks further
+ * on are cut where they were and are reused.
+ */
+function cutBlocks(
+  a: PanelAnalysis,
+  classOf: (rows: number[]) => string,
+): { key: string; pieces: Piece[] }[] {
+  const rows = a.values.map((_, i) => ({ start: a.spans[2 * i], end: a.spans[2 * i + 1] }));
+  const blocks: { key: string; pieces: Piece[] }[] = [];
+  let pieces: Piece[] = [];
+  let key = '';
+  let tokens = 0;
+  let hash = 0;
+  const close = () => {
+    if (pieces.length) blocks.push({ key, pieces });
+    pieces = [];
+    key = '';
+    tokens = 0;
+  };
+  for (const seg of heatmapSegments(a.text, rows, a.from)) {
+    if (seg.kind === 'text') {
+      pieces.push({ text: seg.text });
+      key += `\u0001${seg.text}`;
+    } else {
+      const cls = classOf(seg.rows);
+      pieces.push({ text: seg.text, cls, rows: seg.rows });
+      key += `\u0002${cls}\u0003${seg.text}`;
+      tokens++;
+      for (let i = 0; i < seg.text.length; i++) hash = (Math.imul(hash, 31) + seg.text.charCodeAt(i)) | 0;
+    }
+    if (
+      seg.text.endsWith('\n') &&
+      ((tokens >= BLOCK_MIN_TOKENS && (hash & 7) === 0) || tokens >= BLOCK_MAX_TOKENS)
+    )
+      close();
+  }
+  close();
+  return blocks;
+}
+
+/** Draws the heatmap's blocks, keeping every block whose content is unchanged. */
+function drawHeatmap(view: HeatmapView, a: PanelAnalysis, classOf: (rows: number[]) => string): void {
+  const reusable = new Map<string, Block[]>();
+  for (const b of view.blocks) reusable.set(b.key, [...(reusable.get(b.key) ?? []), b]);
+  const blocks: Block[] = cutBlocks(a, classOf).map(({ key, pieces }) => {
+    const kept = reusable.get(key)?.shift();
+    if (kept) {
+      // the same text and colours; its rows may be numbered differently now
+      let k = 0;
+      for (const p of pieces) if (p.rows) kept.spans[k++].rows = p.rows;
+      return kept;
+    }
+    const element = el('div', { class: 'block' });
+    const spans: TokenSpan[] = [];
+    element.append(
+      ...pieces.map((p) => {
+        if (!p.rows) return p.text;
+        const span = el('span', { class: `tok ${p.cls}`, role: 'option' }, p.text) as TokenSpan;
+        span.rows = p.rows;
+        spans.push(span);
+        return span;
+      }),
+    );
+    return { key, element, spans };
+  });
+  // the blocks not kept go; the others are put in order, moving only what moved
+  const keep = new Set(blocks.map((b) => b.element));
+  for (const b of view.blocks) if (!keep.has(b.element)) b.element.remove();
+  let cursor = view.heat.firstChild;
+  for (const b of blocks) {
+    if (cursor === b.element) cursor = cursor.nextSibling;
+    else view.heat.insertBefore(b.element, cursor);
+  }
+  view.blocks = blocks;
+  view.spanOfRow.clear();
+  view.positionOfRow.clear();
+  view.tokenRows = [];
+  for (const b of blocks)
+    for (const span of b.spans) {
+      for (const r of span.rows!) view.spanOfRow.set(r, span);
+      view.positionOfRow.set(span.rows![0], view.tokenRows.length);
+      view.tokenRows.push(span.rows![0]);
+    }
 }
 
 /**
  * Moves the selection to row `index` (null: none): one highlight moves and the token details
- * are replaced; nothing else is rebuilt, and the heatmap keeps its scroll position.
+ * are replaced (asked from the host when they are not given); nothing else is rebuilt, and
+ * the heatmap keeps its scroll position.
  */
-function select(index: number | null, o: { reveal?: boolean; scroll?: boolean } = {}): void {
+function select(
+  index: number | null,
+  o: { reveal?: boolean; scroll?: boolean; details?: RowDetails; quiet?: boolean } = {},
+): void {
   const a = state.analysis;
   const view = heatmapView;
   if (!a || !view) return;
-  if (index !== null && !a.rows[index]) index = null;
+  if (index !== null && !(index >= 0 && index < a.values.length)) index = null;
   if (index !== state.selected) {
-    if (state.selected !== null) view.spanOfRow.get(state.selected)?.classList.remove('selected');
+    view.heat.querySelector('.tok.selected')?.classList.remove('selected');
+    view.heat.querySelector('#selected-token')?.removeAttribute('id');
     state.selected = index;
+    state.details = null;
     const span = index === null ? undefined : view.spanOfRow.get(index);
     span?.classList.add('selected');
-    if (span) view.heat.setAttribute('aria-activedescendant', span.id);
-    else view.heat.removeAttribute('aria-activedescendant');
-    view.detailsHost.replaceChildren(
-      ...(index === null ? [] : [details(a.rows[index], state.metric, a.baseline?.rows[index] ?? null)]),
-    );
+    if (span) {
+      span.id = 'selected-token';
+      view.heat.setAttribute('aria-activedescendant', span.id);
+    } else view.heat.removeAttribute('aria-activedescendant');
+    view.detailsHost.replaceChildren();
     if (span && o.scroll) span.scrollIntoView({ block: 'nearest' });
+    if (index !== null && !o.details && !o.quiet)
+      vscode.postMessage({ type: 'selectRow', analysisId: a.id, index });
   }
-  if (o.reveal && index !== null) vscode.postMessage({ type: 'revealRow', index });
+  if (o.details && o.details.index === index) showDetails(o.details);
+  if (o.reveal && index !== null) vscode.postMessage({ type: 'revealRow', analysisId: a.id, index });
+}
+
+function showDetails(d: RowDetails): void {
+  const view = heatmapView;
+  if (!view || !state.analysis || d.analysisId !== state.analysis.id || d.index !== state.selected) return;
+  state.details = d;
+  view.detailsHost.replaceChildren(details(d.row, state.metric, d.before, d.stale));
 }
 
 /** The heatmap as a listbox: arrows step through tokens, Home / End jump, Enter shows the token in the editor. */
 function onHeatmapKey(e: KeyboardEvent, view: HeatmapView): void {
   // the token span holding the selected row (rows can share one), as a position in text order
   const selectedSpan = state.selected === null ? undefined : view.spanOfRow.get(state.selected);
-  const at = selectedSpan ? (view.positionOfRow.get(Number(selectedSpan.dataset.row)) ?? -1) : -1;
+  const at = selectedSpan ? (view.positionOfRow.get(selectedSpan.rows![0]) ?? -1) : -1;
   const last = view.tokenRows.length - 1;
   const step: Record<string, number> = {
     ArrowRight: at + 1,
@@ -257,52 +409,52 @@ function onHeatmapKey(e: KeyboardEvent, view: HeatmapView): void {
   }
 }
 
-/** after − before of the metric for row i, or undefined when the token has no baseline */
-function delta(a: PanelAnalysis, i: number, metric: MetricKey): number | undefined {
-  const b = a.baseline?.rows[i];
-  return b ? a.rows[i][metric] - b[metric] : undefined;
+function valueLegend(metric: MetricKey, range: [number, number]): HTMLElement {
+  const legend = el('div', {
+    class: 'legend',
+    title: `${METRIC_LABELS[metric]}: colour bands from ${formatNumber(range[0])} to ${formatNumber(range[1])}; dimmed tokens are stale`,
+  });
+  const bar = el('span', { class: 'bar' });
+  for (let i = 0; i < BANDS; i++) bar.append(el('span', { class: `heat${i}` }));
+  legend.append(el('span', {}, formatNumber(range[0])), bar, el('span', {}, formatNumber(range[1])));
+  return legend;
 }
 
-function maxAbsDelta(a: PanelAnalysis, metric: MetricKey): number {
-  return a.rows.reduce((m, _, i) => Math.max(m, Math.abs(delta(a, i, metric) ?? 0)), 0) || 1;
-}
-
-/** Lower is better for every metric: a fall is "better" (green), a rise "worse" (red), five steps each. */
-function changeClass(a: PanelAnalysis, rows: number[], metric: MetricKey, maxDelta: number): string {
-  const ds = rows.map((i) => delta(a, i, metric)).filter((d): d is number => d !== undefined);
-  if (ds.length === 0) return 'nochange';
-  const d = ds.reduce((x, y) => (Math.abs(y) > Math.abs(x) ? y : x));
-  const level = Math.min(4, Math.floor((Math.abs(d) / maxDelta) * 5));
-  return d < 0 ? `better${level}` : d > 0 ? `worse${level}` : 'nochange';
-}
-
-function changeLegend(a: PanelAnalysis, metric: MetricKey): HTMLElement {
-  const m = maxAbsDelta(a, metric);
+function changeLegend(metric: MetricKey, maxDelta: number): HTMLElement {
   const legend = el('div', {
     class: 'legend',
     title: `change of ${metric} after distillation: green fell (better), red rose (worse)`,
   });
   const bar = el('span', { class: 'bar' });
-  for (let i = 4; i >= 0; i--) bar.append(el('span', { class: `better${i}` }));
-  for (let i = 0; i < 5; i++) bar.append(el('span', { class: `worse${i}` }));
-  legend.append(el('span', {}, `−${formatNumber(m)}`), bar, el('span', {}, `+${formatNumber(m)}`));
+  for (let i = CHANGE_STEPS - 1; i >= 0; i--) bar.append(el('span', { class: `fell${i}` }));
+  for (let i = 0; i < CHANGE_STEPS; i++) bar.append(el('span', { class: `rose${i}` }));
+  legend.append(
+    el('span', {}, `−${formatNumber(maxDelta)}`),
+    bar,
+    el('span', {}, `+${formatNumber(maxDelta)}`),
+  );
   return legend;
 }
 
+/** A link that selects row `index` and shows it in the editor. */
+function rowLink(index: number, text: string): HTMLElement {
+  const link = el('a', { href: '#' }, JSON.stringify(text));
+  link.addEventListener('click', (e) => {
+    e.preventDefault();
+    select(index, { reveal: true, scroll: true });
+  });
+  return link;
+}
+
 function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
+  const b = a.baseline!;
   const box = el('vscode-collapsible', {
     title: `Before / after distillation: ${metric}`,
     open: '',
     id: 'comparison',
   });
-  const matched = a.rows.map((_, i) => i).filter((i) => a.baseline!.rows[i]);
-  const mean = (f: (i: number) => number) =>
-    matched.reduce((s, i) => s + f(i), 0) / Math.max(1, matched.length);
-  const before = mean((i) => a.baseline!.rows[i]![metric]);
-  const after = mean((i) => a.rows[i][metric]);
-  const better = matched.filter((i) => delta(a, i, metric)! < 0).length;
-  const worse = matched.filter((i) => delta(a, i, metric)! > 0).length;
   const t = el('table', { class: 'metrics' });
+  const change = b.meanAfter - b.meanBefore;
   t.append(
     el(
       'tr',
@@ -316,37 +468,29 @@ function comparison(a: PanelAnalysis, metric: MetricKey): HTMLElement {
       'tr',
       {},
       el('td', {}, `mean ${metric}`),
-      el('td', { class: 'num' }, formatNumber(before)),
-      el('td', { class: 'num' }, formatNumber(after)),
-      el('td', { class: 'num' }, `${after - before >= 0 ? '+' : ''}${formatNumber(after - before)}`),
+      el('td', { class: 'num' }, formatNumber(b.meanBefore)),
+      el('td', { class: 'num' }, formatNumber(b.meanAfter)),
+      el('td', { class: 'num' }, `${change >= 0 ? '+' : ''}${formatNumber(change)}`),
     ),
   );
-  const lists = el('div', { class: 'sidebyside' });
-  const list = (title: string, order: number[]) => {
+  const list = (title: string, entries: typeof b.fixedMost) => {
     const ol = el('ol', { class: 'worst' });
-    for (const i of order) {
-      const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(a.rows[i].text));
-      link.addEventListener('click', (e) => {
-        e.preventDefault();
-        select(i, { reveal: true, scroll: true });
-      });
-      const d = delta(a, i, metric)!;
-      ol.append(el('li', {}, link, ` ${d >= 0 ? '+' : ''}${formatNumber(d)}`));
-    }
+    for (const e of entries)
+      ol.append(
+        el('li', {}, rowLink(e.index, e.text), ` ${e.change >= 0 ? '+' : ''}${formatNumber(e.change)}`),
+      );
     return el('div', {}, el('div', { class: 'bars-title' }, title), ol);
   };
-  const byDelta = [...matched].sort((x, y) => delta(a, x, metric)! - delta(a, y, metric)!);
-  lists.append(
-    list(`fixed most (${better} tokens fell)`, byDelta.filter((i) => delta(a, i, metric)! < 0).slice(0, 5)),
-    list(
-      `broke most (${worse} tokens rose)`,
-      byDelta
-        .filter((i) => delta(a, i, metric)! > 0)
-        .reverse()
-        .slice(0, 5),
+  box.append(
+    el('div', { class: 'models' }, `before: ${b.student}`),
+    t,
+    el(
+      'div',
+      { class: 'sidebyside' },
+      list(`fixed most (${b.fell} tokens fell)`, b.fixedMost),
+      list(`broke most (${b.rose} tokens rose)`, b.brokeMost),
     ),
   );
-  box.append(el('div', { class: 'models' }, `before: ${a.baseline!.student}`), t, lists);
   return box;
 }
 
@@ -429,7 +573,12 @@ function trainingSection(t: TrainingView): HTMLElement {
   return box;
 }
 
-function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, number> | null): HTMLElement {
+function details(
+  r: TokenRow,
+  metric: MetricKey,
+  before: Record<MetricKey, number> | null,
+  stale: boolean,
+): HTMLElement {
   // the token in the body, not the collapsible's title (which the component upper-cases)
   const box = el('vscode-collapsible', { title: 'Token', open: '', id: 'details', 'data-token': r.text });
   const heading = el(
@@ -437,6 +586,15 @@ function details(r: TokenRow, metric: MetricKey, before: Record<MetricKey, numbe
     { class: 'token-title' },
     el('code', {}, JSON.stringify(r.text)),
     ` id ${r.target} · characters ${r.start}–${r.end}${r.hard ? ' · hard' : ''}`,
+    ...(stale
+      ? [
+          el(
+            'div',
+            { class: 'stale-note' },
+            'Out of date: the text before this token changed since it was analysed.',
+          ),
+        ]
+      : []),
   );
   const bars = (title: string, m: TokenRow['teacher']) => {
     const list = el(
@@ -519,10 +677,17 @@ function summary(a: PanelAnalysis): HTMLElement {
   return box;
 }
 
-function histogram(a: PanelAnalysis, metric: MetricKey, range: [number, number]): HTMLElement {
+function histogram(
+  a: PanelAnalysis,
+  metric: MetricKey,
+  range: [number, number],
+  stale: Set<number>,
+): HTMLElement {
   const bins = 20;
   const counts = new Array(bins).fill(0);
-  for (const r of a.rows) counts[Math.min(bins - 1, Math.floor(scalePosition(r[metric], range) * bins))]++;
+  a.values.forEach((v, i) => {
+    if (!stale.has(i)) counts[Math.min(bins - 1, Math.floor(scalePosition(v, range) * bins))]++;
+  });
   const max = Math.max(...counts, 1);
   const box = el('vscode-collapsible', { title: `Histogram of ${metric}`, open: '', id: 'histogram' });
   const chart = el('div', { class: 'histogram', role: 'img', 'aria-label': `histogram of ${metric}` });
@@ -549,26 +714,15 @@ function histogram(a: PanelAnalysis, metric: MetricKey, range: [number, number])
 function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
   const box = el('vscode-collapsible', { title: `Worst tokens by ${metric}`, open: '', id: 'worst' });
   const list = el('ol', { class: 'worst' });
-  const order = a.rows
-    .map((_, i) => i)
-    .sort((x, y) => a.rows[y][metric] - a.rows[x][metric])
-    .slice(0, 10);
-  for (const i of order) {
-    const r = a.rows[i];
-    const link = el('a', { href: '#', 'data-row': String(i) }, JSON.stringify(r.text));
-    link.addEventListener('click', (e) => {
-      e.preventDefault();
-      select(i, { reveal: true, scroll: true });
-    });
+  for (const w of a.worst)
     list.append(
       el(
         'li',
         {},
-        link,
-        ` ${formatNumber(r[metric])} · teacher p ${formatNumber(r.teacher.p)}, student p ${formatNumber(r.student.p)}`,
+        rowLink(w.index, w.text),
+        ` ${formatNumber(w.value)} · teacher p ${formatNumber(w.teacherP)}, student p ${formatNumber(w.studentP)}`,
       ),
     );
-  }
   box.append(list);
   return box;
 }
@@ -576,24 +730,31 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
 window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
   const m = e.data;
   if (m.type === 'showAnalysis') {
-    const same =
+    // the selection stays on the same token when the host kept the rows' numbering
+    const sameRows =
       state.analysis &&
       m.analysis &&
       state.analysis.documentName === m.analysis.documentName &&
-      state.analysis.rows.length === m.analysis.rows.length;
+      state.analysis.values.length === m.analysis.values.length;
+    const details = sameRows && state.details ? { ...state.details, analysisId: m.analysis!.id } : null;
     state = {
       ...state,
       analysis: m.analysis,
       metric: m.metric,
+      colorBy: m.colorBy,
       fixedMax: m.fixedMax,
-      selected: same ? state.selected : null,
+      selected: sameRows ? state.selected : null,
+      details,
     };
     renderAnalysis();
   } else if (m.type === 'showTraining') {
     state.training = m.training;
     renderTraining();
+    save();
   } else if (m.type === 'highlightRow') {
-    select(m.index, { scroll: true });
+    select(m.index, { scroll: true, details: m.details, quiet: true });
+  } else if (m.type === 'rowDetails') {
+    showDetails(m.details);
   }
 });
 

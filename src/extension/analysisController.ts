@@ -3,11 +3,12 @@
  * the placed rows, the decorations of visible editors, the status bar legend, and the panel.
  */
 import * as vscode from 'vscode';
-import { DocumentAnalysis, EditLog } from '../core/analysisState';
+import { DocumentAnalysis, EditLog, matchRows, type PlacedRow } from '../core/analysisState';
 import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { CancelledError, ModelLoadError } from '../core/errors';
-import { HeatDecorations } from './heatDecorations';
-import { readSettings, type Settings } from './settings';
+import { HeatDecorations, type PaintedToken } from './heatDecorations';
+import { changeClass, heatBand, heatRange, maxAbsChange } from '../report/heatmap';
+import { modelDisplayName, readSettings, type Settings } from './settings';
 import type { RuntimeHost } from './runtimeHost';
 import { formatNumber } from '../core/formatNumber';
 import type { InspectResult } from '../shared/protocol';
@@ -23,6 +24,9 @@ export interface StoredAnalysis {
   baseline?: StoredAnalysis;
 }
 
+/** Lines painted above and below the visible ones (the rest is painted when scrolled near). */
+const PAINT_MARGIN_LINES = 300;
+
 /** Texts per Analyze Document request: about 1500 tokens of prose. */
 const DOCUMENT_CHUNK_CHARS = 6000;
 
@@ -36,8 +40,8 @@ export class AnalysisController implements vscode.Disposable {
     vscode.StatusBarAlignment.Right,
     100,
   );
-  private readonly changed = new vscode.EventEmitter<vscode.Uri | undefined>();
-  /** fires when the analysis of a document (or the metric) changes */
+  private readonly changed = new vscode.EventEmitter<{ uri?: vscode.Uri; byEdit?: boolean }>();
+  /** fires when the analysis of a document changes (`byEdit`: because its text was edited) */
   readonly onDidChange = this.changed.event;
   private readonly disposables: vscode.Disposable[] = [];
 
@@ -54,6 +58,7 @@ export class AnalysisController implements vscode.Disposable {
       vscode.window.onDidChangeVisibleTextEditors(() => this.repaint()),
       vscode.window.onDidChangeActiveTextEditor(() => this.repaint()),
       vscode.workspace.onDidChangeTextDocument((e) => this.onEdit(e)),
+      vscode.window.onDidChangeTextEditorVisibleRanges((e) => this.onScroll(e)),
       vscode.workspace.onDidCloseTextDocument((d) => this.forget(d.uri)),
     );
   }
@@ -75,6 +80,7 @@ export class AnalysisController implements vscode.Disposable {
     editor: vscode.TextEditor,
     ranges: vscode.Range[],
     title: string,
+    o: { quiet?: boolean } = {},
   ): Promise<StoredAnalysis | undefined> {
     const settings = readSettings();
     if (!settings.teacher || !settings.student) {
@@ -120,12 +126,14 @@ export class AnalysisController implements vscode.Disposable {
       doc.getText(new vscode.Range(doc.positionAt(start), doc.positionAt(end)));
     let stored: StoredAnalysis | undefined;
     const results: InspectResult[] = [];
+    this.running.add(doc.uri.toString());
     let cancelled = false;
     let skipped = 0;
     try {
       await vscode.window.withProgress(
         {
-          location: vscode.ProgressLocation.Notification,
+          // a re-analysis on idle shows in the status bar, not as a notification over the text
+          location: o.quiet ? vscode.ProgressLocation.Window : vscode.ProgressLocation.Notification,
           title: `Distill Lens: ${title}`,
           cancellable: true,
         },
@@ -185,6 +193,7 @@ export class AnalysisController implements vscode.Disposable {
       else this.reportError(e);
     } finally {
       watch.dispose();
+      this.running.delete(doc.uri.toString());
     }
     this.reportRun(doc, settings, pieces.length, results, cancelled);
     if (skipped > 0)
@@ -210,10 +219,8 @@ export class AnalysisController implements vscode.Disposable {
       const previous = this.analyses.get(doc.uri.toString());
       const sameModels = previous && sameAnalysisSettings(previous.settings, settings);
       const outside = (start: number, end: number) => runRanges.every(([a, b]) => end <= a || start >= b);
-      const placed = new DocumentAnalysis([], 0);
-      if (sameModels) placed.rows = previous.placed.rows.filter((r) => outside(r.start, r.end));
       stored = {
-        placed,
+        placed: sameModels ? previous.placed.without(runRanges) : new DocumentAnalysis(),
         parts: sameModels
           ? previous.parts.filter((p) => outside(p.baseOffset, p.baseOffset + p.text.length))
           : [],
@@ -223,13 +230,12 @@ export class AnalysisController implements vscode.Disposable {
       };
       this.analyses.set(doc.uri.toString(), stored);
     }
-    stored.placed.rows.push(...new DocumentAnalysis(part.result.rows, part.baseOffset).rows);
-    stored.placed.rows.sort((x, y) => x.start - y.start || x.end - y.end);
+    stored.placed.addPart(part.result.rows, part.baseOffset, part.text);
     stored.parts.push(part);
     stored.parts.sort((x, y) => x.baseOffset - y.baseOffset);
     stored.documentText = doc.getText();
     this.repaint();
-    this.changed.fire(doc.uri);
+    this.changed.fire({ uri: doc.uri });
     return stored;
   }
 
@@ -298,7 +304,7 @@ export class AnalysisController implements vscode.Disposable {
       // the baseline is the analysis with another student: never the new student itself
       const sameStudent = before.settings.student === after.settings.student;
       after.baseline = sameStudent ? before.baseline : { ...before, baseline: undefined };
-      this.changed.fire(doc.uri);
+      this.changed.fire({ uri: doc.uri });
     }
     return after;
   }
@@ -333,52 +339,197 @@ export class AnalysisController implements vscode.Disposable {
     if (uri) this.analyses.delete(uri.toString());
     else this.analyses.clear();
     this.repaint();
-    this.changed.fire(uri);
+    this.changed.fire({ uri });
   }
 
   private forget(uri: vscode.Uri): void {
-    if (this.analyses.delete(uri.toString())) this.changed.fire(uri);
+    if (this.analyses.delete(uri.toString())) this.changed.fire({ uri });
   }
 
   private onEdit(e: vscode.TextDocumentChangeEvent): void {
     const a = this.analyses.get(e.document.uri.toString());
     if (!a || e.contentChanges.length === 0) return;
-    // offsets refer to the document before this event: apply from the end backwards
-    const changes = [...e.contentChanges].sort((x, y) => y.rangeOffset - x.rangeOffset);
-    for (const c of changes)
-      a.placed.applyEdit({
-        start: c.rangeOffset,
-        end: c.rangeOffset + c.rangeLength,
-        newLength: c.text.length,
+    const edits = e.contentChanges.map((c) => ({
+      start: c.rangeOffset,
+      end: c.rangeOffset + c.rangeLength,
+      newLength: c.text.length,
+    }));
+    const doc = e.document;
+    const textOf = (start: number, end: number) =>
+      doc.getText(new vscode.Range(doc.positionAt(start), doc.positionAt(end)));
+    a.placed.applyEdits(edits, textOf);
+    a.baseline?.placed.applyEdits(edits, textOf);
+    // the editor moves the decorations with the text by itself: the stale and dropped tokens
+    // are repainted once typing pauses, not on every key
+    this.repaintSoon();
+    this.changed.fire({ uri: doc.uri, byEdit: true });
+    this.scheduleReanalysis(doc);
+  }
+
+  private repaintTimer?: NodeJS.Timeout;
+
+  private repaintSoon(): void {
+    clearTimeout(this.repaintTimer);
+    this.repaintTimer = setTimeout(() => this.repaint(), 120);
+  }
+
+  private reanalysisTimers = new Map<string, NodeJS.Timeout>();
+  /** documents with an analysis running now (a re-analysis on idle waits for it) */
+  private readonly running = new Set<string>();
+
+  /** With distillLens.reanalyze = onIdle: the parts with stale tokens are analysed again once typing pauses. */
+  private scheduleReanalysis(doc: vscode.TextDocument): void {
+    const key = doc.uri.toString();
+    clearTimeout(this.reanalysisTimers.get(key));
+    const settings = readSettings();
+    if (settings.reanalyze !== 'onIdle') return;
+    this.reanalysisTimers.set(
+      key,
+      setTimeout(() => {
+        this.reanalysisTimers.delete(key);
+        const a = this.analyses.get(key);
+        const editor = vscode.window.visibleTextEditors.find((ed) => ed.document === doc);
+        if (!a || !editor || doc.isClosed) return;
+        if (this.running.has(key)) return this.scheduleReanalysis(doc); // after the run in progress
+        const ranges = a.placed.editedRanges
+          .filter(([start, end]) => end > start)
+          .map(([start, end]) => new vscode.Range(doc.positionAt(start), doc.positionAt(end)));
+        if (ranges.length === 0) return;
+        this.log.info(
+          `re-analysing ${ranges.length} edited part${ranges.length > 1 ? 's' : ''} of ${key} (distillLens.reanalyze: onIdle)`,
+        );
+        void this.analyze(editor, ranges, 're-analysing after your edit', { quiet: true });
+      }, settings.reanalyzeDelayMs),
+    );
+  }
+
+  /** What the editor shows for an analysis: a colour class per token, with what the colours mean. */
+  private tokensToPaint(
+    a: StoredAnalysis,
+    settings: Settings,
+    window?: [number, number],
+  ): { coloring: string; tokens: PaintedToken[]; range?: [number, number] } {
+    const all = a.placed.rows;
+    // the scale is the whole analysis's; only the tokens in the window are painted
+    const shown = (r: PlacedRow) => !window || (r.end >= window[0] && r.start <= window[1]);
+    const metric = settings.metric;
+    const paint = (cls: (r: PlacedRow, i: number) => string): PaintedToken[] => {
+      const tokens: PaintedToken[] = [];
+      all.forEach((r, i) => {
+        if (shown(r)) tokens.push({ cls: r.stale ? 'stale' : cls(r, i), start: r.start, end: r.end });
       });
-    this.repaint();
-    this.changed.fire(e.document.uri);
+      return tokens;
+    };
+    if (settings.colorBy === 'change' && a.baseline) {
+      const before = matchRows(all, a.baseline.placed.rows);
+      const changes = all.map((r, i) => {
+        const b = before[i];
+        return b && !r.stale && !b.stale ? r.row[metric] - b.row[metric] : undefined;
+      });
+      const maxAbs = maxAbsChange(changes);
+      return {
+        coloring: `change of ${metric}`,
+        range: [-maxAbs, maxAbs],
+        tokens: paint((_, i) => changeClass(changes[i], maxAbs)),
+      };
+    }
+    const range = heatRange(
+      all.map((r) => r.row[metric]),
+      settings.colorScaleMaximum,
+    );
+    return { coloring: metric, range, tokens: paint((r) => `heat${heatBand(r.row[metric], range)}`) };
   }
 
   /** Repaints decorations of every visible editor and the legend (after edits, settings changes). */
   repaint(): void {
+    clearTimeout(this.repaintTimer);
     const settings = readSettings();
     this.decorations.useStyle(settings.decorationStyle);
-    let activeRange: [number, number] | undefined;
-    for (const editor of vscode.window.visibleTextEditors) {
-      const range = this.decorations.paint(
-        editor,
-        this.analyses.get(editor.document.uri.toString())?.placed,
-        settings.metric,
-        settings.colorScaleMaximum,
-      );
-      if (editor === vscode.window.activeTextEditor) activeRange = range;
+    for (const editor of vscode.window.visibleTextEditors) this.paintEditor(editor, settings);
+    this.updateStatusBar(settings);
+  }
+
+  /** The document range each editor was last painted over (only lines near the visible ones are). */
+  private readonly paintedWindows = new WeakMap<vscode.TextEditor, [number, number]>();
+
+  /**
+   * Paints the tokens of the lines around the visible ones (PAINT_MARGIN_LINES above and
+   * below): the editor's work per repaint stays the same however long the document is.
+   */
+  private paintEditor(editor: vscode.TextEditor, settings: Settings): void {
+    const doc = editor.document;
+    const a = this.analyses.get(doc.uri.toString());
+    if (!a) {
+      this.paintedWindows.delete(editor);
+      this.decorations.paint(editor, settings.metric, []);
+      return;
     }
-    if (activeRange) {
-      this.statusBar.text = `$(flame) ${settings.metric} ${formatNumber(activeRange[0])}–${formatNumber(activeRange[1])}`;
-      this.statusBar.tooltip = `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(activeRange[0])} (light) to ${formatNumber(activeRange[1])} (dark). Click to open the panel.`;
-      this.statusBar.show();
-    } else {
+    const visible = editor.visibleRanges;
+    const firstLine = Math.max(0, (visible[0]?.start.line ?? 0) - PAINT_MARGIN_LINES);
+    const lastLine = Math.min(
+      doc.lineCount - 1,
+      (visible[visible.length - 1]?.end.line ?? 0) + PAINT_MARGIN_LINES,
+    );
+    const window: [number, number] = [
+      doc.offsetAt(new vscode.Position(firstLine, 0)),
+      doc.offsetAt(doc.lineAt(lastLine).range.end),
+    ];
+    this.paintedWindows.set(editor, [firstLine, lastLine]);
+    const painted = this.tokensToPaint(a, settings, window);
+    this.decorations.paint(editor, painted.coloring, painted.tokens);
+  }
+
+  /** Scrolling near the edge of the painted lines paints the lines that come into view. */
+  private onScroll(e: vscode.TextEditorVisibleRangesChangeEvent): void {
+    const lines = this.paintedWindows.get(e.textEditor);
+    const visible = e.visibleRanges;
+    if (!lines || visible.length === 0) return;
+    const [first, last] = lines;
+    const top = visible[0].start.line;
+    const bottom = visible[visible.length - 1].end.line;
+    const lastLine = e.textEditor.document.lineCount - 1;
+    const nearTop = first > 0 && top - first < PAINT_MARGIN_LINES / 2;
+    const nearBottom = last < lastLine && last - bottom < PAINT_MARGIN_LINES / 2;
+    if (nearTop || nearBottom) this.paintEditor(e.textEditor, readSettings());
+  }
+
+  /** The legend of the active editor's analysis: what the colours mean, how many tokens are stale, the re-analysis setting. */
+  private updateStatusBar(settings: Settings): void {
+    const editor = vscode.window.activeTextEditor;
+    const a = editor && this.analyses.get(editor.document.uri.toString());
+    if (!a || a.placed.isEmpty) {
       this.statusBar.hide();
+      return;
     }
+    const { coloring, range } = this.tokensToPaint(a, settings);
+    const stale = a.placed.staleCount;
+    const scale = range ? `${formatNumber(range[0])}–${formatNumber(range[1])}` : '';
+    const byChange = coloring !== settings.metric;
+    this.statusBar.text =
+      `$(flame) ${byChange ? `Δ${settings.metric}` : settings.metric} ${scale}` +
+      (stale > 0 ? ` · $(history) ${stale} stale` : '');
+    const lines = [
+      byChange
+        ? `Distill Lens: the change of ${METRIC_LABELS[settings.metric]} against ${modelDisplayName(a.baseline!.settings.student)}, from ${scale.replace('–', ' (fell most, green) to ')} (rose most, red).`
+        : `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(range![0])} (light) to ${formatNumber(range![1])} (dark).`,
+    ];
+    if (stale > 0)
+      lines.push(
+        `${stale} token${stale > 1 ? 's' : ''} after an edit ${stale > 1 ? 'are' : 'is'} out of date (dimmed): the text before ${stale > 1 ? 'them' : 'it'} changed.`,
+      );
+    lines.push(
+      settings.reanalyze === 'onIdle'
+        ? `Re-analysis: on idle, ${settings.reanalyzeDelayMs} ms after the last edit (distillLens.reanalyze).`
+        : 'Re-analysis: off; run Analyze Selection or Analyze Document, or set distillLens.reanalyze to onIdle.',
+    );
+    lines.push('Click to open the panel.');
+    this.statusBar.tooltip = lines.join('\n');
+    this.statusBar.show();
   }
 
   dispose(): void {
+    clearTimeout(this.repaintTimer);
+    for (const t of this.reanalysisTimers.values()) clearTimeout(t);
     for (const d of this.disposables) d.dispose();
   }
 }

@@ -4,7 +4,7 @@
  */
 import * as vscode from 'vscode';
 import { METRIC_KEYS, METRIC_LABELS } from '../core/metricKeys';
-import { AnalysisController, documentChunks, paragraphAt } from './analysisController';
+import { AnalysisController, documentChunks, paragraphAt, type StoredAnalysis } from './analysisController';
 import { TokenHoverProvider } from './hoverProvider';
 import { PanelProvider } from './panelProvider';
 import { RuntimeHost } from './runtimeHost';
@@ -12,6 +12,19 @@ import { chooseModel } from './modelPicker';
 import { exportReport } from './exportReport';
 import { DistillationRunner, type DistillArgs } from './distillationRunner';
 import { DEMO_TEXT } from '../models/builtInModels';
+
+/**
+ * What the Analyze commands return: a few numbers, never the analysis itself, because a
+ * command run from the palette sends its result to the window (megabytes for a large file).
+ */
+export interface AnalysisOutcome {
+  document: string;
+  tokens: number;
+}
+
+function outcome(doc: vscode.TextDocument, result: StoredAnalysis | undefined): AnalysisOutcome | undefined {
+  return result && { document: doc.uri.toString(), tokens: result.placed.rows.length };
+}
 
 /** What tests reach through `extension.exports`. */
 export interface DistillLensApi {
@@ -74,16 +87,17 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       );
       // the walkthrough's step is done when an analysis succeeded, not when the button was pressed
       if (result) void vscode.commands.executeCommand('setContext', 'distillLens.analysed', true);
-      return result;
+      return outcome(editor.document, result);
     }),
     vscode.commands.registerCommand('distillLens.analyzeDocument', async () => {
       const editor = activeEditor();
       if (!editor) return;
-      return controller.analyze(
+      const result = await controller.analyze(
         editor,
         documentChunks(editor.document),
         `analysing ${editor.document.uri.path.split('/').pop()}`,
       );
+      return outcome(editor.document, result);
     }),
     vscode.commands.registerCommand('distillLens.clear', () =>
       controller.clear(vscode.window.activeTextEditor?.document.uri),

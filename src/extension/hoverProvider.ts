@@ -11,8 +11,16 @@ export class TokenHoverProvider implements vscode.HoverProvider {
     const hit = a?.placed.rowAt(document.offsetAt(position));
     if (!a || !hit) return undefined;
     // the metric as set now (it may have changed since the analysis); options as analysed
+    // a stale token says so first: its numbers are from before the text in front of it changed
+    const stale = hit.stale
+      ? `**Out of date**: the text before this token changed after it was analysed, so with a causal model these numbers no longer hold. ${
+          this.controller.currentSettings().reanalyze === 'onIdle'
+            ? 'It is analysed again when you stop typing.'
+            : 'Run Analyze Selection or Analyze Document again, or set distillLens.reanalyze to onIdle.'
+        }\n\n`
+      : '';
     const md = new vscode.MarkdownString(
-      hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }),
+      stale + hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }),
     );
     md.isTrusted = false;
     md.supportHtml = false;

@@ -6,16 +6,23 @@
 import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
 import { modelDisplayName } from './settings';
-import { parseFromPanel, type PanelAnalysis, type ToPanel } from '../shared/panelProtocol';
+import {
+  parseFromPanel,
+  type BaselineView,
+  type PanelAnalysis,
+  type RowDetails,
+  type ToPanel,
+} from '../shared/panelProtocol';
 import { summarize } from '../core/tokenRows';
 import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
+import { matchRows, type PlacedRow } from '../core/analysisState';
 import type { DistillationRunner } from './distillationRunner';
 import type { AnalysisController, StoredAnalysis } from './analysisController';
 
 export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposable {
   static readonly viewId = 'distillLens.panel';
   private view?: vscode.WebviewView;
-  /** the document the panel shows, and its rows in panel order (for reveal) */
+  /** the document the panel shows and its analysis */
   private shown?: { uri: vscode.Uri; analysis: StoredAnalysis };
   private readonly disposables: vscode.Disposable[] = [];
   /** messages the panel received, newest last (for tests and the log) */
@@ -30,7 +37,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     this.disposables.push(
       runner.onDidChange(() => this.post({ type: 'showTraining', training: runner.training })),
       // edits fire this on every keystroke: the panel gets the text and rows once typing pauses
-      controller.onDidChange(() => this.updateSoon()),
+      controller.onDidChange((e) => this.updateSoon(e.byEdit ? 400 : 150)),
       vscode.window.onDidChangeActiveTextEditor(() => this.updateSoon()),
       { dispose: () => clearTimeout(this.pending) },
       vscode.window.onDidChangeTextEditorSelection((e) => this.onSelection(e)),
@@ -65,7 +72,20 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
           void vscode.workspace
             .getConfiguration('distillLens')
             .update('metric', m.metric, vscode.ConfigurationTarget.Global);
+        else if (m.type === 'chooseColoring')
+          void vscode.workspace
+            .getConfiguration('distillLens')
+            .update('colorBy', m.colorBy, vscode.ConfigurationTarget.Global);
+        // row indices name rows of one version of the analysis: once the rows changed, they are ignored
+        else if (m.analysisId !== this.shown?.analysis.placed.version)
+          this.log.info(
+            `ignored ${m.type} for rows ${m.analysisId} (now ${this.shown?.analysis.placed.version})`,
+          );
         else if (m.type === 'revealRow') void this.reveal(m.index);
+        else if (m.type === 'selectRow') {
+          const details = this.details(m.index);
+          if (details) this.post({ type: 'rowDetails', details });
+        }
       }),
       view.onDidChangeVisibility(() => {
         if (!view.visible) return;
@@ -96,9 +116,10 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 
   private pending?: NodeJS.Timeout;
 
-  private updateSoon(): void {
+  /** After a pause: edits fire on every key, and the panel follows once typing stops for a moment. */
+  private updateSoon(delayMs = 150): void {
     clearTimeout(this.pending);
-    this.pending = setTimeout(() => this.update(), 150);
+    this.pending = setTimeout(() => this.update(), delayMs);
   }
 
   /** Sends the active document's analysis (kept when another kind of editor gets focus). */
@@ -108,46 +129,80 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     if (editor) {
       const a = this.controller.get(editor.document.uri);
       this.shown = a ? { uri: editor.document.uri, analysis: a } : undefined;
+      this.highlighted = -1;
     }
     if (!this.view?.visible) return; // sent when it becomes visible
     const settings = this.controller.currentSettings();
+    const analysis = this.shown ? this.panelAnalysis(this.shown, settings.metric) : null;
     this.post({
       type: 'showAnalysis',
-      analysis: this.shown ? this.panelAnalysis(this.shown) : null,
+      analysis,
       metric: settings.metric,
+      colorBy: settings.colorBy,
       fixedMax: settings.colorScaleMaximum,
     });
   }
 
-  private panelAnalysis(s: { uri: vscode.Uri; analysis: StoredAnalysis }): PanelAnalysis {
+  /** The analysis as the panel draws it: spans and one metric per row, the rest on request. */
+  private panelAnalysis(s: { uri: vscode.Uri; analysis: StoredAnalysis }, metric: MetricKey): PanelAnalysis {
     const a = s.analysis;
-    // rows as placed now (edits drop and shift them), with spans in document offsets
-    const rows = a.placed.rows.map((p) => ({ ...p.row, start: p.start, end: p.end }));
+    const rows = a.placed.rows;
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === s.uri.toString());
-    let baseline: PanelAnalysis['baseline'];
-    if (a.baseline) {
-      // the same token in both analyses: same place and same target
-      const key = (start: number, end: number, target: number) => `${start}:${end}:${target}`;
-      const before = new Map(a.baseline.placed.rows.map((p) => [key(p.start, p.end, p.row.target), p.row]));
-      baseline = {
-        student: modelDisplayName(a.baseline.settings.student),
-        rows: rows.map((r) => {
-          const b = before.get(key(r.start, r.end, r.target));
-          return b
-            ? (Object.fromEntries(METRIC_KEYS.map((k) => [k, b[k]])) as Record<MetricKey, number>)
-            : null;
-        }),
-      };
-    }
+    const text = doc?.getText() ?? a.documentText;
+    const spans = new Array<number>(2 * rows.length);
+    rows.forEach((r, i) => {
+      spans[2 * i] = r.start;
+      spans[2 * i + 1] = r.end;
+    });
+    const fresh = rows.map((_, i) => i).filter((i) => !rows[i].stale);
+    const worst = [...fresh]
+      .sort((x, y) => rows[y].row[metric] - rows[x].row[metric])
+      .slice(0, 10)
+      .map((i) => ({
+        index: i,
+        text: rows[i].row.text,
+        value: rows[i].row[metric],
+        teacherP: rows[i].row.teacher.p,
+        studentP: rows[i].row.student.p,
+      }));
     return {
-      baseline,
-      text: doc?.getText() ?? a.documentText,
-      rows,
-      summary: summarize(rows, a.settings.metric),
+      id: a.placed.version,
+      text,
+      from: a.placed.firstStart ?? 0,
+      spans,
+      values: rows.map((r) => Number(r.row[metric].toPrecision(6))),
+      stale: rows.flatMap((r, i) => (r.stale ? [i] : [])),
+      metric,
+      summary: summarize(
+        fresh.map((i) => rows[i].row),
+        metric,
+      ),
+      worst,
+      baseline: a.baseline
+        ? baselineView(rows, a.baseline.placed.rows, metric, modelDisplayName(a.baseline.settings.student))
+        : undefined,
       teacher: modelDisplayName(a.settings.teacher),
       student: modelDisplayName(a.settings.student),
       modelPaths: `teacher: ${a.settings.teacher}\nstudent: ${a.settings.student}`,
       documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
+    };
+  }
+
+  /** Everything about row `index` of the shown analysis, with the previous student's numbers. */
+  private details(index: number): RowDetails | undefined {
+    const s = this.shown;
+    const r = s?.analysis.placed.rows[index];
+    if (!s || !r) return undefined;
+    const before = s.analysis.baseline ? matchRows([r], s.analysis.baseline.placed.rows)[0] : undefined;
+    return {
+      analysisId: s.analysis.placed.version,
+      index,
+      row: { ...r.row, start: r.start, end: r.end },
+      before:
+        before && !before.stale
+          ? (Object.fromEntries(METRIC_KEYS.map((k) => [k, before.row[k]])) as Record<MetricKey, number>)
+          : null,
+      stale: r.stale,
     };
   }
 
@@ -168,13 +223,18 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 
   private onSelection(e: vscode.TextEditorSelectionChangeEvent): void {
     if (!this.shown || e.textEditor.document.uri.toString() !== this.shown.uri.toString()) return;
+    if (!this.view?.visible) return;
     // a selected token (also what revealRow sets) is identified by its start, a cursor by its position
     const sel = e.selections[0];
     const offset = e.textEditor.document.offsetAt(sel.isEmpty ? sel.active : sel.start);
-    const rows = this.shown.analysis.placed.rows;
-    const hit = this.shown.analysis.placed.rowAt(offset);
-    this.post({ type: 'highlightRow', index: hit ? rows.indexOf(hit) : null });
+    const index = this.shown.analysis.placed.indexAt(offset);
+    // the same token again (typing inside it, moving within it): nothing to send
+    if (index === this.highlighted) return;
+    this.highlighted = index;
+    this.post({ type: 'highlightRow', index: index < 0 ? null : index, details: this.details(index) });
   }
+
+  private highlighted = -1;
 
   private html(webview: vscode.Webview): string {
     const nonce = crypto.randomBytes(16).toString('base64');
@@ -203,4 +263,41 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   dispose(): void {
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** The previous student's values per row and the before/after numbers of the comparison. */
+function baselineView(
+  rows: PlacedRow[],
+  earlier: PlacedRow[],
+  metric: MetricKey,
+  student: string,
+): BaselineView {
+  const before = matchRows(rows, earlier);
+  const values = rows.map((r, i) => {
+    const b = before[i];
+    return b && !b.stale && !r.stale ? b.row[metric] : null;
+  });
+  const matched = rows.map((_, i) => i).filter((i) => values[i] !== null);
+  const change = (i: number) => rows[i].row[metric] - values[i]!;
+  const mean = (f: (i: number) => number) =>
+    matched.reduce((sum, i) => sum + f(i), 0) / Math.max(1, matched.length);
+  const byChange = [...matched].sort((x, y) => change(x) - change(y));
+  const entry = (i: number) => ({ index: i, text: rows[i].row.text, change: change(i) });
+  return {
+    student,
+    values: values.map((v) => (v === null ? null : Number(v.toPrecision(6)))),
+    meanBefore: mean((i) => values[i]!),
+    meanAfter: mean((i) => rows[i].row[metric]),
+    fell: matched.filter((i) => change(i) < 0).length,
+    rose: matched.filter((i) => change(i) > 0).length,
+    fixedMost: byChange
+      .filter((i) => change(i) < 0)
+      .slice(0, 5)
+      .map(entry),
+    brokeMost: byChange
+      .filter((i) => change(i) > 0)
+      .reverse()
+      .slice(0, 5)
+      .map(entry),
+  };
 }

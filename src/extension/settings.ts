@@ -21,6 +21,11 @@ export interface Settings {
   /** top of the colour scale; undefined = automatic */
   colorScaleMaximum?: number;
   decorationStyle: DecorationStyle;
+  /** colour by the metric, or by its change against the previous student (when there is one) */
+  colorBy: 'value' | 'change';
+  /** after an edit: stale tokens wait for an explicit analysis, or are analysed again on idle */
+  reanalyze: 'off' | 'onIdle';
+  reanalyzeDelayMs: number;
 }
 
 /** The first workspace folder on disk, which relative paths in settings are relative to. */
@@ -67,6 +72,9 @@ export function readSettings(): Settings {
     decorationStyle:
       (['background', 'underline', 'border'] as const).find((v) => v === c.get('decorationStyle')) ??
       'background',
+    colorBy: c.get<string>('colorBy') === 'change' ? 'change' : 'value',
+    reanalyze: c.get<string>('reanalyze') === 'onIdle' ? 'onIdle' : 'off',
+    reanalyzeDelayMs: Math.max(200, num('reanalyzeDelay', 1500)),
   };
 }
 

@@ -32,21 +32,36 @@ export class InspectEngine {
     const t0 = performance.now();
     if (req.text.trim().length === 0)
       throw new UsageError('the text is empty: select or pass some text to analyse');
+    // once one model has failed, the other one's loading is no longer news: its progress is
+    // not shown and the error comes at once (it keeps loading into the pool for the next request)
+    let failed = false;
     const load = {
       device: req.device,
       allowRemote: req.allowRemote,
       hubCacheDir: req.hubCacheDir,
-      onProgress: (m: string) => c.onProgress?.(m),
+      onProgress: (m: string) => {
+        if (!failed) c.onProgress?.(m);
+      },
       checkCancelled: c.checkCancelled,
     };
-    const leases = await Promise.allSettled([
+    const acquiring = [
       this.models.acquire(req.teacher, load).catch((e) => Promise.reject(errorForRole(e, 'teacher'))),
       this.models.acquire(req.student, load).catch((e) => Promise.reject(errorForRole(e, 'student'))),
-    ]);
-    const held = leases.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
+    ];
+    let held;
     try {
-      const failed = leases.find((l): l is PromiseRejectedResult => l.status === 'rejected');
-      if (failed) throw failed.reason;
+      held = await Promise.all(acquiring);
+    } catch (e) {
+      failed = true;
+      // a lease that still arrives is given back when it does
+      for (const a of acquiring)
+        void a.then(
+          (lease) => lease.release(),
+          () => undefined,
+        );
+      throw e;
+    }
+    try {
       return await this.analyse(req, held[0].model, held[1].model, t0, c);
     } finally {
       for (const lease of held) await lease.release();

@@ -19,12 +19,16 @@ interface SpanRow {
   end: number;
 }
 
-/** Cuts `text[first row start … last row end)` into segments, in text order. */
-export function heatmapSegments(text: string, rows: readonly SpanRow[]): HeatSegment[] {
+/**
+ * Cuts `text[from … last row end)` into segments, in text order. `from` is where the analysed
+ * text starts: its first token has no row (nothing before it to predict it from) but is shown,
+ * as plain text; without it the segments start at the first row.
+ */
+export function heatmapSegments(text: string, rows: readonly SpanRow[], from?: number): HeatSegment[] {
   const segments: HeatSegment[] = [];
   if (rows.length === 0) return segments;
   const order = rows.map((_, i) => i).sort((x, y) => rows[x].start - rows[y].start || x - y);
-  const first = rows[order[0]].start;
+  const first = Math.min(from ?? Infinity, rows[order[0]].start);
   const last = rows.reduce((m, r) => Math.max(m, r.end), 0);
   let at = first;
   for (let k = 0; k < order.length; k++) {
@@ -63,4 +67,26 @@ export function segmentValue(
   valueOf: (row: number) => number,
 ): number {
   return Math.max(...segment.rows.map(valueOf));
+}
+
+/** Steps of the colour-by-change scale on each side (fell / rose). */
+export const CHANGE_STEPS = 5;
+
+/** The largest |after − before| of these changes (undefined: no counterpart), or 1 when there is none. */
+export function maxAbsChange(changes: readonly (number | undefined)[]): number {
+  let m = 0;
+  for (const d of changes) if (d !== undefined) m = Math.max(m, Math.abs(d));
+  return m || 1;
+}
+
+/**
+ * The colour of a change after − before on the scale ±`maxAbs`: lower is better for every
+ * metric, so a fall is `fell0`…`fell4` (green), a rise `rose0`…`rose4` (red), no change
+ * `same`, no counterpart in the earlier analysis `unmatched`.
+ */
+export function changeClass(change: number | undefined, maxAbs: number): string {
+  if (change === undefined) return 'unmatched';
+  if (change === 0) return 'same';
+  const step = Math.min(CHANGE_STEPS - 1, Math.floor((Math.abs(change) / maxAbs) * CHANGE_STEPS));
+  return `${change < 0 ? 'fell' : 'rose'}${step}`;
 }

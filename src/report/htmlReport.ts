@@ -20,7 +20,8 @@ export function renderHtmlReport(
   metric: MetricKey,
   fixedMax?: number,
 ): string {
-  const segments = heatmapSegments(text, r.rows);
+  // from 0: the text's first token (which has no row) is shown too
+  const segments = heatmapSegments(text, r.rows, 0);
   const ranges = Object.fromEntries(
     METRIC_KEYS.map((k) => [
       k,

@@ -6,22 +6,62 @@ import type { MetricKey } from '../core/metricKeys';
 import { isMetricKey } from '../core/metricKeys';
 import type { Summary, TokenRow } from '../core/tokenRows';
 
+/**
+ * An analysis as the panel draws it. Compact, so that 20,000+ tokens cross to the webview
+ * quickly: per row only its span and the value of the metric in use; everything else about a
+ * token comes on request (RowDetails) when it is selected.
+ */
 export interface PanelAnalysis {
-  /** the analysed text; row spans index into it */
+  /** changes with every analysis and edit: row indices refer to this one */
+  id: number;
+  /** the document's text now; spans index into it */
   text: string;
-  rows: TokenRow[];
+  /** where the analysed text starts (its first token has no prediction and is shown plain) */
+  from: number;
+  /** per row: start and end in `text`, flattened [start0, end0, start1, end1, …] */
+  spans: number[];
+  /** per row: the value of `metric` (six significant digits: the colour; details are exact) */
+  values: number[];
+  /** the rows whose text before them changed since the analysis (dimmed, out of date) */
+  stale: number[];
+  metric: MetricKey;
+  /** of the rows that are not stale */
   summary: Summary;
+  /** the ten highest values of the metric among the rows that are not stale */
+  worst: { index: number; text: string; value: number; teacherP: number; studentP: number }[];
   /** how the models are shown ("built-in teacher", or the setting as written) */
   teacher: string;
   student: string;
   /** both models' folders or hub ids in full, for a tooltip */
   modelPaths?: string;
   documentName: string;
-  /**
-   * The same text analysed with the previous student (before a distillation run), per row
-   * of `rows`: its metric values, or null where that token has no counterpart.
-   */
-  baseline?: { student: string; rows: (Record<MetricKey, number> | null)[] };
+  /** the same text analysed with the previous student (before a distillation run) */
+  baseline?: BaselineView;
+}
+
+/** The previous student's numbers beside the current ones (after Use as Student and Re-analyse). */
+export interface BaselineView {
+  student: string;
+  /** per row: the metric with the previous student, or null where the token has no counterpart (or is stale) */
+  values: (number | null)[];
+  /** means over the matched rows */
+  meanBefore: number;
+  meanAfter: number;
+  fell: number;
+  rose: number;
+  /** the largest falls and rises (after − before) */
+  fixedMost: { index: number; text: string; change: number }[];
+  brokeMost: { index: number; text: string; change: number }[];
+}
+
+/** Everything about one token, sent when it is selected. */
+export interface RowDetails {
+  analysisId: number;
+  index: number;
+  /** start and end are document offsets */
+  row: TokenRow;
+  before: Record<MetricKey, number> | null;
+  stale: boolean;
 }
 
 /** A distillation run as the panel shows it: a live loss chart, then the held-out change. */
@@ -50,27 +90,42 @@ export interface ShowAnalysisMessage {
   type: 'showAnalysis';
   analysis: PanelAnalysis | null;
   metric: MetricKey;
+  /** colour by value, or by change against the baseline (distillLens.colorBy) */
+  colorBy: 'value' | 'change';
   fixedMax?: number;
 }
-/** Host → panel: the editor selection is on row `index` (or on no row: null). */
+/** Host → panel: the editor selection is on row `index` (or on no row: null), with its details. */
 export interface HighlightRowMessage {
   type: 'highlightRow';
   index: number | null;
+  details?: RowDetails;
+}
+/** Host → panel: the details of a row the panel asked for. */
+export interface RowDetailsMessage {
+  type: 'rowDetails';
+  details: RowDetails;
 }
 /** Host → panel: the current (or last) distillation run, or none. */
 export interface ShowTrainingMessage {
   type: 'showTraining';
   training: TrainingView | null;
 }
-export type ToPanel = ShowAnalysisMessage | HighlightRowMessage | ShowTrainingMessage;
+export type ToPanel = ShowAnalysisMessage | HighlightRowMessage | RowDetailsMessage | ShowTrainingMessage;
 
 /** Panel → host: the webview has loaded and wants the current state. */
 export interface PanelReadyMessage {
   type: 'ready';
 }
-/** Panel → host: show row `index` (position in rows) in the editor. */
+/** Panel → host: show row `index` of analysis `analysisId` in the editor. */
 export interface RevealRowMessage {
   type: 'revealRow';
+  analysisId: number;
+  index: number;
+}
+/** Panel → host: the panel selected row `index` (arrow keys): send its details. */
+export interface SelectRowMessage {
+  type: 'selectRow';
+  analysisId: number;
   index: number;
 }
 /** Panel → host: the user picked another metric in the panel. */
@@ -78,28 +133,49 @@ export interface ChooseMetricMessage {
   type: 'chooseMetric';
   metric: MetricKey;
 }
+/** Panel → host: colour by value or by change (the editor follows). */
+export interface ChooseColoringMessage {
+  type: 'chooseColoring';
+  colorBy: 'value' | 'change';
+}
 /** Panel → host: use the distilled student and analyse the same text again. */
 export interface UseDistilledMessage {
   type: 'useDistilled';
 }
-export type FromPanel = PanelReadyMessage | RevealRowMessage | ChooseMetricMessage | UseDistilledMessage;
+export type FromPanel =
+  | PanelReadyMessage
+  | RevealRowMessage
+  | SelectRowMessage
+  | ChooseMetricMessage
+  | ChooseColoringMessage
+  | UseDistilledMessage;
 
 /** Returns the message if it is well-formed, else undefined (and the host ignores it). */
 export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefined {
   if (typeof m !== 'object' || m === null) return undefined;
   const msg = m as Record<string, unknown>;
+  const validRow = () =>
+    Number.isInteger(msg.index) &&
+    (msg.index as number) >= 0 &&
+    (msg.index as number) < rowCount &&
+    Number.isInteger(msg.analysisId);
   switch (msg.type) {
     case 'ready':
       return { type: 'ready' };
     case 'useDistilled':
       return { type: 'useDistilled' };
     case 'revealRow':
-      return Number.isInteger(msg.index) && (msg.index as number) >= 0 && (msg.index as number) < rowCount
-        ? { type: 'revealRow', index: msg.index as number }
+    case 'selectRow':
+      return validRow()
+        ? { type: msg.type, analysisId: msg.analysisId as number, index: msg.index as number }
         : undefined;
     case 'chooseMetric':
       return typeof msg.metric === 'string' && isMetricKey(msg.metric)
         ? { type: 'chooseMetric', metric: msg.metric }
+        : undefined;
+    case 'chooseColoring':
+      return msg.colorBy === 'value' || msg.colorBy === 'change'
+        ? { type: 'chooseColoring', colorBy: msg.colorBy }
         : undefined;
     default:
       return undefined;

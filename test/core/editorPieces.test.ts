@@ -35,43 +35,107 @@ function row(index: number, start: number, end: number, text: string, fkl = inde
   };
 }
 
-test('rows are placed at document offsets; an edit drops touched tokens and moves later ones', () => {
-  // "Once upon a time" analysed at document offset 100
+/** A document string that edits are applied to, as VS Code applies a change event. */
+class FakeDocument {
+  constructor(public text: string) {}
+  edit(a: DocumentAnalysis, start: number, end: number, inserted: string): void {
+    this.text = this.text.slice(0, start) + inserted + this.text.slice(end);
+    a.applyEdits([{ start, end, newLength: inserted.length }], (s, e) => this.text.slice(s, e));
+  }
+}
+
+const spans = (a: DocumentAnalysis) => a.rows.map((r) => [r.row.text, r.start, r.end, r.stale]);
+
+test('an edit drops the tokens it touches, makes the later tokens of its part stale; undo restores them', () => {
+  // "Once upon a time" analysed at document offset 100 (its first token has no row)
+  const doc = new FakeDocument('x'.repeat(100) + 'Once upon a time' + '\n');
+  const text = 'Once upon a time';
   const a = new DocumentAnalysis(
-    [row(1, 0, 4, 'Once'), row(2, 4, 9, ' upon'), row(3, 9, 11, ' a'), row(4, 11, 16, ' time')],
+    [row(1, 4, 9, ' upon'), row(2, 9, 11, ' a'), row(3, 11, 16, ' time')],
     100,
+    text,
   );
-  assert.deepEqual(
-    a.rows.map((r) => [r.start, r.end]),
-    [
-      [100, 104],
-      [104, 109],
-      [109, 111],
-      [111, 116],
-    ],
-  );
+  assert.deepEqual(spans(a), [
+    [' upon', 104, 109, false],
+    [' a', 109, 111, false],
+    [' time', 111, 116, false],
+  ]);
   assert.equal(a.rowAt(105)?.row.text, ' upon');
+  assert.equal(a.indexAt(111), 2);
   assert.equal(a.rowAt(99), undefined);
-  a.applyEdit({ start: 106, end: 107, newLength: 3 }); // replace one character inside " upon" by three
-  assert.deepEqual(
-    a.rows.map((r) => [r.row.text, r.start, r.end]),
-    [
-      ['Once', 100, 104],
-      [' a', 111, 113],
-      [' time', 113, 118],
-    ],
+  assert.equal(a.rowAt(116), undefined);
+
+  doc.edit(a, 106, 107, 'PPP'); // one character inside " upon" replaced by three
+  assert.deepEqual(spans(a), [
+    [' a', 111, 113, true],
+    [' time', 113, 118, true],
+  ]);
+  assert.equal(a.staleCount, 2);
+  assert.deepEqual(a.editedRanges, [[100, 118]]);
+
+  doc.edit(a, 106, 109, 'p'); // undone by hand: the text is the same as analysed again
+  assert.deepEqual(spans(a), [
+    [' upon', 104, 109, false],
+    [' a', 109, 111, false],
+    [' time', 111, 116, false],
+  ]);
+  assert.deepEqual(a.editedRanges, []);
+
+  doc.edit(a, 111, 111, 'n'); // typed between " a" and " time": it touches both
+  assert.deepEqual(spans(a), [[' upon', 104, 109, false]]);
+  doc.edit(a, 0, 50, ''); // deleting text before the analysis moves it
+  assert.deepEqual(spans(a), [[' upon', 54, 59, false]]);
+  doc.edit(a, 61, 62, ''); // backspace: the part is as analysed again
+  assert.deepEqual(spans(a), [
+    [' upon', 54, 59, false],
+    [' a', 59, 61, false],
+    [' time', 61, 66, false],
+  ]);
+});
+
+test('parts are separate contexts: an edit in one leaves the next one valid; text typed between belongs to the first', () => {
+  const doc = new FakeDocument('ab cd|ef gh');
+  const a = new DocumentAnalysis([row(1, 2, 5, ' cd')], 0, 'ab cd');
+  a.addPart([row(1, 2, 5, ' gh')], 6, 'ef gh');
+  doc.edit(a, 0, 0, 'Z'); // before the first part's first token: every row of that part is stale
+  assert.deepEqual(spans(a), [
+    [' cd', 3, 6, true],
+    [' gh', 9, 12, false],
+  ]);
+  doc.edit(a, 0, 1, ''); // undo
+  const adjacent = new FakeDocument('ab cdef gh');
+  const b = new DocumentAnalysis([row(1, 2, 5, ' cd')], 0, 'ab cd');
+  b.addPart([row(1, 2, 5, ' gh')], 5, 'ef gh');
+  adjacent.edit(b, 5, 5, '!'); // where the first part ends and the second begins
+  assert.deepEqual(spans(b), [[' gh', 8, 11, false]], 'the first part took it (its last token is touched)');
+  adjacent.edit(b, 5, 6, '');
+  assert.deepEqual(spans(b), [
+    [' cd', 2, 5, false],
+    [' gh', 7, 10, false],
+  ]);
+});
+
+test('re-analysing a range keeps the rest of an analysed part, and an undo still restores it', () => {
+  const doc = new FakeDocument('one two three four');
+  const a = new DocumentAnalysis(
+    [row(1, 3, 7, ' two'), row(2, 7, 13, ' three'), row(3, 13, 18, ' four')],
+    0,
+    doc.text,
   );
-  a.applyEdit({ start: 111, end: 111, newLength: 1 }); // typing at the start of " a" touches it
+  const b = a.without([[7, 13]]);
+  b.addPart([row(1, 0, 6, ' three')], 7, ' three'); // stands for the new analysis of that range
   assert.deepEqual(
-    a.rows.map((r) => r.row.text),
-    ['Once', ' time'],
+    spans(b).map((s) => s[0]),
+    [' two', ' three', ' four'],
   );
-  a.applyEdit({ start: 0, end: 50, newLength: 0 }); // deleting text before the analysis moves everything
+  doc.edit(b, 17, 18, 'X');
+  doc.edit(b, 17, 18, 'r');
   assert.deepEqual(
-    a.rows.map((r) => [r.start, r.end]),
+    spans(b).map((s) => [s[0], s[3]]),
     [
-      [50, 54],
-      [64, 69],
+      [' two', false],
+      [' three', false],
+      [' four', false],
     ],
   );
 });
@@ -141,10 +205,25 @@ test('the colour bands of package.json follow the same scale in every theme', ()
 });
 
 test('messages from the webview are validated', () => {
-  assert.deepEqual(parseFromPanel({ type: 'revealRow', index: 2 }, 3), { type: 'revealRow', index: 2 });
-  assert.equal(parseFromPanel({ type: 'revealRow', index: 3 }, 3), undefined, 'out of range');
-  assert.equal(parseFromPanel({ type: 'revealRow', index: 1.5 }, 3), undefined);
-  assert.equal(parseFromPanel({ type: 'revealRow', index: '1' }, 3), undefined);
+  assert.deepEqual(parseFromPanel({ type: 'revealRow', analysisId: 4, index: 2 }, 3), {
+    type: 'revealRow',
+    analysisId: 4,
+    index: 2,
+  });
+  assert.deepEqual(parseFromPanel({ type: 'selectRow', analysisId: 4, index: 0, extra: 'x' }, 3), {
+    type: 'selectRow',
+    analysisId: 4,
+    index: 0,
+  });
+  assert.equal(parseFromPanel({ type: 'revealRow', analysisId: 4, index: 3 }, 3), undefined, 'out of range');
+  assert.equal(parseFromPanel({ type: 'revealRow', analysisId: 4, index: 1.5 }, 3), undefined);
+  assert.equal(parseFromPanel({ type: 'revealRow', analysisId: 4, index: '1' }, 3), undefined);
+  assert.equal(parseFromPanel({ type: 'selectRow', index: 1 }, 3), undefined, 'no analysis id');
+  assert.deepEqual(parseFromPanel({ type: 'chooseColoring', colorBy: 'change' }, 0), {
+    type: 'chooseColoring',
+    colorBy: 'change',
+  });
+  assert.equal(parseFromPanel({ type: 'chooseColoring', colorBy: 'rainbow' }, 0), undefined);
   assert.deepEqual(parseFromPanel({ type: 'chooseMetric', metric: 'jsd' }, 0), {
     type: 'chooseMetric',
     metric: 'jsd',
@@ -164,7 +243,7 @@ test('activation stays lazy: the extension bundle does not load ONNX Runtime', (
   );
 });
 
-test('every colour band reads at 4.5:1 or more in the default dark, light and both high-contrast themes', () => {
+test('every colour band and change step reads at 4.5:1 or more in the default dark, light and both high-contrast themes', () => {
   const pkg = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8'));
   const colors = new Map(
     (pkg.contributes.colors as { id: string; defaults: Record<string, string> }[]).map((c) => [
@@ -203,6 +282,28 @@ test('every colour band reads at 4.5:1 or more in the default dark, light and bo
       const shown = channels(heat).map((c, i) => a * c + (1 - a) * channels(bg)[i]);
       const ratio = contrast(shown, channels(text));
       if (ratio < 4.5) worst.push(`heat${band} in ${theme}: ${ratio.toFixed(2)}:1`);
+    }
+  }
+  // the colour-by-change steps, with their shared text colour
+  for (const id of [
+    'fell0',
+    'fell1',
+    'fell2',
+    'fell3',
+    'fell4',
+    'rose0',
+    'rose1',
+    'rose2',
+    'rose3',
+    'rose4',
+  ]) {
+    for (const [theme, bg] of Object.entries(editorBackground)) {
+      const colour = colors.get(`distillLens.${id}`)![theme];
+      const text = colors.get('distillLens.changeForeground')![theme];
+      const a = alpha(colour);
+      const shown = channels(colour).map((c, i) => a * c + (1 - a) * channels(bg)[i]);
+      const ratio = contrast(shown, channels(text));
+      if (ratio < 4.5) worst.push(`${id} in ${theme}: ${ratio.toFixed(2)}:1`);
     }
   }
   assert.deepEqual(worst, []);

@@ -176,9 +176,11 @@ export function installPackagedExtension(): string {
   const vsixDir = path.join(ROOT, 'dist-vsix');
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const vsix = path.join(vsixDir, `${pkg.name}-${pkg.version}-linux-x64.vsix`);
-  const built =
-    fs.existsSync(vsix) &&
-    fs.statSync(vsix).mtimeMs > fs.statSync(path.join(ROOT, 'dist', 'extension.js')).mtimeMs;
+  // newer than every bundle in dist/ (the webview's or the model process's may change alone)
+  const newestBundle = Math.max(
+    ...fs.readdirSync(path.join(ROOT, 'dist')).map((f) => fs.statSync(path.join(ROOT, 'dist', f)).mtimeMs),
+  );
+  const built = fs.existsSync(vsix) && fs.statSync(vsix).mtimeMs > newestBundle;
   if (!built)
     execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'packageVsix.mjs'), 'linux-x64'], {
       stdio: 'ignore',

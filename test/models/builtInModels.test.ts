@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { builtInModelsFolder, builtInPair, DEMO_TEXT } from '../../src/models/builtInModels';
 import { InspectEngine } from '../../src/inspect/inspectEngine';
+import { ModelPool } from '../../src/models/modelPool';
+import { ModelLoadError } from '../../src/core/errors';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { readSafetensors } from '../../src/models/safetensors';
@@ -39,6 +41,40 @@ test('built-in pair on declarations it never saw: the teacher predicts them bett
       assert.ok(s.teacherPerplexity < 150, `the teacher has learned TypeScript declarations: perplexity ${s.teacherPerplexity} (a uniform guess: 4096)`);
       assert.ok(s.mean.fkl < 1, `the student is distilled from the teacher: mean fkl ${s.mean.fkl}`);
     }
+  } finally {
+    await engine.dispose();
+  }
+});
+
+test('a teacher that fails to load is reported at once, without waiting for the student (whose lease is given back when it arrives)', { timeout: 30_000 }, async () => {
+  const { student } = builtInPair();
+  // a pool whose student load waits until the test lets it go: the error must come before
+  let letStudentLoad!: () => void;
+  const studentGate = new Promise<void>((resolve) => (letStudentLoad = resolve));
+  let studentReleased = false;
+  class GatedPool extends ModelPool {
+    override async acquire(spec: string, o: Parameters<ModelPool['acquire']>[1]) {
+      if (spec !== student) return super.acquire(spec, o);
+      o.onProgress?.(`loading ${spec}`);
+      await studentGate;
+      o.onProgress?.(`loading ${spec}: still going`);
+      const lease = await super.acquire(spec, o);
+      return { model: lease.model, release: async () => ((studentReleased = true), lease.release()) };
+    }
+  }
+  const engine = new InspectEngine(new GatedPool());
+  const progress: string[] = [];
+  try {
+    const request = engine.inspect(
+      { teacher: path.join(builtInModelsFolder(), 'no-such-teacher'), student, text: DEMO_TEXT, options: DEFAULT_METRIC_OPTIONS, metric: 'fkl', device: 'cpu', maxTokens: 8192 },
+      { onProgress: (m) => progress.push(m) },
+    );
+    await assert.rejects(request, (e: Error) => e instanceof ModelLoadError && e.role === 'teacher' && /no-such-teacher/.test(e.message));
+    const shownBeforeTheError = progress.length;
+    letStudentLoad();
+    for (let i = 0; i < 200 && !studentReleased; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(studentReleased, 'the student lease that arrived later was released');
+    assert.equal(progress.length, shownBeforeTheError, `no progress after the error: ${progress.slice(shownBeforeTheError).join(' | ')}`);
   } finally {
     await engine.dispose();
   }

@@ -1,7 +1,7 @@
 /** The renderers shared by the CLI and the extension: heatmap segments and bands, merged multi-part analyses, the HTML report. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { heatBand, heatmapSegments, heatRange } from '../../src/report/heatmap';
+import { changeClass, heatBand, heatmapSegments, heatRange, maxAbsChange } from '../../src/report/heatmap';
 import { mergeParts } from '../../src/report/mergeParts';
 import { renderHtmlReport } from '../../src/report/htmlReport';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
@@ -23,6 +23,25 @@ test('heatmap segments: plain text between tokens, a shared span drawn once with
     { kind: 'token', start: 3, end: 4, text: '日', rows: [0, 1] },
     { kind: 'token', start: 4, end: 5, text: 'x', rows: [3] },
   ]);
+});
+
+test('heatmap segments from where the analysed text starts: its first token, which has no row, is shown plain', () => {
+  const text = 'Once upon';
+  assert.deepEqual(heatmapSegments(text, [{ start: 4, end: 9 }], 0), [
+    { kind: 'text', text: 'Once' },
+    { kind: 'token', start: 4, end: 9, text: ' upon', rows: [0] },
+  ]);
+});
+
+test('colour by change: lower is better, five steps each way on the largest change', () => {
+  const changes = [-0.5, 0.1, 0, undefined, 0.25];
+  assert.equal(maxAbsChange(changes), 0.5);
+  assert.equal(maxAbsChange([undefined]), 1, 'nothing matched: a unit scale');
+  assert.deepEqual(
+    changes.map((d) => changeClass(d, 0.5)),
+    ['fell4', 'rose1', 'same', 'unmatched', 'rose2'],
+  );
+  assert.equal(changeClass(-0.0999, 0.5), 'fell0');
 });
 
 test('heat bands: ten bands from 0 to the largest value, or to a fixed maximum', () => {

@@ -9,12 +9,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { installPackagedExtension, startCodeServer } from '../integration/codeServer';
 import {
   distilSelection,
   hoverWord,
   openWorkbench,
+  prepareUiTest,
   painted,
   palette as runPalette,
   selectionCleared,
@@ -23,16 +23,11 @@ import {
 } from './workbench';
 import { storiesPair, tempDir, needs, needsVscode } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-
 test(
   'in the browser: analyse, hover, read the panel, switch themes, choose a teacher',
   { timeout: 300_000, ...needs('stories260k'), ...needsVscode() },
   async () => {
-    // run alone (not through npm test), the tools may still be missing
-    if (!toolsInstalled())
-      execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
-    fs.mkdirSync(SHOTS, { recursive: true });
+    prepareUiTest();
     const { teacher, student } = storiesPair();
     const workspace = tempDir('distill-lens-ui-ws-');
     fs.writeFileSync(
@@ -114,7 +109,7 @@ test(
       await distilSelection(page, frame, { loss: 'jsd', lossRow: 'Jensen', steps: 20 });
       await frame
         .locator(
-          '#heatmap .tok.better0, #heatmap .tok.better1, #heatmap .tok.better2, #heatmap .tok.better3, #heatmap .tok.better4',
+          '#heatmap .tok.fell0, #heatmap .tok.fell1, #heatmap .tok.fell2, #heatmap .tok.fell3, #heatmap .tok.fell4',
         )
         .first()
         .waitFor({ timeout: 10_000 });

@@ -8,28 +8,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { installPackagedExtension, startCodeServer, toolsInstalled } from '../integration/codeServer';
+import { installPackagedExtension, startCodeServer } from '../integration/codeServer';
 import {
   distilSelection,
   hoverWord,
   openWorkbench,
+  prepareUiTest,
   palette as runPalette,
   selectionCleared,
   SHOTS,
 } from './workbench';
 import { tempDir, needsVscode } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-
 test(
   'first run with the packaged extension and the built-in models: walkthrough, analyse, hover, panel, distil',
   { timeout: 300_000, ...needsVscode() },
   async () => {
-    // run alone (not through npm test), the tools may still be missing
-    if (!toolsInstalled())
-      execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'testTools.mjs')], { stdio: 'inherit' });
-    fs.mkdirSync(SHOTS, { recursive: true });
+    prepareUiTest();
     const workspace = tempDir('distill-lens-first-run-');
     const server = await startCodeServer({
       workspace,

@@ -1,12 +1,22 @@
 /** Driving code-server's workbench in Chromium as a person does: the palette, Quick Open, hovering a word. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CHROMIUM_ARGS, playwright, type CodeServer } from '../integration/codeServer';
+import { execFileSync } from 'node:child_process';
+import { CHROMIUM_ARGS, playwright, toolsInstalled, type CodeServer } from '../integration/codeServer';
 import { tempDir } from '../helpers';
 
 export const SHOTS = path.resolve(__dirname, '..', '..', 'test-results', 'ui');
 
 export type Page = any;
+
+/** Before a UI test: the tools (when the file runs alone, not through npm test) and the screenshot folder. */
+export function prepareUiTest(): void {
+  if (!toolsInstalled())
+    execFileSync(process.execPath, [path.resolve(__dirname, '..', '..', 'scripts', 'testTools.mjs')], {
+      stdio: 'inherit',
+    });
+  fs.mkdirSync(SHOTS, { recursive: true });
+}
 
 /** Opens the workbench on the server's workspace in a fresh Chromium profile. */
 export async function openWorkbench(server: CodeServer): Promise<{ page: Page; close: () => Promise<void> }> {
@@ -140,4 +150,10 @@ export async function distilSelection(
   await page.keyboard.press('ArrowDown');
   await page.keyboard.press('Enter');
   return out;
+}
+
+/** Copies the extension host's logs (Distill Lens's output channel among them) to test-results/ui/<name>-logs. */
+export function saveLogs(server: CodeServer, name: string): void {
+  const logs = path.join(server.home, 'user-data', 'logs');
+  if (fs.existsSync(logs)) fs.cpSync(logs, path.join(SHOTS, `${name}-logs`), { recursive: true });
 }

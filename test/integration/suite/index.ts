@@ -77,10 +77,10 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
   const doc = editor.document;
   const firstParagraph = doc.lineAt(0).range;
   editor.selection = new vscode.Selection(firstParagraph.start, firstParagraph.end);
-  const stored = await vscode.commands.executeCommand<{
-    placed: { rows: { start: number; end: number; row: { text: string } }[] };
-  }>('distillLens.analyzeSelection');
-  assert.ok(stored, `analysis ran (${api.controller.lastError ?? ''})`);
+  const result = await vscode.commands.executeCommand<{ tokens: number }>('distillLens.analyzeSelection');
+  assert.ok(result, `analysis ran (${api.controller.lastError ?? ''})`);
+  const stored = api.controller.get(doc.uri)!;
+  assert.equal(result.tokens, stored.placed.rows.length, 'the command says how many tokens it analysed');
   const rows = stored.placed.rows;
   assert.ok(rows.length > 15);
   for (const r of rows)
@@ -88,11 +88,11 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
   const painted = api.controller.decorations.painted.get(doc.uri.toString());
   assert.ok(painted, 'decorations painted');
   assert.deepEqual(
-    painted.bands.map((b) => [b.start, b.end]),
+    painted.tokens.map((b) => [b.start, b.end]),
     rows.map((r) => [r.start, r.end]),
   );
-  assert.ok(painted.bands.every((b) => b.band >= 0 && b.band < 10));
-  assert.ok(new Set(painted.bands.map((b) => b.band)).size > 2, 'several colour bands in use');
+  assert.ok(painted.tokens.every((b) => /^heat\d$/.test(b.cls)));
+  assert.ok(new Set(painted.tokens.map((b) => b.cls)).size > 2, 'several colour bands in use');
   assert.match(api.controller.statusBar.text, /^\$\(flame\) fkl 0–[\d.]+$/);
 });
 
@@ -140,13 +140,13 @@ test('changing the metric setting recolours at once and the hover follows', asyn
   await config().update('metric', 'jsd', vscode.ConfigurationTarget.Global);
   await until(
     'repaint with jsd',
-    () => api.controller.decorations.painted.get(sampleUri().toString())?.metric === 'jsd',
+    () => api.controller.decorations.painted.get(sampleUri().toString())?.coloring === 'jsd',
   );
   assert.match(api.controller.statusBar.text, /jsd/);
   await vscode.commands.executeCommand('distillLens.chooseMetric', 'fkl');
   await until(
     'repaint with fkl',
-    () => api.controller.decorations.painted.get(sampleUri().toString())?.metric === 'fkl',
+    () => api.controller.decorations.painted.get(sampleUri().toString())?.coloring === 'fkl',
   );
 });
 
@@ -177,22 +177,77 @@ test('the panel comes back with its rows after being hidden', async () => {
   await openSample();
 });
 
-test('edits drop the numbers of the edited token and move the others', async () => {
+test('edits drop the numbers of the edited token, dim the later ones as stale; undo brings them back', async () => {
   const editor = await analysedSample();
   const before = api.controller.get(editor.document.uri)!.placed.rows.map((r) => ({ ...r }));
   // a token of at least three characters well inside the line, edited in its middle
   const target = before.find((r) => r.start > 10 && r.end - r.start >= 3)!;
-  const after = before.filter((r) => r.start > target.end);
+  const earlier = before.filter((r) => r.end <= target.start);
+  const after = before.filter((r) => r.start >= target.end);
   await editor.edit((b) => b.insert(editor.document.positionAt(target.start + 1), 'XX'));
   const now = api.controller.get(editor.document.uri)!.placed.rows;
   assert.ok(!now.some((r) => r.row === target.row), 'the edited token lost its numbers');
   assert.equal(now.length, before.length - 1);
+  for (const r of earlier)
+    assert.ok(
+      now.some((n) => n.row === r.row && n.start === r.start && !n.stale),
+      'earlier tokens keep their numbers',
+    );
   for (const r of after)
     assert.ok(
-      now.some((n) => n.row === r.row && n.start === r.start + 2 && n.end === r.end + 2),
-      'later tokens moved by the insertion',
+      now.some((n) => n.row === r.row && n.start === r.start + 2 && n.end === r.end + 2 && n.stale),
+      'later tokens moved by the insertion and are stale',
     );
+  await until('the stale tokens are painted dimmed', () =>
+    api.controller.decorations.painted
+      .get(editor.document.uri.toString())
+      ?.tokens.some((t) => t.cls === 'stale'),
+  );
+  assert.match(api.controller.statusBar.text, new RegExp(`${after.length} stale`));
+  const staleHover = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    editor.document.uri,
+    editor.document.positionAt(after[after.length - 1].start + 2 + 1),
+  );
+  const hoverText = staleHover
+    .flatMap((h) => h.contents.map((c) => (c as vscode.MarkdownString).value))
+    .join('\n');
+  assert.match(hoverText, /\*\*Out of date\*\*: the text before this token changed/);
+  assert.match(String(api.controller.statusBar.tooltip), /Re-analysis: off/);
   await vscode.commands.executeCommand('undo');
+  const restored = api.controller.get(editor.document.uri)!.placed.rows;
+  assert.deepEqual(
+    restored.map((r) => [r.start, r.end, r.stale]),
+    before.map((r) => [r.start, r.end, false]),
+    'the text is as analysed again: every token has its numbers back',
+  );
+});
+
+test('with distillLens.reanalyze = onIdle, the edited part is analysed again once typing pauses', async () => {
+  const editor = await analysedSample();
+  await config().update('reanalyze', 'onIdle', vscode.ConfigurationTarget.Global);
+  await config().update('reanalyzeDelay', 300, vscode.ConfigurationTarget.Global);
+  try {
+    const rows = api.controller.get(editor.document.uri)!.placed.rows;
+    const target = rows.find((r) => r.start > 10 && r.end - r.start >= 3)!;
+    await editor.edit((b) => b.insert(editor.document.positionAt(target.start + 1), 'Z'));
+    assert.ok(api.controller.get(editor.document.uri)!.placed.staleCount > 0, 'stale right after the edit');
+    const again = await until(
+      'the edited part analysed again',
+      () => {
+        const a = api.controller.get(editor.document.uri)!;
+        return a.placed.staleCount === 0 && a.placed.rowAt(target.start + 1) ? a : undefined;
+      },
+      60_000,
+    );
+    // the token that now holds the typed letter has numbers again
+    assert.ok(again.placed.rowAt(target.start + 1)!.row.text.includes('Z'));
+    assert.match(String(api.controller.statusBar.tooltip), /Re-analysis: on idle, 300 ms/);
+  } finally {
+    await config().update('reanalyze', undefined, vscode.ConfigurationTarget.Global);
+    await config().update('reanalyzeDelay', undefined, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('undo');
+  }
 });
 
 test('Export Report writes JSON, CSV and HTML', async () => {
@@ -216,10 +271,8 @@ test('Export Report writes JSON, CSV and HTML', async () => {
 
 test('Analyze Document covers the whole file', async () => {
   const editor = await openSample();
-  const stored = await vscode.commands.executeCommand<{ placed: { rows: { start: number; end: number }[] } }>(
-    'distillLens.analyzeDocument',
-  );
-  assert.ok(stored, api.controller.lastError);
+  assert.ok(await vscode.commands.executeCommand('distillLens.analyzeDocument'), api.controller.lastError);
+  const stored = api.controller.get(editor.document.uri)!;
   const last = Math.max(...stored.placed.rows.map((r) => r.end));
   assert.ok(last >= editor.document.getText().trimEnd().length - 1, 'reaches the end of the document');
 });
@@ -237,9 +290,7 @@ test('Analyze Document paints part by part, and typing during the run keeps ever
     content: Array.from({ length: 8 }, (_, i) => paragraph(i)).join('\n\n') + '\n',
   });
   const editor = await vscode.window.showTextDocument(doc, { preview: false });
-  const run = vscode.commands.executeCommand<{
-    placed: { rows: { start: number; end: number; row: { text: string } }[] };
-  }>('distillLens.analyzeDocument');
+  const run = vscode.commands.executeCommand('distillLens.analyzeDocument');
   await until(
     'the first part is painted before the run ends',
     () => (api.controller.get(doc.uri)?.placed.rows.length ?? 0) > 0,
@@ -249,10 +300,13 @@ test('Analyze Document paints part by part, and typing during the run keeps ever
   // typed at the top (inside the finished first part) and at the very end (inside a part still to come)
   await editor.edit((b) => b.insert(new vscode.Position(0, 0), '// typed while analysing\n'));
   await editor.edit((b) => b.insert(doc.positionAt(doc.getText().length), '// and at the end\n'));
-  const stored = await run;
-  assert.ok(stored, api.controller.lastError);
-  const rows = stored.placed.rows;
+  assert.ok(await run, api.controller.lastError);
+  const rows = api.controller.get(doc.uri)!.placed.rows;
   assert.ok(rows.length > firstPartRows, 'the later parts were added');
+  // the first part was finished when the line was typed above it: its tokens are stale; the
+  // last part was analysed with what was typed at its end
+  assert.ok(rows[0].stale, 'the first part is stale');
+  assert.ok(!rows[rows.length - 1].stale, 'the last part is up to date');
   for (const r of rows)
     assert.equal(
       doc.getText(new vscode.Range(doc.positionAt(r.start), doc.positionAt(r.end))),
@@ -323,6 +377,18 @@ test('Run Distillation on the selection: live loss in the panel, the new student
       'the panel shows before/after',
       () => api.panel.state.baseline && api.panel.state.training === 'done',
     );
+    // colour by change: the editor follows the setting, green where the metric fell, red where it rose
+    await config().update('colorBy', 'change', vscode.ConfigurationTarget.Global);
+    const painted = await until('the editor coloured by change', () => {
+      const p = api.controller.decorations.painted.get(doc.uri.toString());
+      return p?.coloring === 'change of fkl' ? p : undefined;
+    });
+    assert.ok(painted.tokens.every((t) => /^(fell|rose)[0-4]$|^same$|^unmatched$/.test(t.cls)));
+    assert.ok(
+      painted.tokens.some((t) => t.cls.startsWith('fell')),
+      'some tokens fell',
+    );
+    assert.match(api.controller.statusBar.text, /Δfkl/);
     // pressed again (the notification's button after the panel's): nothing changes
     const analysed = api.controller.get(doc.uri);
     await api.distillation.useResult();
@@ -334,6 +400,7 @@ test('Run Distillation on the selection: live loss in the panel, the new student
     );
   } finally {
     await config().update('student', student, vscode.ConfigurationTarget.Global);
+    await config().update('colorBy', undefined, vscode.ConfigurationTarget.Global);
   }
 });
 
@@ -361,7 +428,7 @@ test('Clear removes the decorations', async () => {
   const editor = await analysedSample();
   await vscode.commands.executeCommand('distillLens.clear');
   assert.equal(api.controller.get(editor.document.uri), undefined);
-  assert.equal(api.controller.decorations.painted.get(editor.document.uri.toString())?.bands.length, 0);
+  assert.equal(api.controller.decorations.painted.get(editor.document.uri.toString())?.tokens.length, 0);
 });
 
 export async function run(): Promise<void> {
