@@ -194,6 +194,8 @@ function renderAnalysis(): void {
   );
 
   const view = heatmapView ?? newHeatmapView();
+  // in the page before it is drawn, so that its font and width can be measured
+  if (!view.heat.isConnected) analysisHost.replaceChildren(view.heat);
   const label = byChange(a) ? `the change of ${metric}` : metric;
   view.heat.setAttribute(
     'aria-label',
@@ -216,15 +218,12 @@ function renderAnalysis(): void {
   const below: HTMLElement[] = [];
   if (a.baseline) below.push(comparison(a, metric));
   below.push(summary(a), histogram(a, metric, range, stale), worst(a, metric));
-  // the heatmap and the details stay where they are (their scroll position too)
-  if (view.heat.parentElement !== analysisHost)
-    analysisHost.replaceChildren(header, models, view.heat, view.detailsHost, ...below);
-  else {
-    while (view.heat.previousSibling) view.heat.previousSibling.remove();
-    while (view.detailsHost.nextSibling) view.detailsHost.nextSibling.remove();
-    analysisHost.prepend(header, models);
-    analysisHost.append(...below);
-  }
+  // the heatmap and the details stay in the page (their scroll position too); the rest is replaced
+  for (const child of [...analysisHost.childNodes])
+    if (child !== view.heat && child !== view.detailsHost) child.remove();
+  if (view.heat.nextSibling !== view.detailsHost) view.heat.after(view.detailsHost);
+  view.heat.before(header, models);
+  view.detailsHost.after(...below);
   // the selection: the same row of the new analysis when the host kept its numbering, else none
   const selected = state.selected;
   const details = state.details;
@@ -300,8 +299,28 @@ function cutBlocks(
   return blocks;
 }
 
+/** The heatmap's line height and characters per line (monospace), for estimating block heights. */
+function textMetrics(heat: HTMLElement): { lineHeight: number; charsPerLine: number } {
+  const style = getComputedStyle(heat);
+  const fontSize = parseFloat(style.fontSize) || 13;
+  const lineHeight = parseFloat(style.lineHeight) || fontSize * 1.8;
+  // a monospace character is about 0.6 em wide
+  const width = heat.clientWidth || 300;
+  return { lineHeight, charsPerLine: Math.max(10, Math.floor((width - 12) / (0.6 * fontSize))) };
+}
+
+/** The height of a block's text: each line wrapped at the panel's width. */
+function estimatedHeight(text: string, m: { lineHeight: number; charsPerLine: number }): number {
+  let rows = 0;
+  for (const line of text.split('\n')) rows += Math.max(1, Math.ceil(line.length / m.charsPerLine));
+  // a final line end draws no line of its own
+  if (text.endsWith('\n')) rows -= 1;
+  return Math.max(1, rows) * m.lineHeight;
+}
+
 /** Draws the heatmap's blocks, keeping every block whose content is unchanged. */
 function drawHeatmap(view: HeatmapView, a: PanelAnalysis, classOf: (rows: number[]) => string): void {
+  const metrics = textMetrics(view.heat);
   const reusable = new Map<string, Block[]>();
   for (const b of view.blocks) reusable.set(b.key, [...(reusable.get(b.key) ?? []), b]);
   const blocks: Block[] = cutBlocks(a, classOf).map(({ key, pieces }) => {
@@ -313,6 +332,9 @@ function drawHeatmap(view: HeatmapView, a: PanelAnalysis, classOf: (rows: number
       return kept;
     }
     const element = el('div', { class: 'block' });
+    // its height before it is first laid out: close to the real one, so that scrolling to a
+    // block not yet drawn moves nothing on screen when it is drawn
+    element.style.containIntrinsicSize = `auto ${estimatedHeight(pieces.map((p) => p.text).join(''), metrics)}px`;
     const spans: TokenSpan[] = [];
     element.append(
       ...pieces.map((p) => {

@@ -25,7 +25,7 @@ export interface StoredAnalysis {
 }
 
 /** Lines painted above and below the visible ones (the rest is painted when scrolled near). */
-const PAINT_MARGIN_LINES = 300;
+const PAINT_MARGIN_LINES = 120;
 
 /** Texts per Analyze Document request: about 1500 tokens of prose. */
 const DOCUMENT_CHUNK_CHARS = 6000;
@@ -501,7 +501,8 @@ export class AnalysisController implements vscode.Disposable {
       this.statusBar.hide();
       return;
     }
-    const { coloring, range } = this.tokensToPaint(a, settings);
+    // the scale and what it shows; no tokens (an empty window)
+    const { coloring, range } = this.tokensToPaint(a, settings, [Infinity, -Infinity]);
     const stale = a.placed.staleCount;
     const scale = range ? `${formatNumber(range[0])}–${formatNumber(range[1])}` : '';
     const byChange = coloring !== settings.metric;

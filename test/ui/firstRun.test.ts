@@ -51,13 +51,31 @@ test(
         .waitFor({ timeout: 20_000 });
       await page.screenshot({ path: path.join(SHOTS, 'first-run-walkthrough.png') });
 
-      // the sample, analysed with no configuration at all
-      await palette('Distill Lens: Open the Sample Text');
+      // the walkthrough's own buttons, as a new user presses them on the Welcome page: the
+      // sample opens in an editor; back on the Welcome page, Analyze Selection acts on it
+      const walkthroughTab = page.locator('.tab.active');
+      const walkthroughTitle = (await walkthroughTab.innerText()).trim();
+      await page.getByRole('button', { name: 'Open the sample' }).first().click();
       const lines = page.locator('.monaco-editor .view-lines').last();
       await lines.waitFor();
-      await palette('Distill Lens: Analyze Selection');
+      await page.locator('.tab', { hasText: walkthroughTitle }).first().click();
+      const analyseStep = page.locator('.getting-started-step', { hasText: 'Analyse a selection' });
+      assert.equal(
+        await analyseStep.locator('[role="checkbox"]').first().getAttribute('aria-checked'),
+        'false',
+        'not done before an analysis',
+      );
+      await page.getByRole('button', { name: 'Analyze Selection' }).first().click();
       const legend = page.locator('.statusbar-item', { hasText: /fkl 0–/ });
       await legend.waitFor({ timeout: 120_000 });
+      // the step is ticked once the analysis has succeeded (not when the button was pressed)
+      await page.locator('.tab', { hasText: walkthroughTitle }).first().click();
+      await analyseStep
+        .locator('[role="checkbox"][aria-checked="true"]')
+        .first()
+        .waitFor({ timeout: 20_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'first-run-walkthrough-done.png') });
+      await page.locator('.tab', { hasText: 'Untitled' }).first().click();
       await lines.click();
       await page.keyboard.press('Control+Home');
       await selectionCleared(page);
@@ -82,7 +100,17 @@ test(
       // a 20-step distillation of the built-in student on the sample, then before/after
       await lines.click();
       await page.keyboard.press('Control+A');
-      const out = await distilSelection(page, frame, { loss: 'fkl', lossRow: 'forward KL', steps: 20 });
+      const out = await distilSelection(page, frame, {
+        loss: 'fkl',
+        lossRow: 'forward KL',
+        steps: 20,
+        pressTwice: true,
+      });
+      assert.match(
+        await frame.locator('#comparison').innerText(),
+        /before: built-in student/,
+        'the baseline is still the student before the run',
+      );
       assert.match(
         out,
         /distill-lens-models[\\/]demo-student-fkl-/,

@@ -1,7 +1,9 @@
 /**
  * A large document as a person works on it: 90 KB of TypeScript declarations (the first part
- * of TypeScript's lib.es5.d.ts, about 20,000 tokens) analysed with Analyze Document and the
- * built-in models, the panel visible beside it, then typing in the middle of the file.
+ * of TypeScript's lib.es5.d.ts, about 22,500 tokens) analysed with Analyze Document and the
+ * built-in models, the panel visible beside it: typing in the first part while the later
+ * parts are analysed (its later tokens become stale), a click half-way down the panel, then
+ * typing in the middle of the file.
  *
  * Measures keystroke-to-frame latency in the workbench (from the key event's time stamp to
  * the frame after the typed character is in the editor's DOM) and asserts the issue's
@@ -93,27 +95,44 @@ test(
       await runPalette(page, 'Distill Lens: Analyze Document', 'Analyze Document');
       const toast = page.locator('.notification-toast', { hasText: 'analysing es5.d.ts' });
       await toast.waitFor({ timeout: 60_000 });
+      // once the first part is painted, type at the end of the first line (inside that part)
+      // while the later parts are still being analysed
+      await page.locator('.statusbar-item', { hasText: /fkl 0–/ }).waitFor({ timeout: 120_000 });
+      await installLatencyProbe(page);
+      await page.keyboard.press('Control+Home');
+      await page.keyboard.press('End');
+      for (const key of ' typed during the run') {
+        await page.keyboard.type(key);
+        await page.waitForTimeout(80);
+      }
+      const duringRun: number[] = await page.evaluate('window.__keyLatencies.splice(0)');
+      assert.ok(await toast.isVisible(), 'the run was still going while typing');
       await toast.waitFor({ state: 'detached', timeout: 300_000 });
       const analysedMs = Date.now() - started;
-      // the panel shows every token of the document
-      await frame.locator('.models', { hasText: /\d{5} tokens/ }).waitFor({ timeout: 60_000 });
+      // the panel shows every token of the document; the first part's tokens after the typed
+      // text are stale (their context changed), and the panel says so
+      await frame.locator('.models', { hasText: /\d{5} tokens · \d+ stale/ }).waitFor({ timeout: 60_000 });
       const header = await frame.locator('.models').first().innerText();
       const tokens = Number(/(\d+) tokens/.exec(header)![1]);
       assert.ok(tokens >= 20_000, `20,000 tokens or more analysed (${header})`);
+      assert.match(await page.locator('.statusbar-item', { hasText: /fkl 0–/ }).innerText(), /\d+ stale/);
 
-      // a click halfway down the panel's heatmap shows that token and keeps the scroll position
+      // a click halfway down the panel's heatmap shows that token, which stays where it was on screen
       const heat = frame.locator('#heatmap');
       await heat.evaluate((h: any) => (h.scrollTop = h.scrollHeight / 2));
-      const scrolled = await heat.evaluate((h: any) => h.scrollTop);
+      // blocks that come into view are laid out in the next frames (content-visibility)
+      await heat.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
       // the position among the heatmap's tokens of one in the middle of what is on screen
-      const middle: { at: number; text: string } | null = await heat.evaluate((h: any) => {
+      const middle: { at: number; text: string; top: number } | null = await heat.evaluate((h: any) => {
         const box = h.getBoundingClientRect();
         const tokens = [...h.querySelectorAll('.tok')];
         const at = tokens.findIndex((t: any) => {
           const r = t.getBoundingClientRect();
           return r.top > box.top + box.height / 3 && r.bottom < box.bottom && t.textContent.trim().length > 1;
         });
-        return at < 0 ? null : { at, text: tokens[at].textContent };
+        return at < 0
+          ? null
+          : { at, text: tokens[at].textContent, top: tokens[at].getBoundingClientRect().top - box.top };
       });
       assert.ok(middle, 'a token in the middle of the heatmap');
       // timed in the panel itself: from the click event to the token's details on screen
@@ -131,9 +150,13 @@ test(
       assert.equal(await frame.locator('#details').getAttribute('data-token'), middle.text, 'its details');
       await frame.locator('body').evaluate('new Promise((r) => setTimeout(r, 100))');
       const clickMs: number = await heat.evaluate('window.__detailsAt - window.__clickAt');
+      const topNow: number = await heat.evaluate(
+        (h: any) =>
+          h.querySelector('.tok.selected').getBoundingClientRect().top - h.getBoundingClientRect().top,
+      );
       assert.ok(
-        Math.abs((await heat.evaluate((h: any) => h.scrollTop)) - scrolled) < 50,
-        'the heatmap kept its place',
+        Math.abs(topNow - middle.top) < 30,
+        `the token stayed in place (${middle.top} → ${topNow} px)`,
       );
 
       // type in the middle of the document with the panel visible: bursts and pauses, so
@@ -143,7 +166,9 @@ test(
       await page.locator('.quick-input-widget input').fill(`:${Math.floor(text.split('\n').length / 2)}`);
       await page.keyboard.press('Enter');
       await page.keyboard.press('End');
-      await installLatencyProbe(page);
+      // the jump is not typing: its frames are left out
+      await page.waitForTimeout(1500);
+      await page.evaluate('window.__keyLatencies.splice(0)');
       const pauses = [60, 90, 200, 120, 350, 80, 600, 150];
       const typed = 'const typedWhileAnalysed = 1;';
       for (let i = 0; i < 64; i++) {
@@ -161,15 +186,20 @@ test(
         p50: percentile(latencies, 50),
         p90: percentile(latencies, 90),
         max: Math.max(...latencies),
+        duringAnalyzeDocument: {
+          keys: duringRun.length,
+          p90: percentile(duringRun, 90),
+          max: Math.max(...duringRun),
+        },
       };
       fs.writeFileSync(
         path.join(SHOTS, 'editor-latency.json'),
         JSON.stringify({ ...figures, latencies }, null, 2),
       );
       console.log(
-        `keystroke-to-frame latency, ${tokens} analysed tokens, panel visible: p50 ${figures.p50.toFixed(0)} ms, p90 ${figures.p90.toFixed(0)} ms, max ${figures.max.toFixed(0)} ms over ${latencies.length} keys (Analyze Document ${(analysedMs / 1000).toFixed(1)} s, a click in the panel ${clickMs.toFixed(0)} ms to its details)`,
+        `keystroke-to-frame latency, ${tokens} analysed tokens, panel visible: p50 ${figures.p50.toFixed(0)} ms, p90 ${figures.p90.toFixed(0)} ms, max ${figures.max.toFixed(0)} ms over ${latencies.length} keys (Analyze Document ${(analysedMs / 1000).toFixed(1)} s, a click in the panel ${clickMs.toFixed(0)} ms to its details; while Analyze Document ran: p90 ${figures.duringAnalyzeDocument.p90.toFixed(0)} ms, max ${figures.duringAnalyzeDocument.max.toFixed(0)} ms)`,
       );
-      assert.ok(latencies.length >= 60, `a latency per key (${latencies.length})`);
+      assert.equal(latencies.length, 64, 'a latency per key');
       assert.ok(figures.p90 < 150, `p90 ${figures.p90.toFixed(0)} ms < 150 ms`);
       assert.ok(figures.max < 500, `max ${figures.max.toFixed(0)} ms < 500 ms`);
     } catch (e) {

@@ -122,12 +122,13 @@ export async function hoverWord(page: Page, word: string, from = 1, to = 3): Pro
 /**
  * Run Distillation… from the palette on the selection: picks the loss (by a word of its
  * description), the steps, accepts the suggested output folder (returned), and waits for the
- * run to end; then Use as Student and Re-analyse, and the panel's colour-by-change view.
+ * run to end; then Use as Student and Re-analyse (with `pressTwice`, in the panel and then in the
+ * notification), and the panel's colour-by-change view.
  */
 export async function distilSelection(
   page: Page,
   frame: Page,
-  o: { loss: string; lossRow: string; steps: number },
+  o: { loss: string; lossRow: string; steps: number; pressTwice?: boolean },
 ): Promise<string> {
   const quick = page.locator('.quick-input-widget input');
   await palette(page, 'Distill Lens: Run Distillation…');
@@ -144,7 +145,14 @@ export async function distilSelection(
   await done.waitFor({ timeout: 180_000 });
   if (!/done/.test((await frame.locator('#training').getAttribute('title')) ?? ''))
     throw new Error('the panel does not show the finished run');
-  await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
+  if (o.pressTwice) {
+    // the panel's button first, then the notification's, still on screen: the second press
+    // changes nothing and says so, and the comparison stays with the student before the run
+    await frame.locator('#use-distilled').click();
+    await frame.locator('#comparison').waitFor({ timeout: 60_000 });
+    await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
+    await page.locator('.notification-toast', { hasText: 'is already the student' }).waitFor();
+  } else await done.locator('.monaco-button', { hasText: 'Use as Student and Re-analyse' }).click();
   await frame.locator('#comparison').waitFor({ timeout: 60_000 });
   await frame.locator('#colorBy').click(); // its options live in the element's shadow DOM: pick with the keyboard
   await page.keyboard.press('ArrowDown');
