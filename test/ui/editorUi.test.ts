@@ -148,7 +148,11 @@ test(
       await toast.waitFor({ state: 'detached', timeout: 20_000 });
       // parts finished before the Cancel stay painted (the status bar said how many); none is half-done
 
-      // Choose Student…: a folder picked in the open dialog (code-server's own file dialog: type the path)
+      // Choose Student…: a folder picked in the open dialog (code-server's own file dialog: type
+      // the path), a copy of the teacher with a subfolder of its own
+      const picked = path.join(tempDir('distill-lens-ui-pick-'), 'picked-student');
+      fs.cpSync(teacher, picked, { recursive: true });
+      fs.mkdirSync(path.join(picked, 'earlier-runs'));
       await palette('Distill Lens: Choose Student…');
       await page
         .locator('.quick-input-list .monaco-list-row', { hasText: 'Choose a folder' })
@@ -156,9 +160,10 @@ test(
         .click();
       const pathInput = page.locator('.quick-input-widget input');
       await pathInput.waitFor({ state: 'visible' });
-      await pathInput.fill(teacher + '/');
-      // typing clears the dialog's list; it shows the folder's entries (its '..' row) once it has read the path
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: '..' }).first().waitFor();
+      await pathInput.fill(picked + '/');
+      // the dialog lists the typed folder once it has read the path: wait for the subfolder only
+      // that folder has (a folder dialog lists folders; every listing has a '..' row)
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'earlier-runs' }).first().waitFor();
       await page.keyboard.press('Enter');
       // the dialog checks the path before it accepts; wait for it to close
       await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
@@ -176,7 +181,7 @@ test(
       await untilFileContains(settingsFile, 'HuggingFaceTB/SmolLM2-360M');
       assert.equal(
         JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['distillLens.student'],
-        teacher,
+        picked,
         'the folder chosen in the dialog is the student',
       );
     } catch (e) {
