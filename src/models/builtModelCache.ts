@@ -11,18 +11,24 @@ import type { ResolvedModel } from './modelSource';
 import { readSafetensors } from './safetensors';
 import { WeightSource } from './builder/weights';
 import { buildLlamaGraph, type LlamaConfig } from './builder/llamaGraph';
+import { slidingWindow } from './checkpointConfig';
 import { buildGpt2Graph, type Gpt2Config } from './builder/gpt2Graph';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 
 /** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
-const BUILDER_VERSION = 1;
+// 2: rope_scaling (linear, llama3), sliding windows, biases as the config says
+const BUILDER_VERSION = 2;
 
 export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
 }
 
 export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors)): GraphBuilder {
-  if (model.architecture === 'llama') return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files));
+  if (model.architecture === 'llama')
+    return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
+      slidingWindow: slidingWindow(model.config ?? {}),
+      model: model.name,
+    });
   return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));
 }
 

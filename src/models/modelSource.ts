@@ -7,9 +7,9 @@ import * as path from 'node:path';
 import { downloadHubModel, looksLikeHubId } from './hubDownload';
 import { ONNX_CANDIDATES } from './onnxLayout';
 import { ModelLoadError } from '../core/errors';
+import { checkCheckpointConfig, type Architecture } from './checkpointConfig';
 
 export type ModelKind = 'onnx' | 'checkpoint';
-export type Architecture = 'llama' | 'gpt2';
 
 export interface ResolvedModel {
   /** what the user asked for, for messages */
@@ -71,6 +71,8 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
   if (!architecture) {
     throw new ModelLoadError(`${spec}: architecture ${archs.join(', ') || config.model_type || 'unknown'} is not supported for safetensors checkpoints (supported: ${[...LLAMA_ARCHS, ...GPT2_ARCHS].join(', ')}); export it to ONNX instead`);
   }
+  // every config key that changes the numbers is built exactly, or the load stops here naming it
+  checkCheckpointConfig(architecture, config, spec);
   return { name: spec, folder, kind: 'checkpoint', config, architecture, weightFiles, contextLength };
 }
 

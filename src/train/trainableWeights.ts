@@ -6,7 +6,7 @@
  */
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { ModelWeights, WeightSource } from '../models/builder/weights';
-import type { Architecture } from '../models/modelSource';
+import type { Architecture } from '../models/checkpointConfig';
 import type { Rng } from './random';
 import type { TrainMode } from '../shared/protocol';
 

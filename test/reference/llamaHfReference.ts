@@ -1,6 +1,8 @@
 /**
- * An independent float64 forward pass of Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM
- * (rotate_half rotary embedding, grouped-query attention, optional q/k/v biases).
+ * An independent float64 forward pass of Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM /
+ * MistralForCausalLM (rotate_half rotary embedding with the rope_scaling types "linear" and
+ * "llama3" as transformers' modeling_rope_utils defines them, grouped-query attention,
+ * q/k/v biases when present, Mistral's sliding window: q sees k when q − window < k ≤ q).
  */
 import type { Weights } from './gpt2Reference';
 
@@ -14,13 +16,45 @@ export interface HfLlamaConfig {
   rms_norm_eps: number;
   rope_theta: number;
   tie_word_embeddings: boolean;
+  head_dim?: number;
+  rope_scaling?: {
+    rope_type: string;
+    factor: number;
+    low_freq_factor?: number;
+    high_freq_factor?: number;
+    original_max_position_embeddings?: number;
+  };
+  sliding_window?: number;
+}
+
+/** inv_freq per rotated pair, in float64, written from transformers' _compute_*_parameters. */
+export function referenceInverseFrequencies(c: HfLlamaConfig, hd: number): number[] {
+  const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(c.rope_theta, (2 * i) / hd));
+  const s = c.rope_scaling;
+  if (!s) return invFreq;
+  if (s.rope_type === 'linear') return invFreq.map((f) => f / s.factor);
+  if (s.rope_type !== 'llama3') throw new Error(`no reference for ${s.rope_type}`);
+  // _compute_llama3_parameters, step by step (torch.where becomes a conditional per entry)
+  const lowWavelen = s.original_max_position_embeddings! / s.low_freq_factor!;
+  const highWavelen = s.original_max_position_embeddings! / s.high_freq_factor!;
+  return invFreq.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    const llama = wavelen > lowWavelen ? f / s.factor : f;
+    const smoothFactor =
+      (s.original_max_position_embeddings! / wavelen - s.low_freq_factor!) /
+      (s.high_freq_factor! - s.low_freq_factor!);
+    const smoothed = ((1 - smoothFactor) * llama) / s.factor + smoothFactor * llama;
+    const isMedium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+    return isMedium ? smoothed : llama;
+  });
 }
 
 export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[]): Float64Array[] {
   const D = c.hidden_size;
   const H = c.num_attention_heads;
   const KV = c.num_key_value_heads;
-  const hd = D / H;
+  const hd = c.head_dim ?? D / H;
+  const invFreq = referenceInverseFrequencies(c, hd);
   const get = (n: string) => w[n]?.data;
   const rms = (x: Float64Array, g: Float32Array) => {
     const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
@@ -37,7 +71,7 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
     const out = new Float64Array(v.length);
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < hd / 2; i++) {
-        const angle = pos / Math.pow(c.rope_theta, (2 * i) / hd);
+        const angle = pos * invFreq[i];
         const a = v[h * hd + i];
         const b = v[h * hd + i + hd / 2];
         out[h * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
@@ -65,7 +99,10 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       const att = new Float64Array(H * hd);
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / (H / KV));
+        // positions this one sees: all before it, or the last `sliding_window` (itself included)
+        const first = c.sliding_window ? Math.max(0, t - c.sliding_window + 1) : 0;
         const scores = Array.from({ length: t + 1 }, (_, s) => {
+          if (s < first) return -Infinity;
           let d = 0;
           for (let i = 0; i < hd; i++) d += qs[t][h * hd + i] * ks[s][kvh * hd + i];
           return d / Math.sqrt(hd);

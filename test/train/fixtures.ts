@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../src/models/safetensors';
 import { WeightSource } from '../../src/models/builder/weights';
-import type { Architecture } from '../../src/models/modelSource';
+import type { Architecture } from '../../src/models/checkpointConfig';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { randomLlamaWeights } from '../reference/llamaHfReference';
 import { rng } from '../reference/kdReference';

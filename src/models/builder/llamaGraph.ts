@@ -1,7 +1,12 @@
-/** LlamaForCausalLM (Llama, SmolLM, TinyLlama; Qwen2's q/k/v biases) as an ONNX graph. */
+/**
+ * LlamaForCausalLM (Llama 2/3, SmolLM, TinyLlama), Qwen2ForCausalLM (q/k/v biases) and
+ * MistralForCausalLM (sliding-window attention) as an ONNX graph. The config keys it reads
+ * are checked first by models/checkpointConfig.ts: anything else is refused there.
+ */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, slidingWindowMask, splitHeads } from './transformerOps';
+import { ropeInverseFrequencies } from './rope';
 
 export interface LlamaConfig {
   hidden_size: number;
@@ -16,10 +21,23 @@ export interface LlamaConfig {
   rope_theta?: number;
   tie_word_embeddings?: boolean;
   rope_scaling?: unknown;
+  /** Llama / Mistral: biases on q, k, v and o */
+  attention_bias?: boolean;
+  /** Llama: biases on the feed-forward projections */
+  mlp_bias?: boolean;
+  architectures?: string[];
+  model_type?: string;
+}
+
+export interface LlamaGraphOptions {
+  /** attention sees at most this many positions back, the current one included (Mistral) */
+  slidingWindow?: number;
+  /** for messages */
+  model?: string;
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights): GraphBuilder {
+export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOptions = {}): GraphBuilder {
   const g = new GraphBuilder('llama');
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -33,15 +51,15 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights): GraphBuilder {
   const embed = w.weight(g, 'model.embed_tokens.weight');
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
 
-  // rotary tables [maxPos, hd] in Hugging Face's half-split layout: cat(freqs, freqs)
-  const theta = c.rope_theta ?? 10000;
+  // rotary tables [maxPos, hd] in Hugging Face's half-split layout: cat(freqs, freqs), with
+  // the checkpoint's rope_scaling applied to the frequencies (rope.ts)
+  const invFreq = ropeInverseFrequencies(hd, c.rope_theta ?? 10000, c.rope_scaling, o.model ?? 'the model');
   const cos = new Float32Array(maxPos * hd);
   const sin = new Float32Array(maxPos * hd);
   for (let pos = 0; pos < maxPos; pos++) {
     for (let i = 0; i < hd / 2; i++) {
-      const invFreq = 1 / Math.pow(theta, (2 * i) / hd);
       // float32 angle, as llama2.c and transformers compute it
-      const angle = Math.fround(pos * Math.fround(invFreq));
+      const angle = Math.fround(pos * invFreq[i]);
       for (const j of [i, i + hd / 2]) {
         cos[pos * hd + j] = Math.cos(angle);
         sin[pos * hd + j] = Math.sin(angle);
@@ -55,21 +73,29 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights): GraphBuilder {
     const rotated = g.op1('Concat', [g.op1('Neg', [t2]), t1], { axis: -1 });
     return g.op1('Add', [g.op1('Mul', [t, cosL]), g.op1('Mul', [rotated, sinL])]);
   };
-  const mask = causalMask(g, d);
+  const mask = o.slidingWindow ? slidingWindowMask(g, d, o.slidingWindow) : causalMask(g, d);
+  // which projections have biases, as transformers decides: Qwen2 on q, k, v always;
+  // Llama and Mistral on q, k, v, o with attention_bias, on the feed-forward with mlp_bias
+  const qwen2 = c.model_type === 'qwen2' || (c.architectures ?? []).includes('Qwen2ForCausalLM');
+  const qkvBias = qwen2 || c.attention_bias === true;
+  const oBias = !qwen2 && c.attention_bias === true;
+  const mlpBias = c.mlp_bias === true;
 
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const h = rmsNorm(g, x, w.weight(g, p + 'input_layernorm.weight'), eps);
-    const proj = (name: string) => linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), w.optional(g, p + `self_attn.${name}.bias`), true);
+    const bias = (used: boolean, name: string) => (used ? w.weight(g, p + name + '.bias') : undefined);
+    const proj = (name: string) => linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), bias(qkvBias, `self_attn.${name}`), true);
     const q = rope(splitHeads(g, proj('q_proj'), d, H, hd));
     const k = repeatKv(g, rope(splitHeads(g, proj('k_proj'), d, KV, hd)), d, KV, H / KV, hd);
     const v = repeatKv(g, splitHeads(g, proj('v_proj'), d, KV, hd), d, KV, H / KV, hd);
     const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), H * hd);
-    x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), undefined, true)]);
+    x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
     const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);
-    const gate = silu(g, linear(g, h2, w.weight(g, p + 'mlp.gate_proj.weight'), undefined, true));
-    const up = linear(g, h2, w.weight(g, p + 'mlp.up_proj.weight'), undefined, true);
-    x = g.op1('Add', [x, linear(g, g.op1('Mul', [gate, up]), w.weight(g, p + 'mlp.down_proj.weight'), undefined, true)]);
+    const mlp = (name: string, input: string) => linear(g, input, w.weight(g, p + `mlp.${name}.weight`), bias(mlpBias, `mlp.${name}`), true);
+    const gate = silu(g, mlp('gate_proj', h2));
+    const up = mlp('up_proj', h2);
+    x = g.op1('Add', [x, mlp('down_proj', g.op1('Mul', [gate, up]))]);
   }
   x = rmsNorm(g, x, w.weight(g, 'model.norm.weight'), eps);
   const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;

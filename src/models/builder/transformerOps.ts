@@ -81,6 +81,19 @@ export function causalMask(g: GraphBuilder, d: Dims): string {
   return g.op1('Trilu', [full, g.constant([1], 'int64', [], 'k')], { upper: 1 });
 }
 
+/**
+ * The causal mask with a sliding window (Mistral): position q sees k when q − window < k ≤ q,
+ * so −∞ above the diagonal and where q − k ≥ window.
+ */
+export function slidingWindowMask(g: GraphBuilder, d: Dims, window: number): string {
+  const square = g.op1('Concat', [d.len, d.len], { axis: 0 });
+  const full = g.op1('ConstantOfShape', [square], { value: { dataType: 1, dims: [1], floatData: [-Infinity] } });
+  const future = g.op1('Trilu', [full, g.constant([1], 'int64', [], 'k_future')], { upper: 1 });
+  // lower triangle from the diagonal −window down: the entries with q − k ≥ window
+  const tooFar = g.op1('Trilu', [full, g.constant([-window], 'int64', [], 'k_window')], { upper: 0 });
+  return g.op1('Add', [future, tooFar]);
+}
+
 /** softmax(q·kᵀ/√hd + mask)·v for q, k, v [B, H, L, hd]. */
 export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, mask: string, headSize: number): string {
   const kT = g.op1('Transpose', [k], { perm: [0, 1, 3, 2] });

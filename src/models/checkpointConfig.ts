@@ -1,0 +1,126 @@
+/**
+ * Which config.json keys each checkpoint architecture understands. A key that changes the
+ * computation is either built exactly or the load fails naming the key and its value: a
+ * number computed without it would look right and be wrong.
+ *
+ * Per architecture, every key is one of:
+ * - understood: the graph builder implements it (values it cannot build are refused below);
+ * - inert: it does not change a forward pass at inference (ids, dtype, dropout, init, …).
+ * Any other key is refused, so a new option of a new checkpoint is never ignored silently.
+ */
+import { ModelLoadError } from '../core/errors';
+import { ropeType } from './builder/rope';
+
+export type Architecture = 'llama' | 'gpt2';
+
+/** Keys that never change an inference forward pass, whatever the architecture. */
+const INERT = [
+  'architectures',
+  'model_type',
+  '_name_or_path',
+  'transformers_version',
+  'torch_dtype',
+  'dtype',
+  'bos_token_id',
+  'eos_token_id',
+  'pad_token_id',
+  'sep_token_id',
+  'decoder_start_token_id',
+  'use_cache',
+  'initializer_range',
+  'initializer_factor',
+  'attention_dropout',
+  'hidden_dropout',
+  'embd_pdrop',
+  'attn_pdrop',
+  'resid_pdrop',
+  'summary_activation',
+  'summary_first_dropout',
+  'summary_proj_to_labels',
+  'summary_type',
+  'summary_use_proj',
+  'task_specific_params',
+  'tokenizer_class',
+  'is_decoder',
+  'pretraining_tp', // splits matrix products into slices: the same sums
+  'reorder_and_upcast_attn', // GPT-2: computes the attention in float32, which this graph does anyway
+  'auto_map',
+  'id2label',
+  'label2id',
+  'generation_config',
+];
+
+const UNDERSTOOD: Record<Architecture, string[]> = {
+  llama: [
+    'hidden_size',
+    'intermediate_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'num_key_value_heads',
+    'head_dim',
+    'vocab_size',
+    'max_position_embeddings',
+    'rms_norm_eps',
+    'rope_theta',
+    'rope_scaling',
+    'tie_word_embeddings',
+    'hidden_act',
+    'attention_bias',
+    'mlp_bias',
+    'sliding_window',
+    'use_sliding_window',
+    'max_window_layers',
+    'layer_types',
+  ],
+  gpt2: [
+    'n_embd',
+    'n_layer',
+    'n_head',
+    'n_positions',
+    'n_ctx',
+    'n_inner',
+    'vocab_size',
+    'layer_norm_epsilon',
+    'activation_function',
+    'scale_attn_weights',
+    'scale_attn_by_inverse_layer_idx',
+    'tie_word_embeddings',
+  ],
+};
+
+/** Checks every key of a checkpoint's config.json; throws ModelLoadError naming the first one not computed exactly. */
+export function checkCheckpointConfig(architecture: Architecture, config: Record<string, unknown>, model: string): void {
+  const refuse = (key: string, why: string): never => {
+    throw new ModelLoadError(`${model}: config.json ${key} = ${JSON.stringify(config[key])} ${why}`);
+  };
+  for (const key of Object.keys(config)) {
+    if (INERT.includes(key) || UNDERSTOOD[architecture].includes(key)) continue;
+    refuse(key, `is not understood for this architecture; Distill Lens refuses the checkpoint rather than ignore a setting that may change its numbers`);
+  }
+  const value = (key: string) => config[key];
+  if (architecture === 'llama') {
+    ropeType(value('rope_scaling'), model);
+    if (value('hidden_act') !== undefined && value('hidden_act') !== 'silu') refuse('hidden_act', 'is not supported (only silu)');
+    // Qwen2's sliding window applies from layer max_window_layers on: not built yet
+    if (value('use_sliding_window') === true) refuse('use_sliding_window', 'is not supported yet (sliding-window attention in some layers only)');
+    const window = value('sliding_window');
+    if (window !== undefined && window !== null && value('use_sliding_window') !== false && !(Number.isInteger(window) && (window as number) > 0))
+      refuse('sliding_window', 'must be a positive integer or null');
+    const layerTypes = value('layer_types');
+    if (layerTypes !== undefined && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention')))
+      refuse('layer_types', 'is not supported yet (only full_attention in every layer)');
+  } else {
+    const act = value('activation_function');
+    if (act !== undefined && act !== 'gelu_new') refuse('activation_function', 'is not supported (only gelu_new, GPT-2\'s tanh GELU)');
+    if (value('scale_attn_weights') === false) refuse('scale_attn_weights', 'is not supported (attention scores are divided by √head size)');
+    if (value('scale_attn_by_inverse_layer_idx') === true) refuse('scale_attn_by_inverse_layer_idx', 'is not supported');
+    if (value('tie_word_embeddings') === false) refuse('tie_word_embeddings', 'is not supported for GPT-2 (its head is the token embedding)');
+  }
+}
+
+/** The sliding window the graph applies (Mistral's `sliding_window`; none when unset or switched off). */
+export function slidingWindow(config: Record<string, unknown>): number | undefined {
+  const window = config.sliding_window;
+  if (config.use_sliding_window === false || typeof window !== 'number') return undefined;
+  return window;
+}
