@@ -48,6 +48,55 @@ function llamaWeights(c: typeof BASE, seed: number) {
 /** 80 tokens: longer than the original context (64) and the sliding window (24) used below. */
 const TOKENS = Array.from({ length: 80 }, (_, i) => (i * 797 + 13) % 4096);
 
+/** Rounds every weight to bfloat16 (round to nearest even), as a bf16 checkpoint holds them. */
+function toBf16(w: ReturnType<typeof randomLlamaWeights>): ReturnType<typeof randomLlamaWeights> {
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  const round = (v: number) => {
+    f[0] = v;
+    const lower = bits[0] & 0xffff;
+    const upper = bits[0] >>> 16;
+    const up = lower > 0x8000 || (lower === 0x8000 && (upper & 1) === 1);
+    bits[0] = ((upper + (up ? 1 : 0)) << 16) >>> 0;
+    return f[0];
+  };
+  return Object.fromEntries(Object.entries(w).map(([k, t]) => [k, { shape: t.shape, data: t.data.map(round) }]));
+}
+
+/**
+ * Writes bf16-exact weights as a sharded bf16 checkpoint, the hub's layout: two
+ * model-0000N-of-00002.safetensors files (written here byte by byte) and the index.
+ */
+function writeShardedBf16(folder: string, w: ReturnType<typeof randomLlamaWeights>): void {
+  const names = Object.keys(w).sort();
+  const shards = [names.filter((_, i) => i % 2 === 0), names.filter((_, i) => i % 2 === 1)];
+  const weightMap: Record<string, string> = {};
+  shards.forEach((shard, s) => {
+    const file = `model-0000${s + 1}-of-00002.safetensors`;
+    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+    let offset = 0;
+    const chunks: Buffer[] = [];
+    for (const name of shard) {
+      const data = Buffer.alloc(2 * w[name].data.length);
+      // the upper half of each float32 is its bf16 (exact: the values are bf16 already)
+      const u32 = new Uint32Array(w[name].data.buffer, w[name].data.byteOffset, w[name].data.length);
+      u32.forEach((v, i) => data.writeUInt16LE(v >>> 16, 2 * i));
+      header[name] = { dtype: 'BF16', shape: w[name].shape, data_offsets: [offset, offset + data.length] };
+      offset += data.length;
+      chunks.push(data);
+      weightMap[name] = file;
+    }
+    const json = Buffer.from(JSON.stringify(header));
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(path.join(folder, file), Buffer.concat([length, json, ...chunks]));
+  });
+  fs.writeFileSync(
+    path.join(folder, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }),
+  );
+}
+
 const maxDifference = (a: Float64Array[], b: Float64Array[]) =>
   Math.max(...a.map((row, t) => Math.max(...row.map((v, i) => Math.abs(v - b[t][i])))));
 
@@ -123,4 +172,32 @@ test('config keys that change the numbers and are not built are refused by name,
     const folder = checkpoint('accepted', { ...base, ...extra });
     assert.equal((await resolveModel(folder)).kind, 'checkpoint', JSON.stringify(extra));
   }
+});
+
+test('Qwen3 (q/k RMSNorm per head, explicit head_dim, tied head) from a sharded bf16 checkpoint is built exactly', async () => {
+  // head_dim 24 while hidden / heads = 16, as Qwen3 sets it explicitly
+  const c = { ...BASE, rope_theta: 1000000, head_dim: 24, qk_norm: true, rms_norm_eps: 1e-6 };
+  const w = toBf16(llamaWeights(c, 13));
+  const folder = checkpoint('qwen3', {
+    architectures: ['Qwen3ForCausalLM'],
+    model_type: 'qwen3',
+    max_position_embeddings: 40960,
+    hidden_act: 'silu',
+    attention_bias: false,
+    use_sliding_window: false,
+    sliding_window: null,
+    max_window_layers: 28,
+    layer_types: ['full_attention', 'full_attention'],
+    rope_scaling: null,
+    torch_dtype: 'bfloat16',
+    ...c,
+    qk_norm: undefined,
+  });
+  fs.rmSync(path.join(folder, 'model.safetensors'));
+  writeShardedBf16(folder, w);
+  const ref = referenceLlamaHf(w, c, TOKENS);
+  const err = await maxLogitError(folder, TOKENS, ref);
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+  const withoutNorm = referenceLlamaHf(w, { ...c, qk_norm: false }, TOKENS);
+  assert.ok(maxDifference(ref, withoutNorm) > 1e-2, 'the test can tell the head norms from none');
 });

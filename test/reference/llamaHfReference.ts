@@ -25,6 +25,8 @@ export interface HfLlamaConfig {
     original_max_position_embeddings?: number;
   };
   sliding_window?: number;
+  /** Qwen3: RMSNorm of each query and key head (q_norm, k_norm) before the rotation */
+  qk_norm?: boolean;
 }
 
 /** inv_freq per rotated pair, in float64, written from transformers' _compute_*_parameters. */
@@ -86,11 +88,35 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const hs = xs.map((x) => rms(x, get(p + 'input_layernorm.weight')));
+    // Qwen3RMSNorm over each head's hd values, with a weight of hd values shared by the heads
+    const headNorm = (v: Float64Array, heads: number, name: string) => {
+      if (!c.qk_norm) return v;
+      const out = new Float64Array(v.length);
+      for (let h = 0; h < heads; h++)
+        out.set(rms(v.subarray(h * hd, (h + 1) * hd), get(p + `self_attn.${name}.weight`)), h * hd);
+      return out;
+    };
     const qs = hs.map((h, pos) =>
-      rope(lin(h, get(p + 'self_attn.q_proj.weight'), H * hd, get(p + 'self_attn.q_proj.bias')), H, pos),
+      rope(
+        headNorm(
+          lin(h, get(p + 'self_attn.q_proj.weight'), H * hd, get(p + 'self_attn.q_proj.bias')),
+          H,
+          'q_norm',
+        ),
+        H,
+        pos,
+      ),
     );
     const ks = hs.map((h, pos) =>
-      rope(lin(h, get(p + 'self_attn.k_proj.weight'), KV * hd, get(p + 'self_attn.k_proj.bias')), KV, pos),
+      rope(
+        headNorm(
+          lin(h, get(p + 'self_attn.k_proj.weight'), KV * hd, get(p + 'self_attn.k_proj.bias')),
+          KV,
+          'k_norm',
+        ),
+        KV,
+        pos,
+      ),
     );
     const vs = hs.map((h) =>
       lin(h, get(p + 'self_attn.v_proj.weight'), KV * hd, get(p + 'self_attn.v_proj.bias')),
@@ -143,7 +169,9 @@ export function randomLlamaWeights(
     data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + s * (2 * r() - 1)),
   });
   const D = c.hidden_size;
-  const kv = (D / c.num_attention_heads) * (c.num_key_value_heads ?? c.num_attention_heads);
+  const hd = c.head_dim ?? D / c.num_attention_heads;
+  const qw = hd * c.num_attention_heads;
+  const kv = hd * (c.num_key_value_heads ?? c.num_attention_heads);
   const w: Weights = {
     'model.embed_tokens.weight': t([c.vocab_size, D]),
     'model.norm.weight': t([D], 0.1, 1),
@@ -154,13 +182,19 @@ export function randomLlamaWeights(
     Object.assign(w, {
       [p + 'input_layernorm.weight']: t([D], 0.1, 1),
       [p + 'post_attention_layernorm.weight']: t([D], 0.1, 1),
-      [p + 'self_attn.q_proj.weight']: t([D, D]),
-      [p + 'self_attn.q_proj.bias']: t([D]),
+      [p + 'self_attn.q_proj.weight']: t([qw, D]),
+      [p + 'self_attn.q_proj.bias']: t([qw]),
       [p + 'self_attn.k_proj.weight']: t([kv, D]),
       [p + 'self_attn.k_proj.bias']: t([kv]),
       [p + 'self_attn.v_proj.weight']: t([kv, D]),
       [p + 'self_attn.v_proj.bias']: t([kv]),
-      [p + 'self_attn.o_proj.weight']: t([D, D]),
+      [p + 'self_attn.o_proj.weight']: t([D, qw]),
+      ...(c.qk_norm
+        ? {
+            [p + 'self_attn.q_norm.weight']: t([hd], 0.2, 1),
+            [p + 'self_attn.k_norm.weight']: t([hd], 0.2, 1),
+          }
+        : {}),
       [p + 'mlp.gate_proj.weight']: t([c.intermediate_size, D]),
       [p + 'mlp.up_proj.weight']: t([c.intermediate_size, D]),
       [p + 'mlp.down_proj.weight']: t([D, c.intermediate_size]),

@@ -1,6 +1,7 @@
 /**
- * LlamaForCausalLM (Llama 2/3, SmolLM, TinyLlama), Qwen2ForCausalLM (q/k/v biases) and
- * MistralForCausalLM (sliding-window attention) as an ONNX graph. The config keys it reads
+ * LlamaForCausalLM (Llama 2/3, SmolLM, TinyLlama), Qwen2ForCausalLM (q/k/v biases),
+ * Qwen3ForCausalLM (RMSNorm of each query and key head before the rotation, explicit
+ * head_dim) and MistralForCausalLM (sliding-window attention) as an ONNX graph. The config keys it reads
  * are checked first by models/checkpointConfig.ts: anything else is refused there.
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
@@ -77,6 +78,8 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   // which projections have biases, as transformers decides: Qwen2 on q, k, v always;
   // Llama and Mistral on q, k, v, o with attention_bias, on the feed-forward with mlp_bias
   const qwen2 = c.model_type === 'qwen2' || (c.architectures ?? []).includes('Qwen2ForCausalLM');
+  // Qwen3: q_norm and k_norm, RMSNorm over each head's head_dim values, before the rotation
+  const qkNorm = c.model_type === 'qwen3' || (c.architectures ?? []).includes('Qwen3ForCausalLM');
   const qkvBias = qwen2 || c.attention_bias === true;
   const oBias = !qwen2 && c.attention_bias === true;
   const mlpBias = c.mlp_bias === true;
@@ -86,8 +89,10 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     const h = rmsNorm(g, x, w.weight(g, p + 'input_layernorm.weight'), eps);
     const bias = (used: boolean, name: string) => (used ? w.weight(g, p + name + '.bias') : undefined);
     const proj = (name: string) => linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), bias(qkvBias, `self_attn.${name}`), true);
-    const q = rope(splitHeads(g, proj('q_proj'), d, H, hd));
-    const k = repeatKv(g, rope(splitHeads(g, proj('k_proj'), d, KV, hd)), d, KV, H / KV, hd);
+    const headNorm = (t: string, name: string) =>
+      qkNorm ? rmsNorm(g, t, w.weight(g, p + `self_attn.${name}.weight`), eps) : t;
+    const q = rope(headNorm(splitHeads(g, proj('q_proj'), d, H, hd), 'q_norm'));
+    const k = repeatKv(g, rope(headNorm(splitHeads(g, proj('k_proj'), d, KV, hd), 'k_norm')), d, KV, H / KV, hd);
     const v = repeatKv(g, splitHeads(g, proj('v_proj'), d, KV, hd), d, KV, H / KV, hd);
     const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), H * hd);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
