@@ -71,6 +71,8 @@ const UNDERSTOOD: Record<Architecture, string[]> = {
     'use_sliding_window',
     'max_window_layers',
     'layer_types',
+    // Phi-3: the pretrained context, read only by LongRoPE (refused above unless rope_scaling is null)
+    'original_max_position_embeddings',
   ],
   gpt2: [
     'n_embd',
@@ -99,7 +101,9 @@ export function checkCheckpointConfig(architecture: Architecture, config: Record
   }
   const value = (key: string) => config[key];
   if (architecture === 'llama') {
-    ropeType(value('rope_scaling'), model);
+    const rope = ropeType(value('rope_scaling'), model);
+    if (value('original_max_position_embeddings') !== undefined && rope !== 'default')
+      refuse('original_max_position_embeddings', `with rope_scaling "${rope}" is not supported`);
     if (value('hidden_act') !== undefined && value('hidden_act') !== 'silu') refuse('hidden_act', 'is not supported (only silu)');
     // Qwen2's sliding window applies from layer max_window_layers on: not built yet
     if (value('use_sliding_window') === true) refuse('use_sliding_window', 'is not supported yet (sliding-window attention in some layers only)');

@@ -33,7 +33,7 @@ export interface ResolveOptions {
   onProgress?: (message: string) => void;
 }
 
-const LLAMA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM'];
+const LLAMA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM', 'Phi3ForCausalLM'];
 const GPT2_ARCHS = ['GPT2LMHeadModel'];
 
 export async function resolveModel(spec: string, o: ResolveOptions = {}): Promise<ResolvedModel> {

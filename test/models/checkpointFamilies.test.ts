@@ -201,3 +201,45 @@ test('Qwen3 (q/k RMSNorm per head, explicit head_dim, tied head) from a sharded 
   const withoutNorm = referenceLlamaHf(w, { ...c, qk_norm: false }, TOKENS);
   assert.ok(maxDifference(ref, withoutNorm) > 1e-2, 'the test can tell the head norms from none');
 });
+
+test('Phi-3 (fused qkv_proj and gate_up_proj, sliding window, untied head) is built exactly', async () => {
+  const c = { ...BASE, rope_theta: 10000, tie_word_embeddings: false, sliding_window: 24 };
+  const w = llamaWeights(c, 14);
+  // the same weights fused as Phi-3 stores them: rows of q, then k, then v; of gate, then up
+  const fusedWeights: typeof w = {};
+  const rowsOf = (...names: string[]) => {
+    const parts = names.map((n) => w[n]);
+    const data = new Float32Array(parts.reduce((n, t) => n + t.data.length, 0));
+    let at = 0;
+    for (const t of parts) {
+      data.set(t.data, at);
+      at += t.data.length;
+    }
+    return { shape: [parts.reduce((n, t) => n + t.shape[0], 0), parts[0].shape[1]], data };
+  };
+  for (const [name, t] of Object.entries(w)) {
+    const m = /^(model\.layers\.\d+\.)(self_attn\.(q|k|v)_proj|mlp\.(gate|up)_proj)\.weight$/.exec(name);
+    if (!m) fusedWeights[name] = t;
+    else if (m[3] === 'q') fusedWeights[`${m[1]}self_attn.qkv_proj.weight`] = rowsOf(name, `${m[1]}self_attn.k_proj.weight`, `${m[1]}self_attn.v_proj.weight`);
+    else if (m[4] === 'gate') fusedWeights[`${m[1]}mlp.gate_up_proj.weight`] = rowsOf(name, `${m[1]}mlp.up_proj.weight`);
+  }
+  const folder = checkpoint(
+    'phi3',
+    {
+      architectures: ['Phi3ForCausalLM'],
+      model_type: 'phi3',
+      max_position_embeddings: 4096,
+      original_max_position_embeddings: 4096,
+      rope_scaling: null,
+      hidden_act: 'silu',
+      embd_pdrop: 0,
+      resid_pdrop: 0,
+      attention_dropout: 0,
+      ...c,
+    },
+    fusedWeights,
+  );
+  const ref = referenceLlamaHf(w, c, TOKENS);
+  const err = await maxLogitError(folder, TOKENS, ref);
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+});

@@ -1,7 +1,8 @@
 /**
  * LlamaForCausalLM (Llama 2/3, SmolLM, TinyLlama), Qwen2ForCausalLM (q/k/v biases),
  * Qwen3ForCausalLM (RMSNorm of each query and key head before the rotation, explicit
- * head_dim) and MistralForCausalLM (sliding-window attention) as an ONNX graph. The config keys it reads
+ * head_dim), MistralForCausalLM (sliding-window attention) and Phi3ForCausalLM (fused
+ * qkv_proj and gate_up_proj, split in the graph) as an ONNX graph. The config keys it reads
  * are checked first by models/checkpointConfig.ts: anything else is refused there.
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
@@ -80,6 +81,8 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const qwen2 = c.model_type === 'qwen2' || (c.architectures ?? []).includes('Qwen2ForCausalLM');
   // Qwen3: q_norm and k_norm, RMSNorm over each head's head_dim values, before the rotation
   const qkNorm = c.model_type === 'qwen3' || (c.architectures ?? []).includes('Qwen3ForCausalLM');
+  // Phi-3: one qkv_proj (queries, then keys, then values) and one gate_up_proj (gate, then up)
+  const fused = c.model_type === 'phi3' || (c.architectures ?? []).includes('Phi3ForCausalLM');
   const qkvBias = qwen2 || c.attention_bias === true;
   const oBias = !qwen2 && c.attention_bias === true;
   const mlpBias = c.mlp_bias === true;
@@ -88,7 +91,11 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     const p = `model.layers.${l}.`;
     const h = rmsNorm(g, x, w.weight(g, p + 'input_layernorm.weight'), eps);
     const bias = (used: boolean, name: string) => (used ? w.weight(g, p + name + '.bias') : undefined);
-    const proj = (name: string) => linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), bias(qkvBias, `self_attn.${name}`), true);
+    const qkv = fused
+      ? g.op('Split', [linear(g, h, w.weight(g, p + 'self_attn.qkv_proj.weight'), undefined, true), g.ints([H * hd, KV * hd, KV * hd])], { axis: -1 }, 3)
+      : undefined;
+    const proj = (name: 'q_proj' | 'k_proj' | 'v_proj') =>
+      qkv ? qkv[['q_proj', 'k_proj', 'v_proj'].indexOf(name)] : linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), bias(qkvBias, `self_attn.${name}`), true);
     const headNorm = (t: string, name: string) =>
       qkNorm ? rmsNorm(g, t, w.weight(g, p + `self_attn.${name}.weight`), eps) : t;
     const q = rope(headNorm(splitHeads(g, proj('q_proj'), d, H, hd), 'q_norm'));
@@ -98,8 +105,10 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
     const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);
     const mlp = (name: string, input: string) => linear(g, input, w.weight(g, p + `mlp.${name}.weight`), bias(mlpBias, `mlp.${name}`), true);
-    const gate = silu(g, mlp('gate_proj', h2));
-    const up = mlp('up_proj', h2);
+    const [gateIn, up] = fused
+      ? g.op('Split', [linear(g, h2, w.weight(g, p + 'mlp.gate_up_proj.weight'), undefined, true), g.ints([c.intermediate_size, c.intermediate_size])], { axis: -1 }, 2)
+      : [mlp('gate_proj', h2), mlp('up_proj', h2)];
+    const gate = silu(g, gateIn);
     x = g.op1('Add', [x, mlp('down_proj', g.op1('Mul', [gate, up]))]);
   }
   x = rmsNorm(g, x, w.weight(g, 'model.norm.weight'), eps);
