@@ -39,6 +39,9 @@ export interface PositionReductions {
   l1: number; // Σ |p − q|
   logpY: number; // log p_y at T
   logqY: number; // log q_y at T
+  logNonTargetT: number; // log Σ_{j≠y} p_j = log(1 − p_y), summed directly
+  logNonTargetS: number; // log Σ_{j≠y} q_j
+  nckd: number; // KL(p̂ ‖ q̂) over the non-target tokens, summed directly
   nllT: number; // −log p_y at T = 1
   nllS: number; // −log q_y at T = 1
   rankT: number; // 0-based count of strictly more probable tokens
@@ -156,14 +159,16 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
 
   const pY = Math.exp(r.logpY);
   const qY = Math.exp(r.logqY);
-  // 1 − p_y from the log, exact even when p_y is within 1e−12 of one
-  const uP = -Math.expm1(r.logpY);
-  const uQ = -Math.expm1(r.logqY);
+  // 1 − p_y and 1 − q_y from their own sums over the other tokens (not 1 − p_y, which
+  // rounds to 0 when the teacher is nearly sure): every digit of the dark knowledge kept
+  const uP = Math.exp(r.logNonTargetT);
+  const uQ = Math.exp(r.logNonTargetS);
   const xlogxy = (x: number, lx: number, ly: number) => (x === 0 ? 0 : x * (lx - ly));
-  const tckd = nonNegative(xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, Math.log(uP), Math.log(uQ)));
-  // Σ_{j≠y} p_j log(p_j/q_j) = fkl − p_y log(p_y/q_y); renormalising gives nckd exactly.
-  const nckd =
-    uP === 0 ? 0 : nonNegative((fkl - xlogxy(pY, r.logpY, r.logqY)) / uP - Math.log(uP) + Math.log(uQ));
+  const tckd = nonNegative(
+    xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, r.logNonTargetT, r.logNonTargetS),
+  );
+  // summed over the non-target tokens directly in the metrics graph (docs/metrics.md)
+  const nckd = uP === 0 ? 0 : nonNegative(r.nckd);
 
   const sortedP = r.topT.map((t) => Math.exp(t.logp));
   const qAt = r.topT.map((t) => Math.exp(t.logq));

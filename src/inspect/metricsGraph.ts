@@ -45,6 +45,9 @@ export const METRIC_OUTPUTS = [
   'top_s_val', // [T,K] log q
   'top_s_idx',
   'q_at_top_t', // [T,K] log q at the teacher's top indices (for AKL)
+  'lognt_t', // log Σ_{j≠y} p_j = log(1 − p_y), summed directly (exact when p_y ≈ 1)
+  'lognt_s', // log Σ_{j≠y} q_j
+  'nckd', // KL(p̂ ‖ q̂) over the non-target tokens, renormalised, summed directly
 ] as const;
 
 export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
@@ -69,10 +72,10 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
     const u = g.op1('Sub', [z, g.op1('ReduceMax', [z, lastAxis], { keepdims: 1 })]);
     const e = g.op1('Exp', [u]);
     const sum = g.op1('ReduceSum', [e, lastAxis], { keepdims: 1 });
-    return { u, logS: g.op1('Log', [sum]), prob: g.op1('Div', [e, sum]) };
+    return { u, e, logS: g.op1('Log', [sum]), prob: g.op1('Div', [e, sum]) };
   };
-  const { u: ut, logS: logSt, prob: p } = logSoftmax(zt);
-  const { u: us, logS: logSs, prob: q } = logSoftmax(zs);
+  const { u: ut, e: et, logS: logSt, prob: p } = logSoftmax(zt);
+  const { u: us, e: es, logS: logSs, prob: q } = logSoftmax(zs);
   const flat = (x: string) => g.op1('Squeeze', [x, g.ints([1])]); // [T,1] → [T]
   const logStFlat = flat(logSt);
   const logSsFlat = flat(logSs);
@@ -119,6 +122,24 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   const logqY = g.op1('Sub', [gather(us), logSsFlat]);
   out('logp_y', logpY);
   out('logq_y', logqY);
+
+  // The non-target tokens on their own, summed directly rather than as 1 − p_y or fkl minus
+  // the target's term: when the teacher is nearly sure (p_y = 1 − 1e−17) those differences
+  // round to 0 and the "dark knowledge" among the other tokens would vanish.
+  //   N_t = Σ_{j≠y} exp(u_j)                   (u = z − max z, the target's entry set to 0)
+  //   log(1 − p_y) = log N_t − log S_t
+  //   nckd = Σ_{j≠y} p̂_j (log p̂_j − log q̂_j) = Σ_{j≠y} e_j (u_j − v_j) / N_t − log N_t + log N_s
+  const zeroAtTarget = g.op1('Mul', [g.op1('Cast', [y2], { to: 11 }), g.scalar(0, 'float64')]); // [T,1] zeros
+  const withoutTarget = (e: string) => g.op1('ScatterElements', [e, y2, zeroAtTarget], { axis: 1 });
+  const eNonT = withoutTarget(et);
+  const sumNonT = g.op1('ReduceSum', [eNonT, lastAxis], { keepdims: 0 });
+  const sumNonS = g.op1('ReduceSum', [withoutTarget(es), lastAxis], { keepdims: 0 });
+  const logNonT = g.op1('Log', [sumNonT]);
+  const logNonS = g.op1('Log', [sumNonS]);
+  out('lognt_t', g.op1('Sub', [logNonT, logStFlat]));
+  out('lognt_s', g.op1('Sub', [logNonS, logSsFlat]));
+  const weighted = g.op1('Div', [dot(eNonT, g.op1('Sub', [ut, us])), sumNonT]);
+  out('nckd', g.op1('Add', [g.op1('Sub', [weighted, logNonT]), logNonS]));
   const nllAtOne = (z1: string, logY: string) =>
     o.temperature === 1
       ? g.op1('Neg', [logY])

@@ -229,3 +229,40 @@ test('AKL head/tail split: short heads (from the top list) and long heads (full-
     });
   }
 });
+
+test('a nearly sure teacher (logit margin of 40 nats) keeps every digit of the non-target split', async () => {
+  const r = rng(17);
+  const V = 200;
+  const n = 6;
+  // the target 40 nats above everything else for the teacher; the student less sure, and its
+  // distribution over the other tokens different (KL about 0.1 or more between the renormalised rests)
+  const targets = Array.from({ length: n }, (_, i) => (i * 37 + 5) % V);
+  const teacher = targets.map((y) => Array.from({ length: V }, (_, j) => (j === y ? 40 : gaussian(r))));
+  const student = teacher.map((row, i) => row.map((v, j) => (j === targets[i] ? 12 : v + 0.6 * gaussian(r))));
+  const rows = await engineRows(teacher, student, targets);
+  rows.forEach((row, i) => {
+    // the reference in float64, every sum over the other tokens taken directly
+    const softmax = (z: number[]) => {
+      const m = Math.max(...z);
+      const e = z.map((v) => Math.exp(v - m));
+      const s = e.reduce((a, b) => a + b, 0);
+      return e.map((v) => v / s);
+    };
+    const p = softmax(teacher[i]);
+    const q = softmax(student[i]);
+    const y = targets[i];
+    const restP = p.reduce((s, v, j) => (j === y ? s : s + v), 0);
+    const restQ = q.reduce((s, v, j) => (j === y ? s : s + v), 0);
+    let nckd = 0;
+    p.forEach((v, j) => {
+      if (j !== y) nckd += (v / restP) * Math.log(v / restP / (q[j] / restQ));
+    });
+    const tckd = p[y] * Math.log(p[y] / q[y]) + restP * Math.log(restP / restQ);
+    assert.ok(restP < 1e-14 && nckd > 0.05, `the case is the hard one (1 − p_y = ${restP}, nckd = ${nckd})`);
+    close(row.nckd, nckd, 1e-6 * nckd, `nckd, row ${i}`);
+    close(row.uncertainty, restP, 1e-6 * restP, `uncertainty (1 − p_y), row ${i}`);
+    close(row.tckd, tckd, 1e-6 * tckd, `tckd, row ${i}`);
+    // and the identity fkl = tckd + (1 − p_y)·nckd still holds
+    close(row.fkl, row.tckd + row.uncertainty * row.nckd, 1e-9 * row.fkl, `DKD identity, row ${i}`);
+  });
+});
