@@ -159,10 +159,10 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
 
   const pY = Math.exp(r.logpY);
   const qY = Math.exp(r.logqY);
-  // 1 − p_y and 1 − q_y from their own sums over the other tokens (not 1 − p_y, which
-  // rounds to 0 when the teacher is nearly sure): every digit of the dark knowledge kept
+  // 1 − p_y from its own sum over the other tokens (not 1 − p_y, which rounds to 0 when
+  // the teacher is nearly sure): every digit of the dark knowledge kept; 1 − q_y enters
+  // through its log below
   const uP = Math.exp(r.logNonTargetT);
-  const uQ = Math.exp(r.logNonTargetS);
   const xlogxy = (x: number, lx: number, ly: number) => (x === 0 ? 0 : x * (lx - ly));
   const tckd = nonNegative(
     xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, r.logNonTargetT, r.logNonTargetS),
