@@ -164,9 +164,7 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
   // through its log below
   const uP = Math.exp(r.logNonTargetT);
   const xlogxy = (x: number, lx: number, ly: number) => (x === 0 ? 0 : x * (lx - ly));
-  const tckd = nonNegative(
-    xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, r.logNonTargetT, r.logNonTargetS),
-  );
+  const tckd = nonNegative(xlogxy(pY, r.logpY, r.logqY) + xlogxy(uP, r.logNonTargetT, r.logNonTargetS));
   // summed over the non-target tokens directly in the metrics graph (docs/metrics.md)
   const nckd = uP === 0 ? 0 : nonNegative(r.nckd);
 

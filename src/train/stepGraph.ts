@@ -82,7 +82,9 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   );
   const g: GraphBuilder =
     spec.architecture === 'llama'
-      ? buildLlamaGraph(spec.config as LlamaConfig, fresh, { slidingWindow: slidingWindow(spec.config as Record<string, unknown>) })
+      ? buildLlamaGraph(spec.config as LlamaConfig, fresh, {
+          slidingWindow: slidingWindow(spec.config as Record<string, unknown>),
+        })
       : buildGpt2Graph(spec.config as Gpt2Config, fresh);
   g.clearOutputs();
   const params = fresh.params;
