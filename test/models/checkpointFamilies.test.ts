@@ -150,7 +150,10 @@ test('config keys that change the numbers and are not built are refused by name,
   const base = { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...BASE, max_position_embeddings: 512 };
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64 } }, /rope_scaling type "yarn" is not supported yet/],
-    [{ rope_scaling: { type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic" is not supported yet/],
+    [
+      { rope_scaling: { type: 'dynamic', factor: 2, original_max_position_embeddings: 64 } },
+      /rope_scaling has original_max_position_embeddings = 64, which the "dynamic" scaling does not use/,
+    ],
     [{ rope_scaling: { rope_type: 'longrope', short_factor: [1], long_factor: [1] } }, /rope_scaling type "longrope"/],
     [{ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, /rope_scaling\.original_max_position_embeddings must be a number/],
     [{ rope_scaling: { rope_type: 'linear', factor: 2, attention_factor: 1.2 } }, /rope_scaling has attention_factor = 1\.2, which the "linear" scaling does not use/],
@@ -241,5 +244,25 @@ test('Phi-3 (fused qkv_proj and gate_up_proj, sliding window, untied head) is bu
   );
   const ref = referenceLlamaHf(w, c, TOKENS);
   const err = await maxLogitError(folder, TOKENS, ref);
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+});
+
+test('rope_scaling "dynamic" (NTK) has the default frequencies at every position the graph computes', async () => {
+  // transformers raises θ only for sequences longer than max_position_embeddings (128 here);
+  // the rotary table stops there and longer texts are analysed in windows of that length
+  const c = { ...BASE, rope_theta: 10000 };
+  const w = llamaWeights(c, 15);
+  const folder = checkpoint(
+    'dynamic',
+    {
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      max_position_embeddings: 128,
+      rope_scaling: { type: 'dynamic', factor: 2 },
+      ...c,
+    },
+    w,
+  );
+  const err = await maxLogitError(folder, TOKENS, referenceLlamaHf(w, c, TOKENS));
   assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
 });

@@ -9,14 +9,18 @@
  *               λ > C / low_freq_factor   (low frequencies):   inv_freq / factor  (stretched)
  *               in between: (1 − s)·inv_freq/factor + s·inv_freq,
  *                 s = (C/λ − low_freq_factor) / (high_freq_factor − low_freq_factor)
+ *   dynamic:  (NTK) the default up to max_position_embeddings positions; transformers raises
+ *             θ only for longer sequences. The rotary table has max_position_embeddings rows
+ *             and the engine windows longer texts to that length, so every position
+ *             computed here has the default frequencies, exactly as transformers has them.
  *
- * Every other scaling (dynamic NTK, YaRN, LongRoPE, …) is refused by name: computing it
- * as the default would put every rotary angle of the low frequencies off, silently.
+ * Every other scaling (YaRN, LongRoPE, …) is refused by name: computing it as the default
+ * would put every rotary angle of the low frequencies off, silently.
  */
 import { ModelLoadError } from '../../core/errors';
 
 /** The rope_scaling types computed exactly. */
-export const ROPE_TYPES = ['default', 'linear', 'llama3'] as const;
+export const ROPE_TYPES = ['default', 'linear', 'llama3', 'dynamic'] as const;
 
 interface RopeScaling {
   rope_type?: string;
@@ -33,6 +37,9 @@ const ROPE_KEYS: Record<(typeof ROPE_TYPES)[number], string[]> = {
   default: ['rope_type', 'type'],
   linear: ['rope_type', 'type', 'factor'],
   llama3: ['rope_type', 'type', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'],
+  // an original_max_position_embeddings below max_position_embeddings would move where the
+  // scaling starts (newer transformers): not accepted, so refused as an unknown key
+  dynamic: ['rope_type', 'type', 'factor'],
 };
 
 /** The scaling type of a config's `rope_scaling` (null or absent: default), refused when not computed exactly. */
