@@ -76,6 +76,8 @@ export class GraphShapes {
       case 'Sqrt':
       case 'Sigmoid':
       case 'Tanh':
+      case 'Cos':
+      case 'Sin':
       case 'Exp':
       case 'Log':
       case 'Abs':

@@ -249,7 +249,7 @@ test('Phi-3 (fused qkv_proj and gate_up_proj, sliding window, untied head) is bu
 
 test('rope_scaling "dynamic" (NTK) has the default frequencies at every position the graph computes', async () => {
   // transformers raises θ only for sequences longer than max_position_embeddings (128 here);
-  // the rotary table stops there and longer texts are analysed in windows of that length
+  // longer texts are analysed in windows of that length
   const c = { ...BASE, rope_theta: 10000 };
   const w = llamaWeights(c, 15);
   const folder = checkpoint(

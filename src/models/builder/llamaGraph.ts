@@ -7,7 +7,7 @@
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, silu, slidingWindowMask, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, slidingWindowMask, splitHeads } from './transformerOps';
 import { ropeInverseFrequencies } from './rope';
 
 export interface LlamaConfig {
@@ -46,35 +46,14 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const KV = c.num_key_value_heads ?? H;
   const hd = c.head_dim ?? D / H;
   const eps = c.rms_norm_eps ?? 1e-6;
-  const maxPos = c.max_position_embeddings ?? 2048;
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
   const d = inputDims(g, ids);
 
   const embed = w.weight(g, 'model.embed_tokens.weight');
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
 
-  // rotary tables [maxPos, hd] in Hugging Face's half-split layout: cat(freqs, freqs), with
-  // the checkpoint's rope_scaling applied to the frequencies (rope.ts)
-  const invFreq = ropeInverseFrequencies(hd, c.rope_theta ?? 10000, c.rope_scaling, o.model ?? 'the model');
-  const cos = new Float32Array(maxPos * hd);
-  const sin = new Float32Array(maxPos * hd);
-  for (let pos = 0; pos < maxPos; pos++) {
-    for (let i = 0; i < hd / 2; i++) {
-      // float32 angle, as llama2.c and transformers compute it
-      const angle = Math.fround(pos * invFreq[i]);
-      for (const j of [i, i + hd / 2]) {
-        cos[pos * hd + j] = Math.cos(angle);
-        sin[pos * hd + j] = Math.sin(angle);
-      }
-    }
-  }
-  const cosL = g.op1('Slice', [g.weight('rope_cos', 'float32', [maxPos, hd], cos), g.ints([0]), d.len]); // [L, hd]
-  const sinL = g.op1('Slice', [g.weight('rope_sin', 'float32', [maxPos, hd], sin), g.ints([0]), d.len]);
-  const rope = (t: string) => {
-    const [t1, t2] = g.op('Split', [t, g.ints([hd / 2, hd / 2])], { axis: -1 }, 2);
-    const rotated = g.op1('Concat', [g.op1('Neg', [t2]), t1], { axis: -1 });
-    return g.op1('Add', [g.op1('Mul', [t, cosL]), g.op1('Mul', [rotated, sinL])]);
-  };
+  // the rotation, with the checkpoint's rope_scaling applied to the frequencies (rope.ts)
+  const rope = rotaryEmbedding(g, d, ropeInverseFrequencies(hd, c.rope_theta ?? 10000, c.rope_scaling, o.model ?? 'the model'), 'rope');
   const mask = o.slidingWindow ? slidingWindowMask(g, d, o.slidingWindow) : causalMask(g, d);
   // which projections have biases, as transformers decides: Qwen2 on q, k, v always;
   // Llama and Mistral on q, k, v, o with attention_bias, on the feed-forward with mlp_bias

@@ -10,9 +10,9 @@
  *               in between: (1 − s)·inv_freq/factor + s·inv_freq,
  *                 s = (C/λ − low_freq_factor) / (high_freq_factor − low_freq_factor)
  *   dynamic:  (NTK) the default up to max_position_embeddings positions; transformers raises
- *             θ only for longer sequences. The rotary table has max_position_embeddings rows
- *             and the engine windows longer texts to that length, so every position
- *             computed here has the default frequencies, exactly as transformers has them.
+ *             θ only for longer sequences. Inspection windows longer texts to that length
+ *             and distillation refuses longer training sequences, so every position
+ *             computed has the default frequencies, exactly as transformers has them.
  *
  * Every other scaling (YaRN, LongRoPE, …) is refused by name: computing it as the default
  * would put every rotary angle of the low frequencies off, silently.

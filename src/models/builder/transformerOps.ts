@@ -53,6 +53,30 @@ export function geluTanh(g: GraphBuilder, x: string): string {
   return g.op1('Mul', [g.op1('Mul', [x, g.scalar(0.5)]), g.op1('Add', [g.op1('Tanh', [inner]), g.scalar(1)])]);
 }
 
+/**
+ * Rotary position embedding in Hugging Face's half-split layout (rotate_half): for t
+ * [B, H, L, hd], t·cos + rotate_half(t)·sin with angle(pos, i) = pos·inv_freq[i] in float32
+ * (as transformers computes it), the same angle for dimensions i and i + hd/2. The angles are
+ * computed in the graph for the positions of the input, so no table of every position the
+ * model could see is stored.
+ */
+export function rotaryEmbedding(g: GraphBuilder, d: Dims, invFreq: Float32Array, name: string): (t: string) => string {
+  const hd = 2 * invFreq.length;
+  const positions = g.op1('Cast', [g.op1('Range', [g.constant([0], 'int64', [], `${name}_start`), g.op1('Squeeze', [d.len, g.ints([0])]), g.constant([1], 'int64', [], `${name}_step`)])], { to: 1 });
+  const frequencies = new Float32Array(hd);
+  frequencies.set(invFreq, 0);
+  frequencies.set(invFreq, hd / 2);
+  // [L, 1] · [1, hd] → [L, hd]: a float32 product per entry, as transformers' matmul of the two
+  const angles = g.op1('Mul', [g.op1('Unsqueeze', [positions, g.ints([1])]), g.weight(`${name}_inv_freq`, 'float32', [1, hd], frequencies)]);
+  const cos = g.op1('Cos', [angles]);
+  const sin = g.op1('Sin', [angles]);
+  return (t: string) => {
+    const [t1, t2] = g.op('Split', [t, g.ints([hd / 2, hd / 2])], { axis: -1 }, 2);
+    const rotated = g.op1('Concat', [g.op1('Neg', [t2]), t1], { axis: -1 });
+    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [rotated, sin])]);
+  };
+}
+
 /** [N, heads·hd] → [B, heads, L, hd] */
 export function splitHeads(g: GraphBuilder, x: string, d: Dims, heads: number, headSize: number): string {
   const shape = g.op1('Concat', [d.batchLen, g.ints([heads, headSize])], { axis: 0 });
