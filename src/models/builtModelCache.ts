@@ -12,11 +12,12 @@ import { readSafetensors } from './safetensors';
 import { WeightSource } from './builder/weights';
 import { buildLlamaGraph, type LlamaConfig } from './builder/llamaGraph';
 import { slidingWindow } from './checkpointConfig';
+import { buildGemmaGraph, type GemmaConfig } from './builder/gemmaGraph';
 import { buildGpt2Graph, type Gpt2Config } from './builder/gpt2Graph';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 
 /** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
-// 2: rope_scaling (linear, llama3), sliding windows, biases as the config says
+// 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
 const BUILDER_VERSION = 2;
 
 export function defaultBuildCacheDir(): string {
@@ -24,6 +25,8 @@ export function defaultBuildCacheDir(): string {
 }
 
 export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors)): GraphBuilder {
+  if (model.architecture === 'gemma3')
+    return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name });
   if (model.architecture === 'llama')
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
       slidingWindow: slidingWindow(model.config ?? {}),

@@ -11,7 +11,7 @@
 import { ModelLoadError } from '../core/errors';
 import { ropeType } from './builder/rope';
 
-export type Architecture = 'llama' | 'gpt2';
+export type Architecture = 'llama' | 'gpt2' | 'gemma3';
 
 /** Keys that never change an inference forward pass, whatever the architecture. */
 const INERT = [
@@ -48,22 +48,28 @@ const INERT = [
   'id2label',
   'label2id',
   'generation_config',
+  'cache_implementation', // Gemma: how generate caches keys and values
+];
+
+/** The keys every rotary decoder family (Llama's and Gemma's) builds from. */
+const DECODER_KEYS = [
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'head_dim',
+  'vocab_size',
+  'max_position_embeddings',
+  'rms_norm_eps',
+  'rope_theta',
+  'rope_scaling',
+  'tie_word_embeddings',
 ];
 
 const UNDERSTOOD: Record<Architecture, string[]> = {
   llama: [
-    'hidden_size',
-    'intermediate_size',
-    'num_hidden_layers',
-    'num_attention_heads',
-    'num_key_value_heads',
-    'head_dim',
-    'vocab_size',
-    'max_position_embeddings',
-    'rms_norm_eps',
-    'rope_theta',
-    'rope_scaling',
-    'tie_word_embeddings',
+    ...DECODER_KEYS,
     'hidden_act',
     'attention_bias',
     'mlp_bias',
@@ -73,6 +79,21 @@ const UNDERSTOOD: Record<Architecture, string[]> = {
     'layer_types',
     // Phi-3: the pretrained context, read only by LongRoPE (refused above unless rope_scaling is null)
     'original_max_position_embeddings',
+  ],
+  gemma3: [
+    ...DECODER_KEYS,
+    'rope_local_base_freq',
+    'query_pre_attn_scalar',
+    'sliding_window',
+    'sliding_window_pattern',
+    '_sliding_window_pattern',
+    'layer_types',
+    'attn_logit_softcapping',
+    'final_logit_softcapping',
+    'hidden_activation',
+    'hidden_act',
+    'attention_bias',
+    'use_bidirectional_attention',
   ],
   gpt2: [
     'n_embd',
@@ -113,6 +134,17 @@ export function checkCheckpointConfig(architecture: Architecture, config: Record
     const layerTypes = value('layer_types');
     if (layerTypes !== undefined && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention')))
       refuse('layer_types', 'is not supported yet (only full_attention in every layer)');
+  } else if (architecture === 'gemma3') {
+    ropeType(value('rope_scaling'), model);
+    for (const key of ['hidden_activation', 'hidden_act'])
+      if (value(key) !== undefined && value(key) !== 'gelu_pytorch_tanh') refuse(key, 'is not supported (only gelu_pytorch_tanh)');
+    if (value('attention_bias') === true) refuse('attention_bias', 'is not supported for Gemma 3');
+    if (value('use_bidirectional_attention') === true) refuse('use_bidirectional_attention', 'is not supported (causal attention only)');
+    const layerTypes = value('layer_types');
+    if (layerTypes !== undefined && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention' || t === 'sliding_attention')))
+      refuse('layer_types', 'has a layer type other than full_attention and sliding_attention');
+    for (const key of ['attn_logit_softcapping', 'final_logit_softcapping', 'query_pre_attn_scalar', 'rope_local_base_freq'])
+      if (value(key) !== undefined && value(key) !== null && !(typeof value(key) === 'number' && (value(key) as number) > 0)) refuse(key, 'must be a positive number or null');
   } else {
     const act = value('activation_function');
     if (act !== undefined && act !== 'gelu_new') refuse('activation_function', 'is not supported (only gelu_new, GPT-2\'s tanh GELU)');

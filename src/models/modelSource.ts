@@ -35,6 +35,8 @@ export interface ResolveOptions {
 
 const LLAMA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM', 'Phi3ForCausalLM'];
 const GPT2_ARCHS = ['GPT2LMHeadModel'];
+// the text-only Gemma 3 models (1B, 270M); the larger ones are Gemma3ForConditionalGeneration (vision + text)
+const GEMMA3_ARCHS = ['Gemma3ForCausalLM'];
 
 export async function resolveModel(spec: string, o: ResolveOptions = {}): Promise<ResolvedModel> {
   if (!spec) throw new ModelLoadError('no model given: pass a model folder (or a hub id with remote models allowed)');
@@ -67,9 +69,11 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
     ? 'llama'
     : archs.some((a) => GPT2_ARCHS.includes(a)) || config.model_type === 'gpt2'
       ? 'gpt2'
-      : undefined;
+      : archs.some((a) => GEMMA3_ARCHS.includes(a)) || config.model_type === 'gemma3_text'
+        ? 'gemma3'
+        : undefined;
   if (!architecture) {
-    throw new ModelLoadError(`${spec}: architecture ${archs.join(', ') || config.model_type || 'unknown'} is not supported for safetensors checkpoints (supported: ${[...LLAMA_ARCHS, ...GPT2_ARCHS].join(', ')}); export it to ONNX instead`);
+    throw new ModelLoadError(`${spec}: architecture ${archs.join(', ') || config.model_type || 'unknown'} is not supported for safetensors checkpoints (supported: ${[...LLAMA_ARCHS, ...GEMMA3_ARCHS, ...GPT2_ARCHS].join(', ')}); export it to ONNX instead`);
   }
   // every config key that changes the numbers is built exactly, or the load stops here naming it
   checkCheckpointConfig(architecture, config, spec);

@@ -194,6 +194,10 @@ async function resolveStudent(req: DistillRequest, run: RunContext): Promise<Res
       `${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Mistral or GPT-2 model); this folder has only an ONNX export`,
     );
   }
+  if (student.architecture === 'gemma3')
+    throw new ModelLoadError(
+      `${req.student}: Gemma 3 checkpoints can be inspected but not yet trained as students (their graph has no training rules yet)`,
+    );
   if (req.seqLen > student.contextLength)
     throw new UsageError(
       `--seq-len ${req.seqLen} is longer than the student's context (${student.contextLength} tokens)`,

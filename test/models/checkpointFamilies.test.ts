@@ -14,6 +14,7 @@ import { ModelLoadError } from '../../src/core/errors';
 import { demoPair, maxLogitError, tempDir } from '../helpers';
 import { rng } from '../reference/kdReference';
 import { randomLlamaWeights, referenceLlamaHf, type HfLlamaConfig } from '../reference/llamaHfReference';
+import { randomGemmaWeights, referenceGemma, type HfGemmaConfig } from '../reference/gemmaReference';
 
 const BASE: HfLlamaConfig & { intermediate_size: number } = {
   hidden_size: 64,
@@ -265,4 +266,53 @@ test('rope_scaling "dynamic" (NTK) has the default frequencies at every position
   );
   const err = await maxLogitError(folder, TOKENS, referenceLlamaHf(w, c, TOKENS));
   assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+});
+
+test('Gemma 3 text (scaled embeddings, (1 + w) norms, local and global layers, soft-capping) is built exactly', async () => {
+  const c: HfGemmaConfig = {
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 1,
+    head_dim: 24, // not hidden / heads, as in Gemma
+    vocab_size: 4096,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    rope_local_base_freq: 10000,
+    rope_scaling: { rope_type: 'linear', factor: 8 }, // as the 4B+ models scale their global layers
+    query_pre_attn_scalar: 32, // not head_dim: the scores are scaled by 32^−½
+    sliding_window: 16,
+    layer_types: ['sliding_attention', 'sliding_attention', 'full_attention'],
+    attn_logit_softcapping: 20,
+    final_logit_softcapping: 15,
+  };
+  const w = randomGemmaWeights(c, rng(16));
+  const folder = checkpoint(
+    'gemma3',
+    {
+      architectures: ['Gemma3ForCausalLM'],
+      model_type: 'gemma3_text',
+      max_position_embeddings: 32768,
+      hidden_activation: 'gelu_pytorch_tanh',
+      attention_bias: false,
+      attention_dropout: 0,
+      use_bidirectional_attention: false,
+      cache_implementation: 'hybrid',
+      _sliding_window_pattern: 3,
+      tie_word_embeddings: true,
+      torch_dtype: 'bfloat16',
+      ...c,
+    },
+    w,
+  );
+  const ref = referenceGemma(w, c, TOKENS);
+  const err = await maxLogitError(folder, TOKENS, ref);
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+  assert.ok(Math.max(...ref[40].map(Math.abs)) > 0.5, 'the reference logits are not trivially small');
+  const allGlobal = referenceGemma(w, { ...c, layer_types: ['full_attention', 'full_attention', 'full_attention'] }, TOKENS);
+  assert.ok(maxDifference(ref, allGlobal) > 1e-2, 'the test can tell local layers from global ones');
+  // the multimodal Gemma 3 checkpoints are refused by name
+  const multimodal = checkpoint('gemma3-vision', { architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' });
+  await assert.rejects(resolveModel(multimodal), /architecture Gemma3ForConditionalGeneration is not supported/);
 });

@@ -29,6 +29,27 @@ export interface HfLlamaConfig {
   qk_norm?: boolean;
 }
 
+/** rotate_half rotary embedding of each of `heads` heads of `hd` values at position `pos`, in float64. */
+export function referenceRope(
+  v: Float64Array,
+  heads: number,
+  hd: number,
+  pos: number,
+  invFreq: number[],
+): Float64Array {
+  const out = new Float64Array(v.length);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < hd / 2; i++) {
+      const angle = pos * invFreq[i];
+      const a = v[h * hd + i];
+      const b = v[h * hd + i + hd / 2];
+      out[h * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
+      out[h * hd + i + hd / 2] = b * Math.cos(angle) + a * Math.sin(angle);
+    }
+  }
+  return out;
+}
+
 /** inv_freq per rotated pair, in float64, written from transformers' _compute_*_parameters. */
 export function referenceInverseFrequencies(c: HfLlamaConfig, hd: number): number[] {
   const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(c.rope_theta, (2 * i) / hd));
@@ -69,19 +90,7 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       for (let i = 0; i < x.length; i++) s += W[o * x.length + i] * x[i];
       return s;
     });
-  const rope = (v: Float64Array, heads: number, pos: number) => {
-    const out = new Float64Array(v.length);
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < hd / 2; i++) {
-        const angle = pos * invFreq[i];
-        const a = v[h * hd + i];
-        const b = v[h * hd + i + hd / 2];
-        out[h * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
-        out[h * hd + i + hd / 2] = b * Math.cos(angle) + a * Math.sin(angle);
-      }
-    }
-    return out;
-  };
+  const rope = (v: Float64Array, heads: number, pos: number) => referenceRope(v, heads, hd, pos, invFreq);
   let xs = tokens.map((t) =>
     Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]),
   );

@@ -7,22 +7,12 @@
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, slidingWindowMask, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, type DecoderConfig, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, slidingWindowMask, splitHeads } from './transformerOps';
 import { ropeInverseFrequencies } from './rope';
 
-export interface LlamaConfig {
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads?: number;
-  head_dim?: number;
-  vocab_size: number;
+export interface LlamaConfig extends DecoderConfig {
   max_position_embeddings?: number;
-  rms_norm_eps?: number;
-  rope_theta?: number;
   tie_word_embeddings?: boolean;
-  rope_scaling?: unknown;
   /** Llama / Mistral: biases on q, k, v and o */
   attention_bias?: boolean;
   /** Llama: biases on the feed-forward projections */

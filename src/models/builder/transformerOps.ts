@@ -6,6 +6,20 @@
  */
 import type { GraphBuilder } from '../../onnx/graphBuilder';
 
+/** The config.json fields every rotary decoder family (Llama's, Gemma's) reads. */
+export interface DecoderConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  vocab_size: number;
+  rms_norm_eps?: number;
+  rope_theta?: number;
+  rope_scaling?: unknown;
+}
+
 /** The logits as rows [B·L, V], named so that a training graph can take them before the final reshape. */
 export const LOGITS_ROWS = 'logits_rows';
 
