@@ -2,6 +2,7 @@
  * distill-lens: the command-line interface over the same engine the editor uses.
  * Exit codes: 0 success, 2 usage error, 1 any other error (one line; a stack with --verbose).
  */
+import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
@@ -96,6 +97,11 @@ export function buildProgram(): Command {
         integer('--window', 2),
       )
       .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
+      .addOption(
+        new Option('--dtype <D>', 'which file of an ONNX export runs (transformers.js names)')
+          .choices(['auto', ...ONNX_DTYPES])
+          .default('auto'),
+      )
       .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1))
       .option('--timings', 'print the time of each step and the peak memory to standard error (JSON)'),
   ).action(async (o) => {
@@ -115,6 +121,7 @@ export function buildProgram(): Command {
         maxTokens: o.maxTokens,
         window: o.window,
         allowRemote: !!o.allowRemote,
+        dtype: o.dtype as DtypeChoice,
       });
       for (const m of [...result.messages, result.windowNotice ?? []].flat())
         process.stderr.write(`distill-lens: ${m}\n`);

@@ -159,6 +159,7 @@ export class AnalysisController implements vscode.Disposable {
                   device: settings.device,
                   maxTokens: settings.maxTokens,
                   allowRemote: settings.allowRemoteModels,
+                  dtype: settings.dtype,
                   hubCacheDir: settings.hubCacheDir,
                 },
                 {
@@ -561,11 +562,12 @@ export function paragraphAt(doc: vscode.TextDocument, position: vscode.Position)
   return new vscode.Range(first, 0, last, doc.lineAt(last).text.length);
 }
 
-/** Two analyses whose numbers compare: the same models and metric options. */
+/** Two analyses whose numbers compare: the same models (and files of them) and metric options. */
 function sameAnalysisSettings(a: Settings, b: Settings): boolean {
   return (
     a.teacher === b.teacher &&
     a.student === b.student &&
+    a.dtype === b.dtype &&
     JSON.stringify(a.options) === JSON.stringify(b.options)
   );
 }

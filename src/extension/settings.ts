@@ -5,6 +5,7 @@ import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { builtInPair } from '../models/builtInModels';
 import { resolveModelSpec } from '../models/modelSpec';
 import type { Device } from '../shared/devices';
+import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { DISTILL_DEFAULTS } from '../shared/protocol';
 import type { DecorationStyle } from './heatDecorations';
 
@@ -17,6 +18,8 @@ export interface Settings {
   metric: MetricKey;
   maxTokens: number;
   allowRemoteModels: boolean;
+  /** which file of an ONNX export runs */
+  dtype: DtypeChoice;
   hubCacheDir?: string;
   /** top of the colour scale; undefined = automatic */
   colorScaleMaximum?: number;
@@ -67,6 +70,9 @@ export function readSettings(): Settings {
     metric: isMetricKey(metric) ? metric : 'fkl',
     maxTokens: Math.max(2, Math.round(num('maxTokens', 8192))),
     allowRemoteModels: c.get<boolean>('allowRemoteModels', false),
+    dtype: (['auto', ...ONNX_DTYPES] as string[]).includes(c.get<string>('dtype', 'auto'))
+      ? (c.get<string>('dtype', 'auto') as DtypeChoice)
+      : 'auto',
     hubCacheDir: resolveModelSpec(c.get<string>('hubCacheDir', ''), workspaceFolder()) || undefined,
     colorScaleMaximum: max > 0 ? max : undefined,
     decorationStyle:

@@ -38,6 +38,7 @@ export class InspectEngine {
     const load = {
       device: req.device,
       allowRemote: req.allowRemote,
+      dtype: req.dtype,
       hubCacheDir: req.hubCacheDir,
       onProgress: (m: string) => {
         if (!failed) c.onProgress?.(m);
@@ -175,6 +176,11 @@ export class InspectEngine {
       device: m.lm.info.device,
       vocab: v,
       contextLength: m.lm.model.contextLength,
+      file: m.lm.model.onnxFile
+        ? `${m.lm.model.onnxFile.file} (${m.lm.model.onnxFile.dtype})`
+        : m.lm.model.kind === 'checkpoint'
+          ? `built from the ${m.lm.model.architecture} checkpoint (float32)`
+          : 'model.onnx',
     });
     const messages = [...new Set([...teacher.lm.info.messages, ...student.lm.info.messages])];
     const windowNotice =

@@ -22,7 +22,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ONNX_CANDIDATES } from './onnxLayout';
+import { chooseOnnxFile } from './onnxLayout';
+import type { DtypeChoice } from '../shared/dtypes';
 import { ModelLoadError } from '../core/errors';
 
 export function looksLikeHubId(spec: string): boolean {
@@ -34,9 +35,10 @@ export function defaultHubCacheDir(): string {
 }
 
 /** The files inspection and distillation need, from a repository's file list. */
-export function filesToDownload(files: string[]): string[] {
+export function filesToDownload(files: string[], dtype: DtypeChoice): string[] {
   const wanted = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'genai_config.json'].filter((f) => files.includes(f));
-  const onnx = ONNX_CANDIDATES.find((f) => files.includes(f));
+  // only the file of the chosen precision (a repository may hold eight)
+  const onnx = chooseOnnxFile(files, dtype)?.file;
   if (onnx) wanted.push(onnx, ...files.filter((f) => f.startsWith(onnx + '_data') || f.startsWith(onnx + '.data')));
   else if (files.includes('model.safetensors')) wanted.push('model.safetensors');
   else wanted.push(...files.filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f) || f === 'model.safetensors.index.json'));
@@ -56,7 +58,7 @@ interface HubContext {
 }
 
 /** Downloads what inspection needs (tokenizer, config, one ONNX model or the safetensors) and returns the snapshot folder. */
-export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheDir(), onProgress?: (m: string) => void): Promise<string> {
+export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheDir(), onProgress?: (m: string) => void, dtype: DtypeChoice = 'auto'): Promise<string> {
   const hub: HubContext = {
     repo,
     // a mirror, as huggingface_hub reads it
@@ -80,7 +82,12 @@ export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheD
     throw new ModelLoadError(`cannot reach the Hugging Face hub to download ${repo} (offline?), and it is not in the cache (${cacheDir}): download the model folder elsewhere and give its path`);
   }
   if (!listing.files.includes('tokenizer.json')) throw new ModelLoadError(`hub model ${repo} has no tokenizer.json`);
-  const wanted = filesToDownload(listing.files);
+  let wanted: string[];
+  try {
+    wanted = filesToDownload(listing.files, dtype);
+  } catch (e) {
+    throw new ModelLoadError(`${repo} ${(e as Error).message}: choose one of those (distillLens.dtype, --dtype)`);
+  }
   let snapshot = '';
   for (const [i, file] of wanted.entries()) {
     const where = await downloadFile(hub, file, `(${i + 1}/${wanted.length})`);

@@ -4,6 +4,7 @@
  * baseline student by default). Loading one more releases the least recently used model's
  * native session, as soon as no request is using it.
  */
+import type { DtypeChoice } from '../shared/dtypes';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +20,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   device: Device;
+  /** which file of an ONNX export runs */
+  dtype?: DtypeChoice;
   allowRemote?: boolean;
   hubCacheDir?: string;
   onProgress?: (message: string) => void;
@@ -60,7 +63,7 @@ export class ModelPool {
 
   /** Loads `spec` (or reuses it) and pins it until the lease is released. */
   async acquire(spec: string, o: LoadOptions): Promise<ModelLease> {
-    const key = `${spec}|${o.device}`;
+    const key = `${spec}|${o.device}|${o.dtype ?? 'auto'}`;
     let entry = this.entries.get(key);
     if (!entry) {
       entry = { key, loading: this.load(spec, o), users: 0, lastUsed: 0 };
@@ -93,7 +96,7 @@ export class ModelPool {
   }
 
   private async load(spec: string, o: LoadOptions): Promise<LoadedModel> {
-    const resolved = await resolveModel(spec, { allowRemote: o.allowRemote, cacheDir: o.hubCacheDir, onProgress: o.onProgress });
+    const resolved = await resolveModel(spec, { dtype: o.dtype, allowRemote: o.allowRemote, cacheDir: o.hubCacheDir, onProgress: o.onProgress });
     o.onProgress?.(`loading ${spec}`);
     // ONNX Runtime loads on its own threads while this thread parses the tokenizer
     const opening = LanguageModel.open(resolved, o.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: o.onProgress, checkCancelled: o.checkCancelled });

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadHubModel, looksLikeHubId } from './hubDownload';
-import { ONNX_CANDIDATES } from './onnxLayout';
+import { chooseOnnxFile } from './onnxLayout';
+import type { DtypeChoice, OnnxDtype } from '../shared/dtypes';
 import { ModelLoadError } from '../core/errors';
 import { checkCheckpointConfig, type Architecture } from './checkpointConfig';
 
@@ -18,6 +19,8 @@ export interface ResolvedModel {
   kind: ModelKind;
   /** the ONNX file (kind onnx) */
   onnxPath?: string;
+  /** which precision of an ONNX export runs, and its file relative to the folder (kind onnx) */
+  onnxFile?: { file: string; dtype: OnnxDtype };
   /** config.json, when the folder has one */
   config?: Record<string, any>;
   /** for checkpoints */
@@ -28,6 +31,8 @@ export interface ResolvedModel {
 }
 
 export interface ResolveOptions {
+  /** which of an ONNX export's files runs (transformers.js's dtype names) */
+  dtype?: DtypeChoice;
   allowRemote?: boolean;
   cacheDir?: string;
   onProgress?: (message: string) => void;
@@ -46,7 +51,7 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
     if (!o.allowRemote) {
       throw new ModelLoadError(`${spec} is not a local folder; to download it from the Hugging Face hub allow remote models (--allow-remote, or the setting distillLens.allowRemoteModels)`);
     }
-    folder = await downloadHubModel(spec, o.cacheDir, o.onProgress);
+    folder = await downloadHubModel(spec, o.cacheDir, o.onProgress, o.dtype ?? 'auto');
   }
   if (!fs.statSync(folder).isDirectory()) throw new ModelLoadError(`${spec} is a file; give the model's folder`);
   if (!fs.existsSync(path.join(folder, 'tokenizer.json'))) {
@@ -54,10 +59,16 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
   }
   const config = readJsonIfPresent(path.join(folder, 'config.json'));
   const genai = readJsonIfPresent(path.join(folder, 'genai_config.json'));
-  const onnxPath = ONNX_CANDIDATES.map((f) => path.join(folder, f)).find((f) => fs.existsSync(f));
+  let onnxFile: ResolvedModel['onnxFile'];
+  try {
+    onnxFile = chooseOnnxFile(onnxFilesIn(folder), o.dtype ?? 'auto');
+  } catch (e) {
+    throw new ModelLoadError(`${spec} ${(e as Error).message}: choose one of those (distillLens.dtype, --dtype)`);
+  }
+  const onnxPath = onnxFile && path.join(folder, onnxFile.file);
   const contextLength =
     config?.max_position_embeddings ?? config?.n_positions ?? config?.n_ctx ?? genai?.model?.context_length ?? 2048;
-  if (onnxPath) return { name: spec, folder, kind: 'onnx', onnxPath, config, contextLength };
+  if (onnxPath) return { name: spec, folder, kind: 'onnx', onnxPath, onnxFile, config, contextLength };
 
   const weightFiles = safetensorsFiles(folder);
   if (weightFiles.length === 0) {
@@ -78,6 +89,13 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
   // every config key that changes the numbers is built exactly, or the load stops here naming it
   checkCheckpointConfig(architecture, config, spec);
   return { name: spec, folder, kind: 'checkpoint', config, architecture, weightFiles, contextLength };
+}
+
+/** The .onnx files in a folder and its onnx/ subfolder, relative to the folder. */
+function onnxFilesIn(folder: string): string[] {
+  const list = (sub: string) =>
+    fs.existsSync(path.join(folder, sub)) ? fs.readdirSync(path.join(folder, sub)).filter((f) => f.endsWith('.onnx')).map((f) => (sub ? `${sub}/${f}` : f)) : [];
+  return [...list(''), ...list('onnx')];
 }
 
 function safetensorsFiles(folder: string): string[] {

@@ -107,7 +107,7 @@ export function renderHtmlReport(
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
   const fmt = (x) => !isFinite(x) ? String(x) : (x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5)) ? x.toExponential(3) : x.toFixed(4);
-  $('models').textContent = 'teacher ' + d.teacher.name + ' · student ' + d.student.name + ' · ' + d.rows.length + ' tokens' + (d.messages.length ? ' · ' + d.messages.join('; ') : '');
+  $('models').textContent = 'teacher ' + d.teacher.name + ' (' + d.teacher.file + ') · student ' + d.student.name + ' (' + d.student.file + ') · ' + d.rows.length + ' tokens' + (d.messages.length ? ' · ' + d.messages.join('; ') : '');
   $('bar').style.background = 'linear-gradient(to right,' + d.bandColors.map((c) => c.bg).join(',') + ')';
   for (const k of d.keys) { const o = document.createElement('option'); o.value = k; o.textContent = k + ' — ' + d.labels[k]; if (k === d.metric) o.selected = true; $('metric').append(o); }
   // the segments come from the same code as the panel's heatmap

@@ -4,6 +4,7 @@
  * them. Every message says who sends it. Types only (and their key lists): no vscode, no
  * DOM, no ONNX Runtime.
  */
+import type { DtypeChoice } from './dtypes';
 import type { ModelRole } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
@@ -24,6 +25,8 @@ export interface InspectRequest {
   window?: number;
   allowRemote?: boolean;
   hubCacheDir?: string;
+  /** which file of an ONNX export runs (transformers.js's dtype names; default auto) */
+  dtype?: DtypeChoice;
 }
 
 export interface ModelReport {
@@ -32,6 +35,8 @@ export interface ModelReport {
   device: string;
   vocab: number;
   contextLength: number;
+  /** what ran: the ONNX file and its precision, or the graph built from a checkpoint */
+  file: string;
 }
 
 export interface Timings {

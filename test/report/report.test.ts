@@ -74,7 +74,14 @@ function row(index: number, start: number, end: number, fkl: number): TokenRow {
 }
 
 function part(ids: number[], rows: TokenRow[]): InspectResult {
-  const model = { name: 'm', folder: '/m', device: 'cpu', vocab: 200, contextLength: 64 };
+  const model = {
+    name: 'm',
+    folder: '/m',
+    device: 'cpu',
+    vocab: 200,
+    contextLength: 64,
+    file: 'model.onnx (fp32)',
+  };
   return {
     ids,
     rows,

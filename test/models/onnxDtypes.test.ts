@@ -1,0 +1,123 @@
+/**
+ * ONNX exports as transformers.js and onnx-community repositories ship them: one file per
+ * precision (onnx/model.onnx, onnx/model_q4.onnx, …). The dtype picks the file as
+ * transformers.js does, a missing one is refused with what the folder has, and the report
+ * says which file ran. The q4 file here uses MatMulNBits (4-bit blocks, as 4-bit exports
+ * do): its logits are checked against a float64 reference on the dequantised weights.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { onnx } from '../../src/onnx/proto/onnx';
+import { resolveModel } from '../../src/models/modelSource';
+import { LanguageModel } from '../../src/models/languageModel';
+import { InspectEngine } from '../../src/inspect/inspectEngine';
+import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
+import { demoPair, tempDir } from '../helpers';
+import { rng } from '../reference/kdReference';
+
+const V = 4096; // the built-in tokenizer's vocabulary
+const D = 32;
+const BLOCK = 16;
+
+const tensor = (name: string, dataType: number, dims: number[], bytes: ArrayBufferView): onnx.ITensorProto => ({
+  name,
+  dataType,
+  dims,
+  rawData: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+});
+
+/**
+ * A model whose logits are embedding · headᵀ: with a float32 MatMul, or with com.microsoft's
+ * MatMulNBits on 4-bit blocks of the head (B [V, D/16, 8] bytes, low nibble first, zero point 8).
+ */
+function writeModel(file: string, embedding: Float32Array, head: { float?: Float32Array; q4?: { packed: Uint8Array; scales: Float32Array } }): void {
+  const nodes: onnx.INodeProto[] = [{ opType: 'Gather', input: ['embedding', 'input_ids'], output: ['hidden'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }];
+  const initializers = [tensor('embedding', onnx.TensorProto.DataType.FLOAT, [V, D], embedding)];
+  if (head.float) {
+    initializers.push(tensor('head_t', onnx.TensorProto.DataType.FLOAT, [D, V], head.float));
+    nodes.push({ opType: 'MatMul', input: ['hidden', 'head_t'], output: ['logits'] });
+  } else {
+    initializers.push(tensor('head_q4', onnx.TensorProto.DataType.UINT8, [V, D / BLOCK, BLOCK / 2], head.q4!.packed));
+    initializers.push(tensor('head_scales', onnx.TensorProto.DataType.FLOAT, [V * (D / BLOCK)], head.q4!.scales));
+    const int = (name: string, i: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
+    nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', input: ['hidden', 'head_q4', 'head_scales'], output: ['logits'], attribute: [int('K', D), int('N', V), int('bits', 4), int('block_size', BLOCK)] });
+  }
+  const io = (name: string, elemType: number, dims: (number | string)[]): onnx.IValueInfoProto => ({
+    name,
+    type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+  });
+  const model: onnx.IModelProto = {
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
+    graph: {
+      name: 'tiny',
+      node: nodes,
+      input: [io('input_ids', onnx.TensorProto.DataType.INT64, ['batch', 'length'])],
+      output: [io('logits', onnx.TensorProto.DataType.FLOAT, ['batch', 'length', V])],
+      initializer: initializers,
+    },
+  };
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish());
+}
+
+/** A folder with onnx/model.onnx (fp32 head) and onnx/model_q4.onnx (another head, 4-bit), and the reference logits of each. */
+function exportFolder(files: ('fp32' | 'q4')[]) {
+  const r = rng(31);
+  const uniform = (n: number, s: number) => Float32Array.from({ length: n }, () => s * (2 * r() - 1));
+  const embedding = uniform(V * D, 1);
+  const floatHead = uniform(V * D, 0.5); // [V, D]
+  const floatHeadT = new Float32Array(D * V);
+  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) floatHeadT[d * V + v] = floatHead[v * D + d];
+  // a 4-bit head: codes 0…15 per weight, a scale per block of 16; dequantised (q − 8)·scale
+  const codes = Uint8Array.from({ length: V * D }, () => Math.floor(16 * r()));
+  const scales = uniform(V * (D / BLOCK), 0.1);
+  const packed = new Uint8Array((V * D) / 2);
+  for (let i = 0; i < V * D; i += 2) packed[i / 2] = codes[i] | (codes[i + 1] << 4);
+  const dequantised = (v: number, d: number) => (codes[v * D + d] - 8) * scales[v * (D / BLOCK) + Math.floor(d / BLOCK)];
+  const folder = tempDir();
+  fs.copyFileSync(path.join(demoPair().teacher, 'tokenizer.json'), path.join(folder, 'tokenizer.json'));
+  if (files.includes('fp32')) writeModel(path.join(folder, 'onnx', 'model.onnx'), embedding, { float: floatHeadT });
+  if (files.includes('q4')) writeModel(path.join(folder, 'onnx', 'model_q4.onnx'), embedding, { q4: { packed, scales } });
+  const reference = (tokens: number[], head: (v: number, d: number) => number) =>
+    tokens.map((t) => Float64Array.from({ length: V }, (_, v) => {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += embedding[t * D + d] * head(v, d);
+      return s;
+    }));
+  return { folder, fp32: (tokens: number[]) => reference(tokens, (v, d) => floatHead[v * D + d]), q4: (tokens: number[]) => reference(tokens, dequantised) };
+}
+
+async function maxError(folder: string, dtype: 'auto' | 'fp32' | 'q4', tokens: number[], ref: Float64Array[]): Promise<number> {
+  const lm = await LanguageModel.open(await resolveModel(folder, { dtype }), 'cpu');
+  try {
+    const logits = await lm.forward(tokens);
+    let err = 0;
+    ref.forEach((row, t) => row.forEach((v, i) => (err = Math.max(err, Math.abs((logits.data as Float32Array)[t * V + i] - v)))));
+    return err;
+  } finally {
+    await lm.release();
+  }
+}
+
+test('the dtype picks the file of an ONNX export (MatMulNBits 4-bit included); a missing one is refused with what there is', async () => {
+  const tokens = [3, 900, 17, 4095, 256];
+  const both = exportFolder(['fp32', 'q4']);
+  assert.ok((await maxError(both.folder, 'auto', tokens, both.fp32(tokens))) < 1e-4, 'auto: full precision');
+  assert.ok((await maxError(both.folder, 'q4', tokens, both.q4(tokens))) < 1e-4, 'q4: the MatMulNBits file, as dequantised');
+  assert.ok((await maxError(both.folder, 'q4', tokens, both.fp32(tokens))) > 0.1, 'the two files differ');
+  await assert.rejects(resolveModel(both.folder, { dtype: 'fp16' }), /has no fp16 ONNX file \(onnx\/model_fp16\.onnx\); it has fp32 \(onnx\/model\.onnx\), q4 \(onnx\/model_q4\.onnx\)/);
+  // only a 4-bit file: auto takes it
+  const q4only = exportFolder(['q4']);
+  assert.ok((await maxError(q4only.folder, 'auto', tokens, q4only.q4(tokens))) < 1e-4);
+  // the report says which file ran
+  const engine = new InspectEngine();
+  try {
+    const r = await engine.inspect({ teacher: both.folder, student: both.folder, text: 'export declare function f(x: number): string;', options: DEFAULT_METRIC_OPTIONS, metric: 'fkl', device: 'cpu', maxTokens: 100, dtype: 'q4' });
+    assert.equal(r.teacher.file, 'onnx/model_q4.onnx (q4)');
+  } finally {
+    await engine.dispose();
+  }
+});
