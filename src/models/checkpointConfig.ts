@@ -154,6 +154,37 @@ export function checkCheckpointConfig(architecture: Architecture, config: Record
   }
 }
 
+/**
+ * The rotary settings of a config written by transformers 5 (`rope_parameters`, with
+ * rope_theta inside, per layer type for Gemma) in the older keys the builders read
+ * (rope_theta, rope_scaling, rope_local_base_freq). Configs without it are returned as they are.
+ */
+export function withOlderRopeKeys(config: Record<string, unknown>, model: string): Record<string, unknown> {
+  const parameters = config.rope_parameters as Record<string, any> | undefined | null;
+  if (parameters === undefined || parameters === null) return config;
+  const { rope_parameters: _, ...rest } = config;
+  if (typeof parameters !== 'object')
+    throw new ModelLoadError(`${model}: config.json rope_parameters ${JSON.stringify(parameters)} is not an object`);
+  // one layer type's parameters: θ, and the scaling (null when it is the default rotation)
+  const split = (p: Record<string, unknown>, where: string) => {
+    if (typeof p !== 'object' || p === null || typeof p.rope_theta !== 'number')
+      throw new ModelLoadError(`${model}: config.json rope_parameters${where} has no rope_theta`);
+    const { rope_theta: theta, ...scaling } = p;
+    const isDefault = (scaling.rope_type ?? 'default') === 'default' && Object.keys(scaling).every((k) => k === 'rope_type');
+    return { theta, scaling: isDefault ? null : scaling };
+  };
+  if ('full_attention' in parameters || 'sliding_attention' in parameters) {
+    // per layer type (Gemma): the global layers' rotation, and the local layers' base
+    const full = split(parameters.full_attention, '.full_attention');
+    const local = split(parameters.sliding_attention, '.sliding_attention');
+    if (local.scaling !== null)
+      throw new ModelLoadError(`${model}: config.json rope_parameters.sliding_attention scales the local layers' rotation (${JSON.stringify(local.scaling)}), which is not supported`);
+    return { ...rest, rope_theta: full.theta, rope_scaling: full.scaling, rope_local_base_freq: local.theta };
+  }
+  const all = split(parameters, '');
+  return { ...rest, rope_theta: all.theta, rope_scaling: all.scaling };
+}
+
 /** The sliding window the graph applies (Mistral's `sliding_window`; none when unset or switched off). */
 export function slidingWindow(config: Record<string, unknown>): number | undefined {
   const window = config.sliding_window;

@@ -8,7 +8,7 @@ import { downloadHubModel, looksLikeHubId } from './hubDownload';
 import { chooseOnnxFile } from './onnxLayout';
 import type { DtypeChoice, OnnxDtype } from '../shared/dtypes';
 import { ModelLoadError } from '../core/errors';
-import { checkCheckpointConfig, type Architecture } from './checkpointConfig';
+import { checkCheckpointConfig, withOlderRopeKeys, type Architecture } from './checkpointConfig';
 
 export type ModelKind = 'onnx' | 'checkpoint';
 
@@ -87,8 +87,9 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
     throw new ModelLoadError(`${spec}: architecture ${archs.join(', ') || config.model_type || 'unknown'} is not supported for safetensors checkpoints (supported: ${[...LLAMA_ARCHS, ...GEMMA3_ARCHS, ...GPT2_ARCHS].join(', ')}); export it to ONNX instead`);
   }
   // every config key that changes the numbers is built exactly, or the load stops here naming it
-  checkCheckpointConfig(architecture, config, spec);
-  return { name: spec, folder, kind: 'checkpoint', config, architecture, weightFiles, contextLength };
+  const understood = withOlderRopeKeys(config, spec);
+  checkCheckpointConfig(architecture, understood, spec);
+  return { name: spec, folder, kind: 'checkpoint', config: understood, architecture, weightFiles, contextLength };
 }
 
 /** The .onnx files in a folder and its onnx/ subfolder, relative to the folder. */

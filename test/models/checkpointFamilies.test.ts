@@ -316,3 +316,55 @@ test('Gemma 3 text (scaled embeddings, (1 + w) norms, local and global layers, s
   const multimodal = checkpoint('gemma3-vision', { architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3' });
   await assert.rejects(resolveModel(multimodal), /architecture Gemma3ForConditionalGeneration is not supported/);
 });
+
+test('configs written by transformers 5 (rope_parameters, per layer type for Gemma) are read as the older keys', async () => {
+  // Llama 3's scaling, with rope_theta inside rope_parameters
+  const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+  const c = { ...BASE, rope_scaling: scaling };
+  const w = llamaWeights(c, 11);
+  const { rope_theta, rope_scaling: _, ...rest } = c;
+  const folder = checkpoint(
+    'llama-v5',
+    { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 512, ...rest, rope_parameters: { rope_theta, ...scaling } },
+    w,
+  );
+  const err = await maxLogitError(folder, TOKENS, referenceLlamaHf(w, c, TOKENS));
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+  // an unknown key inside rope_parameters is still refused
+  const odd = checkpoint('llama-v5-odd', { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...rest, rope_parameters: { rope_theta, rope_type: 'default', partial_rotary_factor: 0.5 } });
+  await assert.rejects(resolveModel(odd), /rope_scaling has partial_rotary_factor = 0\.5/);
+  // Gemma 3: the global and local layers' parameters
+  const g: HfGemmaConfig = {
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    vocab_size: 4096,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    rope_local_base_freq: 10000,
+    rope_scaling: { rope_type: 'linear', factor: 8 },
+    query_pre_attn_scalar: 16,
+    sliding_window: 16,
+    layer_types: ['sliding_attention', 'full_attention'],
+  };
+  const gw = randomGemmaWeights(g, rng(17));
+  const { rope_theta: gTheta, rope_local_base_freq, rope_scaling: __, ...gRest } = g;
+  const gemma = checkpoint(
+    'gemma-v5',
+    {
+      architectures: ['Gemma3ForCausalLM'],
+      model_type: 'gemma3_text',
+      ...gRest,
+      rope_parameters: {
+        full_attention: { rope_type: 'linear', factor: 8, rope_theta: gTheta },
+        sliding_attention: { rope_type: 'default', rope_theta: rope_local_base_freq },
+      },
+    },
+    gw,
+  );
+  const gErr = await maxLogitError(gemma, TOKENS, referenceGemma(gw, g, TOKENS));
+  assert.ok(gErr < 1e-4, `Gemma: max |logit − reference| = ${gErr}`);
+});
