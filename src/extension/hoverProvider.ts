@@ -19,10 +19,10 @@ export class TokenHoverProvider implements vscode.HoverProvider {
             : 'Run Analyze Selection or Analyze Document again, or set distillLens.reanalyze to onIdle.'
         }\n\n`
       : '';
-    // what ran: the ONNX file and its precision, or the graph built from a checkpoint
-    const part = a.parts.find((p) => hit.start >= p.baseOffset && hit.start < p.baseOffset + p.text.length);
-    const ran = part
-      ? `\n\n*teacher: ${part.result.teacher.file} · student: ${part.result.student.file}*`
+    // what ran: the ONNX file and its precision, or the graph built from a checkpoint (every
+    // part of an analysis ran with the same models)
+    const ran = a.parts[0]
+      ? `\n\n*teacher: ${a.parts[0].result.teacher.file} · student: ${a.parts[0].result.student.file}*`
       : '';
     const md = new vscode.MarkdownString(
       stale + hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) + ran,
