@@ -224,11 +224,12 @@ function renderAnalysis(): void {
   if (view.heat.nextSibling !== view.detailsHost) view.heat.after(view.detailsHost);
   view.heat.before(header, models);
   view.detailsHost.after(...below);
-  // the selection: the same row of the new analysis when the host kept its numbering, else none
+  // the selection: the same row when the rows are the same version (see the message handler), else none
   const selected = state.selected;
   const details = state.details;
   state.selected = null;
-  select(selected, { details: details && details.analysisId === a.id ? details : undefined, quiet: true });
+  // details of this version are shown as they are; otherwise they are asked for again
+  select(selected, { details: details && details.analysisId === a.id ? details : undefined });
 }
 
 function newHeatmapView(): HeatmapView {
@@ -752,13 +753,10 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
 window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
   const m = e.data;
   if (m.type === 'showAnalysis') {
-    // the selection stays on the same token when the host kept the rows' numbering
-    const sameRows =
-      state.analysis &&
-      m.analysis &&
-      state.analysis.documentName === m.analysis.documentName &&
-      state.analysis.values.length === m.analysis.values.length;
-    const details = sameRows && state.details ? { ...state.details, analysisId: m.analysis!.id } : null;
+    // the selection stays only on the same rows (the same version: a metric change, a
+    // reload); after an edit the indices name other tokens
+    const sameRows = !!state.analysis && !!m.analysis && state.analysis.id === m.analysis.id;
+    const details = sameRows ? state.details : null;
     state = {
       ...state,
       analysis: m.analysis,

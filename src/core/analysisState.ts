@@ -38,6 +38,9 @@ interface AnalysedPart {
   edited: boolean;
 }
 
+/** Versions are unique across analyses, so a version names one set of rows. */
+let lastVersion = 0;
+
 /**
  * What the editor shows for one document: the analysed parts, their rows at document
  * offsets, and what edits do to them. Each part is analysed on its own (it is its own
@@ -45,9 +48,6 @@ interface AnalysedPart {
  * numbers, the later tokens of that part become stale, and other parts just move. When the
  * part's text is the same again (undo), its numbers come back.
  */
-/** Versions are unique across analyses, so a version names one set of rows. */
-let lastVersion = 0;
-
 export class DocumentAnalysis {
   private parts: AnalysedPart[] = [];
   /** changes whenever the rows do: indices into `rows` are valid for one version */
@@ -89,7 +89,8 @@ export class DocumentAnalysis {
     const outside = (start: number, end: number) => ranges.every(([a, b]) => end <= a || start >= b);
     const copy = new DocumentAnalysis();
     for (const p of this.parts) {
-      const placed = p.placed.filter((r) => outside(r.start, r.end));
+      // copies: edits move rows in place, and this analysis must not move the other's
+      const placed = p.placed.filter((r) => outside(r.start, r.end)).map((r) => ({ ...r }));
       if (placed.length === 0) continue;
       // an edited part's rows no longer sit at their analysed offsets: it cannot be restored
       const rows = p.edited ? [] : p.rows.filter((r) => outside(p.start + r.start, p.start + r.end));
@@ -203,6 +204,25 @@ export class DocumentAnalysis {
     return i < 0 ? undefined : this.rows[i];
   }
 
+  /**
+   * The same token in this analysis as `r` in another analysis of the same text (same place,
+   * same target id), or undefined: how the colour by change and the before/after view pair them.
+   */
+  sameToken(r: PlacedRow): PlacedRow | undefined {
+    const rows = this.rows;
+    // the first row starting at r.start, by bisection; byte-fallback pieces share a span
+    let lo = 0;
+    let hi = rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (rows[mid].start < r.start) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < rows.length && rows[i].start === r.start; i++)
+      if (rows[i].end === r.end && rows[i].row.target === r.row.target) return rows[i];
+    return undefined;
+  }
+
   get isEmpty(): boolean {
     return this.rows.length === 0;
   }
@@ -262,17 +282,4 @@ export class EditLog {
     }
     return [start, end];
   }
-}
-
-/**
- * For each row, the same token in an earlier analysis of the same text (same place, same
- * target id), or undefined: how the colour by change and the before/after view pair them.
- */
-export function matchRows(
-  rows: readonly PlacedRow[],
-  earlier: readonly PlacedRow[],
-): (PlacedRow | undefined)[] {
-  const key = (r: PlacedRow) => `${r.start}:${r.end}:${r.row.target}`;
-  const before = new Map(earlier.map((r) => [key(r), r]));
-  return rows.map((r) => before.get(key(r)));
 }

@@ -3,7 +3,7 @@
  * the placed rows, the decorations of visible editors, the status bar legend, and the panel.
  */
 import * as vscode from 'vscode';
-import { DocumentAnalysis, EditLog, matchRows, type PlacedRow } from '../core/analysisState';
+import { DocumentAnalysis, EditLog } from '../core/analysisState';
 import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { CancelledError, ModelLoadError } from '../core/errors';
 import { HeatDecorations, type PaintedToken } from './heatDecorations';
@@ -22,6 +22,13 @@ export interface StoredAnalysis {
   documentText: string;
   /** the same text analysed with the previous student (after Run Distillation), for before/after */
   baseline?: StoredAnalysis;
+}
+
+/** The colours of an analysis: its scale and a colour class per row (of `placed.rows`). */
+interface Coloring {
+  byChange: boolean;
+  range: [number, number];
+  classes: string[];
 }
 
 /** Lines painted above and below the visible ones (the rest is painted when scrolled near). */
@@ -197,7 +204,8 @@ export class AnalysisController implements vscode.Disposable {
       this.running.delete(doc.uri.toString());
     }
     this.reportRun(doc, settings, pieces.length, results, cancelled);
-    if (skipped > 0)
+    // a re-analysis on idle comes back by itself once typing stops: no warning for it
+    if (skipped > 0 && !o.quiet)
       vscode.window.showWarningMessage(
         `Distill Lens: ${skipped} part${skipped > 1 ? 's' : ''} changed every time ${skipped > 1 ? 'they were' : 'it was'} analysed and ${skipped > 1 ? 'are' : 'is'} not coloured; run Analyze Document again when you stop typing.`,
       );
@@ -404,41 +412,35 @@ export class AnalysisController implements vscode.Disposable {
     );
   }
 
-  /** What the editor shows for an analysis: a colour class per token, with what the colours mean. */
-  private tokensToPaint(
-    a: StoredAnalysis,
-    settings: Settings,
-    window?: [number, number],
-  ): { coloring: string; tokens: PaintedToken[]; range?: [number, number] } {
-    const all = a.placed.rows;
-    // the scale is the whole analysis's; only the tokens in the window are painted
-    const shown = (r: PlacedRow) => !window || (r.end >= window[0] && r.start <= window[1]);
+  /**
+   * What the colours of an analysis show: its scale and a colour class per row (stale rows
+   * dimmed), by value or, with a previous student and distillLens.colorBy = change, by change.
+   */
+  private coloringOf(a: StoredAnalysis, settings: Settings): Coloring {
+    const rows = a.placed.rows;
     const metric = settings.metric;
-    const paint = (cls: (r: PlacedRow, i: number) => string): PaintedToken[] => {
-      const tokens: PaintedToken[] = [];
-      all.forEach((r, i) => {
-        if (shown(r)) tokens.push({ cls: r.stale ? 'stale' : cls(r, i), start: r.start, end: r.end });
-      });
-      return tokens;
-    };
     if (settings.colorBy === 'change' && a.baseline) {
-      const before = matchRows(all, a.baseline.placed.rows);
-      const changes = all.map((r, i) => {
-        const b = before[i];
-        return b && !r.stale && !b.stale ? r.row[metric] - b.row[metric] : undefined;
+      const baseline = a.baseline.placed;
+      const changes = rows.map((r) => {
+        const b = r.stale ? undefined : baseline.sameToken(r);
+        return b && !b.stale ? r.row[metric] - b.row[metric] : undefined;
       });
       const maxAbs = maxAbsChange(changes);
       return {
-        coloring: `change of ${metric}`,
+        byChange: true,
         range: [-maxAbs, maxAbs],
-        tokens: paint((_, i) => changeClass(changes[i], maxAbs)),
+        classes: rows.map((r, i) => (r.stale ? 'stale' : changeClass(changes[i], maxAbs))),
       };
     }
     const range = heatRange(
-      all.map((r) => r.row[metric]),
+      rows.map((r) => r.row[metric]),
       settings.colorScaleMaximum,
     );
-    return { coloring: metric, range, tokens: paint((r) => `heat${heatBand(r.row[metric], range)}`) };
+    return {
+      byChange: false,
+      range,
+      classes: rows.map((r) => (r.stale ? 'stale' : `heat${heatBand(r.row[metric], range)}`)),
+    };
   }
 
   /** Repaints decorations of every visible editor and the legend (after edits, settings changes). */
@@ -446,8 +448,19 @@ export class AnalysisController implements vscode.Disposable {
     clearTimeout(this.repaintTimer);
     const settings = readSettings();
     this.decorations.useStyle(settings.decorationStyle);
-    for (const editor of vscode.window.visibleTextEditors) this.paintEditor(editor, settings);
-    this.updateStatusBar(settings);
+    // once per analysis, however many editors show it
+    const colorings = new Map<StoredAnalysis, Coloring>();
+    const coloringOf = (a: StoredAnalysis) => {
+      if (!colorings.has(a)) colorings.set(a, this.coloringOf(a, settings));
+      return colorings.get(a)!;
+    };
+    for (const editor of vscode.window.visibleTextEditors) this.paintEditor(editor, settings, coloringOf);
+    const active = vscode.window.activeTextEditor;
+    const a = active && this.analyses.get(active.document.uri.toString());
+    this.updateStatusBar(
+      settings,
+      a && !a.placed.isEmpty ? { analysis: a, coloring: coloringOf(a) } : undefined,
+    );
   }
 
   /** The document range each editor was last painted over (only lines near the visible ones are). */
@@ -457,7 +470,11 @@ export class AnalysisController implements vscode.Disposable {
    * Paints the tokens of the lines around the visible ones (PAINT_MARGIN_LINES above and
    * below): the editor's work per repaint stays the same however long the document is.
    */
-  private paintEditor(editor: vscode.TextEditor, settings: Settings): void {
+  private paintEditor(
+    editor: vscode.TextEditor,
+    settings: Settings,
+    coloringOf: (a: StoredAnalysis) => Coloring,
+  ): void {
     const doc = editor.document;
     const a = this.analyses.get(doc.uri.toString());
     if (!a) {
@@ -471,13 +488,15 @@ export class AnalysisController implements vscode.Disposable {
       doc.lineCount - 1,
       (visible[visible.length - 1]?.end.line ?? 0) + PAINT_MARGIN_LINES,
     );
-    const window: [number, number] = [
-      doc.offsetAt(new vscode.Position(firstLine, 0)),
-      doc.offsetAt(doc.lineAt(lastLine).range.end),
-    ];
+    const from = doc.offsetAt(new vscode.Position(firstLine, 0));
+    const to = doc.offsetAt(doc.lineAt(lastLine).range.end);
     this.paintedWindows.set(editor, [firstLine, lastLine]);
-    const painted = this.tokensToPaint(a, settings, window);
-    this.decorations.paint(editor, painted.coloring, painted.tokens);
+    const { byChange, classes } = coloringOf(a);
+    const tokens: PaintedToken[] = [];
+    a.placed.rows.forEach((r, i) => {
+      if (r.end >= from && r.start <= to) tokens.push({ cls: classes[i], start: r.start, end: r.end });
+    });
+    this.decorations.paint(editor, byChange ? `change of ${settings.metric}` : settings.metric, tokens);
   }
 
   /** Scrolling near the edge of the painted lines paints the lines that come into view. */
@@ -491,29 +510,30 @@ export class AnalysisController implements vscode.Disposable {
     const lastLine = e.textEditor.document.lineCount - 1;
     const nearTop = first > 0 && top - first < PAINT_MARGIN_LINES / 2;
     const nearBottom = last < lastLine && last - bottom < PAINT_MARGIN_LINES / 2;
-    if (nearTop || nearBottom) this.paintEditor(e.textEditor, readSettings());
+    const settings = readSettings();
+    if (nearTop || nearBottom) this.paintEditor(e.textEditor, settings, (a) => this.coloringOf(a, settings));
   }
 
   /** The legend of the active editor's analysis: what the colours mean, how many tokens are stale, the re-analysis setting. */
-  private updateStatusBar(settings: Settings): void {
-    const editor = vscode.window.activeTextEditor;
-    const a = editor && this.analyses.get(editor.document.uri.toString());
-    if (!a || a.placed.isEmpty) {
+  private updateStatusBar(
+    settings: Settings,
+    shown: { analysis: StoredAnalysis; coloring: Coloring } | undefined,
+  ): void {
+    if (!shown) {
       this.statusBar.hide();
       return;
     }
-    // the scale and what it shows; no tokens (an empty window)
-    const { coloring, range } = this.tokensToPaint(a, settings, [Infinity, -Infinity]);
+    const a = shown.analysis;
+    const { byChange, range } = shown.coloring;
     const stale = a.placed.staleCount;
-    const scale = range ? `${formatNumber(range[0])}–${formatNumber(range[1])}` : '';
-    const byChange = coloring !== settings.metric;
+    const scale = `${formatNumber(range[0])}–${formatNumber(range[1])}`;
     this.statusBar.text =
       `$(flame) ${byChange ? `Δ${settings.metric}` : settings.metric} ${scale}` +
       (stale > 0 ? ` · $(history) ${stale} stale` : '');
     const lines = [
       byChange
         ? `Distill Lens: the change of ${METRIC_LABELS[settings.metric]} against ${modelDisplayName(a.baseline!.settings.student)}, from ${scale.replace('–', ' (fell most, green) to ')} (rose most, red).`
-        : `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(range![0])} (light) to ${formatNumber(range![1])} (dark).`,
+        : `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(range[0])} (light) to ${formatNumber(range[1])} (dark).`,
     ];
     if (stale > 0)
       lines.push(

@@ -15,7 +15,7 @@ import {
 } from '../shared/panelProtocol';
 import { summarize } from '../core/tokenRows';
 import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
-import { matchRows, type PlacedRow } from '../core/analysisState';
+import type { DocumentAnalysis, PlacedRow } from '../core/analysisState';
 import type { DistillationRunner } from './distillationRunner';
 import type { AnalysisController, StoredAnalysis } from './analysisController';
 
@@ -78,7 +78,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
             .update('colorBy', m.colorBy, vscode.ConfigurationTarget.Global);
         // row indices name rows of one version of the analysis: once the rows changed, they are ignored
         else if (m.analysisId !== this.shown?.analysis.placed.version)
-          this.log.info(
+          this.log.debug(
             `ignored ${m.type} for rows ${m.analysisId} (now ${this.shown?.analysis.placed.version})`,
           );
         else if (m.type === 'revealRow') void this.reveal(m.index);
@@ -179,7 +179,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       ),
       worst,
       baseline: a.baseline
-        ? baselineView(rows, a.baseline.placed.rows, metric, modelDisplayName(a.baseline.settings.student))
+        ? baselineView(rows, a.baseline.placed, metric, modelDisplayName(a.baseline.settings.student))
         : undefined,
       teacher: modelDisplayName(a.settings.teacher),
       student: modelDisplayName(a.settings.student),
@@ -193,7 +193,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     const s = this.shown;
     const r = s?.analysis.placed.rows[index];
     if (!s || !r) return undefined;
-    const before = s.analysis.baseline ? matchRows([r], s.analysis.baseline.placed.rows)[0] : undefined;
+    const before = s.analysis.baseline?.placed.sameToken(r);
     return {
       analysisId: s.analysis.placed.version,
       index,
@@ -268,14 +268,13 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
 /** The previous student's values per row and the before/after numbers of the comparison. */
 function baselineView(
   rows: PlacedRow[],
-  earlier: PlacedRow[],
+  earlier: DocumentAnalysis,
   metric: MetricKey,
   student: string,
 ): BaselineView {
-  const before = matchRows(rows, earlier);
-  const values = rows.map((r, i) => {
-    const b = before[i];
-    return b && !b.stale && !r.stale ? b.row[metric] : null;
+  const values = rows.map((r) => {
+    const b = r.stale ? undefined : earlier.sameToken(r);
+    return b && !b.stale ? b.row[metric] : null;
   });
   const matched = rows.map((_, i) => i).filter((i) => values[i] !== null);
   const change = (i: number) => rows[i].row[metric] - values[i]!;

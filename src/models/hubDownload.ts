@@ -90,7 +90,15 @@ export async function downloadHubModel(repo: string, cacheDir = defaultHubCacheD
   }
   let snapshot = '';
   for (const [i, file] of wanted.entries()) {
-    const where = await downloadFile(hub, file, `(${i + 1}/${wanted.length})`);
+    let where: string;
+    try {
+      where = await downloadFile(hub, file, `(${i + 1}/${wanted.length})`);
+    } catch (e) {
+      if (!(e instanceof Unreachable)) throw e;
+      throw new ModelLoadError(
+        `lost the connection to the Hugging Face hub while downloading ${repo}/${file} (${i} of ${wanted.length} files done, kept in ${cacheDir}): run it again to download the rest`,
+      );
+    }
     snapshot = where.slice(0, where.length - file.length);
   }
   return snapshot;

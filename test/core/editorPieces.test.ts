@@ -140,6 +140,19 @@ test('re-analysing a range keeps the rest of an analysed part, and an undo still
   );
 });
 
+test('the same token in another analysis: same span and same target, byte-fallback pieces told apart', () => {
+  const piece = (index: number, target: number) => ({ ...row(index, 0, 1, '日'), target });
+  const before = new DocumentAnalysis([piece(1, 230), piece(2, 151), row(3, 1, 4, 'abc')], 10, '日abc');
+  const after = new DocumentAnalysis([piece(1, 230), piece(2, 151), row(3, 1, 4, 'abc')], 10, '日abc');
+  assert.deepEqual(
+    after.rows.map((r) => before.sameToken(r)?.row.index),
+    [1, 2, 3],
+  );
+  const elsewhere = new DocumentAnalysis([row(3, 1, 4, 'abc')], 11, 'x日abc');
+  assert.equal(before.sameToken(elsewhere.rows[0]), undefined, 'another place is another token');
+  assert.equal(before.sameToken({ ...after.rows[2], row: { ...after.rows[2].row, target: 8 } }), undefined);
+});
+
 test('byte-fallback pieces sharing a span: the hover finds the smallest span', () => {
   const a = new DocumentAnalysis([row(1, 0, 1, '日'), row(2, 0, 1, '日'), row(3, 0, 3, 'xyz')], 0);
   assert.equal(a.rowAt(0)?.row.index, 1);

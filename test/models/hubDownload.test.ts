@@ -32,6 +32,8 @@ async function fakeHub(repos: Map<string, FakeRepo>) {
   const counts = { listings: 0, heads: 0, contents: 0 };
   /** storage paths (sha256) whose next download stops half-way */
   const interruptOnce = new Set<string>();
+  /** files whose next HEAD drops the connection without an answer */
+  const dropOnce = new Set<string>();
   const blobs = new Map<string, Buffer>();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
@@ -48,6 +50,7 @@ async function fakeHub(repos: Map<string, FakeRepo>) {
       return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     }
     if (resolve) {
+      if (dropOnce.delete(decodeURIComponent(resolve[3]))) return req.socket.destroy();
       const file = repo!.files.get(decodeURIComponent(resolve[3]));
       if (!file) return res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end('Entry not found');
       if (req.method === 'HEAD') counts.heads++;
@@ -88,6 +91,7 @@ async function fakeHub(repos: Map<string, FakeRepo>) {
     url: `http://127.0.0.1:${port}`,
     counts,
     interruptOnce,
+    dropOnce,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
@@ -228,6 +232,15 @@ test('an interrupted download leaves nothing half-written in place; the next run
     assert.ok(!fs.existsSync(path.join(storage, 'blobs', sha256)), 'no blob under its final name');
     assert.ok(!fs.existsSync(path.join(storage, 'blobs', `${sha256}.incomplete`)), 'no partial file left');
     assert.ok(!fs.existsSync(path.join(storage, 'snapshots', SHA, 'model-00001-of-00002.safetensors')), 'not in the snapshot');
+    // the connection lost between two files: said so, and what was downloaded is kept
+    hub.dropOnce.add('tokenizer.json');
+    await withHub(hub.url, undefined, () =>
+      assert.rejects(
+        resolveModel('acme/flaky', { allowRemote: true, cacheDir }),
+        /lost the connection to the Hugging Face hub while downloading acme\/flaky\/tokenizer\.json .*run it again to download the rest/,
+      ),
+    );
+    assert.ok(fs.existsSync(path.join(storage, 'snapshots', SHA, 'config.json')), 'the files before it are kept');
     const model = await withHub(hub.url, undefined, () => resolveModel('acme/flaky', { allowRemote: true, cacheDir }));
     assert.deepEqual(fs.readFileSync(path.join(model.folder, 'model-00001-of-00002.safetensors')), shard);
   } finally {
