@@ -135,7 +135,7 @@ function main() {
             encoding: 'utf8',
             env: {
               ...process.env,
-              OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE ?? 'Cooperlake',
+              ...(process.env.OPENBLAS_CORETYPE ? { OPENBLAS_CORETYPE: process.env.OPENBLAS_CORETYPE } : {}),
               OMP_NUM_THREADS: '2',
               OPENBLAS_NUM_THREADS: '2',
             },

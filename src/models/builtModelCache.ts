@@ -11,14 +11,15 @@ import type { ResolvedModel } from './modelSource';
 import { readSafetensors } from './safetensors';
 import { WeightSource } from './builder/weights';
 import { buildLlamaGraph, type LlamaConfig } from './builder/llamaGraph';
-import { slidingWindow } from './checkpointConfig';
+import { layerWindows } from './checkpointConfig';
 import { buildGemmaGraph, type GemmaConfig } from './builder/gemmaGraph';
 import { buildGpt2Graph, type Gpt2Config } from './builder/gpt2Graph';
 import type { GraphBuilder } from '../onnx/graphBuilder';
 
 /** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
 // 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
-const BUILDER_VERSION = 2;
+// 3: YaRN, LongRoPE, partial_rotary_factor, per-layer sliding windows (Qwen2 / Qwen3 layer_types)
+const BUILDER_VERSION = 3;
 
 export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
@@ -29,7 +30,7 @@ export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.m
     return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name });
   if (model.architecture === 'llama')
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
-      slidingWindow: slidingWindow(model.config ?? {}),
+      layerWindows: layerWindows(model.config ?? {}),
       model: model.name,
     });
   return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));

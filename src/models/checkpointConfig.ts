@@ -9,7 +9,7 @@
  * Any other key is refused, so a new option of a new checkpoint is never ignored silently.
  */
 import { ModelLoadError } from '../core/errors';
-import { ropeType } from './builder/rope';
+import { ropeType, rotaryPlan } from './builder/rope';
 
 export type Architecture = 'llama' | 'gpt2' | 'gemma3';
 
@@ -77,8 +77,10 @@ const UNDERSTOOD: Record<Architecture, string[]> = {
     'use_sliding_window',
     'max_window_layers',
     'layer_types',
-    // Phi-3: the pretrained context, read only by LongRoPE (refused above unless rope_scaling is null)
+    // Phi-3: the pretrained context, read only by LongRoPE
     'original_max_position_embeddings',
+    // Phi-3 (Phi-4-mini): rotate only the first head_dim·factor dimensions of each head
+    'partial_rotary_factor',
   ],
   gemma3: [
     ...DECODER_KEYS,
@@ -122,20 +124,29 @@ export function checkCheckpointConfig(architecture: Architecture, config: Record
   }
   const value = (key: string) => config[key];
   if (architecture === 'llama') {
-    const rope = ropeType(value('rope_scaling'), model);
-    if (value('original_max_position_embeddings') !== undefined && rope !== 'default')
-      refuse('original_max_position_embeddings', `with rope_scaling "${rope}" is not supported`);
+    rotaryPlanOf(config, model);
     if (value('hidden_act') !== undefined && value('hidden_act') !== 'silu') refuse('hidden_act', 'is not supported (only silu)');
-    // Qwen2's sliding window applies from layer max_window_layers on: not built yet
-    if (value('use_sliding_window') === true) refuse('use_sliding_window', 'is not supported yet (sliding-window attention in some layers only)');
+    // only Phi-3's attention rotates part of each head; transformers' Llama, Qwen and Mistral
+    // attention cannot apply a partial rotation
+    const partial = value('partial_rotary_factor');
+    if (partial !== undefined && partial !== 1 && familyOf(config) !== 'phi3') refuse('partial_rotary_factor', 'is only supported for Phi-3 (its attention rotates part of each head)');
+    if (partial !== undefined && !(typeof partial === 'number' && partial > 0 && partial <= 1)) refuse('partial_rotary_factor', 'must be a number in (0, 1]');
     const window = value('sliding_window');
-    if (window !== undefined && window !== null && value('use_sliding_window') !== false && !(Number.isInteger(window) && (window as number) > 0))
+    if (window !== undefined && window !== null && !(Number.isInteger(window) && (window as number) > 0))
       refuse('sliding_window', 'must be a positive integer or null');
     const layerTypes = value('layer_types');
-    if (layerTypes !== undefined && !(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention')))
-      refuse('layer_types', 'is not supported yet (only full_attention in every layer)');
+    if (layerTypes !== undefined) {
+      if (!(Array.isArray(layerTypes) && layerTypes.every((t) => t === 'full_attention' || t === 'sliding_attention')))
+        refuse('layer_types', 'has a layer type other than full_attention and sliding_attention');
+      if ((layerTypes as unknown[]).length !== value('num_hidden_layers')) refuse('layer_types', `does not list one type per layer (num_hidden_layers = ${value('num_hidden_layers')})`);
+      if ((layerTypes as unknown[]).includes('sliding_attention') && typeof window !== 'number') refuse('layer_types', 'has sliding_attention layers but sliding_window is not set');
+    }
+    if (value('use_sliding_window') === true && typeof window !== 'number') refuse('use_sliding_window', 'is true but sliding_window is not set');
+    for (const key of ['max_window_layers', 'max_position_embeddings', 'original_max_position_embeddings'])
+      if (value(key) !== undefined && value(key) !== null && !(Number.isInteger(value(key)) && (value(key) as number) >= 0)) refuse(key, 'must be a non-negative integer');
   } else if (architecture === 'gemma3') {
     ropeType(value('rope_scaling'), model);
+    rotaryPlanOf(config, model);
     for (const key of ['hidden_activation', 'hidden_act'])
       if (value(key) !== undefined && value(key) !== 'gelu_pytorch_tanh') refuse(key, 'is not supported (only gelu_pytorch_tanh)');
     if (value('attention_bias') === true) refuse('attention_bias', 'is not supported for Gemma 3');
@@ -152,6 +163,23 @@ export function checkCheckpointConfig(architecture: Architecture, config: Record
     if (value('scale_attn_by_inverse_layer_idx') === true) refuse('scale_attn_by_inverse_layer_idx', 'is not supported');
     if (value('tie_word_embeddings') === false) refuse('tie_word_embeddings', 'is not supported for GPT-2 (its head is the token embedding)');
   }
+}
+
+/** The rotation the config asks for, computed now so that a value it cannot build is refused at load. */
+function rotaryPlanOf(config: Record<string, unknown>, model: string): void {
+  const heads = config.num_attention_heads as number;
+  const headDim = (config.head_dim as number | undefined) ?? (config.hidden_size as number) / heads;
+  rotaryPlan(
+    {
+      headDim,
+      theta: (config.rope_theta as number | undefined) ?? 10000,
+      scaling: config.rope_scaling,
+      maxPositions: config.max_position_embeddings as number | undefined,
+      originalMaxPositions: config.original_max_position_embeddings as number | undefined,
+      partialRotaryFactor: config.partial_rotary_factor as number | undefined,
+    },
+    model,
+  );
 }
 
 /**
@@ -185,9 +213,30 @@ export function withOlderRopeKeys(config: Record<string, unknown>, model: string
   return { ...rest, rope_theta: all.theta, rope_scaling: all.scaling };
 }
 
-/** The sliding window the graph applies (Mistral's `sliding_window`; none when unset or switched off). */
-export function slidingWindow(config: Record<string, unknown>): number | undefined {
-  const window = config.sliding_window;
-  if (config.use_sliding_window === false || typeof window !== 'number') return undefined;
-  return window;
+/**
+ * The sliding window of each layer of a Llama-family checkpoint (undefined: full causal
+ * attention), as transformers decides it: `layer_types` when the config lists them
+ * ("sliding_attention" layers use `sliding_window`); else Qwen2 / Qwen3 slide from layer
+ * `max_window_layers` on when `use_sliding_window` is true; Llama has no window; Mistral and
+ * Phi-3 slide in every layer when `sliding_window` is set.
+ */
+export function layerWindows(config: Record<string, unknown>): (number | undefined)[] {
+  const layers = config.num_hidden_layers as number;
+  const window = typeof config.sliding_window === 'number' ? config.sliding_window : undefined;
+  const types = config.layer_types;
+  if (Array.isArray(types)) return types.map((t) => (t === 'sliding_attention' ? window : undefined));
+  const family = familyOf(config);
+  if (family === 'qwen2' || family === 'qwen3') {
+    const from = typeof config.max_window_layers === 'number' ? config.max_window_layers : 28;
+    return Array.from({ length: layers }, (_, l) => (config.use_sliding_window === true && l >= from ? window : undefined));
+  }
+  if (family === 'llama') return Array.from({ length: layers }, () => undefined);
+  return Array.from({ length: layers }, () => (config.use_sliding_window === false ? undefined : window));
+}
+
+/** The transformers family of a Llama-architecture checkpoint: model_type, else from the architecture's name. */
+export function familyOf(config: Record<string, unknown>): string {
+  if (typeof config.model_type === 'string') return config.model_type;
+  const arch = ((config.architectures as string[] | undefined) ?? [])[0] ?? '';
+  return arch.replace(/ForCausalLM$/, '').toLowerCase();
 }

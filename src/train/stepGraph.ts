@@ -11,7 +11,7 @@
 import { GraphBuilder } from '../onnx/graphBuilder';
 import { buildGpt2Graph, type Gpt2Config } from '../models/builder/gpt2Graph';
 import { buildLlamaGraph, type LlamaConfig } from '../models/builder/llamaGraph';
-import { slidingWindow } from '../models/checkpointConfig';
+import { layerWindows } from '../models/checkpointConfig';
 import type { WeightSource } from '../models/builder/weights';
 import { LOGITS_ROWS } from '../models/builder/transformerOps';
 import type { Architecture } from '../models/checkpointConfig';
@@ -83,7 +83,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const g: GraphBuilder =
     spec.architecture === 'llama'
       ? buildLlamaGraph(spec.config as LlamaConfig, fresh, {
-          slidingWindow: slidingWindow(spec.config as Record<string, unknown>),
+          layerWindows: layerWindows(spec.config as Record<string, unknown>),
         })
       : buildGpt2Graph(spec.config as Gpt2Config, fresh);
   g.clearOutputs();

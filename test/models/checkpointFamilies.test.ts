@@ -147,22 +147,104 @@ test("Mistral's sliding window is built exactly (text longer than the window)", 
   assert.ok(maxDifference(ref, full) > 1e-2, 'the test can tell the window from full attention');
 });
 
+for (const [label, scaling] of [
+  // Qwen3's long-context recipe: factor 4 over an original context (32 here), mscale attention factor
+  ['yarn (factor, original context)', { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32 }],
+  // DeepSeek / gpt-oss style: both mscales, no rounding of the correction range, other betas
+  [
+    'yarn (mscale, mscale_all_dim, truncate false)',
+    { rope_type: 'yarn', factor: 8, original_max_position_embeddings: 40, beta_fast: 16, beta_slow: 2, mscale: 1.2, mscale_all_dim: 0.6, truncate: false },
+  ],
+  ['yarn (attention_factor given, no original context)', { rope_type: 'yarn', factor: 2, attention_factor: 1.3 }],
+] as const) {
+  test(`rope_scaling ${label} is built exactly`, async () => {
+    const c = { ...BASE, rope_theta: 10000, max_position_embeddings: 128, qk_norm: true, rope_scaling: { ...scaling } };
+    const w = llamaWeights(c, 16);
+    const folder = checkpoint('yarn', { architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', ...c, qk_norm: undefined, use_sliding_window: false }, w);
+    const ref = referenceLlamaHf(w, c, TOKENS);
+    const err = await maxLogitError(folder, TOKENS, ref);
+    assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+    const unscaled = referenceLlamaHf(w, { ...c, rope_scaling: undefined }, TOKENS);
+    assert.ok(maxDifference(ref, unscaled) > 1e-2, 'the test can tell the scaling from none');
+  });
+}
+
+test("Phi-3's LongRoPE (short factors up to the original context, long beyond) with a partial rotation is built exactly", async () => {
+  // head size 16, partial_rotary_factor 0.5: 8 rotated dimensions, 4 pairs, each with its own factor
+  const c = {
+    ...BASE,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    max_position_embeddings: 512,
+    original_max_position_embeddings: 32,
+    partial_rotary_factor: 0.5,
+    rope_scaling: { rope_type: 'longrope', short_factor: [1, 1.5, 2.5, 4], long_factor: [1.2, 3, 9, 30] },
+  };
+  const w = llamaWeights(c, 17);
+  const fused: typeof w = {};
+  for (const [name, t] of Object.entries(w)) {
+    const m = /^(model\.layers\.\d+\.)(self_attn\.q_proj|mlp\.gate_proj)\.weight$/.exec(name);
+    const parts = !m ? undefined : m[2] === 'self_attn.q_proj' ? ['q_proj', 'k_proj', 'v_proj'].map((n) => w[`${m[1]}self_attn.${n}.weight`]) : ['gate_proj', 'up_proj'].map((n) => w[`${m[1]}mlp.${n}.weight`]);
+    if (/(self_attn\.(k|v)_proj|mlp\.up_proj)\.weight$/.test(name)) continue;
+    if (!m || !parts) fused[name] = t;
+    else {
+      const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+      parts.reduce((at, p) => (data.set(p.data, at), at + p.data.length), 0);
+      fused[`${m[1]}${m[2] === 'self_attn.q_proj' ? 'self_attn.qkv_proj' : 'mlp.gate_up_proj'}.weight`] = { shape: [parts.reduce((n, p) => n + p.shape[0], 0), parts[0].shape[1]], data };
+    }
+  }
+  const folder = checkpoint('phi3-longrope', { architectures: ['Phi3ForCausalLM'], model_type: 'phi3', hidden_act: 'silu', sliding_window: 262144, ...c }, fused);
+  for (const tokens of [TOKENS, TOKENS.slice(0, 30)]) {
+    const ref = referenceLlamaHf(w, c, tokens);
+    const err = await maxLogitError(folder, tokens, ref);
+    assert.ok(err < 1e-4, `${tokens.length} tokens: max |logit − reference| = ${err}`);
+  }
+  // the two regimes differ, so each length tells whether the right factors ran
+  const shortOnly = referenceLlamaHf(w, { ...c, rope_scaling: { ...c.rope_scaling, long_factor: c.rope_scaling.short_factor } }, TOKENS);
+  assert.ok(maxDifference(referenceLlamaHf(w, c, TOKENS), shortOnly) > 1e-2, 'the test can tell the long factors from the short ones');
+  const fullRotation = referenceLlamaHf(w, { ...c, partial_rotary_factor: 1, rope_scaling: undefined }, TOKENS.slice(0, 30));
+  assert.ok(maxDifference(referenceLlamaHf(w, c, TOKENS.slice(0, 30)), fullRotation) > 1e-2, 'the test can tell the partial rotation from a full one');
+});
+
+test("Qwen2's sliding window from layer max_window_layers on (use_sliding_window) is built exactly", async () => {
+  const c = { ...BASE, rope_theta: 10000, sliding_window: 24 };
+  const w = llamaWeights(c, 18);
+  const folder = checkpoint('qwen2-window', { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: true, max_window_layers: 1, max_position_embeddings: 512, ...c }, w);
+  // Qwen2 always has q/k/v biases: write them as zeros so the reference (no biases) is the same model
+  const withBiases = { ...w };
+  for (let l = 0; l < c.num_hidden_layers; l++)
+    for (const [n, size] of [['q', 64], ['k', 32], ['v', 32]] as const)
+      withBiases[`model.layers.${l}.self_attn.${n}_proj.bias`] = { shape: [size], data: new Float32Array(size) };
+  writeSafetensors(path.join(folder, 'model.safetensors'), withBiases);
+  const ref = referenceLlamaHf(w, { ...c, sliding_window: undefined, layer_windows: [undefined, 24] }, TOKENS);
+  const err = await maxLogitError(folder, TOKENS, ref);
+  assert.ok(err < 1e-4, `max |logit − reference| = ${err}`);
+  const everyLayer = referenceLlamaHf(w, c, TOKENS);
+  assert.ok(maxDifference(ref, everyLayer) > 1e-2, 'the test can tell the first layer\'s full attention from a window');
+});
+
 test('config keys that change the numbers and are not built are refused by name, never ignored', async () => {
   const base = { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...BASE, max_position_embeddings: 512 };
   const refused: [Record<string, unknown>, RegExp][] = [
-    [{ rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64 } }, /rope_scaling type "yarn" is not supported yet/],
+    [{ rope_scaling: { rope_type: 'su', factor: 4 } }, /rope_scaling type "su" is not supported yet/],
+    [{ rope_scaling: { rope_type: 'yarn', factor: 4, extrapolation_factor: 1 } }, /rope_scaling has extrapolation_factor = 1, which the "yarn" scaling does not use/],
+    [{ rope_scaling: { rope_type: 'yarn', factor: 4, truncate: 'no' } }, /rope_scaling\.truncate must be true or false/],
     [
       { rope_scaling: { type: 'dynamic', factor: 2, original_max_position_embeddings: 64 } },
       /rope_scaling has original_max_position_embeddings = 64, which the "dynamic" scaling does not use/,
     ],
-    [{ rope_scaling: { rope_type: 'longrope', short_factor: [1], long_factor: [1] } }, /rope_scaling type "longrope"/],
+    [{ rope_scaling: { rope_type: 'longrope', short_factor: [1], long_factor: [1] }, original_max_position_embeddings: 64 }, /rope_scaling\.short_factor has 1 entries; the "longrope" scaling needs one per rotated pair \(8\)/],
+    [{ rope_scaling: { rope_type: 'longrope', short_factor: [1, 2], long_factor: 'x' } }, /rope_scaling\.long_factor must be a list of positive numbers/],
     [{ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, /rope_scaling\.original_max_position_embeddings must be a number/],
     [{ rope_scaling: { rope_type: 'linear', factor: 2, attention_factor: 1.2 } }, /rope_scaling has attention_factor = 1\.2, which the "linear" scaling does not use/],
     [{ attn_logit_softcapping: 50 }, /config\.json attn_logit_softcapping = 50 is not understood/],
-    [{ partial_rotary_factor: 0.5 }, /partial_rotary_factor = 0\.5 is not understood/],
+    [{ partial_rotary_factor: 0.5 }, /partial_rotary_factor = 0\.5 is only supported for Phi-3/],
+    [{ architectures: ['Phi3ForCausalLM'], model_type: 'phi3', partial_rotary_factor: 0.1 }, /partial_rotary_factor = 0\.1 gives 1 rotated dimensions of 16/],
     [{ hidden_act: 'gelu' }, /hidden_act = "gelu" is not supported/],
     [{ quantization_config: { quant_method: 'gptq' } }, /quantization_config = .* is not understood/],
-    [{ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: true, sliding_window: 32 }, /use_sliding_window = true is not supported yet/],
+    [{ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: true, sliding_window: null }, /use_sliding_window = true is true but sliding_window is not set/],
+    [{ layer_types: ['full_attention', 'chunked_attention'], sliding_window: 8 }, /layer_types = .* has a layer type other than full_attention and sliding_attention/],
+    [{ layer_types: ['full_attention'] }, /layer_types = .* does not list one type per layer/],
   ];
   for (const [extra, message] of refused) {
     const folder = checkpoint('refused', { ...base, ...extra });

@@ -5,7 +5,7 @@
  * global layers, GeGLU with the tanh GELU, optional logit soft-capping.
  */
 import type { Weights } from './gpt2Reference';
-import { referenceInverseFrequencies, referenceRope, type HfLlamaConfig } from './llamaHfReference';
+import { referenceRotation, referenceRope, type HfLlamaConfig } from './llamaHfReference';
 
 export interface HfGemmaConfig {
   hidden_size: number;
@@ -45,13 +45,14 @@ export function referenceGemma(w: Weights, c: HfGemmaConfig, tokens: number[]): 
   const gelu = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
   const cap = (v: number, limit: number | null | undefined) => (limit ? Math.tanh(v / limit) * limit : v);
   const base = { ...c, rope_scaling: undefined } as unknown as HfLlamaConfig;
-  const globalFreq = referenceInverseFrequencies(
+  const global = referenceRotation(
     { ...base, rope_theta: c.rope_theta, rope_scaling: c.rope_scaling },
     hd,
+    tokens.length,
   );
-  const localFreq = referenceInverseFrequencies({ ...base, rope_theta: c.rope_local_base_freq }, hd);
-  const rope = (v: Float64Array, heads: number, pos: number, freq: number[]) =>
-    referenceRope(v, heads, hd, pos, freq);
+  const local = referenceRotation({ ...base, rope_theta: c.rope_local_base_freq }, hd, tokens.length);
+  const rope = (v: Float64Array, heads: number, pos: number, rotation: typeof global) =>
+    referenceRope(v, heads, hd, pos, rotation.invFreq, rotation.attentionFactor);
   const headNorm = (v: Float64Array, heads: number, weight: Float32Array) => {
     const out = new Float64Array(v.length);
     for (let h = 0; h < heads; h++) out.set(norm(v.subarray(h * hd, (h + 1) * hd), weight), h * hd);
@@ -64,7 +65,7 @@ export function referenceGemma(w: Weights, c: HfGemmaConfig, tokens: number[]): 
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const sliding = c.layer_types[l] === 'sliding_attention';
-    const freq = sliding ? localFreq : globalFreq;
+    const freq = sliding ? local : global;
     const hs = xs.map((x) => norm(x, get(p + 'input_layernorm.weight')));
     const qs = hs.map((h, pos) =>
       rope(

@@ -1,8 +1,9 @@
 /**
  * An independent float64 forward pass of Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM /
- * MistralForCausalLM (rotate_half rotary embedding with the rope_scaling types "linear" and
- * "llama3" as transformers' modeling_rope_utils defines them, grouped-query attention,
- * q/k/v biases when present, Mistral's sliding window: q sees k when q − window < k ≤ q).
+ * MistralForCausalLM / Phi3ForCausalLM (rotate_half rotary embedding with the rope_scaling
+ * types "linear", "llama3", "yarn" and "longrope" as transformers' modeling_rope_utils defines
+ * them, cos and sin times the attention factor, Phi-3's partial rotation, grouped-query
+ * attention, q/k/v biases when present, sliding windows: q sees k when q − window < k ≤ q).
  */
 import type { Weights } from './gpt2Reference';
 
@@ -19,57 +20,135 @@ export interface HfLlamaConfig {
   head_dim?: number;
   rope_scaling?: {
     rope_type: string;
-    factor: number;
+    factor?: number;
     low_freq_factor?: number;
     high_freq_factor?: number;
     original_max_position_embeddings?: number;
+    attention_factor?: number;
+    beta_fast?: number;
+    beta_slow?: number;
+    mscale?: number;
+    mscale_all_dim?: number;
+    truncate?: boolean;
+    short_factor?: number[];
+    long_factor?: number[];
   };
+  max_position_embeddings?: number;
+  /** the config's own original_max_position_embeddings (Phi-3, read by LongRoPE) */
+  original_max_position_embeddings?: number;
+  /** Phi-3: only the first head_dim·factor dimensions of each head are rotated */
+  partial_rotary_factor?: number;
+  /** every layer's window */
   sliding_window?: number;
+  /** or one window per layer (undefined: full attention), overriding sliding_window */
+  layer_windows?: (number | undefined)[];
   /** Qwen3: RMSNorm of each query and key head (q_norm, k_norm) before the rotation */
   qk_norm?: boolean;
 }
 
-/** rotate_half rotary embedding of each of `heads` heads of `hd` values at position `pos`, in float64. */
+/**
+ * rotate_half rotary embedding of each of `heads` heads of `hd` values at position `pos`, in
+ * float64: the first 2·invFreq.length dimensions rotated, cos and sin times `attentionFactor`,
+ * the rest passed through (Phi-3's partial rotation).
+ */
 export function referenceRope(
   v: Float64Array,
   heads: number,
   hd: number,
   pos: number,
   invFreq: number[],
+  attentionFactor = 1,
 ): Float64Array {
-  const out = new Float64Array(v.length);
+  const out = Float64Array.from(v);
+  const rd = 2 * invFreq.length;
   for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < hd / 2; i++) {
+    for (let i = 0; i < rd / 2; i++) {
       const angle = pos * invFreq[i];
+      const cos = Math.cos(angle) * attentionFactor;
+      const sin = Math.sin(angle) * attentionFactor;
       const a = v[h * hd + i];
-      const b = v[h * hd + i + hd / 2];
-      out[h * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
-      out[h * hd + i + hd / 2] = b * Math.cos(angle) + a * Math.sin(angle);
+      const b = v[h * hd + i + rd / 2];
+      out[h * hd + i] = a * cos - b * sin;
+      out[h * hd + i + rd / 2] = b * cos + a * sin;
     }
   }
   return out;
 }
 
-/** inv_freq per rotated pair, in float64, written from transformers' _compute_*_parameters. */
-export function referenceInverseFrequencies(c: HfLlamaConfig, hd: number): number[] {
-  const invFreq = Array.from({ length: hd / 2 }, (_, i) => 1 / Math.pow(c.rope_theta, (2 * i) / hd));
+/**
+ * inv_freq per rotated pair and the attention factor, in float64, written from transformers'
+ * _compute_*_parameters (the current modeling_rope_utils); `length` is the sequence length,
+ * which picks LongRoPE's factors.
+ */
+export function referenceRotation(
+  c: HfLlamaConfig,
+  hd: number,
+  length: number,
+): { invFreq: number[]; attentionFactor: number } {
+  const dim = Math.trunc(hd * (c.partial_rotary_factor ?? 1));
+  const posFreqs = Array.from({ length: dim / 2 }, (_, i) => Math.pow(c.rope_theta, (2 * i) / dim));
+  const invFreq = posFreqs.map((p) => 1 / p);
   const s = c.rope_scaling;
-  if (!s) return invFreq;
-  if (s.rope_type === 'linear') return invFreq.map((f) => f / s.factor);
-  if (s.rope_type !== 'llama3') throw new Error(`no reference for ${s.rope_type}`);
-  // _compute_llama3_parameters, step by step (torch.where becomes a conditional per entry)
-  const lowWavelen = s.original_max_position_embeddings! / s.low_freq_factor!;
-  const highWavelen = s.original_max_position_embeddings! / s.high_freq_factor!;
-  return invFreq.map((f) => {
-    const wavelen = (2 * Math.PI) / f;
-    const llama = wavelen > lowWavelen ? f / s.factor : f;
-    const smoothFactor =
-      (s.original_max_position_embeddings! / wavelen - s.low_freq_factor!) /
-      (s.high_freq_factor! - s.low_freq_factor!);
-    const smoothed = ((1 - smoothFactor) * llama) / s.factor + smoothFactor * llama;
-    const isMedium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
-    return isMedium ? smoothed : llama;
-  });
+  if (!s) return { invFreq, attentionFactor: 1 };
+  if (s.rope_type === 'linear') return { invFreq: invFreq.map((f) => f / s.factor!), attentionFactor: 1 };
+  if (s.rope_type === 'llama3') {
+    // _compute_llama3_parameters, step by step (torch.where becomes a conditional per entry)
+    const lowWavelen = s.original_max_position_embeddings! / s.low_freq_factor!;
+    const highWavelen = s.original_max_position_embeddings! / s.high_freq_factor!;
+    return {
+      attentionFactor: 1,
+      invFreq: invFreq.map((f) => {
+        const wavelen = (2 * Math.PI) / f;
+        const llama = wavelen > lowWavelen ? f / s.factor! : f;
+        const smoothFactor =
+          (s.original_max_position_embeddings! / wavelen - s.low_freq_factor!) /
+          (s.high_freq_factor! - s.low_freq_factor!);
+        const smoothed = ((1 - smoothFactor) * llama) / s.factor! + smoothFactor * llama;
+        const isMedium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+        return isMedium ? smoothed : llama;
+      }),
+    };
+  }
+  if (s.rope_type === 'yarn') {
+    // _compute_yarn_parameters
+    const factor = s.factor!;
+    const original = s.original_max_position_embeddings ?? c.max_position_embeddings!;
+    const getMscale = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+    const attentionFactor =
+      s.attention_factor ??
+      (s.mscale && s.mscale_all_dim
+        ? getMscale(factor, s.mscale) / getMscale(factor, s.mscale_all_dim)
+        : getMscale(factor));
+    const findCorrectionDim = (rotations: number) =>
+      (dim * Math.log(original / (rotations * 2 * Math.PI))) / (2 * Math.log(c.rope_theta));
+    let low = findCorrectionDim(s.beta_fast ?? 32);
+    let high = findCorrectionDim(s.beta_slow ?? 1);
+    if (s.truncate ?? true) [low, high] = [Math.floor(low), Math.ceil(high)];
+    [low, high] = [Math.max(low, 0), Math.min(high, dim - 1)];
+    if (low === high) high += 0.001;
+    return {
+      attentionFactor,
+      invFreq: posFreqs.map((p, i) => {
+        const ramp = Math.min(1, Math.max(0, (i - low) / (high - low)));
+        const extrapolationFactor = 1 - ramp;
+        return (1 / (factor * p)) * (1 - extrapolationFactor) + (1 / p) * extrapolationFactor;
+      }),
+    };
+  }
+  if (s.rope_type === 'longrope') {
+    // _compute_longrope_parameters with the dynamic update: long factors past the original context
+    let factor = s.factor;
+    let original = c.max_position_embeddings!;
+    if (c.original_max_position_embeddings !== undefined) {
+      original = c.original_max_position_embeddings;
+      factor = c.max_position_embeddings! / original;
+    }
+    const attentionFactor =
+      s.attention_factor ?? (factor! <= 1 ? 1 : Math.sqrt(1 + Math.log(factor!) / Math.log(original)));
+    const ext = length > original ? s.long_factor! : s.short_factor!;
+    return { attentionFactor, invFreq: posFreqs.map((p, i) => 1 / (ext[i] * p)) };
+  }
+  throw new Error(`no reference for ${s.rope_type}`);
 }
 
 export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[]): Float64Array[] {
@@ -77,7 +156,7 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
   const H = c.num_attention_heads;
   const KV = c.num_key_value_heads;
   const hd = c.head_dim ?? D / H;
-  const invFreq = referenceInverseFrequencies(c, hd);
+  const { invFreq, attentionFactor } = referenceRotation(c, hd, tokens.length);
   const get = (n: string) => w[n]?.data;
   const rms = (x: Float64Array, g: Float32Array) => {
     const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
@@ -90,7 +169,8 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       for (let i = 0; i < x.length; i++) s += W[o * x.length + i] * x[i];
       return s;
     });
-  const rope = (v: Float64Array, heads: number, pos: number) => referenceRope(v, heads, hd, pos, invFreq);
+  const rope = (v: Float64Array, heads: number, pos: number) =>
+    referenceRope(v, heads, hd, pos, invFreq, attentionFactor);
   let xs = tokens.map((t) =>
     Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]),
   );
@@ -135,7 +215,8 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / (H / KV));
         // positions this one sees: all before it, or the last `sliding_window` (itself included)
-        const first = c.sliding_window ? Math.max(0, t - c.sliding_window + 1) : 0;
+        const window = c.layer_windows ? c.layer_windows[l] : c.sliding_window;
+        const first = window ? Math.max(0, t - window + 1) : 0;
         const scores = Array.from({ length: t + 1 }, (_, s) => {
           if (s < first) return -Infinity;
           let d = 0;

@@ -30,7 +30,7 @@ import {
   slidingWindowMask,
   splitHeads,
 } from './transformerOps';
-import { ropeInverseFrequencies } from './rope';
+import { rotaryPlan } from './rope';
 
 export interface GemmaConfig extends DecoderConfig {
   rope_local_base_freq?: number;
@@ -70,8 +70,10 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
 
   const sliding = gemmaSlidingLayers(c);
   const window = c.sliding_window ?? undefined;
-  const globalRope = rotaryEmbedding(g, d, ropeInverseFrequencies(hd, c.rope_theta ?? 1e6, c.rope_scaling, model), 'rope_global');
-  const localRope = rotaryEmbedding(g, d, ropeInverseFrequencies(hd, c.rope_local_base_freq ?? 10000, null, model), 'rope_local');
+  const rotary = (theta: number, scaling: unknown) =>
+    rotaryPlan({ headDim: hd, theta, scaling, maxPositions: c.max_position_embeddings }, model);
+  const globalRope = rotaryEmbedding(g, d, rotary(c.rope_theta ?? 1e6, c.rope_scaling), 'rope_global', hd);
+  const localRope = rotaryEmbedding(g, d, rotary(c.rope_local_base_freq ?? 10000, null), 'rope_local', hd);
   const fullMask = causalMask(g, d);
   const windowMask = window ? slidingWindowMask(g, d, window) : fullMask;
   const scale = Math.pow(c.query_pre_attn_scalar ?? hd, -0.5);

@@ -8,10 +8,9 @@
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
 import { LOGITS_ROWS, type DecoderConfig, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, slidingWindowMask, splitHeads } from './transformerOps';
-import { ropeInverseFrequencies } from './rope';
+import { rotaryPlan } from './rope';
 
 export interface LlamaConfig extends DecoderConfig {
-  max_position_embeddings?: number;
   tie_word_embeddings?: boolean;
   /** Llama / Mistral: biases on q, k, v and o */
   attention_bias?: boolean;
@@ -22,8 +21,8 @@ export interface LlamaConfig extends DecoderConfig {
 }
 
 export interface LlamaGraphOptions {
-  /** attention sees at most this many positions back, the current one included (Mistral) */
-  slidingWindow?: number;
+  /** per layer: attention sees at most this many positions back, the current one included; undefined: all (checkpointConfig.layerWindows) */
+  layerWindows?: (number | undefined)[];
   /** for messages */
   model?: string;
 }
@@ -43,8 +42,24 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
 
   // the rotation, with the checkpoint's rope_scaling applied to the frequencies (rope.ts)
-  const rope = rotaryEmbedding(g, d, ropeInverseFrequencies(hd, c.rope_theta ?? 10000, c.rope_scaling, o.model ?? 'the model'), 'rope');
-  const mask = o.slidingWindow ? slidingWindowMask(g, d, o.slidingWindow) : causalMask(g, d);
+  const plan = rotaryPlan(
+    {
+      headDim: hd,
+      theta: c.rope_theta ?? 10000,
+      scaling: c.rope_scaling,
+      maxPositions: c.max_position_embeddings,
+      originalMaxPositions: c.original_max_position_embeddings,
+      partialRotaryFactor: c.partial_rotary_factor,
+    },
+    o.model ?? 'the model',
+  );
+  const rope = rotaryEmbedding(g, d, plan, 'rope', hd);
+  // one mask per distinct window, built once and shared by the layers that use it
+  const masks = new Map<number | undefined, string>();
+  const maskFor = (window: number | undefined) => {
+    if (!masks.has(window)) masks.set(window, window ? slidingWindowMask(g, d, window) : causalMask(g, d));
+    return masks.get(window)!;
+  };
   // which projections have biases, as transformers decides: Qwen2 on q, k, v always;
   // Llama and Mistral on q, k, v, o with attention_bias, on the feed-forward with mlp_bias
   const qwen2 = c.model_type === 'qwen2' || (c.architectures ?? []).includes('Qwen2ForCausalLM');
@@ -70,7 +85,7 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     const q = rope(headNorm(splitHeads(g, proj('q_proj'), d, H, hd), 'q_norm'));
     const k = repeatKv(g, rope(headNorm(splitHeads(g, proj('k_proj'), d, KV, hd), 'k_norm')), d, KV, H / KV, hd);
     const v = repeatKv(g, splitHeads(g, proj('v_proj'), d, KV, hd), d, KV, H / KV, hd);
-    const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), H * hd);
+    const attn = mergeHeads(g, causalAttention(g, q, k, v, maskFor(o.layerWindows?.[l]), hd), H * hd);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
     const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);
     const mlp = (name: string, input: string) => linear(g, input, w.weight(g, p + `mlp.${name}.weight`), bias(mlpBias, `mlp.${name}`), true);

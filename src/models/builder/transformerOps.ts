@@ -5,6 +5,7 @@
  * its checkpoint layout (transB where the checkpoint stores [out, in]).
  */
 import type { GraphBuilder } from '../../onnx/graphBuilder';
+import type { RotaryPlan } from './rope';
 
 /** The config.json fields every rotary decoder family (Llama's, Gemma's) reads. */
 export interface DecoderConfig {
@@ -18,6 +19,11 @@ export interface DecoderConfig {
   rms_norm_eps?: number;
   rope_theta?: number;
   rope_scaling?: unknown;
+  max_position_embeddings?: number;
+  /** Phi-3: the pretrained context, read by LongRoPE */
+  original_max_position_embeddings?: number;
+  /** Phi-3: the share of each head's dimensions that is rotated */
+  partial_rotary_factor?: number;
 }
 
 /** The logits as rows [B·L, V], named so that a training graph can take them before the final reshape. */
@@ -69,25 +75,40 @@ export function geluTanh(g: GraphBuilder, x: string): string {
 
 /**
  * Rotary position embedding in Hugging Face's half-split layout (rotate_half): for t
- * [B, H, L, hd], t·cos + rotate_half(t)·sin with angle(pos, i) = pos·inv_freq[i] in float32
- * (as transformers computes it), the same angle for dimensions i and i + hd/2. The angles are
- * computed in the graph for the positions of the input, so no table of every position the
- * model could see is stored.
+ * [B, H, L, hd], the first d = plan.rotaryDim dimensions become t·cos + rotate_half(t)·sin
+ * with angle(pos, i) = pos·inv_freq[i] in float32 (as transformers computes it), the same
+ * angle for dimensions i and i + d/2, cos and sin times the plan's attention factor; the
+ * other hd − d dimensions pass through (partial_rotary_factor, Phi-3's apply_rotary_pos_emb).
+ * The angles are computed in the graph for the positions of the input, so no table of every
+ * position the model could see is stored; LongRoPE's frequencies are chosen there by the
+ * input's length.
  */
-export function rotaryEmbedding(g: GraphBuilder, d: Dims, invFreq: Float32Array, name: string): (t: string) => string {
-  const hd = 2 * invFreq.length;
+export function rotaryEmbedding(g: GraphBuilder, d: Dims, plan: RotaryPlan, name: string, headDim: number): (t: string) => string {
+  const rd = plan.rotaryDim;
   const positions = g.op1('Cast', [g.op1('Range', [g.constant([0], 'int64', [], `${name}_start`), g.op1('Squeeze', [d.len, g.ints([0])]), g.constant([1], 'int64', [], `${name}_step`)])], { to: 1 });
-  const frequencies = new Float32Array(hd);
-  frequencies.set(invFreq, 0);
-  frequencies.set(invFreq, hd / 2);
-  // [L, 1] · [1, hd] → [L, hd]: a float32 product per entry, as transformers' matmul of the two
-  const angles = g.op1('Mul', [g.op1('Unsqueeze', [positions, g.ints([1])]), g.weight(`${name}_inv_freq`, 'float32', [1, hd], frequencies)]);
-  const cos = g.op1('Cos', [angles]);
-  const sin = g.op1('Sin', [angles]);
+  const table = (invFreq: Float32Array, suffix: string) => {
+    const frequencies = new Float32Array(rd);
+    frequencies.set(invFreq, 0);
+    frequencies.set(invFreq, rd / 2);
+    return g.weight(`${name}_inv_freq${suffix}`, 'float32', [1, rd], frequencies);
+  };
+  let frequencies = table(plan.invFreq, '');
+  if (plan.long) {
+    // LongRoPE: transformers switches to the long factors when the sequence is longer than C
+    const longer = g.op1('Greater', [d.len, g.constant([plan.long.longerThan], 'int64', [1], `${name}_longer_than`)]);
+    frequencies = g.op1('Where', [longer, table(plan.long.invFreq, '_long'), frequencies]);
+  }
+  // [L, 1] · [1, rd] → [L, rd]: a float32 product per entry, as transformers' matmul of the two
+  const angles = g.op1('Mul', [g.op1('Unsqueeze', [positions, g.ints([1])]), frequencies]);
+  const scaled = (t: string) => (plan.attentionFactor === 1 ? t : g.op1('Mul', [t, g.scalar(plan.attentionFactor)]));
+  const cos = scaled(g.op1('Cos', [angles]));
+  const sin = scaled(g.op1('Sin', [angles]));
   return (t: string) => {
-    const [t1, t2] = g.op('Split', [t, g.ints([hd / 2, hd / 2])], { axis: -1 }, 2);
+    const [rot, pass] = rd < headDim ? g.op('Split', [t, g.ints([rd, headDim - rd])], { axis: -1 }, 2) : [t, undefined];
+    const [t1, t2] = g.op('Split', [rot, g.ints([rd / 2, rd / 2])], { axis: -1 }, 2);
     const rotated = g.op1('Concat', [g.op1('Neg', [t2]), t1], { axis: -1 });
-    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [rotated, sin])]);
+    const embedded = g.op1('Add', [g.op1('Mul', [rot, cos]), g.op1('Mul', [rotated, sin])]);
+    return pass ? g.op1('Concat', [embedded, pass], { axis: -1 }) : embedded;
   };
 }
 
