@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GPT2_TOKENIZER, writeGpt2 } from './gpt2Checkpoint';
+import { GPT2_TOKENIZER, QWEN_VOCAB, writeGpt2, writeQwen2 } from './checkpoints';
 import { TextTokenizer } from '../src/models/tokenizer';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -95,15 +95,23 @@ function main() {
     date: new Date().toISOString(),
   };
   const haveTorch = torchAvailable();
-  for (const [variant, logitScale] of [
-    ['peaked', 8],
-    ['gpt2-init', 1],
-  ] as const) {
-    const teacher = path.join(OUT, 'models', variant, 'teacher-12l');
-    const student = path.join(OUT, 'models', variant, 'student-6l');
+  const variants = [
+    { variant: 'peaked', family: 'gpt2', logitScale: 8 },
+    { variant: 'gpt2-init', family: 'gpt2', logitScale: 1 },
+    // a large vocabulary: the metrics' share grows with it (no PyTorch run for this one)
+    { variant: 'qwen2.5-vocab', family: 'qwen2', logitScale: 6 },
+  ] as const;
+  for (const { variant, family, logitScale } of variants) {
+    const teacher = path.join(OUT, 'models', variant, family === 'gpt2' ? 'teacher-12l' : 'teacher-4l');
+    const student = path.join(OUT, 'models', variant, family === 'gpt2' ? 'student-6l' : 'student-2l');
     process.stderr.write(`[${variant}] writing random weights…\n`);
-    writeGpt2(teacher, 12, 1, logitScale);
-    writeGpt2(student, 6, 2, logitScale);
+    if (family === 'gpt2') {
+      writeGpt2(teacher, 12, 1, logitScale);
+      writeGpt2(student, 6, 2, logitScale);
+    } else {
+      writeQwen2(teacher, 4, 3, logitScale);
+      writeQwen2(student, 2, 4, logitScale);
+    }
     process.stderr.write(`[${variant}] first run (builds and caches the ONNX graphs)…\n`);
     const cold = runInspect(teacher, student, textFile, env);
     const warm: Timed[] = [];
@@ -124,7 +132,11 @@ function main() {
     };
     row.metricsShareOfWall = Number(row.metricsMs) / wall;
     row.teacherMeanEntropy = pick('teacherMeanEntropy');
-    if (haveTorch) {
+    row.vocabulary = family === 'gpt2' ? 50257 : QWEN_VOCAB;
+    row.aklFullRowSplits = pick('aklFullRowSplits');
+    if (family !== 'gpt2') {
+      row.torch = 'not measured for this pair';
+    } else if (haveTorch) {
       const torchRuns: { wallMs: number; out: any }[] = [];
       for (let i = 0; i < RUNS; i++) {
         const t0 = performance.now();
@@ -151,6 +163,11 @@ function main() {
       row.torchForwardMs = median(torchRuns.map((t) => t.out.teacherMs + t.out.studentMs));
       row.torchMetricsMs = median(torchRuns.map((t) => t.out.metricsMs));
       row.ratioToTorch = wall / Number(row.torchWallMs);
+      row.torchBlasGflops = median(torchRuns.map((t) => t.out.blasGflops));
+      if (Number(row.torchBlasGflops) < 30)
+        process.stderr.write(
+          `warning: PyTorch's matrix products run at ${Number(row.torchBlasGflops).toFixed(1)} GFLOP/s: probably the reference BLAS (apt-get install libopenblas0-pthread), so the ratio flatters Distill Lens\n`,
+        );
     } else {
       row.torch = 'not installed: apt-get install python3-torch to measure the ratio';
     }
@@ -160,14 +177,14 @@ function main() {
   fs.writeFileSync(path.join(OUT, 'inspect-bench.json'), JSON.stringify(report, null, 2));
   const fmt = (x: unknown) =>
     typeof x === 'number' ? (Math.abs(x) < 10 ? x.toFixed(3) : x.toFixed(0)) : String(x);
-  const keys = Object.keys(report.peaked as object);
+  const keys = [...new Set(variants.flatMap((v) => Object.keys(report[v.variant] as object)))];
   console.log(
-    `\ndistill-lens inspect, ${ids.length} tokens, GPT-2-small teacher (12 layers) / 6-layer student, CPU, median of ${RUNS} warm runs`,
+    `\ndistill-lens inspect, ${ids.length} tokens, CPU, median of ${RUNS} warm runs: GPT-2-small teacher (12 layers) / 6-layer student, peaked and at GPT-2's init; a Qwen2.5-layout pair (4 / 2 layers, width 896) with the 151,936-entry vocabulary`,
   );
-  console.log(`${'step'.padEnd(22)}${'peaked'.padStart(14)}${'gpt2-init'.padStart(14)}`);
+  console.log(`${'step'.padEnd(22)}${variants.map((v) => v.variant.padStart(16)).join('')}`);
   for (const k of keys)
     console.log(
-      `${k.padEnd(22)}${fmt((report.peaked as any)[k]).padStart(14)}${fmt((report['gpt2-init'] as any)[k]).padStart(14)}`,
+      `${k.padEnd(22)}${variants.map((v) => fmt((report[v.variant] as any)[k] ?? '').padStart(16)).join('')}`,
     );
   console.log(`\nwritten to ${path.relative(ROOT, path.join(OUT, 'inspect-bench.json'))}`);
 }

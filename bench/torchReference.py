@@ -78,4 +78,12 @@ with torch.inference_mode():
     top_t, top_s = p.topk(5, -1), q.topk(5, -1)
     summary = [float(t.mean()) for t in (fkl, rkl, jsd, tvd, skl, srkl, ent_t, ent_s, py, qy)]
     t3 = time.perf_counter()
-print(json.dumps({"teacherMs": 1000 * (t1 - t0), "studentMs": 1000 * (t2 - t1), "metricsMs": 1000 * (t3 - t2), "inScriptMs": 1000 * (t3 - t_start), "meanFkl": summary[0]}))
+
+# the BLAS PyTorch runs on: Debian's reference libblas3 is some 50x slower than OpenBLAS
+a, b = torch.randn(512, 768), torch.randn(768, 768)
+a @ b
+t4 = time.perf_counter()
+for _ in range(20):
+    a @ b
+blas_gflops = 20 * 2 * 512 * 768 * 768 / (time.perf_counter() - t4) / 1e9
+print(json.dumps({"teacherMs": 1000 * (t1 - t0), "studentMs": 1000 * (t2 - t1), "metricsMs": 1000 * (t3 - t2), "inScriptMs": 1000 * (t3 - t_start), "meanFkl": summary[0], "blasGflops": blas_gflops}))

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { writeGpt2 } from './gpt2Checkpoint';
+import { writeGpt2 } from './checkpoints';
 import { resolveModel } from '../src/models/modelSource';
 import { readSafetensors } from '../src/models/safetensors';
 import { WeightSource } from '../src/models/builder/weights';

@@ -1,6 +1,64 @@
 /**
- * AKL's head/tail split on a full probability row, for rows whose head is longer than the
- * top list the metrics graph returns (nearly flat distributions). Exact, in O(V): entries
+ * AKL's head/tail split (docs/metrics.md): the head is the leading tokens by p, descending,
+ * whose cumulative p ≤ μ, at least one; w_h = g_h / (g_h + g_t) with g = Σ |p − q| over each.
+ */
+
+/** What the metrics graph returns about a row's head (see metricsGraph.ts, step 4 of AKL). */
+export interface AklBoundary {
+  /** some bucket's cumulative mass exceeds μ; otherwise every token is in the head */
+  found: boolean;
+  /** Σ p and Σ |p − q| over the buckets wholly in the head */
+  massBefore: number;
+  diffBefore: number;
+  /** the boundary bucket's largest tokens, descending by p (u = −∞ past the bucket's end) */
+  members: { u: number; p: number; diff: number }[];
+}
+
+/**
+ * Finishes the head from the boundary bucket: its tokens join one at a time while the mass
+ * stays ≤ μ. Null when the returned tokens run out before the head closes (a bucket with
+ * more tokens than were returned, or sums that rounded differently): the caller then uses
+ * the full row.
+ */
+export function aklWeightsFromBoundary(
+  b: AklBoundary,
+  l1: number,
+  mu: number,
+): { wHead: number; wTail: number } | null {
+  let gHead: number;
+  if (!b.found) {
+    gHead = l1; // the whole vocabulary fits in the head
+  } else {
+    let mass = b.massBefore;
+    gHead = b.diffBefore;
+    let first = b.massBefore === 0; // no token is in the head yet: the first always joins
+    let closed = false;
+    for (const m of b.members) {
+      if (m.u === -Infinity) {
+        // the bucket is used up: no later token can join once the mass exceeds μ (the first
+        // token alone can); otherwise the sums rounded differently from the graph's
+        closed = mass > mu;
+        break;
+      }
+      if (!first && mass + m.p > mu) {
+        closed = true;
+        break;
+      }
+      mass += m.p;
+      gHead += m.diff;
+      first = false;
+    }
+    if (!closed) return null;
+  }
+  const gTail = Math.max(0, l1 - gHead);
+  const total = gHead + gTail;
+  if (total === 0) return { wHead: 0, wTail: 0 };
+  return { wHead: gHead / total, wTail: gTail / total };
+}
+
+/**
+ * The same split on a full probability row, for the rare rows the graph's boundary bucket
+ * does not settle. Exact, in O(V): entries
  * are bucketed by the high bits of their float64 representation (monotone in p), the
  * buckets walked from the top, and only the bucket where the cumulative mass crosses μ is
  * sorted.

@@ -4,6 +4,7 @@
  */
 import type { MetricKey } from './metricKeys';
 import { METRIC_KEYS } from './metricKeys';
+import { aklWeightsFromBoundary, type AklBoundary } from './aklHead';
 
 export interface MetricOptions {
   temperature: number;
@@ -50,6 +51,8 @@ export interface PositionReductions {
   topT: { logp: number; id: number; logq: number }[];
   /** student's top entries, descending: log q, id */
   topS: { logq: number; id: number }[];
+  /** where AKL's head ends (metrics graph) */
+  aklHead: AklBoundary;
 }
 
 export interface TopToken {
@@ -90,48 +93,6 @@ export interface TokenRow extends MetricValues {
 const LOG2 = Math.log(2);
 const nonNegative = (x: number) => (x < 0 ? 0 : x); // KL ≥ 0; cancellation can leave −1e−16
 
-/** Head/tail AKL weights from sorted teacher probabilities; null if the head may continue past the list. */
-export function aklWeights(
-  sortedP: ArrayLike<number>,
-  qAtSorted: ArrayLike<number>,
-  l1Total: number,
-  mu: number,
-): { wHead: number; wTail: number } | null {
-  let cum = 0;
-  let gHead = 0;
-  let closed = false;
-  for (let k = 0; k < sortedP.length; k++) {
-    cum += sortedP[k];
-    if (k > 0 && cum > mu) {
-      closed = true;
-      break;
-    }
-    gHead += Math.abs(sortedP[k] - qAtSorted[k]);
-  }
-  if (!closed) {
-    // all listed entries fit in the head: the head is complete only if nothing is left
-    if (sortedP.length === 0 || cum < 1 - 1e-12) return null;
-  }
-  const gTail = Math.max(0, l1Total - gHead);
-  const total = gHead + gTail;
-  if (total === 0) return { wHead: 0, wTail: 0 };
-  return { wHead: gHead / total, wTail: gTail / total };
-}
-
-/** AKL on full probability vectors (used when the graph's top list is too short for the head). */
-export function aklFromFull(
-  p: ArrayLike<number>,
-  q: ArrayLike<number>,
-  mu: number,
-): { wHead: number; wTail: number } {
-  const order = Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b] - p[a]);
-  const sp = order.map((i) => p[i]);
-  const sq = order.map((i) => q[i]);
-  let l1 = 0;
-  for (let i = 0; i < p.length; i++) l1 += Math.abs(p[i] - q[i]);
-  return aklWeights(sp, sq, l1, mu) ?? { wHead: 0, wTail: 0 };
-}
-
 export interface RowContext {
   index: number;
   target: number;
@@ -139,7 +100,7 @@ export interface RowContext {
   start: number;
   end: number;
   decode: (id: number) => string;
-  /** full-row AKL fallback; called only when the head is longer than the top list */
+  /** full-row AKL split; called only when the graph's boundary bucket does not settle the head */
   aklFallback: () => { wHead: number; wTail: number };
 }
 
@@ -168,9 +129,7 @@ export function rowFromReductions(r: PositionReductions, o: MetricOptions, c: Ro
   // summed over the non-target tokens directly in the metrics graph (docs/metrics.md)
   const nckd = uP === 0 ? 0 : nonNegative(r.nckd);
 
-  const sortedP = r.topT.map((t) => Math.exp(t.logp));
-  const qAt = r.topT.map((t) => Math.exp(t.logq));
-  const w = aklWeights(sortedP, qAt, r.l1, o.mu) ?? c.aklFallback();
+  const w = aklWeightsFromBoundary(r.aklHead, r.l1, o.mu) ?? c.aklFallback();
   const akl = w.wHead * fkl + w.wTail * rkl;
 
   const logR = r.logpY - r.logqY;

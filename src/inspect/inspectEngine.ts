@@ -124,6 +124,7 @@ export class InspectEngine {
     const metricsDevice = teacher.lm.info.device;
     let runner = this.metrics.get(metricsDevice);
     if (!runner) this.metrics.set(metricsDevice, (runner = new MetricsRunner(metricsDevice)));
+    const fullRowSplitsBefore = runner.fullRowAklSplits;
 
     const rows: TokenRow[] = [];
     let teacherMs = 0;
@@ -198,7 +199,15 @@ export class InspectEngine {
       exactSpans: enc.exactSpans,
       messages,
       windowNotice,
-      timings: { loadMs, tokenizeMs, teacherMs, studentMs, metricsMs, totalMs: performance.now() - t0 },
+      timings: {
+        loadMs,
+        tokenizeMs,
+        teacherMs,
+        studentMs,
+        metricsMs,
+        aklFullRowSplits: runner.fullRowAklSplits - fullRowSplitsBefore,
+        totalMs: performance.now() - t0,
+      },
     };
   }
 

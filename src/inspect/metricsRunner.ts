@@ -4,7 +4,7 @@
  * as JSON), so both print numbers from the same code.
  */
 import * as ort from 'onnxruntime-node';
-import { buildMetricsGraph } from './metricsGraph';
+import { AKL_MEMBERS, buildMetricsGraph } from './metricsGraph';
 import {
   rowFromReductions,
   type MetricOptions,
@@ -36,8 +36,11 @@ const CHUNK = 16;
 const MAX_SESSIONS = 2;
 
 export class MetricsRunner {
-  /** one session per (logits type, T, β, α, k), least recently used first */
+  /** one session per (logits type, T, β, α, μ, k, boundary tokens), least recently used first */
   private sessions = new Map<string, { session: Promise<ort.InferenceSession>; users: number }>();
+
+  /** Rows whose AKL head the graph's boundary bucket did not settle, split on the full row in JavaScript (bench, tests). */
+  fullRowAklSplits = 0;
 
   constructor(private readonly device: Device = 'cpu') {}
 
@@ -47,7 +50,7 @@ export class MetricsRunner {
   }
 
   /**
-   * The metrics graph for these options. T, β, α and k are constants of the graph (as inputs
+   * The metrics graph for these options. T, β, α, μ and k are constants of the graph (as inputs
    * they would cost extra passes over the T×V logits at T = 1 and β = ½), so each set of
    * options has its own session; only the most recent few are kept, older ones are released.
    */
@@ -55,8 +58,10 @@ export class MetricsRunner {
     type: LogitsType,
     o: MetricOptions,
     k: number,
+    vocab: number,
   ): Promise<{ session: ort.InferenceSession; done: () => Promise<void> }> {
-    const key = `${type}|${o.temperature}|${o.beta}|${o.alpha}|${k}`;
+    const members = Math.min(vocab, AKL_MEMBERS + 1);
+    const key = `${type}|${o.temperature}|${o.beta}|${o.alpha}|${o.mu}|${k}|${members}`;
     let entry = this.sessions.get(key);
     if (entry)
       this.sessions.delete(key); // re-inserted below as the most recent
@@ -67,6 +72,8 @@ export class MetricsRunner {
         beta: o.beta,
         alpha: o.alpha,
         topK: k,
+        mu: o.mu,
+        aklMembers: members,
       });
       const opening = openSession({ model: bytes, device: this.device, name: 'the metrics graph' }).then(
         (opened) => opened.session,
@@ -113,7 +120,7 @@ export class MetricsRunner {
     checkCancelled: () => void = () => {},
   ): Promise<TokenRow[]> {
     const k = Math.min(vocab, Math.max(o.topK, 32));
-    const { session, done } = await this.acquire(type, o, k);
+    const { session, done } = await this.acquire(type, o, k, vocab);
     try {
       const rows: TokenRow[] = [];
       const ortType = type === 'float64' ? 'float64' : type;
@@ -143,10 +150,13 @@ export class MetricsRunner {
         const out = await session.run(feeds);
         const f = (name: string) => out[name].data as Float64Array;
         const n = (name: string) => out[name].data as BigInt64Array;
+        const int = (name: string) => out[name].data as Int32Array;
         part.forEach((s, i) => {
           const top = (vals: Float64Array, idx: BigInt64Array) =>
             Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
           const qAt = f('q_at_top_t');
+          const m = Math.min(vocab, AKL_MEMBERS + 1);
+          const [memberU, memberP, memberDiff] = [f('akl_member_u'), f('akl_member_p'), f('akl_member_diff')];
           const reductions: PositionReductions = {
             entT: f('ent_t')[i],
             entS: f('ent_s')[i],
@@ -165,25 +175,37 @@ export class MetricsRunner {
             nckd: f('nckd')[i],
             nllT: f('nll_t')[i],
             nllS: f('nll_s')[i],
-            rankT: Number(n('rank_t')[i]),
-            rankS: Number(n('rank_s')[i]),
+            rankT: int('rank_t')[i],
+            rankS: int('rank_s')[i],
             topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({
               logp: e.lp,
               id: e.id,
               logq: qAt[i * k + j],
             })),
             topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
+            aklHead: {
+              found: int('akl_found')[i] === 1,
+              massBefore: f('akl_mass_before')[i],
+              diffBefore: f('akl_diff_before')[i],
+              members: Array.from({ length: m }, (_, j) => ({
+                u: memberU[i * m + j],
+                p: memberP[i * m + j],
+                diff: memberDiff[i * m + j],
+              })),
+            },
           };
           rows.push(
             rowFromReductions(reductions, o, {
               ...s,
               decode,
-              aklFallback: () =>
-                aklWeightsFullRow(
+              aklFallback: () => {
+                this.fullRowAklSplits++;
+                return aklWeightsFullRow(
                   softmaxRow(teacher, type, s.position, vocab, o.temperature),
                   softmaxRow(student, type, s.position, vocab, o.temperature),
                   o.mu,
-                ),
+                );
+              },
             }),
           );
         });

@@ -42,7 +42,10 @@ export class LanguageModel {
       onnxPath = built.onnxPath;
       builtNow = built.built;
     }
-    const opened = await openSession({ model: onnxPath!, device, name: model.name, threads: o.threads, optimize: true });
+    // full- and half-precision weights are used as stored; quantized kernels need their packing
+    const dtype = model.onnxFile?.dtype ?? 'fp32';
+    const prepack = !(dtype === 'fp32' || dtype === 'fp16');
+    const opened = await openSession({ model: onnxPath!, device, name: model.name, threads: o.threads, optimize: true, prepack });
     const { session, device: used } = opened;
     messages.push(...opened.messages);
     if (!session.inputNames.includes('input_ids') || !session.outputNames.includes('logits')) {

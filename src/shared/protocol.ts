@@ -45,6 +45,8 @@ export interface Timings {
   teacherMs: number;
   studentMs: number;
   metricsMs: number;
+  /** rows whose AKL head needed the full-row split in JavaScript (the graph settles the others) */
+  aklFullRowSplits: number;
   totalMs: number;
 }
 

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { metricsFromLogits } from '../../src/cli/metricsCommand';
+import { MetricsRunner } from '../../src/inspect/metricsRunner';
 import {
   DEFAULT_METRIC_OPTIONS,
   lowerMedian,
@@ -204,29 +205,89 @@ test('top-k lists the most probable tokens in order, with probabilities at T', a
   close(row.teacher.top[0].p, p, 1e-12, 'top probability at T = 2');
 });
 
-test('AKL head/tail split: short heads (from the top list) and long heads (full-row fallback)', async () => {
+/** Rows from the metrics runner itself, with float32 or float64 logits, and how many needed the full-row AKL split. */
+async function runnerRows(teacher: number[][], student: number[][], type: 'float32' | 'float64') {
+  const runner = new MetricsRunner();
+  try {
+    const V = teacher[0].length;
+    const Data = type === 'float32' ? Float32Array : Float64Array;
+    const sources = teacher.map((_, i) => ({ position: i, target: i, index: i, text: '', start: 0, end: 0 }));
+    const rows = await runner.rows(
+      Data.from(teacher.flat()),
+      Data.from(student.flat()),
+      type,
+      V,
+      sources,
+      DEFAULT_METRIC_OPTIONS,
+      String,
+    );
+    return { rows, fullRow: runner.fullRowAklSplits };
+  } finally {
+    await runner.release();
+  }
+}
+
+test('AKL head/tail split: short and long heads settled in the graph, ties in index order, crowded buckets on the full row', async () => {
   const r = rng(5);
   const V = 2000;
-  // teacher peaked (head of one or a few tokens) or nearly flat (head of ~1000 tokens);
-  // the student differs strongly so that fkl and rkl, and hence the weights, matter
-  for (const teacherScale of [4, 0.05]) {
-    const teacher = Array.from({ length: 6 }, () =>
-      Array.from({ length: V }, () => teacherScale * gaussian(r)),
+  // the student puts a spike on one token, which makes fkl and rkl differ
+  const studentRows = (n: number, width: number) =>
+    Array.from({ length: n }, (_, i) =>
+      Array.from({ length: width }, (_, j) => 2 * gaussian(r) + (j === 10 + i ? 9 : 0)),
     );
-    // the student puts a spike on one token, which makes fkl and rkl differ
-    const student = Array.from({ length: 6 }, (_, i) =>
-      Array.from({ length: V }, (_, j) => 2 * gaussian(r) + (j === 10 + i ? 9 : 0)),
-    );
-    const targets = [0, 1, 2, 3, 4, 5];
-    const rows = await engineRows(teacher, student, targets);
-    rows.forEach((row, i) => {
-      const ref = referenceRow(teacher[i], student[i], targets[i]);
+  const cases: { what: string; teacher: number[][]; inGraph: boolean }[] = [
+    // peaked: a head of one or a few tokens
+    {
+      what: 'peaked',
+      teacher: Array.from({ length: 6 }, () => Array.from({ length: V }, () => 4 * gaussian(r))),
+      inGraph: true,
+    },
+    // nearly flat: a head of about 1000 tokens spread over many buckets
+    {
+      what: 'nearly flat',
+      teacher: Array.from({ length: 6 }, () => Array.from({ length: V }, () => 0.05 * gaussian(r))),
+      inGraph: true,
+    },
+    // logits from three values: hundreds of equal probabilities at the boundary, which the
+    // head takes in index order (as a stable sort does); too many for the graph's list
+    {
+      what: 'ties',
+      teacher: Array.from({ length: 6 }, (_, i) =>
+        Array.from({ length: V }, (_, j) => [0, 2, 4][(j * 7 + i) % 3]),
+      ),
+      inGraph: false,
+    },
+    // the boundary bucket is 200 equal tokens, and the head closes after about 80 of them: settled in the graph
+    {
+      what: 'few ties',
+      teacher: Array.from({ length: 6 }, (_, i) =>
+        Array.from({ length: V }, (_, j) => (j < 40 + i ? 5 : j < 240 ? 4.6 : gaussian(r))),
+      ),
+      inGraph: true,
+    },
+  ];
+  for (const c of cases) {
+    const student = studentRows(c.teacher.length, V);
+    for (const type of ['float64', 'float32'] as const) {
+      // references from the values the runner sees (float32-rounded for float32 logits)
+      const round = (rows: number[][]) =>
+        type === 'float32' ? rows.map((row) => row.map(Math.fround)) : rows;
+      const { rows, fullRow } = await runnerRows(c.teacher, student, type);
+      let separated = 0;
+      rows.forEach((row, i) => {
+        const ref = referenceRow(round(c.teacher)[i], round(student)[i], i);
+        if (Math.abs(ref.fkl - ref.rkl) > 0.01 * ref.fkl) separated++;
+        close(row.akl, ref.akl, 1e-9 * ref.akl, `akl (${c.what}, ${type}, row ${i})`);
+      });
+      // fkl and rkl differ, so wrong head/tail weights would show
       assert.ok(
-        Math.abs(ref.fkl - ref.rkl) > 0.01 * ref.fkl,
-        `the example separates fkl ${ref.fkl} and rkl ${ref.rkl}`,
+        separated >= rows.length / 2,
+        `${c.what}: fkl and rkl differ by 1% in ${separated} of ${rows.length} rows`,
       );
-      close(row.akl, ref.akl, 1e-9 * ref.akl, `akl (teacher scale ${teacherScale}, row ${i})`);
-    });
+      if (c.inGraph) assert.equal(fullRow, 0, `${c.what} (${type}): every head settled in the graph`);
+      else
+        assert.ok(fullRow > 0, `${c.what} (${type}): the crowded boundary bucket is split on the full row`);
+    }
   }
 });
 
