@@ -41,6 +41,16 @@ export interface RuntimeClientOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * The model process lives as long as the editor and opens and releases ONNX Runtime sessions
+ * (models, metrics graphs) as settings change. glibc's malloc raises its mmap threshold after
+ * the first large free, after which freed session arenas stay in the heap as fragments: the
+ * process grew by about 2 MiB per metrics session forever (measured, test/host). A fixed
+ * threshold keeps large blocks in their own mappings, returned to the system when released.
+ * (Only glibc reads it.)
+ */
+const LONG_LIVED_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(1 << 20) };
+
 export class RuntimeClient {
   private child?: ChildProcess;
   private nextId = 1;
@@ -55,7 +65,7 @@ export class RuntimeClient {
   private ensureProcess(): ChildProcess {
     if (this.child && this.child.connected) return this.child;
     const child = fork(this.o.script, [], {
-      env: { ...process.env, ...this.o.env },
+      env: { ...process.env, ...LONG_LIVED_MALLOC, ...this.o.env },
       execPath: this.o.execPath,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
