@@ -6,6 +6,7 @@ import { runDistillation } from '../train/distill';
 import { formatNumber } from '../core/formatNumber';
 import { DEVICES, type Device } from '../shared/devices';
 import { DISTILL_DEFAULTS, LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
+import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
@@ -23,7 +24,7 @@ export function addDistillCommand(
     .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
     .requiredOption(
       '--student <M>',
-      'student: a safetensors checkpoint folder (Llama, Qwen2, Mistral or GPT-2)',
+      'student: a safetensors checkpoint folder (Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 3 text or GPT-2)',
     )
     .requiredOption(
       '--data <PATH>',
@@ -56,7 +57,7 @@ export function addDistillCommand(
     )
     .option(
       '--lora-targets <LIST>',
-      'comma-separated projection names (default q_proj,v_proj; c_attn for GPT-2)',
+      'comma-separated projection names (default q_proj,v_proj; qkv_proj for Phi-3; c_attn for GPT-2)',
     )
     .addOption(new Option('--optimizer <O>', 'optimiser').choices(['adamw', 'sgd']).default('adamw'))
     .option('--steps <N>', 'training steps', integer('--steps', 1), DISTILL_DEFAULTS.steps)
@@ -82,6 +83,11 @@ export function addDistillCommand(
       '--teacher-top-k <K>',
       "give the loss only the teacher's K most probable tokens (plus the target) and one bucket for the rest: less memory for large vocabularies",
       integer('--teacher-top-k', 1),
+    )
+    .addOption(
+      new Option('--dtype <D>', 'which file of an ONNX export teacher runs (transformers.js names)')
+        .choices(['auto', ...ONNX_DTYPES])
+        .default('auto'),
     )
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
     .option('--quiet', 'no progress bar')
@@ -142,6 +148,7 @@ export function addDistillCommand(
             seed: o.seed,
             device: o.device as Device,
             teacherTopK: o.teacherTopK,
+            teacherDtype: o.dtype as DtypeChoice,
             allowRemote: !!o.allowRemote,
           },
           {

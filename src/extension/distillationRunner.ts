@@ -156,6 +156,7 @@ export class DistillationRunner implements vscode.Disposable {
       seqLen: ds.sequenceLength,
       seed: 0,
       device: settings.device,
+      teacherDtype: settings.dtype,
       out,
       allowRemote: settings.allowRemoteModels,
       hubCacheDir: settings.hubCacheDir,

@@ -3,6 +3,7 @@
  * Models come from a ModelPool (kept loaded across requests, bounded); the engine owns the
  * metrics sessions. It runs inside the model process for the editor and in-process for the CLI.
  */
+import { modelFileLabel } from '../models/modelSource';
 import { errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
@@ -177,11 +178,7 @@ export class InspectEngine {
       device: m.lm.info.device,
       vocab: v,
       contextLength: m.lm.model.contextLength,
-      file: m.lm.model.onnxFile
-        ? `${m.lm.model.onnxFile.file} (${m.lm.model.onnxFile.dtype})`
-        : m.lm.model.kind === 'checkpoint'
-          ? `built from the ${m.lm.model.architecture} checkpoint (float32)`
-          : 'model.onnx',
+      file: modelFileLabel(m.lm.model),
     });
     const messages = [...new Set([...teacher.lm.info.messages, ...student.lm.info.messages])];
     const windowNotice =

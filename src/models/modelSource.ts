@@ -115,3 +115,9 @@ function readJsonIfPresent(file: string): Record<string, any> | undefined {
     throw new ModelLoadError(`${file} is not valid JSON (${(e as Error).message})`);
   }
 }
+
+/** Which file runs for a model, for reports: "onnx/model_q4.onnx (q4)", or the checkpoint it is built from. */
+export function modelFileLabel(model: ResolvedModel): string {
+  if (model.onnxFile) return `${model.onnxFile.file} (${model.onnxFile.dtype})`;
+  return model.kind === 'checkpoint' ? `built from the ${model.architecture} checkpoint (float32)` : 'model.onnx';
+}

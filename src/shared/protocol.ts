@@ -154,6 +154,8 @@ export interface DistillRequest {
   device?: Device;
   /** give the loss only the teacher's top-k tokens (plus the target) and one bucket for the rest */
   teacherTopK?: number;
+  /** which file of an ONNX export teacher runs (default auto); the student is a checkpoint */
+  teacherDtype?: DtypeChoice;
   out: string;
   allowRemote?: boolean;
   hubCacheDir?: string;

@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { CancelledError, InputError, ModelLoadError, UsageError } from '../core/errors';
 import { WeightSource } from '../models/builder/weights';
 import { ModelPool, type ModelLease } from '../models/modelPool';
-import { resolveModel, type ResolvedModel } from '../models/modelSource';
+import { modelFileLabel, resolveModel, type ResolvedModel } from '../models/modelSource';
 import { halfToFloat32, readSafetensors } from '../models/safetensors';
 import { TextTokenizer } from '../models/tokenizer';
 import { openSession } from '../onnx/sessions';
@@ -142,6 +142,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         seed: req.seed,
         device: req.device ?? 'cpu',
         teacherTopK: req.teacherTopK ?? null,
+        teacherFile: teacher ? modelFileLabel(teacher.model.lm.model) : null,
         data: 'path' in req.data ? req.data.path : `${data.documents.length} document(s) from the editor`,
       },
       data: {
@@ -191,13 +192,9 @@ async function resolveStudent(req: DistillRequest, run: RunContext): Promise<Res
     throw new UsageError(`the ${req.loss.key} loss needs a teacher (only ce trains without one)`);
   if (student.kind !== 'checkpoint' || !student.architecture) {
     throw new ModelLoadError(
-      `${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Mistral or GPT-2 model); this folder has only an ONNX export`,
+      `${req.student}: distillation trains a safetensors checkpoint (config.json + model.safetensors of a Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 3 text or GPT-2 model); this folder has only an ONNX export`,
     );
   }
-  if (student.architecture === 'gemma3')
-    throw new ModelLoadError(
-      `${req.student}: Gemma 3 checkpoints can be inspected but not yet trained as students (their graph has no training rules yet)`,
-    );
   if (req.seqLen > student.contextLength)
     throw new UsageError(
       `--seq-len ${req.seqLen} is longer than the student's context (${student.contextLength} tokens)`,
@@ -215,6 +212,7 @@ async function acquireTeacher(
   if (!shared) run.onEnd(() => pool.dispose());
   const lease = await pool.acquire(req.teacher, {
     device: req.device ?? 'cpu',
+    dtype: req.teacherDtype,
     allowRemote: req.allowRemote,
     hubCacheDir: req.hubCacheDir,
     onProgress: (m) => run.report({ phase: 'prepare', message: m }),
@@ -350,7 +348,8 @@ async function openTrainer(
           kind: 'lora',
           rank: req.mode?.rank ?? 8,
           alpha: req.mode?.alpha ?? 16,
-          targets: (req.mode as { targets?: string[] })?.targets ?? defaultLoraTargets(arch),
+          targets:
+            (req.mode as { targets?: string[] })?.targets ?? defaultLoraTargets(arch, student.config ?? {}),
         }
       : { kind: 'full' };
   const optimizer: OptimizerSpec = { ...DEFAULT_OPTIMIZER, ...req.optimizer };

@@ -11,6 +11,7 @@
 import { GraphBuilder } from '../onnx/graphBuilder';
 import { buildGpt2Graph, type Gpt2Config } from '../models/builder/gpt2Graph';
 import { buildLlamaGraph, type LlamaConfig } from '../models/builder/llamaGraph';
+import { buildGemmaGraph, type GemmaConfig } from '../models/builder/gemmaGraph';
 import { layerWindows } from '../models/checkpointConfig';
 import type { WeightSource } from '../models/builder/weights';
 import { LOGITS_ROWS } from '../models/builder/transformerOps';
@@ -85,7 +86,9 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
       ? buildLlamaGraph(spec.config as LlamaConfig, fresh, {
           layerWindows: layerWindows(spec.config as Record<string, unknown>),
         })
-      : buildGpt2Graph(spec.config as Gpt2Config, fresh);
+      : spec.architecture === 'gemma3'
+        ? buildGemmaGraph(spec.config as GemmaConfig, fresh)
+        : buildGpt2Graph(spec.config as Gpt2Config, fresh);
   g.clearOutputs();
   const params = fresh.params;
   const { batch: B, seqLen: L, vocab: V } = spec;

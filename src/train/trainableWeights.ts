@@ -6,15 +6,17 @@
  */
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { ModelWeights, WeightSource } from '../models/builder/weights';
-import type { Architecture } from '../models/checkpointConfig';
+import { familyOf, type Architecture } from '../models/checkpointConfig';
 import type { Rng } from './random';
 import type { TrainMode } from '../shared/protocol';
 
 export type { TrainMode };
 
-/** PEFT's defaults: the query and value projections. */
-export function defaultLoraTargets(arch: Architecture): string[] {
-  return arch === 'gpt2' ? ['c_attn'] : ['q_proj', 'v_proj'];
+/** PEFT's defaults: the query and value projections (Phi-3 fuses them into qkv_proj, GPT-2 into c_attn). */
+export function defaultLoraTargets(arch: Architecture, config: Record<string, unknown> = {}): string[] {
+  if (arch === 'gpt2') return ['c_attn'];
+  if (arch === 'llama' && familyOf(config) === 'phi3') return ['qkv_proj'];
+  return ['q_proj', 'v_proj'];
 }
 
 export interface Param {

@@ -15,6 +15,7 @@ import { onnx } from '../../src/onnx/proto/onnx';
 import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/models/languageModel';
 import { InspectEngine } from '../../src/inspect/inspectEngine';
+import { runDistillation } from '../../src/train/distill';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { demoPair, tempDir } from '../helpers';
 import { rng } from '../reference/kdReference';
@@ -125,6 +126,35 @@ test('the dtype picks the file of an ONNX export (MatMulNBits 4-bit included); a
   } finally {
     await engine.dispose();
   }
+});
+
+test('a distillation teacher runs the file its dtype picks, and the run record names it', async () => {
+  const both = exportFolder(['fp32', 'q4']);
+  const data = path.join(tempDir(), 'text.txt');
+  fs.writeFileSync(data, 'Once upon a time there was a tiny model. It learned from a bigger one. '.repeat(20));
+  const heldOutFkl: number[] = [];
+  for (const [dtype, file] of [
+    ['q4', 'onnx/model_q4.onnx (q4)'],
+    ['auto', 'onnx/model.onnx (fp32)'],
+  ] as const) {
+    const record = await runDistillation({
+      teacher: both.folder,
+      teacherDtype: dtype,
+      student: demoPair().student,
+      data: { path: data },
+      out: path.join(tempDir(), `out-${dtype}`),
+      loss: { key: 'fkl', temperature: 1 },
+      steps: 1,
+      lr: 1e-3,
+      batchSize: 1,
+      seqLen: 16,
+      seed: 1,
+    });
+    assert.equal(record.settings.teacherFile, file);
+    heldOutFkl.push(record.heldOut.before.fkl);
+  }
+  // the two teachers differ, so the same student is measured against different distributions
+  assert.ok(Math.abs(heldOutFkl[0] - heldOutFkl[1]) > 1e-3, `held-out fkl ${heldOutFkl.join(' vs ')}`);
 });
 
 test('an export with GroupQueryAttention (rotary inside, past_key_values inputs, lengths from attention_mask) runs exactly', async () => {

@@ -21,7 +21,8 @@ import { packWindows } from '../../src/train/data';
 import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { CancelledError, UsageError } from '../../src/core/errors';
-import { storiesPair, tempDir, ORTGENAI, needs } from '../helpers';
+import { demoPair, storiesPair, tempDir, ORTGENAI, needs } from '../helpers';
+import { tinyFamily } from './fixtures';
 import { storiesText } from './storiesText';
 import { DISTILL_DEFAULTS, type DistillRequest, type RunRecord } from '../../src/shared/protocol';
 
@@ -293,3 +294,45 @@ test(
     assert.deepEqual(fs.readdirSync(dir).sort(), ['a', 'b', 'empty.txt']);
   },
 );
+
+test('Phi-3 and Gemma 3 students distil end to end with their default LoRA targets (qkv_proj; q_proj and v_proj), and only those weights change', async () => {
+  // tiny students with the built-in teacher's vocabulary and tokenizer
+  const { teacher } = demoPair();
+  for (const family of ['phi3', 'gemma3'] as const) {
+    const model = tinyFamily(family, 7, 4096);
+    fs.copyFileSync(path.join(teacher, 'tokenizer.json'), path.join(model.folder, 'tokenizer.json'));
+    const before = folderHash(model.folder);
+    const out = path.join(tempDir(), `distilled-${family}`);
+    const record = await runDistillation({
+      teacher,
+      student: model.folder,
+      data: { path: dataFile(8) },
+      out,
+      loss: { key: 'fkl', temperature: 1 },
+      steps: 3,
+      lr: 1e-2,
+      batchSize: 2,
+      seqLen: 16,
+      seed: 1,
+    });
+    assert.equal(record.lossCurve.length, 3);
+    assert.equal(folderHash(model.folder), before, `${family}: the student folder is unchanged`);
+    const targets = family === 'phi3' ? ['qkv_proj'] : ['q_proj', 'v_proj'];
+    const original = readSafetensors(path.join(model.folder, 'model.safetensors'));
+    const saved = readSafetensors(path.join(out, 'model.safetensors'));
+    assert.deepEqual([...saved.tensors.keys()].sort(), [...original.tensors.keys()].sort());
+    for (const name of original.tensors.keys()) {
+      const was = tensorAsFloat32(original, name).data;
+      const changed = tensorAsFloat32(saved, name).data.some((v, i) => v !== was[i]);
+      const target = targets.some((t) => name.endsWith(`.${t}.weight`));
+      assert.equal(
+        changed,
+        target,
+        `${family}: ${name} ${target ? 'is a LoRA target and changes' : 'stays as it was'}`,
+      );
+    }
+    // the distilled folder is a model Distill Lens opens again
+    const lm = await LanguageModel.open(await resolveModel(out), 'cpu');
+    await lm.release();
+  }
+});

@@ -1,4 +1,4 @@
-/** Tiny random checkpoints (Llama/Qwen2 layout with grouped-query attention, and GPT-2) for training tests. */
+/** Tiny random checkpoints (Llama/Qwen2 layout with grouped-query attention, Qwen3, Phi-3, Gemma 3 and GPT-2) for training tests. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../src/models/safetensors';
@@ -6,6 +6,7 @@ import { WeightSource } from '../../src/models/builder/weights';
 import type { Architecture } from '../../src/models/checkpointConfig';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { randomLlamaWeights } from '../reference/llamaHfReference';
+import { randomGemmaWeights } from '../reference/gemmaReference';
 import { rng } from '../reference/kdReference';
 import { tempDir } from '../helpers';
 
@@ -17,6 +18,19 @@ export interface TinyModel {
   vocab: number;
 }
 
+/** The shape of every tiny decoder: two layers, width 16, four query and two key/value heads. */
+const TINY_DECODER = {
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 40,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  max_position_embeddings: 32,
+};
+
 export function tinyModel(architecture: Architecture, seed = 5): TinyModel {
   const folder = path.join(tempDir(), architecture);
   fs.mkdirSync(folder);
@@ -26,16 +40,8 @@ export function tinyModel(architecture: Architecture, seed = 5): TinyModel {
     config = {
       architectures: ['Qwen2ForCausalLM'],
       model_type: 'qwen2',
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      vocab_size: 40,
-      rms_norm_eps: 1e-6,
-      rope_theta: 10000,
+      ...TINY_DECODER,
       tie_word_embeddings: false,
-      max_position_embeddings: 32,
     };
     w = randomLlamaWeights(config as any, rng(seed));
   } else {
@@ -58,4 +64,91 @@ export function tinyModel(architecture: Architecture, seed = 5): TinyModel {
     architecture === 'gpt2' ? ['', 'transformer.'] : [''],
   );
   return { architecture, config, weights, folder, vocab: config.vocab_size };
+}
+
+/** The families trained through the Llama and Gemma graphs besides Qwen2 (tinyModel('llama')). */
+export type TinyFamily = 'qwen3' | 'phi3' | 'gemma3';
+
+/**
+ * A tiny checkpoint of a family with its own graph features: Qwen3 (per-head q/k norms,
+ * head_dim 6 while hidden/heads is 4), Phi-3 (fused qkv_proj and gate_up_proj, LongRoPE,
+ * rotating half of each head), Gemma 3 (scaled embeddings, (1 + w) norms, local and
+ * global layers, both soft-cappings).
+ */
+export function tinyFamily(family: TinyFamily, seed = 5, vocab = 40): TinyModel {
+  const folder = path.join(tempDir(), family);
+  fs.mkdirSync(folder);
+  const base = { ...TINY_DECODER, vocab_size: vocab };
+  let config: Record<string, any>;
+  let w: Record<string, { shape: number[]; data: Float32Array }>;
+  if (family === 'gemma3') {
+    config = {
+      architectures: ['Gemma3ForCausalLM'],
+      model_type: 'gemma3_text',
+      ...base,
+      head_dim: 8,
+      rope_local_base_freq: 10000,
+      query_pre_attn_scalar: 8,
+      sliding_window: 3,
+      layer_types: ['sliding_attention', 'full_attention'],
+      attn_logit_softcapping: 5,
+      final_logit_softcapping: 4,
+      hidden_activation: 'gelu_pytorch_tanh',
+    };
+    w = randomGemmaWeights(config as any, rng(seed));
+  } else if (family === 'qwen3') {
+    config = {
+      architectures: ['Qwen3ForCausalLM'],
+      model_type: 'qwen3',
+      ...base,
+      head_dim: 6,
+      tie_word_embeddings: true,
+    };
+    w = randomLlamaWeights(
+      { ...base, head_dim: 6, qk_norm: true, tie_word_embeddings: true } as any,
+      rng(seed),
+    );
+    for (const k of Object.keys(w)) if (k.endsWith('.bias') || k === 'lm_head.weight') delete w[k];
+  } else {
+    config = {
+      architectures: ['Phi3ForCausalLM'],
+      model_type: 'phi3',
+      ...base,
+      tie_word_embeddings: false,
+      original_max_position_embeddings: 4,
+      partial_rotary_factor: 0.5,
+      rope_scaling: { type: 'longrope', short_factor: [1.5], long_factor: [4] },
+    };
+    const parts = randomLlamaWeights(base as any, rng(seed));
+    w = {};
+    const rows = (...names: string[]) => {
+      const ts = names.map((n) => parts[n]);
+      const data = new Float32Array(ts.reduce((n, t) => n + t.data.length, 0));
+      ts.reduce((at, t) => (data.set(t.data, at), at + t.data.length), 0);
+      return { shape: [ts.reduce((n, t) => n + t.shape[0], 0), ts[0].shape[1]], data };
+    };
+    for (const [k, t] of Object.entries(parts)) {
+      const m = /^(model\.layers\.\d+\.)(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.(weight|bias)$/.exec(k);
+      if (k.endsWith('.bias')) continue;
+      if (!m) w[k] = t;
+      else if (m[2] === 'self_attn.q_proj')
+        w[`${m[1]}self_attn.qkv_proj.weight`] = rows(
+          k,
+          `${m[1]}self_attn.k_proj.weight`,
+          `${m[1]}self_attn.v_proj.weight`,
+        );
+      else if (m[2] === 'mlp.gate_proj')
+        w[`${m[1]}mlp.gate_up_proj.weight`] = rows(k, `${m[1]}mlp.up_proj.weight`);
+    }
+  }
+  writeSafetensors(path.join(folder, 'model.safetensors'), w);
+  fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify(config));
+  const weights = new WeightSource([readSafetensors(path.join(folder, 'model.safetensors'))], ['']);
+  return {
+    architecture: family === 'gemma3' ? 'gemma3' : 'llama',
+    config,
+    weights,
+    folder,
+    vocab: config.vocab_size,
+  };
 }
