@@ -88,9 +88,13 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   // u = z − max and log S = log Σ exp(u), so log p = u − log S; log p itself is never
   // materialised (two T×V passes saved): Σ p·log p = Σ p·u − log S because Σ p = 1.
   // the row maximum of float32 logits is found before the cast (half the bytes to read)
+  const rawTeacherMax =
+    o.logitsType === 'float32' ? g.op1('ReduceMax', [tl, lastAxis], { keepdims: 1 }) : undefined;
   const rowMax = (z: string, raw: string) =>
     o.logitsType === 'float32' && o.temperature === 1
-      ? g.op1('Cast', [g.op1('ReduceMax', [raw, lastAxis], { keepdims: 1 })], { to: 11 })
+      ? g.op1('Cast', [raw === tl ? rawTeacherMax! : g.op1('ReduceMax', [raw, lastAxis], { keepdims: 1 })], {
+          to: 11,
+        })
       : g.op1('ReduceMax', [z, lastAxis], { keepdims: 1 });
   const logSoftmax = (z: string, raw: string) => {
     const u = g.op1('Sub', [z, rowMax(z, raw)]);
@@ -204,24 +208,24 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
 
   // AKL's head (docs/metrics.md): sorted by p descending, the leading tokens whose cumulative
   // p ≤ μ, at least one. Found without sorting the vocabulary:
-  //   1. bucket b_j = min(⌊−u_j·R⌋, B − 1), u = z − max z: how far below the top each token is
-  //      (monotone in p; equal logits share a bucket)
+  //   1. bucket b_j = min(⌊(max z − z_j)·R/T⌋, B − 1): how far below the top each token's log p
+  //      is (monotone in p; equal logits share a bucket)
   //   2. per bucket Σ p and Σ |p − q| (scatter-add), and their sums over the buckets before it
   //   3. the boundary bucket b* is the first whose cumulative mass exceeds μ: the buckets before
   //      it are in the head, it is partly
   //   4. its largest tokens, sorted (TopK: equal values in index order), go to the caller,
   //      which adds them one at a time while the mass stays ≤ μ
-  // int32 bucket numbers: half the bytes of int64 for the scatters and the comparison below
-  const buckets = g.op1(
-    'Cast',
-    [
-      g.op1('Min', [
-        g.op1('Mul', [ut, g.scalar(-AKL_BUCKETS_PER_NAT, 'float64')]),
-        g.scalar(AKL_BUCKETS - 1, 'float64'),
-      ]),
-    ],
-    { to: 6 },
-  );
+  // int32 bucket numbers: half the bytes of int64 for the scatters and the comparison below.
+  // Any bucketing that is monotone in z and gives equal logits one bucket is exact; float32
+  // logits are bucketed as they are, (max z − z)·R/T rounded in float32 (rounding is monotone)
+  const [depth, depthType] =
+    o.logitsType === 'float32'
+      ? [
+          g.op1('Mul', [g.op1('Sub', [rawTeacherMax!, tl]), g.scalar(AKL_BUCKETS_PER_NAT / o.temperature)]),
+          'float32' as const,
+        ]
+      : [g.op1('Mul', [ut, g.scalar(-AKL_BUCKETS_PER_NAT, 'float64')]), 'float64' as const];
+  const buckets = g.op1('Cast', [g.op1('Min', [depth, g.scalar(AKL_BUCKETS - 1, depthType)])], { to: 6 });
   const rows = g.op1('Slice', [g.op1('Shape', [ut]), g.ints([0]), g.ints([1])]);
   const perBucketShape = g.op1('Concat', [rows, g.ints([AKL_BUCKETS])], { axis: 0 });
   const zerosPerBucket = g.op1('ConstantOfShape', [perBucketShape], {
