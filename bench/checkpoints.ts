@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeSafetensors } from '../src/models/safetensors';
-import { seededRandom as rng } from '../src/train/random';
+import { seededRandom as rng } from '../src/core/random';
 
 /** A folder with GPT-2's tokenizer.json: BENCH_GPT2_TOKENIZER, else the developers' shared folder beside the repository. */
 export const GPT2_TOKENIZER =

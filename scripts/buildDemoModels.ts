@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { trainByteLevelBpe } from '../src/models/bpeTrainer';
 import { readSafetensors, tensorAsFloat32, writeSafetensors } from '../src/models/safetensors';
 import { runDistillation } from '../src/train/distill';
-import { gaussian, seededRandom } from '../src/train/random';
+import { gaussian, seededRandom } from '../src/core/random';
 import type { DistillRequest, RunRecord, TrainDocument } from '../src/shared/protocol';
 
 const ROOT = path.resolve(__dirname, '..');

@@ -19,7 +19,8 @@ import type { GraphBuilder } from '../onnx/graphBuilder';
 /** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
 // 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
 // 3: YaRN, LongRoPE, partial_rotary_factor, per-layer sliding windows (Qwen2 / Qwen3 layer_types)
-const BUILDER_VERSION = 3;
+// 4: key/value cache inputs and outputs (Llama family, GPT-2) for generation
+const BUILDER_VERSION = 4;
 
 export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
@@ -32,8 +33,9 @@ export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.m
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
       layerWindows: layerWindows(model.config ?? {}),
       model: model.name,
+      kvCache: true,
     });
-  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']));
+  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']), { kvCache: true });
 }
 
 /** Lets messages that arrived meanwhile (a Cancel) be handled, then checks for cancellation. */

@@ -1,7 +1,8 @@
 /**
  * One causal language model in an ONNX Runtime session: feeds whatever inputs its graph
- * declares (input_ids, attention_mask, position_ids, empty past_key_values.*, …) and
- * returns only the logits, so present.* tensors are never copied out.
+ * declares (input_ids, attention_mask, position_ids, empty past_key_values.*, …). `forward`
+ * returns only the logits, so present.* tensors are never copied out; `step` decodes
+ * incrementally, carrying the present.* tensors over as the next past_key_values.*.
  */
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from '../core/errors';
@@ -16,6 +17,15 @@ export interface Logits {
   type: 'float32' | 'float16';
   length: number;
   vocab: number;
+}
+
+/** The keys and values of the positions decoded so far, as the graph's present.* outputs gave them. */
+export interface DecoderCache {
+  /** by past input name (past_key_values.0.key, …) */
+  tensors: Record<string, ort.Tensor>;
+  /** positions cached */
+  length: number;
+  batch: number;
 }
 
 export interface LoadInfo {
@@ -55,6 +65,59 @@ export class LanguageModel {
     return new LanguageModel(model, session, { device: used, messages, builtNow, loadMs: performance.now() - t0 });
   }
 
+  /** The cache inputs and the outputs that refill them (past_key_values.X ← present.X); empty when the graph has none. */
+  private get cachePairs(): [string, string][] {
+    const inputs = this.session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    return inputs.map((n) => [n, 'present.' + n.slice('past_key_values.'.length)] as [string, string]).filter(([, out]) => this.session.outputNames.includes(out));
+  }
+
+  /** Whether `step` decodes incrementally: every past_key_values.* input has its present.* output. */
+  get canCache(): boolean {
+    const inputs = this.session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    return inputs.length > 0 && this.cachePairs.length === inputs.length;
+  }
+
+  /**
+   * Logits for `rows` (B sequences of the same number L of new tokens) after the cached
+   * positions, and the cache extended by them. Without a cache the rows are the whole sequences.
+   */
+  async step(rows: number[][], cache?: DecoderCache): Promise<{ logits: Float32Array; vocab: number; cache: DecoderCache }> {
+    if (!this.canCache) throw new Error(`${this.model.name} has no key/value cache inputs`);
+    const B = rows.length;
+    const L = rows[0].length;
+    const P = cache?.length ?? 0;
+    const feeds: Record<string, ort.Tensor> = {};
+    const int64 = (n: number, value: (b: number, i: number) => number) =>
+      new ort.Tensor('int64', BigInt64Array.from({ length: B * n }, (_, k) => BigInt(value(Math.floor(k / n), k % n))), [B, n]);
+    for (const meta of this.session.inputMetadata) {
+      const name = meta.name;
+      if (name === 'input_ids') feeds[name] = int64(L, (b, i) => rows[b][i]);
+      else if (name === 'attention_mask') feeds[name] = int64(P + L, () => 1);
+      else if (name === 'position_ids') feeds[name] = int64(L, (_, i) => P + i);
+      else if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [P > 0], [1]);
+      else if (name.startsWith('past_key_values.')) feeds[name] = cache ? cache.tensors[name] : this.emptyPast(meta, B);
+      else feeds[name] = this.feedFor(meta, rows[0]);
+    }
+    const pairs = this.cachePairs;
+    const out = await this.session.run(feeds, ['logits', ...pairs.map(([, o]) => o)]);
+    const logits = out.logits;
+    if (logits.type !== 'float32') throw new ModelLoadError(`${this.model.name}: decoding needs float32 logits (got ${logits.type})`);
+    const dims = logits.dims;
+    if (dims.length !== 3 || dims[0] !== B || dims[1] !== L) throw new ModelLoadError(`${this.model.name}: logits have shape [${dims}], expected [${B}, ${L}, vocab]`);
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [input, output] of pairs) tensors[input] = out[output];
+    return { logits: logits.data as Float32Array, vocab: dims[2], cache: { tensors, length: P + L, batch: B } };
+  }
+
+  /** An empty cache input for a batch of B: past length 0, other dims from the graph or the config. */
+  private emptyPast(meta: ort.InferenceSession.ValueMetadata, batch: number): ort.Tensor {
+    if (!meta.isTensor) throw new ModelLoadError(`${this.model.name}: input ${meta.name} is not a tensor`);
+    const shape = meta.shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? batch : /past|seq|length/i.test(d) ? 0 : this.symbolicDim(d, meta.name)));
+    const size = shape.reduce((a, b) => a * b, 1);
+    const type = meta.type as 'float32' | 'float16';
+    return new ort.Tensor(type, type === 'float16' ? new Uint16Array(size) : new Float32Array(size), shape);
+  }
+
   get vocabSize(): number | undefined {
     const meta = this.session.outputMetadata.find((m) => m.name === 'logits');
     const last = meta && meta.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
@@ -87,14 +150,8 @@ export class LanguageModel {
     if (name === 'token_type_ids') return int64(() => 0);
     if (!meta.isTensor) throw new ModelLoadError(`${this.model.name}: input ${name} is not a tensor`);
     if (name === 'use_cache_branch') return new ort.Tensor('bool', [false], [1]);
-    if (/past|cache/.test(name)) {
-      // an empty cache: past length 0, other symbolic dims from the config (batch 1)
-      const shape = meta.shape.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : /past|seq|length/i.test(d) ? 0 : this.symbolicDim(d, name)));
-      const size = shape.reduce((a, b) => a * b, 1);
-      const type = meta.type as 'float32' | 'float16';
-      const data = type === 'float16' ? new Uint16Array(size) : new Float32Array(size);
-      return new ort.Tensor(type, data, shape);
-    }
+    // an empty cache: past length 0, other symbolic dims from the config (batch 1)
+    if (/past|cache/.test(name)) return this.emptyPast(meta, 1);
     throw new ModelLoadError(`${this.model.name}: the ONNX model needs input "${name}", which Distill Lens does not know how to fill`);
   }
 

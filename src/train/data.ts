@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../core/errors';
 import type { TextTokenizer } from '../models/tokenizer';
-import { shuffle, type Rng } from './random';
+import { shuffle, type Rng } from '../core/random';
 import type { TrainDocument } from '../shared/protocol';
 
 /** Text and code files a folder may hold; anything else (binaries, lock files) is skipped. */

@@ -34,7 +34,7 @@ import type {
 } from '../shared/protocol';
 import { packWindows, readDocuments, splitWindows, type Window } from './data';
 import { resolvedLossOptions } from './losses';
-import { seededRandom, shuffle, type Rng } from './random';
+import { seededRandom, shuffle, type Rng } from '../core/random';
 import { buildStepGraph, DEFAULT_OPTIMIZER, learningRate, names, type StepGraph } from './stepGraph';
 import { writeDistilledStudent } from './studentOutput';
 import { teacherBuckets, type TeacherBuckets } from './teacherBuckets';

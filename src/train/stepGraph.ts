@@ -19,7 +19,7 @@ import type { Architecture } from '../models/checkpointConfig';
 import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
 import { buildEvalSums, buildLoss, type LossInputs } from './losses';
-import { seededRandom } from './random';
+import { seededRandom } from '../core/random';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 import type { LossOptions, OptimizerSpec } from '../shared/protocol';
 

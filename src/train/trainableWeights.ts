@@ -7,7 +7,7 @@
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { ModelWeights, WeightSource } from '../models/builder/weights';
 import { familyOf, type Architecture } from '../models/checkpointConfig';
-import type { Rng } from './random';
+import type { Rng } from '../core/random';
 import type { TrainMode } from '../shared/protocol';
 
 export type { TrainMode };

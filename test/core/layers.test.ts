@@ -17,10 +17,12 @@ const ALLOWED: Record<string, string[]> = {
   models: ['core', 'shared', 'onnx'],
   inspect: ['core', 'shared', 'onnx', 'models'],
   train: ['core', 'shared', 'onnx', 'models'],
-  host: ['core', 'shared', 'onnx', 'models', 'inspect', 'train'],
+  // generation scores what it samples with the inspection's metrics
+  generate: ['core', 'shared', 'onnx', 'models', 'inspect'],
+  host: ['core', 'shared', 'onnx', 'models', 'inspect', 'train', 'generate'],
   report: ['core', 'shared'],
   extension: ['core', 'shared', 'models', 'host', 'report'],
-  cli: ['core', 'shared', 'onnx', 'models', 'inspect', 'train', 'host', 'report'],
+  cli: ['core', 'shared', 'onnx', 'models', 'inspect', 'train', 'generate', 'host', 'report'],
 };
 
 function sourceFiles(dir: string): string[] {

@@ -130,6 +130,6 @@ export function referenceRow(
 }
 
 /** Deterministic pseudo-random numbers (mulberry32) so failures reproduce: test inputs, not reference values. */
-export { seededRandom as rng } from '../../src/train/random';
+export { seededRandom as rng } from '../../src/core/random';
 
-export { gaussian } from '../../src/train/random';
+export { gaussian } from '../../src/core/random';

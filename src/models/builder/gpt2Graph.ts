@@ -1,7 +1,7 @@
 /** GPT2LMHeadModel as an ONNX graph. */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, causalAttention, causalMask, geluTanh, inputDims, layerNorm, linear, mergeHeads, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, causalAttention, causalMask, geluTanh, inputDims, keyValueCache, layerNorm, linear, mergeHeads, positionRange, splitHeads } from './transformerOps';
 
 export interface Gpt2Config {
   n_embd: number;
@@ -13,17 +13,18 @@ export interface Gpt2Config {
   n_inner?: number | null;
 }
 
-/** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights): GraphBuilder {
+/** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32 (with `kvCache`, past_key_values in and present out). */
+export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: boolean } = {}): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const D = c.n_embd;
   const H = c.n_head;
   const hd = D / H;
   const eps = c.layer_norm_epsilon ?? 1e-5;
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
-  const d = inputDims(g, ids);
+  const cache = o.kvCache ? keyValueCache(g, c.n_layer, H, hd) : undefined;
+  const d = { ...inputDims(g, ids), past: cache?.pastLength };
   const wte = w.weight(g, 'wte.weight');
-  const positions = g.op1('Range', [g.constant([0], 'int64', [], 'zero'), g.op1('Squeeze', [d.len, g.ints([0])]), g.constant([1], 'int64', [], 'one')]);
+  const positions = positionRange(g, d);
   const tok = g.op1('Gather', [wte, ids], { axis: 0 }); // [B, L, D]
   const pos = g.op1('Gather', [w.weight(g, 'wpe.weight'), positions], { axis: 0 }); // [L, D]
   let x = g.op1('Reshape', [g.op1('Add', [tok, pos]), g.ints([-1, D])]); // [N, D]
@@ -32,7 +33,8 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights): GraphBuilder {
     const p = `h.${l}.`;
     const h = layerNorm(g, x, w.weight(g, p + 'ln_1.weight'), w.weight(g, p + 'ln_1.bias'), eps);
     const qkv = linear(g, h, w.weight(g, p + 'attn.c_attn.weight'), w.weight(g, p + 'attn.c_attn.bias'), false);
-    const [q, k, v] = g.op('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3).map((t) => splitHeads(g, t, d, H, hd));
+    const [q, kNew, vNew] = g.op('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3).map((t) => splitHeads(g, t, d, H, hd));
+    const [k, v] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
     const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), D);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'attn.c_proj.weight'), w.weight(g, p + 'attn.c_proj.bias'), false)]);
     const h2 = layerNorm(g, x, w.weight(g, p + 'ln_2.weight'), w.weight(g, p + 'ln_2.bias'), eps);

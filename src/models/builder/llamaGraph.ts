@@ -7,7 +7,7 @@
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, type DecoderConfig, causalAttention, causalMask, inputDims, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, slidingWindowMask, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, type DecoderConfig, causalAttention, causalMask, inputDims, keyValueCache, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, splitHeads } from './transformerOps';
 import { rotaryPlan } from './rope';
 
 export interface LlamaConfig extends DecoderConfig {
@@ -23,6 +23,8 @@ export interface LlamaConfig extends DecoderConfig {
 export interface LlamaGraphOptions {
   /** per layer: attention sees at most this many positions back, the current one included; undefined: all (checkpointConfig.layerWindows) */
   layerWindows?: (number | undefined)[];
+  /** past_key_values inputs and present outputs for incremental decoding (inference graphs) */
+  kvCache?: boolean;
   /** for messages */
   model?: string;
 }
@@ -36,7 +38,8 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const hd = c.head_dim ?? D / H;
   const eps = c.rms_norm_eps ?? 1e-6;
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
-  const d = inputDims(g, ids);
+  const cache = o.kvCache ? keyValueCache(g, c.num_hidden_layers, KV, hd) : undefined;
+  const d = { ...inputDims(g, ids), past: cache?.pastLength };
 
   const embed = w.weight(g, 'model.embed_tokens.weight');
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
@@ -57,7 +60,7 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   // one mask per distinct window, built once and shared by the layers that use it
   const masks = new Map<number | undefined, string>();
   const maskFor = (window: number | undefined) => {
-    if (!masks.has(window)) masks.set(window, window ? slidingWindowMask(g, d, window) : causalMask(g, d));
+    if (!masks.has(window)) masks.set(window, causalMask(g, d, window));
     return masks.get(window)!;
   };
   // which projections have biases, as transformers decides: Qwen2 on q, k, v always;
@@ -83,8 +86,12 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     const headNorm = (t: string, name: string) =>
       qkNorm ? rmsNorm(g, t, w.weight(g, p + `self_attn.${name}.weight`), eps) : t;
     const q = rope(headNorm(splitHeads(g, proj('q_proj'), d, H, hd), 'q_norm'));
-    const k = repeatKv(g, rope(headNorm(splitHeads(g, proj('k_proj'), d, KV, hd), 'k_norm')), d, KV, H / KV, hd);
-    const v = repeatKv(g, splitHeads(g, proj('v_proj'), d, KV, hd), d, KV, H / KV, hd);
+    const kNew = rope(headNorm(splitHeads(g, proj('k_proj'), d, KV, hd), 'k_norm'));
+    const vNew = splitHeads(g, proj('v_proj'), d, KV, hd);
+    // with a cache, the keys and values of every position so far
+    const [kAll, vAll] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
+    const k = repeatKv(g, kAll, d, KV, H / KV, hd);
+    const v = repeatKv(g, vAll, d, KV, H / KV, hd);
     const attn = mergeHeads(g, causalAttention(g, q, k, v, maskFor(o.layerWindows?.[l]), hd), H * hd);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
     const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);

@@ -36,6 +36,8 @@ export interface Dims {
   n: string;
   /** L as a [1] int64 tensor */
   len: string;
+  /** with a key/value cache: P, the positions already cached, as a [1] int64 tensor (the new ones are P … P + L − 1) */
+  past?: string;
 }
 
 /** Shapes derived from input_ids [B, L]. */
@@ -85,7 +87,7 @@ export function geluTanh(g: GraphBuilder, x: string): string {
  */
 export function rotaryEmbedding(g: GraphBuilder, d: Dims, plan: RotaryPlan, name: string, headDim: number): (t: string) => string {
   const rd = plan.rotaryDim;
-  const positions = g.op1('Cast', [g.op1('Range', [g.constant([0], 'int64', [], `${name}_start`), g.op1('Squeeze', [d.len, g.ints([0])]), g.constant([1], 'int64', [], `${name}_step`)])], { to: 1 });
+  const positions = g.op1('Cast', [positionRange(g, d)], { to: 1 });
   const table = (invFreq: Float32Array, suffix: string) => {
     const frequencies = new Float32Array(rd);
     frequencies.set(invFreq, 0);
@@ -95,7 +97,7 @@ export function rotaryEmbedding(g: GraphBuilder, d: Dims, plan: RotaryPlan, name
   let frequencies = table(plan.invFreq, '');
   if (plan.long) {
     // LongRoPE: transformers switches to the long factors when the sequence is longer than C
-    const longer = g.op1('Greater', [d.len, g.constant([plan.long.longerThan], 'int64', [1], `${name}_longer_than`)]);
+    const longer = g.op1('Greater', [totalLength(g, d), g.constant([plan.long.longerThan], 'int64', [1], `${name}_longer_than`)]);
     frequencies = g.op1('Where', [longer, table(plan.long.invFreq, '_long'), frequencies]);
   }
   // [L, 1] · [1, rd] → [L, rd]: a float32 product per entry, as transformers' matmul of the two
@@ -127,30 +129,73 @@ export function mergeHeads(g: GraphBuilder, x: string, width: number): string {
 export function repeatKv(g: GraphBuilder, x: string, d: Dims, kvHeads: number, rep: number, headSize: number): string {
   if (rep === 1) return x;
   const b = g.op1('Slice', [d.batchLen, g.ints([0]), g.ints([1])]);
-  const five = g.op1('Concat', [b, g.ints([kvHeads, 1]), d.len, g.ints([headSize])], { axis: 0 });
-  const expanded = g.op1('Concat', [b, g.ints([kvHeads, rep]), d.len, g.ints([headSize])], { axis: 0 });
-  const back = g.op1('Concat', [b, g.ints([kvHeads * rep]), d.len, g.ints([headSize])], { axis: 0 });
+  const len = totalLength(g, d); // with a cache, the cached positions too
+  const five = g.op1('Concat', [b, g.ints([kvHeads, 1]), len, g.ints([headSize])], { axis: 0 });
+  const expanded = g.op1('Concat', [b, g.ints([kvHeads, rep]), len, g.ints([headSize])], { axis: 0 });
+  const back = g.op1('Concat', [b, g.ints([kvHeads * rep]), len, g.ints([headSize])], { axis: 0 });
   return g.op1('Reshape', [g.op1('Expand', [g.op1('Reshape', [x, five]), expanded]), back]);
 }
 
-/** [L, L] additive causal mask: 0 on and below the diagonal, −inf above. */
-export function causalMask(g: GraphBuilder, d: Dims): string {
-  const square = g.op1('Concat', [d.len, d.len], { axis: 0 });
-  const full = g.op1('ConstantOfShape', [square], { value: { dataType: 1, dims: [1], floatData: [-Infinity] } });
-  return g.op1('Trilu', [full, g.constant([1], 'int64', [], 'k')], { upper: 1 });
+/** P + L as a [1] int64 tensor: every position the attention sees (L without a cache). */
+export function totalLength(g: GraphBuilder, d: Dims): string {
+  return d.past ? g.op1('Add', [d.past, d.len]) : d.len;
+}
+
+/** The positions of the input: P … P + L − 1 (0 … L − 1 without a cache), int64 [L]. */
+export function positionRange(g: GraphBuilder, d: Dims): string {
+  const scalar = (t: string) => g.op1('Squeeze', [t, g.ints([0])]);
+  const start = d.past ? scalar(d.past) : g.constant([0], 'int64', [], 'position_start');
+  return g.op1('Range', [start, scalar(totalLength(g, d)), g.constant([1], 'int64', [], 'position_step')]);
 }
 
 /**
- * The causal mask with a sliding window (Mistral): position q sees k when q − window < k ≤ q,
- * so −∞ above the diagonal and where q − k ≥ window.
+ * [L, P + L] additive causal mask: new position i (absolute P + i) sees key j when j ≤ P + i,
+ * and with a sliding window also P + i − j < window; −∞ elsewhere.
  */
-export function slidingWindowMask(g: GraphBuilder, d: Dims, window: number): string {
-  const square = g.op1('Concat', [d.len, d.len], { axis: 0 });
-  const full = g.op1('ConstantOfShape', [square], { value: { dataType: 1, dims: [1], floatData: [-Infinity] } });
-  const future = g.op1('Trilu', [full, g.constant([1], 'int64', [], 'k_future')], { upper: 1 });
-  // lower triangle from the diagonal −window down: the entries with q − k ≥ window
-  const tooFar = g.op1('Trilu', [full, g.constant([-window], 'int64', [], 'k_window')], { upper: 0 });
+export function causalMask(g: GraphBuilder, d: Dims, window?: number): string {
+  const shape = g.op1('Concat', [d.len, totalLength(g, d)], { axis: 0 });
+  const full = g.op1('ConstantOfShape', [shape], { value: { dataType: 1, dims: [1], floatData: [-Infinity] } });
+  // Trilu's k as a scalar: the diagonal moves right by P
+  const diagonal = (offset: number, name: string) => {
+    const k = g.constant([offset], 'int64', [], name);
+    return d.past ? g.op1('Add', [g.op1('Squeeze', [d.past, g.ints([0])]), k]) : k;
+  };
+  const future = g.op1('Trilu', [full, diagonal(1, 'k_future')], { upper: 1 });
+  if (!window) return future;
+  // the lower triangle from the diagonal P − window down: the keys with (P + i) − j ≥ window
+  const tooFar = g.op1('Trilu', [full, diagonal(-window, 'k_window')], { upper: 0 });
   return g.op1('Add', [future, tooFar]);
+}
+
+/** The causal mask with a sliding window (Mistral's): position q sees k when q − window < k ≤ q. */
+export function slidingWindowMask(g: GraphBuilder, d: Dims, window: number): string {
+  return causalMask(g, d, window);
+}
+
+/**
+ * A key/value cache in the layout of transformers.js and Optimum exports: inputs
+ * past_key_values.{l}.key / .value [B, kv heads, P, hd], outputs present.{l}.key / .value
+ * [B, kv heads, P + L, hd]. `extend` appends a layer's new keys and values to its cache.
+ */
+export function keyValueCache(g: GraphBuilder, layers: number, kvHeads: number, headSize: number) {
+  const dims = (length: string) => ['batch', kvHeads, length, headSize];
+  const past = (l: number, kind: 'key' | 'value') => g.input(`past_key_values.${l}.${kind}`, 'float32', dims('past_sequence_length'));
+  const pastLength = g.op1('Slice', [g.op1('Shape', [past(0, 'key')]), g.ints([2]), g.ints([3])]);
+  return {
+    pastLength,
+    extend(l: number, k: string, v: string): [string, string] {
+      const pk = l === 0 ? 'past_key_values.0.key' : past(l, 'key');
+      const pv = past(l, 'value');
+      const outputs = (['key', 'value'] as const).map((kind, i) => {
+        const all = g.op1('Concat', [kind === 'key' ? pk : pv, i === 0 ? k : v], { axis: 2 });
+        const name = `present.${l}.${kind}`;
+        g.rename(all, name);
+        g.output(name, 'float32', dims('total_sequence_length'));
+        return name;
+      });
+      return [outputs[0], outputs[1]];
+    },
+  };
 }
 
 /** softmax(q·kᵀ/√hd + mask)·v for q, k, v [B, H, L, hd]. */
