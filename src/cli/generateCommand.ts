@@ -1,12 +1,22 @@
 /**
  * distill-lens generate: continuations of a prompt by one model, sampled as Hugging Face's
- * `generate` samples (src/generate/), as text or JSON.
+ * `generate` samples (src/generate/), as text or JSON. distill-lens sample: continuations from
+ * the student, the teacher or MiniLLM's mix, every token scored by both models.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { UsageError } from '../core/errors';
 import { ModelPool } from '../models/modelPool';
-import { generate, type GenerateResult } from '../generate/generator';
+import { generate, type GenerateResult, type Policy } from '../generate/generator';
+import {
+  scoreSamples,
+  summarizeSamples,
+  type ScoredSample,
+  type SampleSummary,
+} from '../generate/sampleScoring';
+import { MetricsRunner } from '../inspect/metricsRunner';
+import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
+import { formatNumber } from '../core/formatNumber';
 import { DEFAULT_SAMPLING, type SamplingOptions } from '../generate/logitsProcessors';
 import { DEVICES, type Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
@@ -101,16 +111,9 @@ export function generateJson(result: GenerateResult): string {
   return JSON.stringify({ samples: result.samples }, null, 1);
 }
 
-export function addGenerateCommand(program: Command): void {
-  samplingFlags(
-    program
-      .command('generate')
-      .description("continue a prompt with one model (Hugging Face generate's sampling)")
-      .requiredOption('--model <M>', 'a model folder or a hub id')
-      .option('--prompt <S>', 'the text to continue')
-      .option('--prompt-file <F>', 'a UTF-8 file with the text to continue'),
-  )
-    .addOption(new Option('--format <F>', 'output format').choices(['text', 'json']).default('text'))
+/** Where the output goes and how the models load: the flags generate and sample share. */
+function runFlags(cmd: Command): Command {
+  return cmd
     .option('--out <F>', 'write the output to a file')
     .addOption(new Option('--device <D>', 'execution provider').choices(DEVICES).default('cpu'))
     .addOption(
@@ -119,59 +122,200 @@ export function addGenerateCommand(program: Command): void {
         .default('auto'),
     )
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
-    .option('--verbose', 'print stack traces')
-    .action(async (o) => {
-      const prompt = promptFrom(o);
-      const pool = new ModelPool({ capacity: 1 });
+    .option('--verbose', 'print stack traces');
+}
+
+export function addGenerateCommand(program: Command): void {
+  const generateCommand = samplingFlags(
+    program
+      .command('generate')
+      .description("continue a prompt with one model (Hugging Face generate's sampling)")
+      .requiredOption('--model <M>', 'a model folder or a hub id')
+      .option('--prompt <S>', 'the text to continue')
+      .option('--prompt-file <F>', 'a UTF-8 file with the text to continue'),
+  ).addOption(new Option('--format <F>', 'output format').choices(['text', 'json']).default('text'));
+  runFlags(generateCommand).action(async (o) => {
+    const prompt = promptFrom(o);
+    const pool = new ModelPool({ capacity: 1 });
+    try {
+      const lease = await pool.acquire(o.model, {
+        device: o.device as Device,
+        dtype: o.dtype as DtypeChoice,
+        allowRemote: !!o.allowRemote,
+      });
       try {
-        const lease = await pool.acquire(o.model, {
-          device: o.device as Device,
-          dtype: o.dtype as DtypeChoice,
-          allowRemote: !!o.allowRemote,
-        });
-        try {
-          const { lm, tokenizer } = lease.model;
-          for (const m of lm.info.messages) process.stderr.write(`distill-lens: ${m}\n`);
-          const promptIds = tokenizer.encode(prompt).ids;
-          // one continuation to the terminal: its tokens as they come
-          const stream = o.format === 'text' && !o.out && o.samples === 1;
-          if (stream) process.stdout.write(prompt);
-          const result = await generate(
-            lm,
-            tokenizer,
-            promptIds,
-            {
-              sampling: samplingFrom(o),
-              maxNewTokens: o.maxNewTokens,
-              samples: o.samples,
-              seed: o.seed,
-              stop: o.stop,
-            },
-            { onToken: stream ? (_, t) => process.stdout.write(tokenizer.decode([t.id])) : undefined },
+        const { lm, tokenizer } = lease.model;
+        for (const m of lm.info.messages) process.stderr.write(`distill-lens: ${m}\n`);
+        const promptIds = tokenizer.encode(prompt).ids;
+        // one continuation to the terminal: its tokens as they come
+        const stream = o.format === 'text' && !o.out && o.samples === 1;
+        if (stream) process.stdout.write(prompt);
+        const result = await generate(
+          lm,
+          tokenizer,
+          promptIds,
+          {
+            sampling: samplingFrom(o),
+            maxNewTokens: o.maxNewTokens,
+            samples: o.samples,
+            seed: o.seed,
+            stop: o.stop,
+          },
+          { onToken: stream ? (_, t) => process.stdout.write(tokenizer.decode([t.id])) : undefined },
+        );
+        for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
+        if (stream) {
+          process.stdout.write(
+            `\n[${result.samples[0].finish}, ${result.samples[0].tokens.length} tokens]\n`,
           );
-          for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
-          if (stream) {
-            process.stdout.write(
-              `\n[${result.samples[0].finish}, ${result.samples[0].tokens.length} tokens]\n`,
-            );
-            return;
-          }
-          const text =
-            o.format === 'json'
-              ? generateJson(result)
-              : result.samples
-                  .map(
-                    (s, i) =>
-                      `--- sample ${i + 1} (${s.finish}, ${s.tokens.length} tokens)\n${prompt}${s.text}\n`,
-                  )
-                  .join('\n');
-          if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
-          else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
-        } finally {
-          await lease.release();
+          return;
         }
+        const text =
+          o.format === 'json'
+            ? generateJson(result)
+            : result.samples
+                .map(
+                  (s, i) =>
+                    `--- sample ${i + 1} (${s.finish}, ${s.tokens.length} tokens)\n${prompt}${s.text}\n`,
+                )
+                .join('\n');
+        if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
+        else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
       } finally {
-        await pool.dispose();
+        await lease.release();
       }
-    });
+    } finally {
+      await pool.dispose();
+    }
+  });
+}
+
+/** One continuation as a few lines: its values, its text, then each token's log p, log q, ratio and return. */
+function sampleTable(prompt: string, samples: ScoredSample[], summary: SampleSummary): string {
+  const f = (x: number) => formatNumber(x).padStart(9);
+  const out: string[] = [];
+  samples.forEach((s, i) => {
+    const q = s.sequence;
+    out.push(
+      `--- sample ${i + 1} (${q.finish}, ${q.length} tokens): Σ log p/q ${formatNumber(q.logRatio)}, Σ KL(q‖p) ${formatNumber(q.reverseKl)}, k1 ${formatNumber(q.k1)}, k3 ${formatNumber(q.k3)}, distinct-2 ${formatNumber(q.distinct2)}, void ${q.voidTokens}`,
+      prompt + s.text,
+      `${'token'.padEnd(16)}${'log p'.padStart(9)}${'log q'.padStart(9)}${'log p/q'.padStart(9)}${'return'.padStart(9)}`,
+      ...s.rows.map(
+        (r) =>
+          `${JSON.stringify(r.text).slice(0, 15).padEnd(16)}${f(r.logpTeacher)}${f(r.logpStudent)}${f(r.logRatio)}${f(r.return)}${r.void ? '  void' : ''}`,
+      ),
+      '',
+    );
+  });
+  const m = (x: { mean: number; standardError: number | null }) =>
+    `${formatNumber(x.mean)}${x.standardError === null ? '' : ` ± ${formatNumber(x.standardError)}`}`;
+  out.push(
+    `over ${summary.samples} continuation(s), mean ± standard error: Σ log p/q ${m(summary.logRatio)}, Σ KL(q‖p) ${m(summary.reverseKl)}, k1 ${m(summary.k1)}, k3 ${m(summary.k3)}, length ${m(summary.length)}, distinct-2 ${m(summary.distinct2)}, void tokens ${m(summary.voidTokens)}`,
+  );
+  return out.join('\n');
+}
+
+export function addSampleCommand(program: Command): void {
+  const sampleCommand = samplingFlags(
+    program
+      .command('sample')
+      .description(
+        "continuations from the student, the teacher or MiniLLM's mix, every token scored by both models",
+      )
+      .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
+      .requiredOption('--student <M>', 'student: a model folder or a hub id')
+      .option('--prompt <S>', 'the text to continue')
+      .option('--prompt-file <F>', 'a UTF-8 file with the text to continue'),
+  )
+    .addOption(
+      new Option('--from <W>', 'who writes: the student, the teacher, or the mix α·p + (1 − α)·q')
+        .choices(['student', 'teacher', 'mix'])
+        .default('student'),
+    )
+    .option(
+      '--mix-alpha <A>',
+      "the teacher's share α of the mix (MiniLLM: 0.2)",
+      number('--mix-alpha', (x) => x >= 0 && x <= 1, 'in [0, 1]'),
+      0.2,
+    )
+    .option(
+      '--void-threshold <P>',
+      'a token the teacher gives less probability than this is void',
+      number('--void-threshold', (x) => x > 0 && x < 1, 'in (0, 1)'),
+      1e-3,
+    )
+    .addOption(new Option('--format <F>', 'output format').choices(['table', 'json']).default('table'));
+  runFlags(sampleCommand).action(async (o) => {
+    const prompt = promptFrom(o);
+    const pool = new ModelPool({ capacity: 2 });
+    let runner: MetricsRunner | undefined;
+    try {
+      const load = {
+        device: o.device as Device,
+        dtype: o.dtype as DtypeChoice,
+        allowRemote: !!o.allowRemote,
+      };
+      const [teacher, student] = await Promise.all([
+        pool.acquire(o.teacher, load),
+        pool.acquire(o.student, load),
+      ]);
+      try {
+        if (teacher.model.tokenizer.vocabSize !== student.model.tokenizer.vocabSize)
+          throw new UsageError(
+            `the teacher's tokenizer has ${teacher.model.tokenizer.vocabSize} tokens and the student's ${student.model.tokenizer.vocabSize}: sample needs a pair that shares one tokenizer`,
+          );
+        const tokenizer = student.model.tokenizer;
+        const policy: Policy =
+          o.from === 'mix'
+            ? { teacher: teacher.model.lm, student: student.model.lm, alpha: o.mixAlpha }
+            : { lm: (o.from === 'teacher' ? teacher : student).model.lm };
+        const generated = await generate(policy, tokenizer, tokenizer.encode(prompt).ids, {
+          sampling: samplingFrom(o),
+          maxNewTokens: o.maxNewTokens,
+          samples: o.samples,
+          seed: o.seed,
+          stop: o.stop,
+        });
+        for (const m of generated.messages) process.stderr.write(`distill-lens: ${m}\n`);
+        // the metrics run where the teacher runs, as in inspect
+        runner = new MetricsRunner(teacher.model.lm.info.device);
+        const scored = await scoreSamples(
+          teacher.model.lm,
+          student.model.lm,
+          tokenizer,
+          generated.samples,
+          { metrics: DEFAULT_METRIC_OPTIONS, voidThreshold: o.voidThreshold },
+          runner,
+        );
+        const summary = summarizeSamples(scored);
+        const text =
+          o.format === 'json'
+            ? JSON.stringify(
+                {
+                  from: o.from,
+                  ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
+                  samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
+                    ids,
+                    promptTokens,
+                    text,
+                    rows,
+                    sequence,
+                  })),
+                  summary,
+                },
+                null,
+                1,
+              )
+            : sampleTable(prompt, scored, summary);
+        if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
+        else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+      } finally {
+        await teacher.release();
+        await student.release();
+      }
+    } finally {
+      await runner?.release();
+      await pool.dispose();
+    }
+  });
 }

@@ -18,7 +18,7 @@ import { toJsonReport } from '../report/jsonReport';
 import { runMetricsCommand } from './metricsCommand';
 import { runDemo } from './demo';
 import { addDistillCommand } from './distillCommand';
-import { addGenerateCommand } from './generateCommand';
+import { addGenerateCommand, addSampleCommand } from './generateCommand';
 import { version } from '../../package.json';
 import { DEVICES, type Device } from '../shared/devices';
 
@@ -185,6 +185,7 @@ export function buildProgram(): Command {
     (name) => number(name, (x) => x >= 0 && x <= 1, 'between 0 and 1'),
   );
   addGenerateCommand(program);
+  addSampleCommand(program);
 
   metricOptions(
     program

@@ -17,7 +17,15 @@ import { UsageError } from '../core/errors';
 import { seededRandom, type Rng } from '../core/random';
 import type { DecoderCache, LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
-import { nextToken, samplingProblems, type SamplingOptions } from './logitsProcessors';
+import {
+  argmax,
+  drawToken,
+  nextToken,
+  probabilities,
+  processLogits,
+  samplingProblems,
+  type SamplingOptions,
+} from './logitsProcessors';
 
 export interface GenerateOptions {
   sampling: SamplingOptions;
@@ -32,7 +40,7 @@ export interface GenerateOptions {
 export interface GeneratedToken {
   id: number;
   text: string;
-  /** the model's log-probability of this token at T = 1 (before any processor) */
+  /** the sampled model's log-probability of this token at T = 1 (before any processor; the student's when mixing) */
   logp: number;
 }
 
@@ -88,30 +96,104 @@ function logProbability(row: ArrayLike<number>, id: number): number {
   return row[id] - max - Math.log(sum);
 }
 
+/**
+ * What a token is drawn from: one model, or MiniLLM's teacher-mixed distribution
+ * α·p̃ + (1 − α)·q̃ where p̃ and q̃ are the teacher's and the student's distributions after the
+ * same processors (both models step their own caches).
+ */
+export type Policy =
+  { lm: LanguageModel } | { teacher: LanguageModel; student: LanguageModel; alpha: number };
+
+/** One model's logits for the next token of every continuation: cached steps, or full passes. */
+interface Stepper {
+  lm: LanguageModel;
+  cached: boolean;
+  /** the last logits row of each sequence after the prompt */
+  start(sequences: number[][]): Promise<Float32Array[]>;
+  /** after one more token of each sequence; rows of finished sequences may be stale */
+  next(sequences: number[][], active: boolean[]): Promise<Float32Array[]>;
+}
+
+function stepperFor(lm: LanguageModel): Stepper {
+  if (lm.canCache) {
+    let cache: DecoderCache | undefined;
+    const rows = (logits: Float32Array, vocab: number, B: number, L: number) =>
+      Array.from({ length: B }, (_, b) => logits.subarray(((b + 1) * L - 1) * vocab, (b + 1) * L * vocab));
+    return {
+      lm,
+      cached: true,
+      async start(sequences) {
+        const step = await lm.step(sequences.map((s) => [...s]));
+        cache = step.cache;
+        return rows(step.logits, step.vocab, sequences.length, sequences[0].length);
+      },
+      async next(sequences) {
+        // finished continuations step too (the batch moves together); their rows are not used
+        const step = await lm.step(
+          sequences.map((s) => [s[s.length - 1]]),
+          cache,
+        );
+        cache = step.cache;
+        return rows(step.logits, step.vocab, sequences.length, 1);
+      },
+    };
+  }
+  let last: Float32Array[] = [];
+  const passes = async (sequences: number[][], active: boolean[]) => {
+    last = await Promise.all(
+      sequences.map(async (s, b) => {
+        if (!active[b]) return last[b];
+        const logits = await lm.forward(s);
+        if (logits.type !== 'float32')
+          throw new UsageError(`${lm.model.name}: generation needs float32 logits`);
+        const t = logits.length - 1;
+        return (logits.data as Float32Array).subarray(t * logits.vocab, (t + 1) * logits.vocab);
+      }),
+    );
+    return last;
+  };
+  return {
+    lm,
+    cached: false,
+    start: (sequences) =>
+      passes(
+        sequences,
+        sequences.map(() => true),
+      ),
+    next: passes,
+  };
+}
+
 export async function generate(
-  lm: LanguageModel,
+  policy: Policy | LanguageModel,
   tokenizer: TextTokenizer,
   promptIds: number[],
   o: GenerateOptions,
   hooks: GenerateHooks = {},
 ): Promise<GenerateResult> {
+  const source: Policy = 'lm' in policy || 'teacher' in policy ? policy : { lm: policy };
+  const models = 'lm' in source ? [source.lm] : [source.teacher, source.student];
+  const weights = 'lm' in source ? [1] : [source.alpha, 1 - source.alpha];
   const problems = samplingProblems(o.sampling);
+  if ('alpha' in source && !(source.alpha >= 0 && source.alpha <= 1))
+    problems.push('--mix-alpha must be in [0, 1]');
   if (problems.length > 0) throw new UsageError(problems.join('; '));
   if (!(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 1))
     throw new UsageError('--max-new-tokens must be a whole number ≥ 1');
   if (!(Number.isInteger(o.samples) && o.samples >= 1))
     throw new UsageError('--samples must be a whole number ≥ 1');
   if (promptIds.length === 0) throw new UsageError('the prompt is empty: give some text to continue');
-  const context = lm.model.contextLength;
+  const context = Math.min(...models.map((m) => m.model.contextLength));
   if (promptIds.length >= context)
     throw new UsageError(
-      `the prompt has ${promptIds.length} tokens; ${lm.model.name} reads at most ${context}, so nothing can follow it`,
+      `the prompt has ${promptIds.length} tokens; the model reads at most ${context}, so nothing can follow it`,
     );
   const messages: string[] = [];
   const maxNew = Math.min(o.maxNewTokens, context - promptIds.length);
   if (maxNew < o.maxNewTokens)
-    messages.push(`at most ${maxNew} new tokens: ${lm.model.name} reads ${context} positions`);
-  const eos = new Set(eosIds(lm.model.folder, lm.model.config));
+    messages.push(`at most ${maxNew} new tokens: the model reads ${context} positions`);
+  // the sampled model's EOS ids (the student's when mixing: it is the student's sequence)
+  const eos = new Set(eosIds(models[models.length - 1].model.folder, models[models.length - 1].model.config));
   const checkCancelled = hooks.checkCancelled ?? (() => {});
 
   const B = o.samples;
@@ -121,10 +203,21 @@ export async function generate(
   const tokens: GeneratedToken[][] = Array.from({ length: B }, () => []);
   const finish: (FinishReason | undefined)[] = new Array(B).fill(undefined);
 
-  // 2–3: one token for continuation b from its logits row
-  const choose = (b: number, row: Float32Array) => {
-    const id = nextToken(row, sequences[b], o.sampling, rngs[b]);
-    const token = { id, text: tokenizer.tokenText(id), logp: logProbability(row, id) };
+  // 2–3: one token for continuation b from each model's logits row
+  const choose = (b: number, rows: Float32Array[]) => {
+    let id: number;
+    if (rows.length === 1) id = nextToken(rows[0], sequences[b], o.sampling, rngs[b]);
+    else {
+      // the mixture of the processed distributions (greedy: its most likely token)
+      const mixed = new Float64Array(rows[0].length);
+      rows.forEach((row, i) =>
+        probabilities(processLogits(row, sequences[b], o.sampling)).forEach(
+          (p, v) => (mixed[v] += weights[i] * p),
+        ),
+      );
+      id = o.sampling.greedy ? argmax(mixed) : drawToken(mixed, rngs[b]);
+    }
+    const token = { id, text: tokenizer.tokenText(id), logp: logProbability(rows[rows.length - 1], id) };
     sequences[b].push(id);
     tokens[b].push(token);
     hooks.onToken?.(b, token);
@@ -137,42 +230,33 @@ export async function generate(
     else if (tokens[b].length >= maxNew) finish[b] = 'length';
   };
 
-  const cached = lm.canCache;
-  if (cached) {
-    // 1. the prompt once per continuation, then 4. one cached step per token
-    let step = await lm.step(sequences.map((s) => [...s]));
-    let cache: DecoderCache = step.cache;
-    const L = promptIds.length;
-    for (let b = 0; b < B; b++)
-      choose(b, step.logits.subarray(((b + 1) * L - 1) * step.vocab, (b + 1) * L * step.vocab));
-    while (finish.some((f) => f === undefined)) {
-      checkCancelled();
-      // finished continuations step too (the batch moves together); their tokens are not used
-      step = await lm.step(
-        sequences.map((s) => [s[s.length - 1]]),
-        cache,
+  // 1. the prompt, then 4. one step per token (cached) or a pass over each unfinished sequence
+  const steppers = models.map(stepperFor);
+  for (const st of steppers)
+    if (!st.cached)
+      messages.push(
+        `${st.lm.model.name} has no key/value cache inputs (past_key_values.*): each new token re-reads the whole sequence, which is slower`,
       );
-      cache = step.cache;
-      for (let b = 0; b < B; b++)
-        if (finish[b] === undefined) choose(b, step.logits.subarray(b * step.vocab, (b + 1) * step.vocab));
-    }
-  } else {
-    messages.push(
-      `${lm.model.name} has no key/value cache inputs (past_key_values.*): each new token re-reads the whole sequence, which is slower`,
+  let rows = await Promise.all(steppers.map((st) => st.start(sequences)));
+  for (let b = 0; b < B; b++)
+    choose(
+      b,
+      rows.map((r) => r[b]),
     );
-    for (let b = 0; b < B; b++) {
-      while (finish[b] === undefined) {
-        checkCancelled();
-        const logits = await lm.forward(sequences[b]);
-        if (logits.type !== 'float32')
-          throw new UsageError(`${lm.model.name}: generation needs float32 logits`);
-        const last = logits.length - 1;
-        choose(b, (logits.data as Float32Array).subarray(last * logits.vocab, (last + 1) * logits.vocab));
-      }
-    }
+  while (finish.some((f) => f === undefined)) {
+    checkCancelled();
+    const active = finish.map((f) => f === undefined);
+    rows = [];
+    for (const st of steppers) rows.push(await st.next(sequences, active));
+    for (let b = 0; b < B; b++)
+      if (active[b])
+        choose(
+          b,
+          rows.map((r) => r[b]),
+        );
   }
   return {
-    cached,
+    cached: steppers.every((st) => st.cached),
     messages,
     samples: sequences.map((ids, b) => ({
       ids,
