@@ -52,38 +52,39 @@ def gpt2_logits(cfg, w, ids):
     return x @ w["wte.weight"].T
 
 
-with torch.inference_mode():
-    ids = torch.tensor(json.load(open(sys.argv[3])))
-    t_cfg, t_w = load(sys.argv[1])
-    s_cfg, s_w = load(sys.argv[2])
-    t0 = time.perf_counter()
-    zt = gpt2_logits(t_cfg, t_w, ids)[:-1]
-    t1 = time.perf_counter()
-    zs = gpt2_logits(s_cfg, s_w, ids)[:-1]
-    t2 = time.perf_counter()
-    y = ids[1:]
-    lp, lq = F.log_softmax(zt, -1), F.log_softmax(zs, -1)
-    p, q = lp.exp(), lq.exp()
-    fkl = (p * (lp - lq)).sum(-1)
-    rkl = (q * (lq - lp)).sum(-1)
-    m = 0.5 * (p + q)
-    lm = m.log()
-    jsd = 0.5 * (p * (lp - lm)).sum(-1) + 0.5 * (q * (lq - lm)).sum(-1)
-    tvd = 0.5 * (p - q).abs().sum(-1)
-    skl = (p * (lp - (0.1 * p + 0.9 * q).log())).sum(-1)
-    srkl = (q * (lq - (0.9 * p + 0.1 * q).log())).sum(-1)
-    ent_t, ent_s = -(p * lp).sum(-1), -(q * lq).sum(-1)
-    py, qy = p.gather(1, y[:, None])[:, 0], q.gather(1, y[:, None])[:, 0]
-    rank_t = (zt > zt.gather(1, y[:, None])).sum(-1) + 1
-    top_t, top_s = p.topk(5, -1), q.topk(5, -1)
-    summary = [float(t.mean()) for t in (fkl, rkl, jsd, tvd, skl, srkl, ent_t, ent_s, py, qy)]
-    t3 = time.perf_counter()
+if __name__ == "__main__":
+    with torch.inference_mode():
+        ids = torch.tensor(json.load(open(sys.argv[3])))
+        t_cfg, t_w = load(sys.argv[1])
+        s_cfg, s_w = load(sys.argv[2])
+        t0 = time.perf_counter()
+        zt = gpt2_logits(t_cfg, t_w, ids)[:-1]
+        t1 = time.perf_counter()
+        zs = gpt2_logits(s_cfg, s_w, ids)[:-1]
+        t2 = time.perf_counter()
+        y = ids[1:]
+        lp, lq = F.log_softmax(zt, -1), F.log_softmax(zs, -1)
+        p, q = lp.exp(), lq.exp()
+        fkl = (p * (lp - lq)).sum(-1)
+        rkl = (q * (lq - lp)).sum(-1)
+        m = 0.5 * (p + q)
+        lm = m.log()
+        jsd = 0.5 * (p * (lp - lm)).sum(-1) + 0.5 * (q * (lq - lm)).sum(-1)
+        tvd = 0.5 * (p - q).abs().sum(-1)
+        skl = (p * (lp - (0.1 * p + 0.9 * q).log())).sum(-1)
+        srkl = (q * (lq - (0.9 * p + 0.1 * q).log())).sum(-1)
+        ent_t, ent_s = -(p * lp).sum(-1), -(q * lq).sum(-1)
+        py, qy = p.gather(1, y[:, None])[:, 0], q.gather(1, y[:, None])[:, 0]
+        rank_t = (zt > zt.gather(1, y[:, None])).sum(-1) + 1
+        top_t, top_s = p.topk(5, -1), q.topk(5, -1)
+        summary = [float(t.mean()) for t in (fkl, rkl, jsd, tvd, skl, srkl, ent_t, ent_s, py, qy)]
+        t3 = time.perf_counter()
 
-# the BLAS PyTorch runs on: Debian's reference libblas3 is some 50x slower than OpenBLAS
-a, b = torch.randn(512, 768), torch.randn(768, 768)
-a @ b
-t4 = time.perf_counter()
-for _ in range(20):
+    # the BLAS PyTorch runs on: Debian's reference libblas3 is some 50x slower than OpenBLAS
+    a, b = torch.randn(512, 768), torch.randn(768, 768)
     a @ b
-blas_gflops = 20 * 2 * 512 * 768 * 768 / (time.perf_counter() - t4) / 1e9
-print(json.dumps({"teacherMs": 1000 * (t1 - t0), "studentMs": 1000 * (t2 - t1), "metricsMs": 1000 * (t3 - t2), "inScriptMs": 1000 * (t3 - t_start), "meanFkl": summary[0], "blasGflops": blas_gflops}))
+    t4 = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    blas_gflops = 20 * 2 * 512 * 768 * 768 / (time.perf_counter() - t4) / 1e9
+    print(json.dumps({"teacherMs": 1000 * (t1 - t0), "studentMs": 1000 * (t2 - t1), "metricsMs": 1000 * (t3 - t2), "inScriptMs": 1000 * (t3 - t_start), "meanFkl": summary[0], "blasGflops": blas_gflops}))

@@ -114,7 +114,7 @@ interface Stepper {
   next(sequences: number[][], active: boolean[]): Promise<Float32Array[]>;
 }
 
-function stepperFor(lm: LanguageModel): Stepper {
+function stepperFor(lm: LanguageModel, capacity: number): Stepper {
   if (lm.canCache) {
     let cache: DecoderCache | undefined;
     const rows = (logits: Float32Array, vocab: number, B: number, L: number) =>
@@ -123,7 +123,11 @@ function stepperFor(lm: LanguageModel): Stepper {
       lm,
       cached: true,
       async start(sequences) {
-        const step = await lm.step(sequences.map((s) => [...s]));
+        const step = await lm.step(
+          sequences.map((s) => [...s]),
+          undefined,
+          capacity,
+        );
         cache = step.cache;
         return rows(step.logits, step.vocab, sequences.length, sequences[0].length);
       },
@@ -231,7 +235,7 @@ export async function generate(
   };
 
   // 1. the prompt, then 4. one step per token (cached) or a pass over each unfinished sequence
-  const steppers = models.map(stepperFor);
+  const steppers = models.map((m) => stepperFor(m, promptIds.length + maxNew));
   for (const st of steppers)
     if (!st.cached)
       messages.push(

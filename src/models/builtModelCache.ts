@@ -20,7 +20,8 @@ import type { GraphBuilder } from '../onnx/graphBuilder';
 // 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
 // 3: YaRN, LongRoPE, partial_rotary_factor, per-layer sliding windows (Qwen2 / Qwen3 layer_types)
 // 4: key/value cache inputs and outputs (Llama family, GPT-2) for generation
-const BUILDER_VERSION = 4;
+// 5: the cache in buffers the caller owns (no copy of it per step)
+const BUILDER_VERSION = 5;
 
 export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
@@ -33,9 +34,9 @@ export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.m
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
       layerWindows: layerWindows(model.config ?? {}),
       model: model.name,
-      kvCache: true,
+      kvCache: 'buffers',
     });
-  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']), { kvCache: true });
+  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']), { kvCache: 'buffers' });
 }
 
 /** Lets messages that arrived meanwhile (a Cancel) be handled, then checks for cancellation. */

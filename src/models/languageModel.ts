@@ -19,14 +19,14 @@ export interface Logits {
   vocab: number;
 }
 
-/** The keys and values of the positions decoded so far, as the graph's present.* outputs gave them. */
-export interface DecoderCache {
-  /** by past input name (past_key_values.0.key, …) */
-  tensors: Record<string, ort.Tensor>;
-  /** positions cached */
-  length: number;
-  batch: number;
-}
+/**
+ * The keys and values of the positions decoded so far: buffers of a fixed capacity that the
+ * graphs built here read in place (cache.* inputs, new.* outputs), or the present.* outputs
+ * of an export in the transformers.js layout, fed back as past_key_values.*.
+ */
+export type DecoderCache =
+  | { kind: 'buffers'; buffers: Record<string, Float32Array>; kvHeads: number; headSize: number; capacity: number; length: number; batch: number }
+  | { kind: 'present'; tensors: Record<string, ort.Tensor>; length: number; batch: number };
 
 export interface LoadInfo {
   device: UsedDevice;
@@ -68,45 +68,90 @@ export class LanguageModel {
   /** The cache inputs and the outputs that refill them (past_key_values.X ← present.X); empty when the graph has none. */
   private get cachePairs(): [string, string][] {
     const inputs = this.session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-    return inputs.map((n) => [n, 'present.' + n.slice('past_key_values.'.length)] as [string, string]).filter(([, out]) => this.session.outputNames.includes(out));
+    return inputs
+      .map((n) => [n, 'present.' + n.slice('past_key_values.'.length)] as [string, string])
+      .filter(([, out]) => this.session.outputNames.includes(out));
   }
 
-  /** Whether `step` decodes incrementally: every past_key_values.* input has its present.* output. */
-  get canCache(): boolean {
+  /** How `step` keeps the cache: in buffers (graphs built here), as present.* outputs (exports), or not at all. */
+  get cacheKind(): 'buffers' | 'present' | undefined {
+    if (this.session.inputNames.includes('past_length') && this.session.inputNames.some((n) => n.startsWith('cache.'))) return 'buffers';
     const inputs = this.session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-    return inputs.length > 0 && this.cachePairs.length === inputs.length;
+    return inputs.length > 0 && this.cachePairs.length === inputs.length ? 'present' : undefined;
+  }
+
+  /** Whether `step` decodes incrementally. */
+  get canCache(): boolean {
+    return this.cacheKind !== undefined;
   }
 
   /**
    * Logits for `rows` (B sequences of the same number L of new tokens) after the cached
-   * positions, and the cache extended by them. Without a cache the rows are the whole sequences.
+   * positions, and the cache extended by them. `capacity`: the positions the buffers of a
+   * new cache hold (they grow when a step would pass it).
    */
-  async step(rows: number[][], cache?: DecoderCache): Promise<{ logits: Float32Array; vocab: number; cache: DecoderCache }> {
-    if (!this.canCache) throw new Error(`${this.model.name} has no key/value cache inputs`);
+  async step(rows: number[][], cache?: DecoderCache, capacity = 0): Promise<{ logits: Float32Array; vocab: number; cache: DecoderCache }> {
+    const kind = this.cacheKind;
+    if (!kind) throw new Error(`${this.model.name} has no key/value cache inputs`);
     const B = rows.length;
     const L = rows[0].length;
     const P = cache?.length ?? 0;
     const feeds: Record<string, ort.Tensor> = {};
     const int64 = (n: number, value: (b: number, i: number) => number) =>
       new ort.Tensor('int64', BigInt64Array.from({ length: B * n }, (_, k) => BigInt(value(Math.floor(k / n), k % n))), [B, n]);
+    let buffers = cache?.kind === 'buffers' ? cache : undefined;
+    if (kind === 'buffers') buffers = this.ensureCapacity(buffers, B, Math.max(capacity, P + L));
     for (const meta of this.session.inputMetadata) {
       const name = meta.name;
       if (name === 'input_ids') feeds[name] = int64(L, (b, i) => rows[b][i]);
       else if (name === 'attention_mask') feeds[name] = int64(P + L, () => 1);
       else if (name === 'position_ids') feeds[name] = int64(L, (_, i) => P + i);
       else if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [P > 0], [1]);
-      else if (name.startsWith('past_key_values.')) feeds[name] = cache ? cache.tensors[name] : this.emptyPast(meta, B);
+      else if (name === 'past_length') feeds[name] = new ort.Tensor('int64', BigInt64Array.from([BigInt(P)]), [1]);
+      else if (name.startsWith('cache.') && buffers)
+        feeds[name] = new ort.Tensor('float32', buffers.buffers[name], [B, buffers.kvHeads, buffers.capacity, buffers.headSize]);
+      else if (name.startsWith('past_key_values.'))
+        feeds[name] = cache?.kind === 'present' ? cache.tensors[name] : this.emptyPast(meta, B);
       else feeds[name] = this.feedFor(meta, rows[0]);
     }
-    const pairs = this.cachePairs;
-    const out = await this.session.run(feeds, ['logits', ...pairs.map(([, o]) => o)]);
+    const newNames = kind === 'buffers' ? Object.keys(buffers!.buffers).map((n) => 'new.' + n.slice('cache.'.length)) : [];
+    const pairs = kind === 'present' ? this.cachePairs : [];
+    const out = await this.session.run(feeds, ['logits', ...newNames, ...pairs.map(([, o]) => o)]);
     const logits = out.logits;
     if (logits.type !== 'float32') throw new ModelLoadError(`${this.model.name}: decoding needs float32 logits (got ${logits.type})`);
     const dims = logits.dims;
     if (dims.length !== 3 || dims[0] !== B || dims[1] !== L) throw new ModelLoadError(`${this.model.name}: logits have shape [${dims}], expected [${B}, ${L}, vocab]`);
+    if (buffers) {
+      // the new positions into each buffer at P … P + L − 1, per sequence and head
+      const { kvHeads, headSize, capacity: C } = buffers;
+      for (const name of Object.keys(buffers.buffers)) {
+        const fresh = out['new.' + name.slice('cache.'.length)].data as Float32Array;
+        const buffer = buffers.buffers[name];
+        for (let bh = 0; bh < B * kvHeads; bh++) buffer.set(fresh.subarray(bh * L * headSize, (bh + 1) * L * headSize), (bh * C + P) * headSize);
+      }
+      return { logits: logits.data as Float32Array, vocab: dims[2], cache: { ...buffers, length: P + L } };
+    }
     const tensors: Record<string, ort.Tensor> = {};
     for (const [input, output] of pairs) tensors[input] = out[output];
-    return { logits: logits.data as Float32Array, vocab: dims[2], cache: { tensors, length: P + L, batch: B } };
+    return { logits: logits.data as Float32Array, vocab: dims[2], cache: { kind: 'present', tensors, length: P + L, batch: B } };
+  }
+
+  /** Buffers that hold at least `needed` positions: new ones, or the old ones copied into larger ones. */
+  private ensureCapacity(cache: Extract<DecoderCache, { kind: 'buffers' }> | undefined, batch: number, needed: number) {
+    if (cache && cache.capacity >= needed) return cache;
+    const meta = this.session.inputMetadata.find((m) => m.name === 'cache.0.key');
+    const shape = meta && meta.isTensor ? meta.shape : [];
+    const kvHeads = Number(shape[1]);
+    const headSize = Number(shape[3]);
+    const capacity = Math.max(needed, 2 * (cache?.capacity ?? 0));
+    const buffers: Record<string, Float32Array> = {};
+    for (const name of this.session.inputNames.filter((n) => n.startsWith('cache.'))) {
+      const buffer = new Float32Array(batch * kvHeads * capacity * headSize);
+      const old = cache?.buffers[name];
+      if (old) for (let bh = 0; bh < batch * kvHeads; bh++) buffer.set(old.subarray(bh * cache!.capacity * headSize, (bh * cache!.capacity + cache!.length) * headSize), bh * capacity * headSize);
+      buffers[name] = buffer;
+    }
+    return { kind: 'buffers' as const, buffers, kvHeads, headSize, capacity, length: cache?.length ?? 0, batch };
   }
 
   /** An empty cache input for a batch of B: past length 0, other dims from the graph or the config. */
@@ -150,6 +195,7 @@ export class LanguageModel {
     if (name === 'token_type_ids') return int64(() => 0);
     if (!meta.isTensor) throw new ModelLoadError(`${this.model.name}: input ${name} is not a tensor`);
     if (name === 'use_cache_branch') return new ort.Tensor('bool', [false], [1]);
+    if (name === 'past_length') return new ort.Tensor('int64', BigInt64Array.from([0n]), [1]);
     // an empty cache: past length 0, other symbolic dims from the config (batch 1)
     if (/past|cache/.test(name)) return this.emptyPast(meta, 1);
     throw new ModelLoadError(`${this.model.name}: the ONNX model needs input "${name}", which Distill Lens does not know how to fill`);

@@ -1,8 +1,9 @@
 /**
- * Incremental decoding with the key/value cache of the graphs the project builds gives the
- * logits of a full-sequence pass (< 1e-4): the Llama family (grouped-query attention, Qwen3's
- * head norms, sliding windows, Phi-3's fused projections with LongRoPE), GPT-2, and a batch
- * of different sequences; a prompt, a multi-token step, then single tokens.
+ * Incremental decoding with the key/value cache of the graphs the project builds (buffers it
+ * owns, grown as needed) gives the logits of a full-sequence pass (< 1e-4): the Llama family
+ * (grouped-query attention, Qwen3's head norms, sliding windows, Phi-3's fused projections
+ * with LongRoPE), GPT-2, a batch of different sequences, and an export in the transformers.js
+ * layout (past_key_values / present); a prompt, a multi-token step, then single tokens.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,8 @@ import * as path from 'node:path';
 import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel, type DecoderCache } from '../../src/models/languageModel';
 import { tinyFamily, tinyModel } from '../train/fixtures';
+import { buildLlamaGraph, type LlamaConfig } from '../../src/models/builder/llamaGraph';
+import { writeOnnxModel } from '../../src/models/builtModelCache';
 import { demoPair } from '../helpers';
 
 /** A tiny checkpoint folder as resolveModel reads it (the built-in tokenizer beside it). */
@@ -20,10 +23,14 @@ function withTokenizer(folder: string, config?: Record<string, unknown>): string
   return folder;
 }
 
-async function cachedVersusFull(folder: string, sequences: number[][]): Promise<number> {
+async function cachedVersusFull(
+  folder: string,
+  sequences: number[][],
+  kind: 'buffers' | 'present' = 'buffers',
+): Promise<number> {
   const lm = await LanguageModel.open(await resolveModel(folder), 'cpu');
   try {
-    assert.ok(lm.canCache, 'the built graph has past_key_values inputs');
+    assert.equal(lm.cacheKind, kind);
     const full = await Promise.all(sequences.map((s) => lm.forward(s)));
     let err = 0;
     const compare = (logits: Float32Array, vocab: number, from: number, length: number) => {
@@ -80,6 +87,18 @@ test('the cached logits equal the full-sequence logits for every built family an
     const err = await cachedVersusFull(folder, [ids(1, 24, 40), ids(2, 24, 40)]);
     assert.ok(err < 1e-4, `${what}: max |cached − full| = ${err}`);
   }
+  // an export in the transformers.js layout (past_key_values.* in, present.* out), written
+  // from the same builder: the cache goes out and back in as tensors
+  const exported = tinyModel('llama', 8);
+  const graph = buildLlamaGraph(exported.config as LlamaConfig, exported.weights, { kvCache: 'present' });
+  writeOnnxModel(graph, path.join(exported.folder, 'onnx'));
+  fs.rmSync(path.join(exported.folder, 'model.safetensors'));
+  const errExport = await cachedVersusFull(
+    withTokenizer(exported.folder),
+    [ids(4, 24, 40), ids(5, 24, 40)],
+    'present',
+  );
+  assert.ok(errExport < 1e-4, `export with present outputs: max |cached − full| = ${errExport}`);
   // the built-in model (Llama layout, 4096 tokens)
   const err = await cachedVersusFull(demoPair().student, [ids(3, 24, 4096)]);
   assert.ok(err < 1e-4, `built-in student: max |cached − full| = ${err}`);

@@ -1,7 +1,7 @@
 /** GPT2LMHeadModel as an ONNX graph. */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, causalAttention, causalMask, geluTanh, inputDims, keyValueCache, layerNorm, linear, mergeHeads, positionRange, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, bufferCache, causalAttention, causalMask, geluTanh, inputDims, keyValueCache, layerNorm, linear, mergeHeads, positionRange, splitHeads } from './transformerOps';
 
 export interface Gpt2Config {
   n_embd: number;
@@ -14,15 +14,16 @@ export interface Gpt2Config {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32 (with `kvCache`, past_key_values in and present out). */
-export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: boolean } = {}): GraphBuilder {
+export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'buffers' | 'present' } = {}): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const D = c.n_embd;
   const H = c.n_head;
   const hd = D / H;
   const eps = c.layer_norm_epsilon ?? 1e-5;
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
-  const cache = o.kvCache ? keyValueCache(g, c.n_layer, H, hd) : undefined;
-  const d = { ...inputDims(g, ids), past: cache?.pastLength };
+  const cache = o.kvCache === 'present' ? keyValueCache(g, c.n_layer, H, hd) : undefined;
+  const buffers = o.kvCache === 'buffers' ? bufferCache(g, H, hd) : undefined;
+  const d = { ...inputDims(g, ids), past: cache?.pastLength ?? buffers?.pastLength };
   const wte = w.weight(g, 'wte.weight');
   const positions = positionRange(g, d);
   const tok = g.op1('Gather', [wte, ids], { axis: 0 }); // [B, L, D]
@@ -35,7 +36,8 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: bo
     const qkv = linear(g, h, w.weight(g, p + 'attn.c_attn.weight'), w.weight(g, p + 'attn.c_attn.bias'), false);
     const [q, kNew, vNew] = g.op('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3).map((t) => splitHeads(g, t, d, H, hd));
     const [k, v] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
-    const attn = mergeHeads(g, causalAttention(g, q, k, v, mask, hd), D);
+    const heads = buffers ? buffers.attend(l, d, q, kNew, vNew, H, 1 / Math.sqrt(hd)) : causalAttention(g, q, k, v, mask, hd);
+    const attn = mergeHeads(g, heads, D);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'attn.c_proj.weight'), w.weight(g, p + 'attn.c_proj.bias'), false)]);
     const h2 = layerNorm(g, x, w.weight(g, p + 'ln_2.weight'), w.weight(g, p + 'ln_2.bias'), eps);
     const ff = geluTanh(g, linear(g, h2, w.weight(g, p + 'mlp.c_fc.weight'), w.weight(g, p + 'mlp.c_fc.bias'), false));

@@ -7,7 +7,7 @@
  */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
-import { LOGITS_ROWS, type DecoderConfig, causalAttention, causalMask, inputDims, keyValueCache, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, splitHeads } from './transformerOps';
+import { LOGITS_ROWS, type DecoderConfig, bufferCache, causalAttention, causalMask, inputDims, keyValueCache, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, splitHeads } from './transformerOps';
 import { rotaryPlan } from './rope';
 
 export interface LlamaConfig extends DecoderConfig {
@@ -23,8 +23,12 @@ export interface LlamaConfig extends DecoderConfig {
 export interface LlamaGraphOptions {
   /** per layer: attention sees at most this many positions back, the current one included; undefined: all (checkpointConfig.layerWindows) */
   layerWindows?: (number | undefined)[];
-  /** past_key_values inputs and present outputs for incremental decoding (inference graphs) */
-  kvCache?: boolean;
+  /**
+   * incremental decoding (inference graphs): 'buffers', the cache the caller owns
+   * (transformerOps.bufferCache); 'present', the past_key_values / present layout of
+   * transformers.js and Optimum exports (tests use it to stand for such an export)
+   */
+  kvCache?: 'buffers' | 'present';
   /** for messages */
   model?: string;
 }
@@ -38,8 +42,9 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const hd = c.head_dim ?? D / H;
   const eps = c.rms_norm_eps ?? 1e-6;
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
-  const cache = o.kvCache ? keyValueCache(g, c.num_hidden_layers, KV, hd) : undefined;
-  const d = { ...inputDims(g, ids), past: cache?.pastLength };
+  const cache = o.kvCache === 'present' ? keyValueCache(g, c.num_hidden_layers, KV, hd) : undefined;
+  const buffers = o.kvCache === 'buffers' ? bufferCache(g, KV, hd) : undefined;
+  const d = { ...inputDims(g, ids), past: cache?.pastLength ?? buffers?.pastLength };
 
   const embed = w.weight(g, 'model.embed_tokens.weight');
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
@@ -88,11 +93,16 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
     const q = rope(headNorm(splitHeads(g, proj('q_proj'), d, H, hd), 'q_norm'));
     const kNew = rope(headNorm(splitHeads(g, proj('k_proj'), d, KV, hd), 'k_norm'));
     const vNew = splitHeads(g, proj('v_proj'), d, KV, hd);
-    // with a cache, the keys and values of every position so far
-    const [kAll, vAll] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
-    const k = repeatKv(g, kAll, d, KV, H / KV, hd);
-    const v = repeatKv(g, vAll, d, KV, H / KV, hd);
-    const attn = mergeHeads(g, causalAttention(g, q, k, v, maskFor(o.layerWindows?.[l]), hd), H * hd);
+    let heads: string;
+    if (buffers) heads = buffers.attend(l, d, q, kNew, vNew, H, 1 / Math.sqrt(hd), o.layerWindows?.[l]);
+    else {
+      // with a cache, the keys and values of every position so far
+      const [kAll, vAll] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
+      const k = repeatKv(g, kAll, d, KV, H / KV, hd);
+      const v = repeatKv(g, vAll, d, KV, H / KV, hd);
+      heads = causalAttention(g, q, k, v, maskFor(o.layerWindows?.[l]), hd);
+    }
+    const attn = mergeHeads(g, heads, H * hd);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), bias(oBias, 'self_attn.o_proj'), true)]);
     const h2 = rmsNorm(g, x, w.weight(g, p + 'post_attention_layernorm.weight'), eps);
     const mlp = (name: string, input: string) => linear(g, input, w.weight(g, p + `mlp.${name}.weight`), bias(mlpBias, `mlp.${name}`), true);

@@ -198,6 +198,72 @@ export function keyValueCache(g: GraphBuilder, layers: number, kvHeads: number, 
   };
 }
 
+/**
+ * A key/value cache the caller owns, of fixed capacity C: inputs cache.{l}.key / .value
+ * [B, kv heads, C, hd] (positions from past_length on are unused) and past_length [1] int64;
+ * outputs new.{l}.key / .value [B, kv heads, L, hd], the new positions only, which the caller
+ * writes into its buffers at P … P + L − 1. Attention reads the buffers where they are:
+ * scores over the cache and over the new positions are computed apart and softmaxed
+ * together, so no step copies the cache, and a step costs the same at every position.
+ */
+export function bufferCache(g: GraphBuilder, kvHeads: number, headSize: number) {
+  const pastLength = g.input('past_length', 'int64', [1]);
+  const dims = (length: string) => ['batch', kvHeads, length, headSize];
+  return {
+    pastLength,
+    /**
+     * softmax over [cache, new] of q·kᵀ·scale + masks, times [cache, new] values, for q
+     * [B, H, L, hd] and the layer's new k, v [B, kv heads, L, hd]; H = kv heads · rep.
+     * `window`: a position sees the `window` last positions, itself included.
+     */
+    attend(l: number, d: Dims, q: string, kNew: string, vNew: string, heads: number, scale: number, window?: number): string {
+      const rep = heads / kvHeads;
+      const kCache = g.input(`cache.${l}.key`, 'float32', dims('past_capacity'));
+      const vCache = g.input(`cache.${l}.value`, 'float32', dims('past_capacity'));
+      for (const [t, kind] of [[kNew, 'key'], [vNew, 'value']] as const) {
+        const name = `new.${l}.${kind}`;
+        g.rename(g.op1('Identity', [t]), name);
+        g.output(name, 'float32', dims('length'));
+      }
+      // the query heads of one key/value head side by side: [B, kv, rep·L, hd]
+      const grouped = g.op1('Reshape', [q, g.op1('Concat', [g.op1('Slice', [d.batchLen, g.ints([0]), g.ints([1])]), g.ints([kvHeads, -1, headSize])], { axis: 0 })]);
+      const scores = (k: string) => g.op1('Mul', [g.op1('MatMul', [grouped, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), g.scalar(scale)]);
+      const [maskCache, maskNew] = this.masks(d, window, rep);
+      const both = g.op1('Concat', [g.op1('Add', [scores(kCache), maskCache]), g.op1('Add', [scores(kNew), maskNew])], { axis: -1 });
+      const weights = g.op1('Softmax', [both], { axis: -1 });
+      const capacity = g.op1('Slice', [g.op1('Shape', [kCache]), g.ints([2]), g.ints([3])]);
+      const [wCache, wNew] = g.op('Split', [weights, g.op1('Concat', [capacity, d.len], { axis: 0 })], { axis: -1 }, 2);
+      const out = g.op1('Add', [g.op1('MatMul', [wCache, vCache]), g.op1('MatMul', [wNew, vNew])]);
+      return g.op1('Reshape', [out, g.op1('Concat', [g.op1('Slice', [d.batchLen, g.ints([0]), g.ints([1])]), g.ints([heads, -1, headSize])], { axis: 0 })]);
+    },
+    /** additive masks [rep·L, C] over the cache (j < P, within the window) and [rep·L, L] over the new positions (causal) */
+    masks(d: Dims, window: number | undefined, rep: number): [string, string] {
+      const key = `${window ?? 'all'}|${rep}`;
+      const known = this.maskMemo.get(key);
+      if (known) return known;
+      const zero = g.scalar(0);
+      const minusInf = g.scalar(-Infinity);
+      const capacity = g.op1('Slice', [g.op1('Shape', ['cache.0.key']), g.ints([2]), g.ints([3])]);
+      const j = g.op1('Range', [g.constant([0], 'int64', [], 'j0'), g.op1('Squeeze', [capacity, g.ints([0])]), g.constant([1], 'int64', [], 'j1')]); // [C]
+      let visible = g.op1('Less', [g.op1('Unsqueeze', [j, g.ints([0])]), pastLength]); // [1, C]: cached
+      if (window) {
+        // new position i is P + i: key j is within the window when P + i − j < window
+        const i = g.op1('Unsqueeze', [positionRange(g, d), g.ints([1])]); // [L, 1]
+        visible = g.op1('And', [visible, g.op1('Less', [g.op1('Sub', [i, g.op1('Unsqueeze', [j, g.ints([0])])]), g.constant([window], 'int64', [], 'window')])]);
+      }
+      const tile = (m: string) => (rep === 1 ? m : g.op1('Tile', [m, g.ints([rep, 1])]));
+      const cacheMask = g.op1('Where', [visible, zero, minusInf]);
+      // over the new positions alone: causal (and the window), as without a cache
+      const newMask = causalMask(g, { ...d, past: undefined }, window);
+      const rows = g.op1('Concat', [d.len, g.op1('Slice', [g.op1('Shape', [cacheMask]), g.ints([1]), g.ints([2])])], { axis: 0 });
+      const result: [string, string] = [tile(g.op1('Expand', [cacheMask, rows])), tile(newMask)];
+      this.maskMemo.set(key, result);
+      return result;
+    },
+    maskMemo: new Map<string, [string, string]>(),
+  };
+}
+
 /** softmax(q·kᵀ/√hd + mask)·v for q, k, v [B, H, L, hd]. */
 export function causalAttention(g: GraphBuilder, q: string, k: string, v: string, mask: string, headSize: number): string {
   const kT = g.op1('Transpose', [k], { perm: [0, 1, 3, 2] });
