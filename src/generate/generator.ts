@@ -17,6 +17,7 @@ import { UsageError } from '../core/errors';
 import { seededRandom, type Rng } from '../core/random';
 import type { DecoderCache, LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
+import { halfToFloat32 } from '../models/safetensors';
 import {
   argmax,
   drawToken,
@@ -148,10 +149,9 @@ function stepperFor(lm: LanguageModel, capacity: number): Stepper {
       sequences.map(async (s, b) => {
         if (!active[b]) return last[b];
         const logits = await lm.forward(s);
-        if (logits.type !== 'float32')
-          throw new UsageError(`${lm.model.name}: generation needs float32 logits`);
         const t = logits.length - 1;
-        return (logits.data as Float32Array).subarray(t * logits.vocab, (t + 1) * logits.vocab);
+        const row = logits.data.subarray(t * logits.vocab, (t + 1) * logits.vocab);
+        return logits.type === 'float16' ? halfToFloat32(row as Uint16Array) : (row as Float32Array);
       }),
     );
     return last;

@@ -10,6 +10,7 @@ import type { Device, UsedDevice } from '../shared/devices';
 import { openSession } from '../onnx/sessions';
 import type { ResolvedModel } from './modelSource';
 import { ensureBuiltModel, type BuildOptions } from './builtModelCache';
+import { halfToFloat32 } from './safetensors';
 
 export interface Logits {
   /** float32 or float16 (as raw uint16) values, [length, vocab] row-major */
@@ -118,7 +119,9 @@ export class LanguageModel {
     const pairs = kind === 'present' ? this.cachePairs : [];
     const out = await this.session.run(feeds, ['logits', ...newNames, ...pairs.map(([, o]) => o)]);
     const logits = out.logits;
-    if (logits.type !== 'float32') throw new ModelLoadError(`${this.model.name}: decoding needs float32 logits (got ${logits.type})`);
+    if (logits.type !== 'float32' && logits.type !== 'float16') throw new ModelLoadError(`${this.model.name}: logits of type ${logits.type} are not supported`);
+    // float16 exports (their cache stays float16, as the graph gave it)
+    const values = logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
     const dims = logits.dims;
     if (dims.length !== 3 || dims[0] !== B || dims[1] !== L) throw new ModelLoadError(`${this.model.name}: logits have shape [${dims}], expected [${B}, ${L}, vocab]`);
     if (buffers) {
@@ -129,11 +132,11 @@ export class LanguageModel {
         const buffer = buffers.buffers[name];
         for (let bh = 0; bh < B * kvHeads; bh++) buffer.set(fresh.subarray(bh * L * headSize, (bh + 1) * L * headSize), (bh * C + P) * headSize);
       }
-      return { logits: logits.data as Float32Array, vocab: dims[2], cache: { ...buffers, length: P + L } };
+      return { logits: values, vocab: dims[2], cache: { ...buffers, length: P + L } };
     }
     const tensors: Record<string, ort.Tensor> = {};
     for (const [input, output] of pairs) tensors[input] = out[output];
-    return { logits: logits.data as Float32Array, vocab: dims[2], cache: { kind: 'present', tensors, length: P + L, batch: B } };
+    return { logits: values, vocab: dims[2], cache: { kind: 'present', tensors, length: P + L, batch: B } };
   }
 
   /** Buffers that hold at least `needed` positions: new ones, or the old ones copied into larger ones. */

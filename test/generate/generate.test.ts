@@ -13,7 +13,7 @@ import { LanguageModel } from '../../src/models/languageModel';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { generate, type GenerateOptions } from '../../src/generate/generator';
 import { DEFAULT_SAMPLING } from '../../src/generate/logitsProcessors';
-import { demoPair, needs, storiesPair, tempDir } from '../helpers';
+import { demoPair, needs, ORTGENAI, storiesPair, tempDir } from '../helpers';
 
 const GOLDEN =
   'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high';
@@ -187,3 +187,34 @@ test('distill-lens generate: text and JSON, and clear refusals', () => {
   assert.equal(none.status, 2);
   assert.match(none.stderr, /exactly one of --prompt or --prompt-file/);
 });
+
+test(
+  'an onnxruntime-genai export (float16, past_key_values in, present out) decodes with its cache as it does without',
+  needs('ortGenaiLlama'),
+  async () => {
+    const { lm, tokenizer } = await open(ORTGENAI);
+    try {
+      assert.equal(lm.cacheKind, 'present');
+      const promptIds = tokenizer.encode('Hello world').ids;
+      const o = options({
+        maxNewTokens: 8,
+        samples: 2,
+        sampling: { ...DEFAULT_SAMPLING, temperature: 0.8 },
+        seed: 3,
+      });
+      const cached = await generate(lm, tokenizer, promptIds, o);
+      const uncachedLm = Object.create(lm, {
+        canCache: { value: false },
+        cacheKind: { value: undefined },
+      }) as LanguageModel;
+      const full = await generate(uncachedLm, tokenizer, promptIds, o);
+      assert.deepEqual(
+        cached.samples.map((s) => s.ids),
+        full.samples.map((s) => s.ids),
+      );
+      assert.equal(cached.messages.length, 0);
+    } finally {
+      await lm.release();
+    }
+  },
+);
