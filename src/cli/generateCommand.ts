@@ -21,6 +21,7 @@ import { DEFAULT_SAMPLING, type SamplingOptions } from '../generate/logitsProces
 import { DEVICES, type Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { readTextFile } from './readText';
+import { renderSampleReport } from '../report/sampleReport';
 
 const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
   const x = Number(v);
@@ -244,7 +245,9 @@ export function addSampleCommand(program: Command): void {
       number('--void-threshold', (x) => x > 0 && x < 1, 'in (0, 1)'),
       1e-3,
     )
-    .addOption(new Option('--format <F>', 'output format').choices(['table', 'json']).default('table'));
+    .addOption(
+      new Option('--format <F>', 'output format').choices(['table', 'json', 'html']).default('table'),
+    );
   runFlags(sampleCommand).action(async (o) => {
     const prompt = promptFrom(o);
     const pool = new ModelPool({ capacity: 2 });
@@ -289,24 +292,34 @@ export function addSampleCommand(program: Command): void {
         );
         const summary = summarizeSamples(scored);
         const text =
-          o.format === 'json'
-            ? JSON.stringify(
-                {
-                  from: o.from,
-                  ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
-                  samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
-                    ids,
-                    promptTokens,
-                    text,
-                    rows,
-                    sequence,
-                  })),
-                  summary,
-                },
-                null,
-                1,
-              )
-            : sampleTable(prompt, scored, summary);
+          o.format === 'html'
+            ? renderSampleReport({
+                teacher: o.teacher,
+                student: o.student,
+                from: o.from,
+                mixAlpha: o.from === 'mix' ? o.mixAlpha : undefined,
+                prompt,
+                samples: scored,
+                summary,
+              })
+            : o.format === 'json'
+              ? JSON.stringify(
+                  {
+                    from: o.from,
+                    ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
+                    samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
+                      ids,
+                      promptTokens,
+                      text,
+                      rows,
+                      sequence,
+                    })),
+                    summary,
+                  },
+                  null,
+                  1,
+                )
+              : sampleTable(prompt, scored, summary);
         if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
         else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
       } finally {

@@ -18,6 +18,9 @@ import { seededRandom, type Rng } from '../core/random';
 import type { DecoderCache, LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { halfToFloat32 } from '../models/safetensors';
+import type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
+
+export type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
 import {
   argmax,
   drawToken,
@@ -36,25 +39,6 @@ export interface GenerateOptions {
   seed: number;
   /** generation stops once the new text contains one of these */
   stop: string[];
-}
-
-export interface GeneratedToken {
-  id: number;
-  text: string;
-  /** the sampled model's log-probability of this token at T = 1 (before any processor; the student's when mixing) */
-  logp: number;
-}
-
-export type FinishReason = 'eos' | 'stop' | 'length';
-
-export interface Sample {
-  /** the prompt's ids, then the continuation's */
-  ids: number[];
-  promptTokens: number;
-  /** the continuation's text */
-  text: string;
-  finish: FinishReason;
-  tokens: GeneratedToken[];
 }
 
 export interface GenerateHooks {

@@ -13,53 +13,25 @@
  * share of distinct 2- and 3-grams; over the continuations, means with standard errors.
  */
 import { UsageError } from '../core/errors';
-import { markHard, type MetricOptions, type TokenRow } from '../core/tokenRows';
+import { markHard, type MetricOptions } from '../core/tokenRows';
 import type { LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { MetricsRunner, type RowSource } from '../inspect/metricsRunner';
-import type { FinishReason, Sample } from './generator';
+import type {
+  MeanWithError,
+  Sample,
+  SampledTokenRow,
+  SampleSummary,
+  ScoredSample,
+} from '../shared/generation';
 
-export interface SampledTokenRow extends TokenRow {
-  logpTeacher: number;
-  logpStudent: number;
-  logRatio: number;
-  reward: number;
-  return: number;
-  normalizedReturn: number;
-  void: boolean;
-}
-
-export interface SequenceValues {
-  /** Σ_t log p(y_t) − log q(y_t) */
-  logRatio: number;
-  /** Σ_t KL(q_t ‖ p_t), exact at each step (the rows' rkl) */
-  reverseKl: number;
-  /** Σ_t k1 and Σ_t k3: estimates of the sequence-level KL(q‖p) */
-  k1: number;
-  k3: number;
-  length: number;
-  finish: FinishReason;
-  /** distinct n-grams / n-grams of the continuation's tokens */
-  distinct2: number;
-  distinct3: number;
-  /** tokens marked void */
-  voidTokens: number;
-}
-
-export interface ScoredSample extends Sample {
-  rows: SampledTokenRow[];
-  sequence: SequenceValues;
-}
-
-export interface MeanWithError {
-  mean: number;
-  /** standard error of the mean (sample standard deviation / √N); null for one sample */
-  standardError: number | null;
-}
-
-export type SampleSummary = Record<Exclude<keyof SequenceValues, 'finish'>, MeanWithError> & {
-  samples: number;
-};
+export type {
+  MeanWithError,
+  SampledTokenRow,
+  SampleSummary,
+  ScoredSample,
+  SequenceValues,
+} from '../shared/generation';
 
 export interface ScoringOptions {
   metrics: MetricOptions;

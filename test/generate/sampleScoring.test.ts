@@ -161,4 +161,14 @@ test('distill-lens sample: JSON with rows, sequence values and the summary', () 
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, /--- sample 1 \(length, 4 tokens\): Σ log p\/q/);
   assert.match(table.stdout, /over 1 continuation\(s\)/);
+  // the HTML report: each continuation's tokens painted, a chart each, the rows for the details
+  const html = sample('--samples', '2', '--max-new-tokens', '5', '--format', 'html');
+  assert.equal(html.status, 0, html.stderr);
+  assert.equal((html.stdout.match(/<svg class="chart"/g) ?? []).length, 2);
+  assert.equal((html.stdout.match(/class="tok[^"]*" data-sample/g) ?? []).length, 10);
+  const data = JSON.parse(
+    /<script type="application\/json" id="data">(.*?)<\/script>/s.exec(html.stdout)![1],
+  );
+  assert.equal(data.samples.length, 2);
+  assert.ok('logRatio' in data.samples[0][0] && 'return' in data.samples[0][0]);
 });

@@ -1,0 +1,78 @@
+/**
+ * The results of generation and of scored samples (types only): what `distill-lens generate`
+ * and `distill-lens sample` print as JSON and what the HTML report and the editor draw.
+ */
+import type { TokenRow } from '../core/tokenRows';
+
+export interface GeneratedToken {
+  id: number;
+  text: string;
+  /** the sampled model's log-probability of this token at T = 1 (before any processor; the student's when mixing) */
+  logp: number;
+}
+
+export type FinishReason = 'eos' | 'stop' | 'length';
+
+export interface Sample {
+  /** the prompt's ids, then the continuation's */
+  ids: number[];
+  promptTokens: number;
+  /** the continuation's text */
+  text: string;
+  finish: FinishReason;
+  tokens: GeneratedToken[];
+}
+
+/** A generated token's inspection row, and what only makes sense on samples (docs/metrics.md, "Sampled text"). */
+export interface SampledTokenRow extends TokenRow {
+  logpTeacher: number;
+  logpStudent: number;
+  logRatio: number;
+  reward: number;
+  return: number;
+  normalizedReturn: number;
+  void: boolean;
+}
+
+export interface SequenceValues {
+  /** Σ_t log p(y_t) − log q(y_t) */
+  logRatio: number;
+  /** Σ_t KL(q_t ‖ p_t), exact at each step (the rows' rkl) */
+  reverseKl: number;
+  /** Σ_t k1 and Σ_t k3 at T = 1: estimates of the sequence-level KL(q‖p) */
+  k1: number;
+  k3: number;
+  length: number;
+  finish: FinishReason;
+  /** distinct n-grams / n-grams of the continuation's tokens */
+  distinct2: number;
+  distinct3: number;
+  /** tokens marked void */
+  voidTokens: number;
+}
+
+export interface ScoredSample extends Sample {
+  rows: SampledTokenRow[];
+  sequence: SequenceValues;
+}
+
+export interface MeanWithError {
+  mean: number;
+  /** standard error of the mean (sample standard deviation / √N); null for one sample */
+  standardError: number | null;
+}
+
+export type SampleSummary = Record<Exclude<keyof SequenceValues, 'finish'>, MeanWithError> & {
+  samples: number;
+};
+
+/** Everything a report of sampled continuations shows. */
+export interface SampleReport {
+  teacher: string;
+  student: string;
+  from: 'student' | 'teacher' | 'mix';
+  mixAlpha?: number;
+  prompt: string;
+  samples: ScoredSample[];
+  summary: SampleSummary;
+}
