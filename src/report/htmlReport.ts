@@ -2,12 +2,11 @@
  * The self-contained HTML report: the text as a heatmap, per-token details on hover, the
  * summary, and a metric selector that recolours in the page. No external resources.
  */
+import { dataAndSidePanel, escapeHtml } from './htmlParts';
 import { heatColor, textColorOn, toHex } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import type { InspectResult } from '../shared/protocol';
 import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from './heatmap';
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
  * The report of one analysis. The heatmap's segments, each metric's range and each span's
@@ -53,7 +52,7 @@ export function renderHtmlReport(
     const bg = heatColor(b / (BANDS - 1));
     return { bg: toHex(bg), ink: toHex(textColorOn(bg)) };
   });
-  const data = JSON.stringify({
+  const data = {
     segments,
     rows: r.rows,
     summary: r.summary,
@@ -66,10 +65,7 @@ export function renderHtmlReport(
     bands,
     bandColors,
     messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
-  })
-    .replace(/</g, '\\u003c')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
+  };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -99,8 +95,7 @@ export function renderHtmlReport(
   <h2>Summary</h2><table id="summary"></table>
   <h2>Worst tokens</h2><table id="worst"></table>
 </main>
-<aside class="side"><div id="details" class="muted">Hover a token for its details.</div></aside>
-<script type="application/json" id="data">${data}</script>
+${dataAndSidePanel(data)}
 <script>
 (() => {
   const d = JSON.parse(document.getElementById('data').textContent);

@@ -5,10 +5,9 @@
  * underlined), a chart of the per-token log ratio (bars) and its return to the end (line),
  * the sequence values, per-token details on hover, and the means with standard errors.
  */
+import { dataAndSidePanel, escapeHtml } from './htmlParts';
 import { METRIC_KEYS, METRIC_LABELS } from '../core/metricKeys';
 import type { SampleReport } from '../shared/generation';
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** Steps of the diverging colour scale on each side. */
 const STEPS = 5;
@@ -76,14 +75,11 @@ ${chartSvg(
   )
     .map((k) => `<tr><td>${k}</td><td class="num">${withError(r.summary[k])}</td></tr>`)
     .join('');
-  const data = JSON.stringify({
+  const data = {
     samples: r.samples.map((s) => s.rows),
     keys: METRIC_KEYS,
     labels: METRIC_LABELS,
-  })
-    .replace(/</g, '\\u003c')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
+  };
   const steps = Array.from({ length: STEPS }, (_, k) => k + 1);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -110,8 +106,7 @@ ${chartSvg(
   <h2>Over ${r.summary.samples} continuation(s): mean ± standard error</h2><table>${summaryRows}</table>
   ${blocks}
 </main>
-<aside class="side"><div id="details" class="muted">Hover a token for its details.</div></aside>
-<script type="application/json" id="data">${data}</script>
+${dataAndSidePanel(data)}
 <script>
 (() => {
   const d = JSON.parse(document.getElementById('data').textContent);
