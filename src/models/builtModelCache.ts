@@ -20,7 +20,7 @@ import type { GraphBuilder } from '../onnx/graphBuilder';
 // 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
 // 3: YaRN, LongRoPE, partial_rotary_factor, per-layer sliding windows (Qwen2 / Qwen3 layer_types)
 // 4: key/value cache inputs and outputs (Llama family, GPT-2) for generation
-// 5: the cache in buffers the caller owns (no copy of it per step)
+// 5: the cache in buffers the caller owns (no copy of it per step), Gemma 3 too
 const BUILDER_VERSION = 5;
 
 export function defaultBuildCacheDir(): string {
@@ -29,7 +29,7 @@ export function defaultBuildCacheDir(): string {
 
 export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors)): GraphBuilder {
   if (model.architecture === 'gemma3')
-    return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name });
+    return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name, kvCache: 'buffers' });
   if (model.architecture === 'llama')
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
       layerWindows: layerWindows(model.config ?? {}),

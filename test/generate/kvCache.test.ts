@@ -2,7 +2,7 @@
  * Incremental decoding with the key/value cache of the graphs the project builds (buffers it
  * owns, grown as needed) gives the logits of a full-sequence pass (< 1e-4): the Llama family
  * (grouped-query attention, Qwen3's head norms, sliding windows, Phi-3's fused projections
- * with LongRoPE), GPT-2, a batch of different sequences, and an export in the transformers.js
+ * with LongRoPE), GPT-2, Gemma 3 (local windows, soft-capping), a batch of different sequences, and an export in the transformers.js
  * layout (past_key_values / present); a prompt, a multi-token step, then single tokens.
  */
 import { test } from 'node:test';
@@ -82,6 +82,7 @@ test('the cached logits equal the full-sequence logits for every built family an
       withTokenizer(tinyFamily('phi3').folder),
     ],
     ['GPT-2', withTokenizer(tinyModel('gpt2').folder)],
+    ['Gemma 3 (local window of 3, soft-capped scores)', withTokenizer(tinyFamily('gemma3').folder)],
   ];
   for (const [what, folder] of cases) {
     const err = await cachedVersusFull(folder, [ids(1, 24, 40), ids(2, 24, 40)]);

@@ -26,6 +26,7 @@ import {
   mergeHeads,
   repeatKv,
   rmsNorm,
+  bufferCache,
   rotaryEmbedding,
   slidingWindowMask,
   splitHeads,
@@ -50,7 +51,7 @@ export function gemmaSlidingLayers(c: GemmaConfig): boolean[] {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string } = {}): GraphBuilder {
+export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string; kvCache?: 'buffers' } = {}): GraphBuilder {
   const g = new GraphBuilder('gemma3');
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -59,7 +60,9 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
   const eps = c.rms_norm_eps ?? 1e-6;
   const model = o.model ?? 'the model';
   const ids = g.input('input_ids', 'int64', ['batch', 'length']);
-  const d = inputDims(g, ids);
+  // incremental decoding: the cache in buffers the caller owns (transformerOps.bufferCache)
+  const buffers = o.kvCache === 'buffers' ? bufferCache(g, KV, hd) : undefined;
+  const d = { ...inputDims(g, ids), past: buffers?.pastLength };
 
   // Gemma's RMSNorm multiplies by (1 + w)
   const norm = (x: string, name: string) => rmsNorm(g, x, g.op1('Add', [w.weight(g, name), g.scalar(1)]), eps);
@@ -86,12 +89,19 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
     const h = norm(x, p + 'input_layernorm.weight');
     const proj = (name: string, heads: number) => splitHeads(g, linear(g, h, w.weight(g, p + `self_attn.${name}.weight`), undefined, true), d, heads, hd);
     const q = rope(norm(proj('q_proj', H), p + 'self_attn.q_norm.weight'));
-    const k = repeatKv(g, rope(norm(proj('k_proj', KV), p + 'self_attn.k_norm.weight')), d, KV, H / KV, hd);
-    const v = repeatKv(g, proj('v_proj', KV), d, KV, H / KV, hd);
-    const kT = g.op1('Transpose', [k], { perm: [0, 1, 3, 2] });
-    const scores = softcap(g.op1('Mul', [g.op1('MatMul', [q, kT]), g.scalar(scale)]), c.attn_logit_softcapping);
-    const weights = g.op1('Softmax', [g.op1('Add', [scores, sliding[l] ? windowMask : fullMask])], { axis: -1 });
-    const attn = mergeHeads(g, g.op1('MatMul', [weights, v]), H * hd);
+    const kNew = rope(norm(proj('k_proj', KV), p + 'self_attn.k_norm.weight'));
+    const vNew = proj('v_proj', KV);
+    let heads: string;
+    if (buffers) heads = buffers.attend(l, d, q, kNew, vNew, H, scale, sliding[l] ? window : undefined, c.attn_logit_softcapping);
+    else {
+      const k = repeatKv(g, kNew, d, KV, H / KV, hd);
+      const v = repeatKv(g, vNew, d, KV, H / KV, hd);
+      const kT = g.op1('Transpose', [k], { perm: [0, 1, 3, 2] });
+      const scores = softcap(g.op1('Mul', [g.op1('MatMul', [q, kT]), g.scalar(scale)]), c.attn_logit_softcapping);
+      const weights = g.op1('Softmax', [g.op1('Add', [scores, sliding[l] ? windowMask : fullMask])], { axis: -1 });
+      heads = g.op1('MatMul', [weights, v]);
+    }
+    const attn = mergeHeads(g, heads, H * hd);
     const attnOut = linear(g, attn, w.weight(g, p + 'self_attn.o_proj.weight'), undefined, true);
     x = g.op1('Add', [x, norm(attnOut, p + 'post_attention_layernorm.weight')]);
     const n = norm(x, p + 'pre_feedforward_layernorm.weight');

@@ -216,7 +216,18 @@ export function bufferCache(g: GraphBuilder, kvHeads: number, headSize: number) 
      * [B, H, L, hd] and the layer's new k, v [B, kv heads, L, hd]; H = kv heads · rep.
      * `window`: a position sees the `window` last positions, itself included.
      */
-    attend(l: number, d: Dims, q: string, kNew: string, vNew: string, heads: number, scale: number, window?: number): string {
+    attend(
+      l: number,
+      d: Dims,
+      q: string,
+      kNew: string,
+      vNew: string,
+      heads: number,
+      scale: number,
+      window?: number,
+      /** Gemma: c·tanh(s / c) on the scores before the masks */
+      softcap?: number | null,
+    ): string {
       const rep = heads / kvHeads;
       const kCache = g.input(`cache.${l}.key`, 'float32', dims('past_capacity'));
       const vCache = g.input(`cache.${l}.value`, 'float32', dims('past_capacity'));
@@ -227,7 +238,10 @@ export function bufferCache(g: GraphBuilder, kvHeads: number, headSize: number) 
       }
       // the query heads of one key/value head side by side: [B, kv, rep·L, hd]
       const grouped = g.op1('Reshape', [q, g.op1('Concat', [g.op1('Slice', [d.batchLen, g.ints([0]), g.ints([1])]), g.ints([kvHeads, -1, headSize])], { axis: 0 })]);
-      const scores = (k: string) => g.op1('Mul', [g.op1('MatMul', [grouped, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), g.scalar(scale)]);
+      const capped = (t: string) =>
+        softcap ? g.op1('Mul', [g.op1('Tanh', [g.op1('Mul', [t, g.scalar(1 / softcap)])]), g.scalar(softcap)]) : t;
+      const scores = (k: string) =>
+        capped(g.op1('Mul', [g.op1('MatMul', [grouped, g.op1('Transpose', [k], { perm: [0, 1, 3, 2] })]), g.scalar(scale)]));
       const [maskCache, maskNew] = this.masks(d, window, rep);
       const both = g.op1('Concat', [g.op1('Add', [scores(kCache), maskCache]), g.op1('Add', [scores(kNew), maskNew])], { axis: -1 });
       const weights = g.op1('Softmax', [both], { axis: -1 });
