@@ -80,10 +80,14 @@ export function needsVscode(): { skip?: string } {
   return process.env.DISTILL_LENS_NO_VSCODE ? { skip: process.env.DISTILL_LENS_NO_VSCODE } : {};
 }
 
+/** Scratch folders, removed at exit by one handler. */
+const scratch: string[] = [];
+process.on('exit', () => scratch.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
 /** A scratch folder removed at exit. */
 export function tempDir(prefix = 'distill-lens-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  scratch.push(dir);
   return dir;
 }
 
