@@ -7,14 +7,9 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { UsageError } from '../core/errors';
 import { ModelPool } from '../models/modelPool';
-import { generate, type GenerateResult, type Policy } from '../generate/generator';
-import {
-  scoreSamples,
-  summarizeSamples,
-  type ScoredSample,
-  type SampleSummary,
-} from '../generate/sampleScoring';
-import { MetricsRunner } from '../inspect/metricsRunner';
+import { generate, type GenerateResult } from '../generate/generator';
+import { SampleEngine } from '../generate/sampleEngine';
+import type { ScoredSample, SampleSummary } from '../shared/generation';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { formatNumber } from '../core/formatNumber';
 import { DEFAULT_SAMPLING, type SamplingOptions } from '../generate/logitsProcessors';
@@ -251,83 +246,52 @@ export function addSampleCommand(program: Command): void {
   runFlags(sampleCommand).action(async (o) => {
     const prompt = promptFrom(o);
     const pool = new ModelPool({ capacity: 2 });
-    let runner: MetricsRunner | undefined;
+    const engine = new SampleEngine(pool);
     try {
-      const load = {
+      const report = await engine.run({
+        teacher: o.teacher,
+        student: o.student,
+        prompt,
+        from: o.from,
+        mixAlpha: o.mixAlpha,
+        sampling: samplingFrom(o),
+        maxNewTokens: o.maxNewTokens,
+        samples: o.samples,
+        seed: o.seed,
+        stop: o.stop,
+        voidThreshold: o.voidThreshold,
+        metrics: DEFAULT_METRIC_OPTIONS,
         device: o.device as Device,
         dtype: o.dtype as DtypeChoice,
         allowRemote: !!o.allowRemote,
-      };
-      const [teacher, student] = await Promise.all([
-        pool.acquire(o.teacher, load),
-        pool.acquire(o.student, load),
-      ]);
-      try {
-        if (teacher.model.tokenizer.vocabSize !== student.model.tokenizer.vocabSize)
-          throw new UsageError(
-            `the teacher's tokenizer has ${teacher.model.tokenizer.vocabSize} tokens and the student's ${student.model.tokenizer.vocabSize}: sample needs a pair that shares one tokenizer`,
-          );
-        const tokenizer = student.model.tokenizer;
-        const policy: Policy =
-          o.from === 'mix'
-            ? { teacher: teacher.model.lm, student: student.model.lm, alpha: o.mixAlpha }
-            : { lm: (o.from === 'teacher' ? teacher : student).model.lm };
-        const generated = await generate(policy, tokenizer, tokenizer.encode(prompt).ids, {
-          sampling: samplingFrom(o),
-          maxNewTokens: o.maxNewTokens,
-          samples: o.samples,
-          seed: o.seed,
-          stop: o.stop,
-        });
-        for (const m of generated.messages) process.stderr.write(`distill-lens: ${m}\n`);
-        // the metrics run where the teacher runs, as in inspect
-        runner = new MetricsRunner(teacher.model.lm.info.device);
-        const scored = await scoreSamples(
-          teacher.model.lm,
-          student.model.lm,
-          tokenizer,
-          generated.samples,
-          { metrics: DEFAULT_METRIC_OPTIONS, voidThreshold: o.voidThreshold },
-          runner,
-        );
-        const summary = summarizeSamples(scored);
-        const text =
-          o.format === 'html'
-            ? renderSampleReport({
-                teacher: o.teacher,
-                student: o.student,
-                from: o.from,
-                mixAlpha: o.from === 'mix' ? o.mixAlpha : undefined,
-                prompt,
-                samples: scored,
-                summary,
-              })
-            : o.format === 'json'
-              ? JSON.stringify(
-                  {
-                    from: o.from,
-                    ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
-                    samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
-                      ids,
-                      promptTokens,
-                      text,
-                      rows,
-                      sequence,
-                    })),
-                    summary,
-                  },
-                  null,
-                  1,
-                )
-              : sampleTable(prompt, scored, summary);
-        if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
-        else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
-      } finally {
-        await teacher.release();
-        await student.release();
-      }
+      });
+      for (const m of report.messages) process.stderr.write(`distill-lens: ${m}\n`);
+      const { samples: scored, summary } = report;
+      const text =
+        o.format === 'html'
+          ? renderSampleReport(report)
+          : o.format === 'json'
+            ? JSON.stringify(
+                {
+                  from: o.from,
+                  ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
+                  samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
+                    ids,
+                    promptTokens,
+                    text,
+                    rows,
+                    sequence,
+                  })),
+                  summary,
+                },
+                null,
+                1,
+              )
+            : sampleTable(prompt, scored, summary);
+      if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
+      else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
     } finally {
-      await runner?.release();
+      await engine.dispose();
       await pool.dispose();
     }
   });

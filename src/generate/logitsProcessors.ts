@@ -16,20 +16,9 @@
  * promise an order for them.
  */
 import type { Rng } from '../core/random';
+import type { SamplingOptions } from '../shared/generation';
 
-export interface SamplingOptions {
-  /** argmax after the repetition penalty; the warpers are not applied */
-  greedy: boolean;
-  temperature: number;
-  /** 0: off */
-  topK: number;
-  /** 1: off */
-  topP: number;
-  /** 0: off */
-  minP: number;
-  /** 1: off */
-  repetitionPenalty: number;
-}
+export type { SamplingOptions };
 
 export const DEFAULT_SAMPLING: SamplingOptions = {
   greedy: false,

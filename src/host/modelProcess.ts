@@ -10,9 +10,11 @@ import { InspectEngine } from '../inspect/inspectEngine';
 import { ModelPool } from '../models/modelPool';
 import type { FromRuntime, ToRuntime } from '../shared/protocol';
 import { runDistillation } from '../train/distill';
+import { SampleEngine } from '../generate/sampleEngine';
 
 const models = new ModelPool({ capacity: 3, cacheDir: process.env.DISTILL_LENS_CACHE || undefined });
 const engine = new InspectEngine(models);
+const sampler = new SampleEngine(models);
 const cancelled = new Set<number>();
 const aborts = new Map<number, AbortController>();
 const send = (m: FromRuntime) => process.send?.(m);
@@ -24,6 +26,15 @@ async function handle(m: Exclude<ToRuntime, { type: 'cancel' } | { type: 'shutdo
     if (m.type === 'inspect') {
       const result = await engine.inspect(m.request, {
         onProgress: (message, fraction) => send({ type: 'progress', id: m.id, message, fraction }),
+        checkCancelled: () => {
+          if (cancelled.has(m.id)) throw new CancelledError();
+        },
+      });
+      send({ type: 'result', id: m.id, result });
+    } else if (m.type === 'sample') {
+      const result = await sampler.run(m.request, {
+        onProgress: (message) => send({ type: 'progress', id: m.id, message }),
+        onToken: (token) => send({ type: 'progress', id: m.id, message: 'generating', token }),
         checkCancelled: () => {
           if (cancelled.has(m.id)) throw new CancelledError();
         },
@@ -76,6 +87,7 @@ process.on('message', async (m: ToRuntime) => {
     cancelled.add(m.id);
     aborts.get(m.id)?.abort();
   } else if (m.type === 'shutdown') {
+    await sampler.dispose();
     await engine.dispose();
     process.exit(0);
   } else await handle(m);

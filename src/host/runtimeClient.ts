@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { CancelledError, reviveError } from '../core/errors';
+import type { SampleReport, SampleRequest, StreamedToken } from '../shared/generation';
 import type {
   DistillProgress,
   DistillRequest,
@@ -24,11 +25,14 @@ interface Pending {
   resolve: (r: any) => void;
   reject: (e: Error) => void;
   onProgress?: (message: string, fraction?: number, training?: DistillProgress) => void;
+  onToken?: (t: StreamedToken) => void;
 }
 
 export interface CallOptions {
   onProgress?: (message: string, fraction?: number, training?: DistillProgress) => void;
   signal?: AbortSignal;
+  /** sampling: each token as it is chosen */
+  onToken?: (t: StreamedToken) => void;
 }
 
 export interface RuntimeClientOptions {
@@ -92,8 +96,10 @@ export class RuntimeClient {
     if (m.type === 'ready') return;
     const p = this.pending.get(m.id);
     if (!p) return;
-    if (m.type === 'progress') p.onProgress?.(m.message, m.fraction, m.training);
-    else if (m.type === 'result') {
+    if (m.type === 'progress') {
+      if (m.token) p.onToken?.(m.token);
+      else p.onProgress?.(m.message, m.fraction, m.training);
+    } else if (m.type === 'result') {
       this.pending.delete(m.id);
       p.resolve(m.result);
     } else if (m.type === 'error') {
@@ -110,6 +116,11 @@ export class RuntimeClient {
 
   inspect(request: InspectRequest, o: CallOptions = {}): Promise<InspectResult> {
     return this.call((id) => ({ type: 'inspect', id, request }), o, this.o.cancelGraceMs ?? 2000);
+  }
+
+  /** Continuations from the student, the teacher or their mix, scored by both; tokens stream to `o.onToken`. */
+  sample(request: SampleRequest, o: CallOptions = {}): Promise<SampleReport> {
+    return this.call((id) => ({ type: 'sample', id, request }), o, this.o.cancelGraceMs ?? 2000);
   }
 
   /** Memory and models held by the model process (starts it if needed). */
@@ -134,7 +145,7 @@ export class RuntimeClient {
     const child = this.ensureProcess();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress: o.onProgress });
+      this.pending.set(id, { resolve, reject, onProgress: o.onProgress, onToken: o.onToken });
       this.post(message(id));
       o.signal?.addEventListener('abort', () => {
         if (!this.pending.has(id)) return;

@@ -2,7 +2,24 @@
  * The results of generation and of scored samples (types only): what `distill-lens generate`
  * and `distill-lens sample` print as JSON and what the HTML report and the editor draw.
  */
-import type { TokenRow } from '../core/tokenRows';
+import type { MetricOptions, TokenRow } from '../core/tokenRows';
+import type { Device } from './devices';
+import type { DtypeChoice } from './dtypes';
+
+/** How the next token is chosen (src/generate/logitsProcessors.ts applies them as Hugging Face's generate does). */
+export interface SamplingOptions {
+  /** argmax after the repetition penalty; the warpers are not applied */
+  greedy: boolean;
+  temperature: number;
+  /** 0: off */
+  topK: number;
+  /** 1: off */
+  topP: number;
+  /** 0: off */
+  minP: number;
+  /** 1: off */
+  repetitionPenalty: number;
+}
 
 export interface GeneratedToken {
   id: number;
@@ -66,6 +83,35 @@ export type SampleSummary = Record<Exclude<keyof SequenceValues, 'finish'>, Mean
   samples: number;
 };
 
+/** Continuations of a prompt from the student, the teacher or their mix, scored by both. */
+export interface SampleRequest {
+  teacher: string;
+  student: string;
+  prompt: string;
+  from: 'student' | 'teacher' | 'mix';
+  /** the teacher's share α of the mix */
+  mixAlpha: number;
+  sampling: SamplingOptions;
+  maxNewTokens: number;
+  samples: number;
+  seed: number;
+  stop: string[];
+  /** a token the teacher gives less probability than this is void */
+  voidThreshold: number;
+  /** for the inspection's keys of each generated token */
+  metrics: MetricOptions;
+  device: Device;
+  dtype?: DtypeChoice;
+  allowRemote?: boolean;
+  hubCacheDir?: string;
+}
+
+/** One new token of continuation `sample`, as it is chosen. */
+export interface StreamedToken {
+  sample: number;
+  token: GeneratedToken;
+}
+
 /** Everything a report of sampled continuations shows. */
 export interface SampleReport {
   teacher: string;
@@ -75,4 +121,6 @@ export interface SampleReport {
   prompt: string;
   samples: ScoredSample[];
   summary: SampleSummary;
+  /** how it was decoded (e.g. without a cache) */
+  messages: string[];
 }

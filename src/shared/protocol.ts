@@ -9,6 +9,7 @@ import type { ModelRole } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
 import type { Device } from './devices';
+import type { SampleReport, SampleRequest, StreamedToken } from './generation';
 
 // ---- analysis (inspect) ----
 
@@ -235,7 +236,14 @@ export interface StatsMessage {
   type: 'stats';
   id: number;
 }
-export type ToRuntime = InspectMessage | DistillMessage | StatsMessage | CancelMessage | ShutdownMessage;
+/** Client → model process: sample continuations and score them (answered with a SampleReport; tokens stream as progress). */
+export interface SampleMessage {
+  type: 'sample';
+  id: number;
+  request: SampleRequest;
+}
+export type ToRuntime =
+  InspectMessage | DistillMessage | SampleMessage | StatsMessage | CancelMessage | ShutdownMessage;
 
 /** The answer to a StatsMessage. */
 export interface RuntimeStats {
@@ -254,12 +262,14 @@ export interface ProgressMessage {
   fraction?: number;
   /** a distillation's step, loss and speed */
   training?: DistillProgress;
+  /** a sampled token, as it is chosen */
+  token?: StreamedToken;
 }
 /** Model process → client: the answer to request `id`. */
 export interface ResultMessage {
   type: 'result';
   id: number;
-  result: InspectResult | RunRecord | RuntimeStats;
+  result: InspectResult | RunRecord | RuntimeStats | SampleReport;
 }
 /** Model process → client: request `id` failed; `name` keeps the error's class for the client. */
 export interface ErrorMessage {

@@ -13,6 +13,10 @@ import { DEMO_TEXT } from '../../src/models/builtInModels';
 import { demoPair, tempDir } from '../helpers';
 import { randomLlamaWeights } from '../reference/llamaHfReference';
 import { writeSafetensors } from '../../src/models/safetensors';
+import { ModelPool } from '../../src/models/modelPool';
+import { SampleEngine } from '../../src/generate/sampleEngine';
+import { DEFAULT_SAMPLING } from '../../src/generate/logitsProcessors';
+import type { SampleRequest, StreamedToken } from '../../src/shared/generation';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'dist', 'runtime.js');
 /**
@@ -250,6 +254,62 @@ test('distillation takes the teacher the model process already holds, and releas
     assert.ok(!messages.some((m) => m.startsWith(`loading ${teacher}`)), 'the teacher was not loaded again');
     assert.equal((await client.stats()).loadedModels, loaded, 'nothing more stays loaded after the run');
   } finally {
+    await client.dispose();
+  }
+});
+
+test('sampling in the model process streams each token, scores the continuations as in-process sampling does, and cancels', async () => {
+  const { teacher, student } = demoPair();
+  const sampleRequest: SampleRequest = {
+    teacher,
+    student,
+    prompt: 'export interface',
+    from: 'mix',
+    mixAlpha: 0.2,
+    sampling: { ...DEFAULT_SAMPLING, temperature: 0.9 },
+    maxNewTokens: 12,
+    samples: 2,
+    seed: 5,
+    stop: [],
+    voidThreshold: 1e-3,
+    metrics: DEFAULT_METRIC_OPTIONS,
+    device: 'cpu',
+  };
+  const client = new RuntimeClient({ script: SCRIPT });
+  const pool = new ModelPool({ capacity: 2 });
+  const local = new SampleEngine(pool);
+  try {
+    const streamed: StreamedToken[] = [];
+    const remote = await client.sample(sampleRequest, { onToken: (t) => streamed.push(t) });
+    // every token arrived as it was chosen, in order per continuation
+    for (const [b, s] of remote.samples.entries())
+      assert.deepEqual(
+        streamed.filter((t) => t.sample === b).map((t) => t.token.id),
+        s.ids.slice(s.promptTokens),
+      );
+    const here = await local.run(sampleRequest);
+    assert.deepEqual(
+      remote.samples.map((s) => s.ids),
+      here.samples.map((s) => s.ids),
+      'the same seed, the same continuations',
+    );
+    assert.deepEqual(
+      remote.samples.map((s) => s.sequence),
+      here.samples.map((s) => s.sequence),
+    );
+    assert.equal(remote.summary.samples, 2);
+    // Cancel during a long generation: refused with CancelledError, the process stays usable
+    const abort = new AbortController();
+    const long = client.sample(
+      { ...sampleRequest, maxNewTokens: 200, samples: 4 },
+      { signal: abort.signal, onToken: () => abort.abort() },
+    );
+    await assert.rejects(long, (e: Error) => e instanceof CancelledError);
+    const again = await client.sample({ ...sampleRequest, samples: 1, maxNewTokens: 3 });
+    assert.equal(again.samples[0].tokens.length, 3);
+  } finally {
+    await local.dispose();
+    await pool.dispose();
     await client.dispose();
   }
 });
