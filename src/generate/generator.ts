@@ -5,7 +5,7 @@
  * batch. Models without one (foreign exports that declare no past_key_values) re-read the
  * whole sequence for every token, which is said in a message.
  *
- *   1. prompt → B copies (one per continuation) → one pass, logits of the last position
+ *   1. prompt → one pass, logits of the last position; its cache copied for each continuation
  *   2. per continuation: processed logits → the next token (greedy or a seeded draw);
  *      its log-probability at T = 1 under the model's raw distribution is kept
  *   3. stop at an EOS id, a stop string in the new text, max new tokens, or the context
@@ -108,13 +108,11 @@ function stepperFor(lm: LanguageModel, capacity: number): Stepper {
       lm,
       cached: true,
       async start(sequences) {
-        const step = await lm.step(
-          sequences.map((s) => [...s]),
-          undefined,
-          capacity,
-        );
-        cache = step.cache;
-        return rows(step.logits, step.vocab, sequences.length, sequences[0].length);
+        // every continuation starts from the same prompt: one pass, its cache copied B times
+        const step = await lm.step([[...sequences[0]]], undefined, capacity);
+        cache = lm.tileCache(step.cache, sequences.length);
+        const last = rows(step.logits, step.vocab, 1, sequences[0].length)[0];
+        return sequences.map(() => last);
       },
       async next(sequences) {
         // finished continuations step too (the batch moves together); their rows are not used

@@ -139,6 +139,26 @@ export class LanguageModel {
     return { logits: values, vocab: dims[2], cache: { kind: 'present', tensors, length: P + L, batch: B } };
   }
 
+  /** A batch-of-1 cache repeated for `batch` sequences that share its positions (continuations of one prompt). */
+  tileCache(cache: DecoderCache, batch: number): DecoderCache {
+    if (cache.batch !== 1) throw new Error('only a cache of one sequence can be tiled');
+    if (batch === 1) return cache;
+    const repeat = <T extends Float32Array | Uint16Array>(data: T): T => {
+      const out = new (data.constructor as new (n: number) => T)(data.length * batch);
+      for (let b = 0; b < batch; b++) out.set(data, b * data.length);
+      return out;
+    };
+    if (cache.kind === 'buffers')
+      return { ...cache, batch, buffers: Object.fromEntries(Object.entries(cache.buffers).map(([k, v]) => [k, repeat(v)])) };
+    const tensors = Object.fromEntries(
+      Object.entries(cache.tensors).map(([k, t]) => [
+        k,
+        new ort.Tensor(t.type as 'float32' | 'float16', repeat(t.data as Float32Array | Uint16Array), [batch, ...t.dims.slice(1)]),
+      ]),
+    );
+    return { ...cache, batch, tensors };
+  }
+
   /** Buffers that hold at least `needed` positions: new ones, or the old ones copied into larger ones. */
   private ensureCapacity(cache: Extract<DecoderCache, { kind: 'buffers' }> | undefined, batch: number, needed: number) {
     if (cache && cache.capacity >= needed) return cache;
