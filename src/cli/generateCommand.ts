@@ -3,12 +3,12 @@
  * `generate` samples (src/generate/), as text or JSON. distill-lens sample: continuations from
  * the student, the teacher or MiniLLM's mix, every token scored by both models.
  */
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import * as fs from 'node:fs';
+import { type Command, Option } from 'commander';
 import { UsageError } from '../core/errors';
 import { ModelPool } from '../models/modelPool';
 import { generate, type GenerateResult } from '../generate/generator';
 import { SampleEngine } from '../generate/sampleEngine';
+import { ContinuationText, TextStream } from '../generate/continuationText';
 import type { ScoredSample, SampleSummary } from '../shared/generation';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { formatNumber } from '../core/formatNumber';
@@ -16,13 +16,8 @@ import { DEFAULT_SAMPLING, type SamplingOptions } from '../generate/logitsProces
 import { DEVICES, type Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { readTextFile } from './readText';
+import { number, writeOut } from './cliParts';
 import { renderSampleReport } from '../report/sampleReport';
-
-const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${rule}`);
-  return x;
-};
 
 /** The sampling flags of generate (and, later, of sample), with HF's defaults: plain sampling at T = 1. */
 export function samplingFlags(cmd: Command): Command {
@@ -146,6 +141,7 @@ export function addGenerateCommand(program: Command): void {
         // one continuation to the terminal: its tokens as they come
         const stream = o.format === 'text' && !o.out && o.samples === 1;
         if (stream) process.stdout.write(prompt);
+        const streamed = new TextStream(new ContinuationText(tokenizer, promptIds));
         const result = await generate(
           lm,
           tokenizer,
@@ -157,7 +153,7 @@ export function addGenerateCommand(program: Command): void {
             seed: o.seed,
             stop: o.stop,
           },
-          { onToken: stream ? (_, t) => process.stdout.write(tokenizer.decode([t.id])) : undefined },
+          { onToken: stream ? (_, t) => process.stdout.write(streamed.push(t.id)) : undefined },
         );
         for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
         if (stream) {
@@ -175,8 +171,7 @@ export function addGenerateCommand(program: Command): void {
                     `--- sample ${i + 1} (${s.finish}, ${s.tokens.length} tokens)\n${prompt}${s.text}\n`,
                 )
                 .join('\n');
-        if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
-        else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+        writeOut(text, o.out);
       } finally {
         await lease.release();
       }
@@ -288,8 +283,7 @@ export function addSampleCommand(program: Command): void {
                 1,
               )
             : sampleTable(prompt, scored, summary);
-      if (o.out) fs.writeFileSync(o.out, text.endsWith('\n') ? text : text + '\n');
-      else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+      writeOut(text, o.out);
     } finally {
       await engine.dispose();
       await pool.dispose();

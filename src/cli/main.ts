@@ -3,8 +3,7 @@
  * Exit codes: 0 success, 2 usage error, 1 any other error (one line; a stack with --verbose).
  */
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import * as fs from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
 import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
 import { CancelledError, UsageError } from '../core/errors';
 import { DEFAULT_METRIC_OPTIONS, type MetricOptions } from '../core/tokenRows';
@@ -21,14 +20,7 @@ import { addDistillCommand } from './distillCommand';
 import { addGenerateCommand, addSampleCommand } from './generateCommand';
 import { version } from '../../package.json';
 import { DEVICES, type Device } from '../shared/devices';
-
-const number = (name: string, check: (v: number) => boolean, rule: string) => (v: string) => {
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${name} must be ${rule}`);
-  return x;
-};
-const integer = (name: string, min: number) =>
-  number(name, (x) => Number.isInteger(x) && x >= min, `an integer ≥ ${min}`);
+import { integer, number, writeOut } from './cliParts';
 
 /** Options shared by inspect, metrics and demo. */
 function metricOptions(cmd: Command): Command {
@@ -64,11 +56,6 @@ function toMetricOptions(o: Record<string, number>): MetricOptions {
     alpha: o.alpha,
     topK: o.topK,
   };
-}
-
-function writeOut(text: string, out?: string): void {
-  if (out) fs.writeFileSync(out, text);
-  else process.stdout.write(text.endsWith('\n') ? text : text + '\n');
 }
 
 export function buildProgram(): Command {

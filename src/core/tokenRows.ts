@@ -47,8 +47,8 @@ export interface PositionReductions {
   nllS: number; // −log q_y at T = 1
   rankT: number; // 0-based count of strictly more probable tokens
   rankS: number;
-  /** teacher's top entries, descending: log p, id, and log q at the same id */
-  topT: { logp: number; id: number; logq: number }[];
+  /** teacher's top entries, descending: log p, id */
+  topT: { logp: number; id: number }[];
   /** student's top entries, descending: log q, id */
   topS: { logq: number; id: number }[];
   /** where AKL's head ends (metrics graph) */

@@ -13,16 +13,18 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UsageError } from '../core/errors';
+import { ModelLoadError, UsageError } from '../core/errors';
 import { seededRandom, type Rng } from '../core/random';
 import type { DecoderCache, LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { halfToFloat32 } from '../models/safetensors';
+import { ContinuationText } from './continuationText';
 import type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
 
 export type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
 import {
   argmax,
+  logSumExp,
   drawToken,
   nextToken,
   probabilities,
@@ -63,22 +65,18 @@ export function eosIds(folder: string, config: Record<string, any> | undefined):
   add(config?.eos_token_id);
   const generationConfig = path.join(folder, 'generation_config.json');
   if (fs.existsSync(generationConfig)) {
+    let parsed: { eos_token_id?: unknown };
     try {
-      add(JSON.parse(fs.readFileSync(generationConfig, 'utf8')).eos_token_id);
-    } catch {
-      // an unreadable generation_config.json only loses its EOS ids
+      parsed = JSON.parse(fs.readFileSync(generationConfig, 'utf8'));
+    } catch (e) {
+      // its EOS ids decide where continuations end: refuse rather than run past them
+      throw new ModelLoadError(
+        `${generationConfig} is not valid JSON (${(e as Error).message}): fix or remove it`,
+      );
     }
+    add(parsed.eos_token_id);
   }
   return [...ids];
-}
-
-/** log softmax of one logits row at T = 1, at one id, in float64. */
-function logProbability(row: ArrayLike<number>, id: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  return row[id] - max - Math.log(sum);
 }
 
 /**
@@ -181,6 +179,7 @@ export async function generate(
   // the sampled model's EOS ids (the student's when mixing: it is the student's sequence)
   const eos = new Set(eosIds(models[models.length - 1].model.folder, models[models.length - 1].model.config));
   const checkCancelled = hooks.checkCancelled ?? (() => {});
+  const text = new ContinuationText(tokenizer, promptIds);
 
   const B = o.samples;
   // one generator per continuation, so continuation b is the same whatever the number asked
@@ -203,14 +202,18 @@ export async function generate(
       );
       id = o.sampling.greedy ? argmax(mixed) : drawToken(mixed, rngs[b]);
     }
-    const token = { id, text: tokenizer.tokenText(id), logp: logProbability(rows[rows.length - 1], id) };
+    const token = {
+      id,
+      text: tokenizer.tokenText(id),
+      logp: rows[rows.length - 1][id] - logSumExp(rows[rows.length - 1]),
+    };
     sequences[b].push(id);
     tokens[b].push(token);
     hooks.onToken?.(b, token);
     if (eos.has(id)) finish[b] = 'eos';
     else if (
       o.stop.length > 0 &&
-      o.stop.some((s) => tokenizer.decode(sequences[b].slice(promptIds.length)).includes(s))
+      o.stop.some((s) => text.of(sequences[b].slice(promptIds.length)).includes(s))
     )
       finish[b] = 'stop';
     else if (tokens[b].length >= maxNew) finish[b] = 'length';
@@ -247,7 +250,7 @@ export async function generate(
     samples: sequences.map((ids, b) => ({
       ids,
       promptTokens: promptIds.length,
-      text: tokenizer.decode(ids.slice(promptIds.length)),
+      text: text.of(ids.slice(promptIds.length)),
       finish: finish[b]!,
       tokens: tokens[b],
     })),

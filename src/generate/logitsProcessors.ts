@@ -43,12 +43,12 @@ export function samplingProblems(o: SamplingOptions): string[] {
 }
 
 /** log-sum-exp of the finite scores, for probabilities exp(z − lse). */
-function logSumExp(z: Float64Array): number {
+export function logSumExp(z: ArrayLike<number>): number {
   let max = -Infinity;
-  for (const v of z) if (v > max) max = v;
+  for (let i = 0; i < z.length; i++) if (z[i] > max) max = z[i];
   if (max === -Infinity) return -Infinity;
   let sum = 0;
-  for (const v of z) sum += Math.exp(v - max);
+  for (let i = 0; i < z.length; i++) sum += Math.exp(z[i] - max);
   return max + Math.log(sum);
 }
 

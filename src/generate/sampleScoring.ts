@@ -17,6 +17,7 @@ import { markHard, type MetricOptions } from '../core/tokenRows';
 import type { LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { MetricsRunner, type RowSource } from '../inspect/metricsRunner';
+import { ContinuationText } from './continuationText';
 import type {
   MeanWithError,
   Sample,
@@ -72,9 +73,9 @@ export async function scoreSamples(
     const [tl, sl] = [await teacher.forward(sample.ids), await student.forward(sample.ids)];
     if (tl.type !== sl.type)
       throw new UsageError('the teacher and the student give logits of different types');
-    const offsets = continuation.map((_, i) =>
-      i === 0 ? 0 : tokenizer.decode(continuation.slice(0, i)).length,
-    );
+    // each token's span in the continuation's text as it reads after the prompt
+    const text = new ContinuationText(tokenizer, sample.ids.slice(0, sample.promptTokens));
+    const offsets = continuation.map((_, i) => text.of(continuation.slice(0, i)).length);
     const sources: RowSource[] = continuation.map((id, i) => ({
       position: sample.promptTokens + i - 1,
       target: id,

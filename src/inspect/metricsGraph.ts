@@ -57,7 +57,6 @@ export const METRIC_OUTPUTS = [
   'top_t_idx', // [T,K] int64
   'top_s_val', // [T,K] log q
   'top_s_idx',
-  'q_at_top_t', // [T,K] log q at the teacher's top indices (for AKL)
   'lognt_t', // log Σ_{j≠y} p_j = log(1 − p_y), summed directly (exact when p_y ≈ 1)
   'lognt_s', // log Σ_{j≠y} q_j
   'nckd', // KL(p̂ ‖ q̂) over the non-target tokens, renormalised, summed directly
@@ -201,10 +200,6 @@ export function buildMetricsGraph(o: MetricsGraphOptions): Uint8Array {
   out('top_t_idx', ti, 'int64', ['T', o.topK]);
   out('top_s_val', g.op1('Sub', [su, logSs]), 'float64', ['T', o.topK]);
   out('top_s_idx', si, 'int64', ['T', o.topK]);
-  out('q_at_top_t', g.op1('Sub', [g.op1('GatherElements', [us, ti], { axis: 1 }), logSs]), 'float64', [
-    'T',
-    o.topK,
-  ]);
 
   // AKL's head (docs/metrics.md): sorted by p descending, the leading tokens whose cumulative
   // p ≤ μ, at least one. Found without sorting the vocabulary:

@@ -151,12 +151,12 @@ export class MetricsRunner {
         const f = (name: string) => out[name].data as Float64Array;
         const n = (name: string) => out[name].data as BigInt64Array;
         const int = (name: string) => out[name].data as Int32Array;
+        // the AKL boundary bucket's tokens: m per row
+        const m = Math.min(vocab, AKL_MEMBERS + 1);
+        const [memberU, memberP, memberDiff] = [f('akl_member_u'), f('akl_member_p'), f('akl_member_diff')];
         part.forEach((s, i) => {
           const top = (vals: Float64Array, idx: BigInt64Array) =>
             Array.from({ length: k }, (_, j) => ({ lp: vals[i * k + j], id: Number(idx[i * k + j]) }));
-          const qAt = f('q_at_top_t');
-          const m = Math.min(vocab, AKL_MEMBERS + 1);
-          const [memberU, memberP, memberDiff] = [f('akl_member_u'), f('akl_member_p'), f('akl_member_diff')];
           const reductions: PositionReductions = {
             entT: f('ent_t')[i],
             entS: f('ent_s')[i],
@@ -177,11 +177,7 @@ export class MetricsRunner {
             nllS: f('nll_s')[i],
             rankT: int('rank_t')[i],
             rankS: int('rank_s')[i],
-            topT: top(f('top_t_val'), n('top_t_idx')).map((e, j) => ({
-              logp: e.lp,
-              id: e.id,
-              logq: qAt[i * k + j],
-            })),
+            topT: top(f('top_t_val'), n('top_t_idx')).map((e) => ({ logp: e.lp, id: e.id })),
             topS: top(f('top_s_val'), n('top_s_idx')).map((e) => ({ logq: e.lp, id: e.id })),
             aklHead: {
               found: int('akl_found')[i] === 1,

@@ -107,6 +107,7 @@ export class LanguageModel {
       if (name === 'input_ids') feeds[name] = int64(L, (b, i) => rows[b][i]);
       else if (name === 'attention_mask') feeds[name] = int64(P + L, () => 1);
       else if (name === 'position_ids') feeds[name] = int64(L, (_, i) => P + i);
+      else if (name === 'token_type_ids') feeds[name] = int64(L, () => 0);
       else if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [P > 0], [1]);
       else if (name === 'past_length') feeds[name] = new ort.Tensor('int64', BigInt64Array.from([BigInt(P)]), [1]);
       else if (name.startsWith('cache.') && buffers)

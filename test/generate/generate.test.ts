@@ -45,9 +45,39 @@ test(
       assert.ok(result.cached, 'the built graph decodes with its cache');
       const text = prompt + result.samples[0].text;
       assert.ok(text.startsWith(GOLDEN), `generated: ${JSON.stringify(text)}`);
+      // a continuation that starts with a word keeps its space (SentencePiece drops the leading
+      // space of a token decoded alone: "time,there")
+      const comma = await generate(
+        lm,
+        tokenizer,
+        tokenizer.encode('Once upon a time,').ids,
+        options({ maxNewTokens: 8 }),
+      );
+      assert.ok(
+        ('Once upon a time,' + comma.samples[0].text).startsWith(GOLDEN.slice(0, 40)),
+        JSON.stringify(comma.samples[0].text),
+      );
     } finally {
       await lm.release();
     }
+    // the CLI streams the same text as it prints in JSON
+    const bin = path.resolve(__dirname, '..', '..', 'bin', 'distill-lens.js');
+    const args = [
+      'generate',
+      '--model',
+      storiesPair().teacher,
+      '--prompt',
+      'Once upon a time,',
+      '--greedy',
+      '--max-new-tokens',
+      '12',
+    ];
+    const streamed = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' }).stdout;
+    const json = JSON.parse(
+      spawnSync(process.execPath, [bin, ...args, '--format', 'json'], { encoding: 'utf8' }).stdout,
+    );
+    assert.equal(streamed, `Once upon a time,${json.samples[0].text}\n[length, 12 tokens]\n`);
+    assert.ok(streamed.startsWith(GOLDEN.slice(0, 40)), streamed);
   },
 );
 
@@ -125,6 +155,12 @@ test('cached and full-sequence decoding choose the same tokens; a seed repeats a
       ended.samples[0].tokens.length,
       first + 1,
       'the continuation ends with the first EOS, which it keeps',
+    );
+    // a generation_config.json that cannot be read is refused, not ignored (its EOS ids matter)
+    fs.writeFileSync(path.join(copy, 'generation_config.json'), '{"eos_token_id": [1,');
+    await assert.rejects(
+      generate(plain.lm, plain.tokenizer, promptIds, options()),
+      /generation_config\.json is not valid JSON .*: fix or remove it/,
     );
   } finally {
     await plain.lm.release();

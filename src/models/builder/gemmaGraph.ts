@@ -77,8 +77,9 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
     rotaryPlan({ headDim: hd, theta, scaling, maxPositions: c.max_position_embeddings }, model);
   const globalRope = rotaryEmbedding(g, d, rotary(c.rope_theta ?? 1e6, c.rope_scaling), 'rope_global', hd);
   const localRope = rotaryEmbedding(g, d, rotary(c.rope_local_base_freq ?? 10000, null), 'rope_local', hd);
-  const fullMask = causalMask(g, d);
-  const windowMask = window ? slidingWindowMask(g, d, window) : fullMask;
+  // the masks of the graph without a cache (the cached attention builds its own)
+  const fullMask = buffers ? '' : causalMask(g, d);
+  const windowMask = buffers ? '' : window ? slidingWindowMask(g, d, window) : fullMask;
   const scale = Math.pow(c.query_pre_attn_scalar ?? hd, -0.5);
   const softcap = (t: string, cap: number | null | undefined) =>
     cap ? g.op1('Mul', [g.op1('Tanh', [g.op1('Mul', [t, g.scalar(1 / cap)])]), g.scalar(cap)]) : t;

@@ -29,14 +29,14 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'b
   const tok = g.op1('Gather', [wte, ids], { axis: 0 }); // [B, L, D]
   const pos = g.op1('Gather', [w.weight(g, 'wpe.weight'), positions], { axis: 0 }); // [L, D]
   let x = g.op1('Reshape', [g.op1('Add', [tok, pos]), g.ints([-1, D])]); // [N, D]
-  const mask = causalMask(g, d);
+  const mask = buffers ? undefined : causalMask(g, d);
   for (let l = 0; l < c.n_layer; l++) {
     const p = `h.${l}.`;
     const h = layerNorm(g, x, w.weight(g, p + 'ln_1.weight'), w.weight(g, p + 'ln_1.bias'), eps);
     const qkv = linear(g, h, w.weight(g, p + 'attn.c_attn.weight'), w.weight(g, p + 'attn.c_attn.bias'), false);
     const [q, kNew, vNew] = g.op('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3).map((t) => splitHeads(g, t, d, H, hd));
     const [k, v] = cache ? cache.extend(l, kNew, vNew) : [kNew, vNew];
-    const heads = buffers ? buffers.attend(l, d, q, kNew, vNew, H, 1 / Math.sqrt(hd)) : causalAttention(g, q, k, v, mask, hd);
+    const heads = buffers ? buffers.attend(l, d, q, kNew, vNew, H, 1 / Math.sqrt(hd)) : causalAttention(g, q, k, v, mask!, hd);
     const attn = mergeHeads(g, heads, D);
     x = g.op1('Add', [x, linear(g, attn, w.weight(g, p + 'attn.c_proj.weight'), w.weight(g, p + 'attn.c_proj.bias'), false)]);
     const h2 = layerNorm(g, x, w.weight(g, p + 'ln_2.weight'), w.weight(g, p + 'ln_2.bias'), eps);
