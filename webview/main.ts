@@ -34,6 +34,7 @@ import {
 import type {
   FromPanel,
   PanelAnalysis,
+  PanelSamples,
   RowDetails,
   ToPanel,
   TrainingView,
@@ -56,6 +57,8 @@ interface PanelState {
   /** the selected token's details, when they have come */
   details?: RowDetails | null;
   training?: TrainingView | null;
+  /** the continuations of the active continuation document, shown instead of an analysis */
+  samples?: PanelSamples | null;
 }
 
 let state: PanelState = vscode.getState() ?? {
@@ -66,8 +69,9 @@ let state: PanelState = vscode.getState() ?? {
 };
 const app = document.getElementById('app')!;
 const trainingHost = el('div', { id: 'training-host' });
+const samplesHost = el('div', { id: 'samples-host' });
 const analysisHost = el('div', { id: 'analysis-host' });
-app.replaceChildren(trainingHost, analysisHost); // replaces the page's placeholder text
+app.replaceChildren(trainingHost, samplesHost, analysisHost); // replaces the page's placeholder text
 
 /** A token span and the rows it draws (byte-fallback pieces share one span). */
 type TokenSpan = HTMLElement & { rows?: number[] };
@@ -128,6 +132,8 @@ function renderAnalysis(): void {
   const a = state.analysis;
   if (!a || a.values.length === 0) {
     heatmapView = undefined;
+    // a continuation document is active: its view says it all
+    if (state.samples) return analysisHost.replaceChildren();
     analysisHost.replaceChildren(
       el(
         'p',
@@ -750,6 +756,147 @@ function worst(a: PanelAnalysis, metric: MetricKey): HTMLElement {
   return box;
 }
 
+/** Draws the continuations: who wrote them, the means over them, and per continuation its values and chart. */
+function renderSamples(): void {
+  const r = state.samples;
+  if (!r) return samplesHost.replaceChildren();
+  const status =
+    r.status === 'sampling'
+      ? `sampling… ${r.streamed} tokens so far; coloured once both models have scored them`
+      : r.status === 'done'
+        ? ''
+        : `${r.status}: ${r.streamed} tokens were written, none scored`;
+  const parts: HTMLElement[] = [
+    el(
+      'div',
+      { class: 'models', id: 'samples-title' },
+      `${r.documentName} · written by ${r.writer} · teacher ${r.teacher} · student ${r.student}`,
+    ),
+  ];
+  if (status) parts.push(el('p', { class: 'empty', id: 'samples-status' }, status));
+  if (r.summary && r.continuations.length > 1) {
+    const box = el('vscode-collapsible', {
+      title: `Over ${r.summary.samples} continuations: mean ± standard error`,
+      open: '',
+      id: 'samples-summary',
+    });
+    const t = el('table', { class: 'metrics' });
+    for (const [k, label] of SEQUENCE_LABELS) {
+      const m = r.summary[k];
+      t.append(
+        el(
+          'tr',
+          {},
+          el('td', {}, label),
+          el(
+            'td',
+            { class: 'num' },
+            `${formatNumber(m.mean)}${m.standardError === null ? '' : ` ± ${formatNumber(m.standardError)}`}`,
+          ),
+        ),
+      );
+    }
+    box.append(t);
+    parts.push(box);
+  }
+  r.continuations.forEach((c, i) => parts.push(continuationSection(r, c, i)));
+  samplesHost.replaceChildren(...parts);
+}
+
+const SEQUENCE_LABELS = [
+  ['logRatio', 'Σ log p − log q'],
+  ['reverseKl', 'Σ KL(q‖p) per step (exact)'],
+  ['k1', 'k1 estimate of KL(q‖p)'],
+  ['k3', 'k3 estimate of KL(q‖p)'],
+  ['length', 'length (tokens)'],
+  ['distinct2', 'distinct-2'],
+  ['distinct3', 'distinct-3'],
+  ['voidTokens', 'void tokens'],
+] as const;
+
+/**
+ * One continuation: its sequence values, and a chart of log p − log q per token (bars, green
+ * above the axis, red below), its return to the end (line), void tokens marked under the axis.
+ * A bar is a button: it shows its token in the continuation document.
+ */
+function continuationSection(
+  r: PanelSamples,
+  c: PanelSamples['continuations'][number],
+  i: number,
+): HTMLElement {
+  const q = c.sequence;
+  const box = el('vscode-collapsible', {
+    title: `Continuation ${i + 1}: ${q.finish}, ${q.length} tokens`,
+    open: '',
+    class: 'continuation',
+  });
+  const t = el('table', { class: 'metrics' });
+  for (const [k, label] of SEQUENCE_LABELS)
+    t.append(el('tr', {}, el('td', {}, label), el('td', { class: 'num' }, formatNumber(q[k]))));
+  const W = 300;
+  const H = 100;
+  const n = c.logRatio.length;
+  const top = Math.max(1e-9, ...c.logRatio.map(Math.abs), ...c.returns.map(Math.abs));
+  const y = (v: number) => H / 2 - (v / top) * (H / 2 - 6);
+  const x = (k: number) => ((k + 0.5) / Math.max(1, n)) * W;
+  const bar = W / Math.max(1, n);
+  const svgNs = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(svgNs, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('class', 'ratiochart');
+  svg.setAttribute('role', 'img');
+  const voids = c.void.filter(Boolean).length;
+  svg.setAttribute(
+    'aria-label',
+    `log p − log q of ${n} tokens (bars) and the return to the end (line), from ${formatNumber(-top)} to ${formatNumber(top)}; ${voids} void`,
+  );
+  const add = (tag: string, attrs: Record<string, string | number>, title?: string) => {
+    const e = document.createElementNS(svgNs, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (title) {
+      const tt = document.createElementNS(svgNs, 'title');
+      tt.textContent = title;
+      e.append(tt);
+    }
+    svg.append(e);
+    return e;
+  };
+  add('line', { x1: 0, x2: W, y1: H / 2, y2: H / 2, class: 'axisline' });
+  c.logRatio.forEach((v, k) => {
+    const rect = add(
+      'rect',
+      {
+        x: (x(k) - bar * 0.4).toFixed(2),
+        y: Math.min(y(v), H / 2).toFixed(2),
+        width: (bar * 0.8).toFixed(2),
+        height: Math.max(0.5, Math.abs(y(v) - H / 2)).toFixed(2),
+        class: `ratiobar ${v >= 0 ? 'up' : 'down'}`,
+        'data-index': k,
+      },
+      `${JSON.stringify(c.texts[k])}: log p − log q ${formatNumber(v)}, return ${formatNumber(c.returns[k])}${c.void[k] ? ', void' : ''}`,
+    );
+    rect.addEventListener('click', () =>
+      vscode.postMessage({ type: 'revealSampleToken', samplesId: r.id, sample: i, index: k }),
+    );
+    if (c.void[k]) add('circle', { cx: x(k).toFixed(2), cy: H - 3, r: 2.5, class: 'voidmark' });
+  });
+  add('polyline', {
+    points: c.returns.map((v, k) => `${x(k).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
+    class: 'returnline',
+  });
+  box.append(
+    t,
+    svg,
+    el(
+      'div',
+      { class: 'axis' },
+      el('span', {}, `bars: log p − log q · line: return · ● void`),
+      el('span', {}, `±${formatNumber(top)}`),
+    ),
+  );
+  return box;
+}
+
 window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
   const m = e.data;
   if (m.type === 'showAnalysis') {
@@ -775,9 +922,14 @@ window.addEventListener('message', (e: MessageEvent<ToPanel>) => {
     select(m.index, { scroll: true, details: m.details, quiet: true });
   } else if (m.type === 'rowDetails') {
     showDetails(m.details);
+  } else if (m.type === 'showSamples') {
+    state.samples = m.samples;
+    renderSamples();
+    save();
   }
 });
 
 renderTraining();
+renderSamples();
 renderAnalysis();
 vscode.postMessage({ type: 'ready' });

@@ -11,6 +11,7 @@ import { RuntimeHost } from './runtimeHost';
 import { chooseModel } from './modelPicker';
 import { exportReport } from './exportReport';
 import { DistillationRunner, type DistillArgs } from './distillationRunner';
+import { ContinuationController, type ContinuationRun } from './continuations';
 import { DEMO_TEXT } from '../models/builtInModels';
 
 /**
@@ -26,11 +27,23 @@ function outcome(doc: vscode.TextDocument, result: StoredAnalysis | undefined): 
   return result && { document: doc.uri.toString(), tokens: result.placed.rows.length };
 }
 
+/** What the Continue with … commands return (the run itself stays in the controller). */
+export interface ContinuationOutcome {
+  document: string;
+  status: ContinuationRun['status'];
+  tokens: number;
+}
+
+function continuationOutcome(run: ContinuationRun | undefined): ContinuationOutcome | undefined {
+  return run && { document: run.uri.toString(), status: run.status, tokens: run.streamedTokens };
+}
+
 /** What tests reach through `extension.exports`. */
 export interface DistillLensApi {
   controller: AnalysisController;
   panel: PanelProvider;
   distillation: DistillationRunner;
+  continuations: ContinuationController;
 }
 
 export function activate(context: vscode.ExtensionContext): DistillLensApi {
@@ -38,7 +51,8 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
   const runtime = new RuntimeHost(context, log);
   const controller = new AnalysisController(runtime, log);
   const distillation = new DistillationRunner(controller, runtime, log);
-  const panel = new PanelProvider(context.extensionUri, controller, distillation, log);
+  const continuations = new ContinuationController(runtime, controller, log);
+  const panel = new PanelProvider(context.extensionUri, controller, distillation, continuations, log);
   const activeEditor = () => {
     const editor = vscode.window.activeTextEditor;
     if (!editor) vscode.window.showWarningMessage('Distill Lens: open a text editor first.');
@@ -68,6 +82,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     runtime,
     controller,
     distillation,
+    continuations,
     panel,
     vscode.window.registerWebviewViewProvider(PanelProvider.viewId, panel, {
       webviewOptions: { retainContextWhenHidden: false },
@@ -136,6 +151,19 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       if (record) void vscode.commands.executeCommand('setContext', 'distillLens.distilled', true);
       return record;
     }),
+    vscode.commands.registerCommand('distillLens.continueWithStudent', async () =>
+      continuationOutcome(await continuations.continueWith('student')),
+    ),
+    vscode.commands.registerCommand('distillLens.continueWithTeacher', async () =>
+      continuationOutcome(await continuations.continueWith('teacher')),
+    ),
+    vscode.commands.registerCommand('distillLens.continueWithMix', async () =>
+      continuationOutcome(await continuations.continueWith('mix')),
+    ),
+    vscode.commands.registerCommand('distillLens.compareContinuations', async () => {
+      const pair = await continuations.compare();
+      return pair && [continuationOutcome(pair.teacher), continuationOutcome(pair.student)];
+    }),
     vscode.commands.registerCommand('distillLens.openPanel', () =>
       vscode.commands.executeCommand(`${PanelProvider.viewId}.focus`),
     ),
@@ -164,7 +192,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       panel.update();
     }),
   );
-  return { controller, panel, distillation };
+  return { controller, panel, distillation, continuations };
 }
 
 export function deactivate(): void {}

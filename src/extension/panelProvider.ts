@@ -18,12 +18,15 @@ import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
 import type { DocumentAnalysis, PlacedRow } from '../core/analysisState';
 import type { DistillationRunner } from './distillationRunner';
 import type { AnalysisController, StoredAnalysis } from './analysisController';
+import type { ContinuationController, ContinuationRun } from './continuations';
 
 export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposable {
   static readonly viewId = 'distillLens.panel';
   private view?: vscode.WebviewView;
   /** the document the panel shows and its analysis */
   private shown?: { uri: vscode.Uri; analysis: StoredAnalysis };
+  /** or the continuations it shows (the active editor is a continuation document) */
+  private shownRun?: ContinuationRun;
   private readonly disposables: vscode.Disposable[] = [];
   /** messages the panel received, newest last (for tests and the log) */
   readonly received: string[] = [];
@@ -32,9 +35,12 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     private readonly extensionUri: vscode.Uri,
     private readonly controller: AnalysisController,
     private readonly runner: DistillationRunner,
+    private readonly continuations: ContinuationController,
     private readonly log: vscode.LogOutputChannel,
   ) {
     this.disposables.push(
+      continuations.onDidChange((run) => this.onRunChange(run)),
+      { dispose: () => clearTimeout(this.samplesPending) },
       runner.onDidChange(() => this.post({ type: 'showTraining', training: runner.training })),
       // edits fire this on every keystroke: the panel gets the text and rows once typing pauses
       controller.onDidChange((e) => this.updateSoon(e.byEdit ? 400 : 150)),
@@ -68,7 +74,10 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
           this.update();
           this.post({ type: 'showTraining', training: this.runner.training });
         } else if (m.type === 'useDistilled') void this.runner.useResult();
-        else if (m.type === 'chooseMetric')
+        else if (m.type === 'revealSampleToken') {
+          if (m.samplesId === this.shownRun?.version)
+            void this.continuations.reveal(this.shownRun, m.sample, m.index);
+        } else if (m.type === 'chooseMetric')
           void vscode.workspace
             .getConfiguration('distillLens')
             .update('metric', m.metric, vscode.ConfigurationTarget.Global);
@@ -95,14 +104,15 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     );
   }
 
-  /** What the panel currently shows (for tests). */
   /** Whether the panel's view is on screen. */
   get visible(): boolean {
     return this.view?.visible ?? false;
   }
 
-  get state(): { uri?: string; rows: number; baseline: boolean; training?: string } {
+  /** What the panel currently shows (for tests). */
+  get state(): { uri?: string; rows: number; baseline: boolean; training?: string; samples?: string } {
     return {
+      samples: this.shownRun?.uri.toString(),
       uri: this.shown?.uri.toString(),
       rows: this.shown?.analysis.placed.rows.length ?? 0,
       baseline: !!this.shown?.analysis.baseline,
@@ -115,6 +125,21 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   }
 
   private pending?: NodeJS.Timeout;
+  private samplesPending?: NodeJS.Timeout;
+
+  /** A streaming continuation changes ~20 times a second: the panel follows it every 250 ms, and at once when it ends. */
+  private onRunChange(run: ContinuationRun): void {
+    if (vscode.window.activeTextEditor?.document.uri.toString() !== run.uri.toString()) return;
+    if (run.status !== 'sampling') {
+      clearTimeout(this.samplesPending);
+      this.samplesPending = undefined;
+      this.update();
+    } else
+      this.samplesPending ??= setTimeout(() => {
+        this.samplesPending = undefined;
+        this.update();
+      }, 250);
+  }
 
   /** After a pause: edits fire on every key, and the panel follows once typing stops for a moment. */
   private updateSoon(delayMs = 150): void {
@@ -129,9 +154,14 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     if (editor) {
       const a = this.controller.get(editor.document.uri);
       this.shown = a ? { uri: editor.document.uri, analysis: a } : undefined;
+      this.shownRun = this.continuations.get(editor.document.uri);
       this.highlighted = -1;
     }
     if (!this.view?.visible) return; // sent when it becomes visible
+    this.post({
+      type: 'showSamples',
+      samples: this.shownRun ? this.continuations.panelSamples(this.shownRun) : null,
+    });
     const settings = this.controller.currentSettings();
     const analysis = this.shown ? this.panelAnalysis(this.shown, settings.metric) : null;
     this.post({

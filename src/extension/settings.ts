@@ -7,6 +7,7 @@ import { resolveModelSpec } from '../models/modelSpec';
 import type { Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { DISTILL_DEFAULTS } from '../shared/protocol';
+import type { SamplingOptions } from '../shared/generation';
 import type { DecorationStyle } from './heatDecorations';
 
 /** The distillLens.* settings, typed and checked. */
@@ -111,5 +112,42 @@ export function readDistillSettings(): DistillSettings {
     loraRank: int('loraRank', d.loraRank, 1),
     batchSize: int('batchSize', d.batchSize, 1),
     sequenceLength: int('sequenceLength', d.seqLen, 2),
+  };
+}
+
+/** The distillLens.sampling.* settings: how Continue with … and Compare Continuations sample. */
+export interface SamplingSettings {
+  sampling: SamplingOptions;
+  maxNewTokens: number;
+  samples: number;
+  seed: number;
+  stop: string[];
+  mixAlpha: number;
+  voidThreshold: number;
+}
+
+export function readSamplingSettings(): SamplingSettings {
+  const c = vscode.workspace.getConfiguration('distillLens.sampling');
+  // a value outside its range falls back to the default, as package.json's schema says
+  const num = (key: string, fallback: number, ok: (x: number) => boolean) => {
+    const v = c.get<number>(key);
+    return typeof v === 'number' && Number.isFinite(v) && ok(v) ? v : fallback;
+  };
+  const stop = c.get<unknown>('stop', []);
+  return {
+    sampling: {
+      greedy: c.get<boolean>('greedy', false) === true,
+      temperature: num('temperature', 1, (x) => x > 0),
+      topK: num('topK', 0, (x) => Number.isInteger(x) && x >= 0),
+      topP: num('topP', 1, (x) => x > 0 && x <= 1),
+      minP: num('minP', 0, (x) => x >= 0 && x <= 1),
+      repetitionPenalty: num('repetitionPenalty', 1, (x) => x > 0),
+    },
+    maxNewTokens: num('maxNewTokens', 64, (x) => Number.isInteger(x) && x >= 1 && x <= 4096),
+    samples: num('samples', 1, (x) => Number.isInteger(x) && x >= 1 && x <= 16),
+    seed: num('seed', 0, (x) => Number.isInteger(x) && x >= 0),
+    stop: Array.isArray(stop) ? stop.filter((s): s is string => typeof s === 'string' && s.length > 0) : [],
+    mixAlpha: num('mixAlpha', 0.2, (x) => x >= 0 && x <= 1),
+    voidThreshold: num('voidThreshold', 1e-3, (x) => x > 0 && x < 1),
   };
 }

@@ -7,6 +7,7 @@
 import { UsageError } from '../core/errors';
 import { MetricsRunner } from '../inspect/metricsRunner';
 import type { ModelPool } from '../models/modelPool';
+import type { TextTokenizer } from '../models/tokenizer';
 import type { SampleReport, SampleRequest, StreamedToken } from '../shared/generation';
 import { generate, type Policy } from './generator';
 import { scoreSamples, summarizeSamples } from './sampleScoring';
@@ -15,6 +16,28 @@ export interface SampleHooks {
   onToken?: (t: StreamedToken) => void;
   onProgress?: (message: string) => void;
   checkCancelled?: () => void;
+}
+
+/**
+ * The end of `text` that is at most `maxTokens` tokens: cut where a token starts, so the kept
+ * text is a suffix of the original (then tokenised on its own, as the models will read it).
+ */
+export function promptEnd(
+  tokenizer: TextTokenizer,
+  text: string,
+  maxTokens: number,
+): { text: string; ids: number[] } {
+  let kept = text;
+  let encoded = tokenizer.encode(kept);
+  // re-tokenising the suffix can merge differently at its start: cut again until it fits
+  while (encoded.ids.length > maxTokens) {
+    const tooMany = encoded.ids.length - maxTokens;
+    const cut = encoded.spans.slice(tooMany).find(([start, end]) => end > start && start > 0)?.[0];
+    if (cut === undefined) break; // nothing left to cut at: generate() refuses the prompt by name
+    kept = kept.slice(cut);
+    encoded = tokenizer.encode(kept);
+  }
+  return { text: kept, ids: encoded.ids };
 }
 
 export class SampleEngine {
@@ -48,11 +71,19 @@ export class SampleEngine {
         req.from === 'mix'
           ? { teacher: teacher.model.lm, student: student.model.lm, alpha: req.mixAlpha }
           : { lm: (req.from === 'teacher' ? teacher : student).model.lm };
+      const context = Math.min(teacher.model.lm.model.contextLength, student.model.lm.model.contextLength);
+      const prompt = req.keepPromptEnd
+        ? promptEnd(
+            tokenizer,
+            req.prompt,
+            Math.min(req.maxPromptTokens ?? Infinity, context - Math.min(req.maxNewTokens, context >> 1)),
+          )
+        : { text: req.prompt, ids: tokenizer.encode(req.prompt).ids };
       hooks.onProgress?.('generating');
       const generated = await generate(
         policy,
         tokenizer,
-        tokenizer.encode(req.prompt).ids,
+        prompt.ids,
         {
           sampling: req.sampling,
           maxNewTokens: req.maxNewTokens,
@@ -80,13 +111,18 @@ export class SampleEngine {
         student: req.student,
         from: req.from,
         ...(req.from === 'mix' ? { mixAlpha: req.mixAlpha } : {}),
-        prompt: req.prompt,
+        prompt: prompt.text,
         samples,
         summary: summarizeSamples(samples),
         messages: [
           ...new Set([
             ...teacher.model.lm.info.messages,
             ...student.model.lm.info.messages,
+            ...(prompt.text.length < req.prompt.length
+              ? [
+                  `the prompt was cut to its last ${prompt.ids.length} tokens, so that it and ${req.maxNewTokens} new tokens fit in the models' context`,
+                ]
+              : []),
             ...generated.messages,
           ]),
         ],

@@ -98,6 +98,13 @@ export interface SampleRequest {
   stop: string[];
   /** a token the teacher gives less probability than this is void */
   voidThreshold: number;
+  /**
+   * Keep only the end of a prompt too long for the models (the editor's text before the
+   * cursor): the prompt is cut at a token's start so that it and `maxNewTokens` fit in the
+   * shorter context (and in `maxPromptTokens`). Without it, such a prompt is refused.
+   */
+  keepPromptEnd?: boolean;
+  maxPromptTokens?: number;
   /** for the inspection's keys of each generated token */
   metrics: MetricOptions;
   device: Device;
@@ -118,6 +125,7 @@ export interface SampleReport {
   student: string;
   from: 'student' | 'teacher' | 'mix';
   mixAlpha?: number;
+  /** the prompt as read (its end only, when `keepPromptEnd` cut it) */
   prompt: string;
   samples: ScoredSample[];
   summary: SampleSummary;

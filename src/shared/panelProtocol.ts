@@ -5,6 +5,7 @@
 import type { MetricKey } from '../core/metricKeys';
 import { isMetricKey } from '../core/metricKeys';
 import type { Summary, TokenRow } from '../core/tokenRows';
+import type { SampleSummary, SequenceValues } from './generation';
 
 /**
  * An analysis as the panel draws it. Compact, so that 20,000+ tokens cross to the webview
@@ -85,6 +86,32 @@ export interface HeldOutNumbers {
   studentPerplexity: number;
 }
 
+/**
+ * Sampled continuations as the panel draws them (the active editor is a continuation
+ * document): per continuation its sequence values and, per generated token, log p − log q,
+ * its return to the end and whether it is void.
+ */
+export interface PanelSamples {
+  /** changes with every update of the run: token indices refer to this one */
+  id: number;
+  documentName: string;
+  /** who wrote, e.g. "the student" or "the mix α·p + (1 − α)·q, α = 0.2" */
+  writer: string;
+  teacher: string;
+  student: string;
+  status: 'sampling' | 'done' | 'cancelled' | 'failed';
+  /** tokens generated so far, while sampling */
+  streamed: number;
+  summary?: SampleSummary;
+  continuations: {
+    sequence: SequenceValues;
+    texts: string[];
+    logRatio: number[];
+    returns: number[];
+    void: boolean[];
+  }[];
+}
+
 /** Host → panel: a new analysis (or none, to clear). */
 export interface ShowAnalysisMessage {
   type: 'showAnalysis';
@@ -110,7 +137,13 @@ export interface ShowTrainingMessage {
   type: 'showTraining';
   training: TrainingView | null;
 }
-export type ToPanel = ShowAnalysisMessage | HighlightRowMessage | RowDetailsMessage | ShowTrainingMessage;
+/** Host → panel: the continuations of the active continuation document (or none). */
+export interface ShowSamplesMessage {
+  type: 'showSamples';
+  samples: PanelSamples | null;
+}
+export type ToPanel =
+  ShowAnalysisMessage | HighlightRowMessage | RowDetailsMessage | ShowTrainingMessage | ShowSamplesMessage;
 
 /** Panel → host: the webview has loaded and wants the current state. */
 export interface PanelReadyMessage {
@@ -138,6 +171,13 @@ export interface ChooseColoringMessage {
   type: 'chooseColoring';
   colorBy: 'value' | 'change';
 }
+/** Panel → host: show generated token `index` of continuation `sample` (of samples `samplesId`) in its document. */
+export interface RevealSampleTokenMessage {
+  type: 'revealSampleToken';
+  samplesId: number;
+  sample: number;
+  index: number;
+}
 /** Panel → host: use the distilled student and analyse the same text again. */
 export interface UseDistilledMessage {
   type: 'useDistilled';
@@ -148,7 +188,8 @@ export type FromPanel =
   | SelectRowMessage
   | ChooseMetricMessage
   | ChooseColoringMessage
-  | UseDistilledMessage;
+  | UseDistilledMessage
+  | RevealSampleTokenMessage;
 
 /** Returns the message if it is well-formed, else undefined (and the host ignores it). */
 export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefined {
@@ -168,6 +209,16 @@ export function parseFromPanel(m: unknown, rowCount: number): FromPanel | undefi
     case 'selectRow':
       return validRow()
         ? { type: msg.type, analysisId: msg.analysisId as number, index: msg.index as number }
+        : undefined;
+    case 'revealSampleToken':
+      // checked against the run by the host (which knows its continuations' lengths)
+      return [msg.samplesId, msg.sample, msg.index].every((x) => Number.isInteger(x) && (x as number) >= 0)
+        ? {
+            type: 'revealSampleToken',
+            samplesId: msg.samplesId as number,
+            sample: msg.sample as number,
+            index: msg.index as number,
+          }
         : undefined;
     case 'chooseMetric':
       return typeof msg.metric === 'string' && isMetricKey(msg.metric)

@@ -15,6 +15,7 @@ import { TextTokenizer } from '../../src/models/tokenizer';
 import { generate, type GenerateOptions } from '../../src/generate/generator';
 import { DEFAULT_SAMPLING } from '../../src/generate/logitsProcessors';
 import { scoreSamples, summarizeSamples } from '../../src/generate/sampleScoring';
+import { promptEnd } from '../../src/generate/sampleEngine';
 import { MetricsRunner } from '../../src/inspect/metricsRunner';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { referenceRow } from '../reference/kdReference';
@@ -171,4 +172,23 @@ test('distill-lens sample: JSON with rows, sequence values and the summary', () 
   );
   assert.equal(data.samples.length, 2);
   assert.ok('logRatio' in data.samples[0][0] && 'return' in data.samples[0][0]);
+});
+
+test("a prompt too long for the models keeps its end, cut at a token's start", async () => {
+  const { student } = demoPair();
+  const tokenizer = TextTokenizer.fromFolder(student);
+  const text = 'export interface Queue<T> { push(item: T): void; pop(): T | undefined; }\n'.repeat(40);
+  const all = tokenizer.encode(text);
+  const { text: kept, ids } = promptEnd(tokenizer, text, 50);
+  assert.ok(ids.length <= 50 && ids.length >= 40, `${ids.length} tokens kept of at most 50`);
+  assert.ok(text.endsWith(kept), 'the kept prompt is the end of the text');
+  assert.deepEqual(ids, tokenizer.encode(kept).ids, 'the kept text tokenised on its own');
+  // the cut is where one of the full text's tokens started
+  const cut = text.length - kept.length;
+  assert.ok(
+    all.spans.some(([start]) => start === cut),
+    `the cut at ${cut} is a token start`,
+  );
+  // a prompt that fits is kept whole
+  assert.deepEqual(promptEnd(tokenizer, 'export interface', 50).text, 'export interface');
 });

@@ -51,7 +51,13 @@ test(
     const server = await startCodeServer({
       workspace,
       smokeTestDriver: true,
-      settings: { 'distillLens.teacher': teacher, 'distillLens.student': student },
+      settings: {
+        'distillLens.teacher': teacher,
+        'distillLens.student': student,
+        // short continuations, the same in every run (the suite compares them with the CLI's)
+        'distillLens.sampling.maxNewTokens': 20,
+        'distillLens.sampling.seed': 3,
+      },
     });
     const profile = tempDir('distill-lens-chromium-');
     const { chromium } = playwright();

@@ -6,6 +6,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import * as vscode from 'vscode';
 import type { DistillLensApi } from '../../../src/extension/extension';
 
@@ -67,6 +68,10 @@ test('activates without loading ONNX Runtime, and registers every command', asyn
     'openPanel',
     'exportReport',
     'runDistillation',
+    'continueWithStudent',
+    'continueWithTeacher',
+    'continueWithMix',
+    'compareContinuations',
   ]) {
     assert.ok(commands.includes(`distillLens.${c}`), `command distillLens.${c}`);
   }
@@ -422,6 +427,177 @@ test('Analyze Selection from the Welcome page acts on the sample the walkthrough
     Math.max(...stored.placed.rows.map((r) => r.end)) >= sample.getText().trimEnd().length - 1,
     'all of it',
   );
+});
+
+/**
+ * The editor's cursor after the first line of the sample: the continuation follows its doc
+ * comment (the workspace's settings ask for 20 new tokens with seed 3).
+ */
+async function cursorAfterFirstLine(): Promise<vscode.TextEditor> {
+  const editor = await openSample();
+  const at = new vscode.Position(1, 0);
+  editor.selection = new vscode.Selection(at, at);
+  return editor;
+}
+
+/** The sampled tokens the CLI writes for this prompt with these settings (an independent run of the same engine). */
+function cliSample(
+  prompt: string,
+  from: string,
+  extra: string[] = [],
+): { text: string; rows: { logRatio: number; text: string }[] }[] {
+  const root = path.resolve(__dirname, '..');
+  const promptFile = path.join(workspace, `.prompt-${from}.txt`);
+  fs.writeFileSync(promptFile, prompt);
+  const out = execFileSync(
+    process.execPath,
+    [
+      path.join(root, 'bin', 'distill-lens.js'),
+      'sample',
+      '--teacher',
+      config().get<string>('teacher')!,
+      '--student',
+      config().get<string>('student')!,
+      '--prompt-file',
+      promptFile,
+      '--from',
+      from,
+      '--max-new-tokens',
+      '20',
+      '--seed',
+      '3',
+      '--format',
+      'json',
+      ...extra,
+    ],
+    { encoding: 'utf8', env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } },
+  );
+  fs.rmSync(promptFile);
+  return JSON.parse(out).samples;
+}
+
+test('Continue with Student streams into a read-only document beside the editor, then paints each generated token by log p − log q', async () => {
+  const editor = await cursorAfterFirstLine();
+  const prompt = editor.document.lineAt(0).text + '\n';
+  // the text the document would show at each change while sampling
+  const streamed: number[] = [];
+  const watch = api.continuations.onDidChange((run) => {
+    if (run.status === 'sampling') streamed.push(run.layout.text.length);
+  });
+  const outcome = await vscode.commands.executeCommand<{
+    document: string;
+    status: string;
+    tokens: number;
+  }>('distillLens.continueWithStudent');
+  watch.dispose();
+  assert.ok(outcome, 'the command ran');
+  assert.equal(outcome.status, 'done', api.controller.lastError);
+  assert.ok(new Set(streamed).size >= 2, `the document grew while sampling (lengths ${streamed.join(', ')})`);
+  const uri = vscode.Uri.parse(outcome.document);
+  assert.equal(uri.scheme, 'distill-lens-sample');
+  const run = api.continuations.get(uri)!;
+  const doc = await until('the continuation document is open', () =>
+    vscode.workspace.textDocuments.find(
+      (d) => d.uri.toString() === outcome.document && d.getText() === run.layout.text,
+    ),
+  );
+  const visible = vscode.window.visibleTextEditors.find((e) => e.document === doc);
+  assert.ok(visible && visible.viewColumn !== editor.viewColumn, 'shown beside the editor');
+  assert.equal(vscode.window.activeTextEditor?.document, editor.document, 'the focus stays in the editor');
+
+  // the same tokens and log ratios as the CLI samples with the same settings
+  const [expected] = cliSample(prompt, 'student');
+  assert.equal(doc.getText(), prompt + expected.text, 'the prompt, then the continuation');
+  const rows = run.report!.samples[0].rows;
+  assert.deepEqual(
+    rows.map((r) => r.text),
+    expected.rows.map((r) => r.text),
+  );
+  rows.forEach((r, i) =>
+    assert.ok(Math.abs(r.logRatio - expected.rows[i].logRatio) < 1e-5, `log ratio of token ${i}`),
+  );
+
+  // painted: each token with text on its own text, green where log p > log q, red where less
+  const painted = await until('the continuation is painted', () =>
+    api.continuations.decorations.painted.get(outcome.document),
+  );
+  assert.ok(painted.tokens.length > 5);
+  for (const t of painted.tokens) {
+    const hit = run.placed.find((p) => p.start === t.start && p.end === t.end)!;
+    const row = rows[hit.index];
+    assert.equal(doc.getText(new vscode.Range(doc.positionAt(t.start), doc.positionAt(t.end))), row.text);
+    assert.match(t.cls, row.logRatio > 0 ? /^fell\d$/ : /^rose\d$/, `token ${hit.index}: ${row.logRatio}`);
+  }
+  // the hover of a generated token: its sampled-token values and the usual metrics
+  const first = run.placed[0];
+  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    uri,
+    doc.positionAt(first.start),
+  );
+  const text = hovers
+    .flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value)))
+    .join('\n');
+  assert.match(text, /\*\*Generated by the student\*\*/);
+  assert.match(text, /log p − log q \(reward r_t\)/);
+  assert.match(text, /Divergences/);
+  // nothing on the prompt's text
+  const onPrompt = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    uri,
+    doc.positionAt(3),
+  );
+  assert.equal(onPrompt.length, 0);
+
+  // the panel shows the continuation when its document is active
+  await vscode.window.showTextDocument(doc, { viewColumn: visible!.viewColumn });
+  await vscode.commands.executeCommand('distillLens.openPanel');
+  await until('the panel shows the continuations', () => api.panel.state.samples === outcome.document);
+});
+
+test('Compare Continuations: the teacher and the student from the same seed side by side in the diff editor, both painted', async () => {
+  try {
+    const editor = await cursorAfterFirstLine();
+    const prompt = editor.document.lineAt(0).text + '\n';
+    const outcome = await vscode.commands.executeCommand<{ document: string; status: string }[]>(
+      'distillLens.compareContinuations',
+    );
+    assert.ok(outcome && outcome.length === 2, api.controller.lastError);
+    assert.deepEqual(
+      outcome.map((o) => o.status),
+      ['done', 'done'],
+      api.controller.lastError,
+    );
+    const [teacherUri, studentUri] = outcome.map((o) => vscode.Uri.parse(o.document));
+    const diff = vscode.window.tabGroups.all
+      .flatMap((g) => g.tabs)
+      .find((t) => t.input instanceof vscode.TabInputTextDiff);
+    assert.ok(diff, 'a diff editor is open');
+    const input = diff.input as vscode.TabInputTextDiff;
+    assert.equal(input.original.toString(), teacherUri.toString(), 'the teacher on the left');
+    assert.equal(input.modified.toString(), studentUri.toString(), 'the student on the right');
+    // each side as the CLI samples it with the same seed
+    for (const [uri, from] of [
+      [teacherUri, 'teacher'],
+      [studentUri, 'student'],
+    ] as const) {
+      const run = api.continuations.get(uri)!;
+      assert.equal(run.from, from);
+      assert.equal(run.layout.text, prompt + cliSample(prompt, from)[0].text, `the ${from}'s continuation`);
+      await until(
+        `the ${from}'s side is painted`,
+        () => api.continuations.decorations.painted.get(uri.toString())?.tokens.length,
+      );
+    }
+  } finally {
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  }
+});
+
+test('Continue with Student at the very start of a document says there is nothing to continue', async () => {
+  const editor = await openSample();
+  editor.selection = new vscode.Selection(0, 0, 0, 0);
+  assert.equal(await vscode.commands.executeCommand('distillLens.continueWithStudent'), undefined);
 });
 
 test('Clear removes the decorations', async () => {
