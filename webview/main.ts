@@ -803,6 +803,13 @@ function renderSamples(): void {
   samplesHost.replaceChildren(...parts);
 }
 
+const FINISHED = { eos: 'ended by the model', stop: 'at a stop string', length: 'at the token limit' };
+
+/** Counts as whole numbers, the rest as everywhere else. */
+function sequenceValue(k: (typeof SEQUENCE_LABELS)[number][0], v: number): string {
+  return k === 'length' || k === 'voidTokens' ? String(v) : formatNumber(v);
+}
+
 const SEQUENCE_LABELS = [
   ['logRatio', 'Σ log p − log q'],
   ['reverseKl', 'Σ KL(q‖p) per step (exact)'],
@@ -826,29 +833,32 @@ function continuationSection(
 ): HTMLElement {
   const q = c.sequence;
   const box = el('vscode-collapsible', {
-    title: `Continuation ${i + 1}: ${q.finish}, ${q.length} tokens`,
+    title: `Continuation ${i + 1}: ${q.length} tokens, ${FINISHED[q.finish]}`,
     open: '',
     class: 'continuation',
   });
   const t = el('table', { class: 'metrics' });
   for (const [k, label] of SEQUENCE_LABELS)
-    t.append(el('tr', {}, el('td', {}, label), el('td', { class: 'num' }, formatNumber(q[k]))));
+    t.append(el('tr', {}, el('td', {}, label), el('td', { class: 'num' }, sequenceValue(k, q[k]))));
   const W = 300;
   const H = 100;
   const n = c.logRatio.length;
-  const top = Math.max(1e-9, ...c.logRatio.map(Math.abs), ...c.returns.map(Math.abs));
-  const y = (v: number) => H / 2 - (v / top) * (H / 2 - 6);
+  // bars and line on scales of their own: the return sums the rewards and would flatten the bars
+  const barTop = Math.max(1e-9, ...c.logRatio.map(Math.abs));
+  const lineTop = Math.max(1e-9, ...c.returns.map(Math.abs));
+  const y = (v: number, top: number) => H / 2 - (v / top) * (H / 2 - 6);
   const x = (k: number) => ((k + 0.5) / Math.max(1, n)) * W;
   const bar = W / Math.max(1, n);
   const svgNs = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(svgNs, 'svg');
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('class', 'ratiochart');
   svg.setAttribute('role', 'img');
   const voids = c.void.filter(Boolean).length;
   svg.setAttribute(
     'aria-label',
-    `log p − log q of ${n} tokens (bars) and the return to the end (line), from ${formatNumber(-top)} to ${formatNumber(top)}; ${voids} void`,
+    `log p − log q of ${n} tokens (bars, ±${formatNumber(barTop)}) and the return to the end (line, ±${formatNumber(lineTop)}); ${voids} void`,
   );
   const add = (tag: string, attrs: Record<string, string | number>, title?: string) => {
     const e = document.createElementNS(svgNs, tag);
@@ -867,9 +877,9 @@ function continuationSection(
       'rect',
       {
         x: (x(k) - bar * 0.4).toFixed(2),
-        y: Math.min(y(v), H / 2).toFixed(2),
+        y: Math.min(y(v, barTop), H / 2).toFixed(2),
         width: (bar * 0.8).toFixed(2),
-        height: Math.max(0.5, Math.abs(y(v) - H / 2)).toFixed(2),
+        height: Math.max(0.5, Math.abs(y(v, barTop) - H / 2)).toFixed(2),
         class: `ratiobar ${v >= 0 ? 'up' : 'down'}`,
         'data-index': k,
       },
@@ -878,10 +888,11 @@ function continuationSection(
     rect.addEventListener('click', () =>
       vscode.postMessage({ type: 'revealSampleToken', samplesId: r.id, sample: i, index: k }),
     );
-    if (c.void[k]) add('circle', { cx: x(k).toFixed(2), cy: H - 3, r: 2.5, class: 'voidmark' });
+    if (c.void[k])
+      add('rect', { x: (x(k) - 1.5).toFixed(2), y: H - 4, width: 3, height: 3, class: 'voidmark' });
   });
   add('polyline', {
-    points: c.returns.map((v, k) => `${x(k).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
+    points: c.returns.map((v, k) => `${x(k).toFixed(1)},${y(v, lineTop).toFixed(1)}`).join(' '),
     class: 'returnline',
   });
   box.append(
@@ -890,8 +901,9 @@ function continuationSection(
     el(
       'div',
       { class: 'axis' },
-      el('span', {}, `bars: log p − log q · line: return · ● void`),
-      el('span', {}, `±${formatNumber(top)}`),
+      el('span', {}, `bars: log p − log q, ±${formatNumber(barTop)}`),
+      el('span', { class: 'returnkey' }, `line: return, ±${formatNumber(lineTop)}`),
+      el('span', { class: 'voidkey' }, `▪ void (${voids})`),
     ),
   );
   return box;

@@ -134,8 +134,9 @@ export class ContinuationController implements vscode.Disposable {
   /**
    * Samples continuations of the text before the cursor from `from` and shows them in a new
    * document beside the editor. Resolves with the run (also when cancelled or failed).
+   * `signal` cancels as the notification's Cancel button does (for callers without one).
    */
-  async continueWith(from: Writer): Promise<ContinuationRun | undefined> {
+  async continueWith(from: Writer, signal?: AbortSignal): Promise<ContinuationRun | undefined> {
     const prompt = this.promptAtCursor();
     if (prompt === undefined) return undefined;
     const run = this.newRun(from, prompt);
@@ -146,7 +147,8 @@ export class ContinuationController implements vscode.Disposable {
     });
     await this.withProgress(
       `continuing with ${writerName(from, run.sampling.mixAlpha)}`,
-      (progress, signal) => this.sample(run, progress, signal),
+      (progress, cancelled) => this.sample(run, progress, cancelled),
+      signal,
     );
     return run;
   }
@@ -235,12 +237,14 @@ export class ContinuationController implements vscode.Disposable {
   private async withProgress(
     title: string,
     task: (progress: vscode.Progress<{ message?: string }>, signal: AbortSignal) => Promise<void>,
+    external?: AbortSignal,
   ): Promise<void> {
     await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Distill Lens: ${title}`, cancellable: true },
       async (progress, token) => {
         const abort = new AbortController();
         token.onCancellationRequested(() => abort.abort());
+        external?.addEventListener('abort', () => abort.abort());
         await task(progress, abort.signal);
       },
     );

@@ -594,6 +594,43 @@ test('Compare Continuations: the teacher and the student from the same seed side
   }
 });
 
+test('Cancel while sampling: the streamed text stays in its document, neither scored nor painted', async () => {
+  const sampling = vscode.workspace.getConfiguration('distillLens.sampling');
+  // the workspace's 20 tokens come back afterwards
+  const restore = async () => {
+    await sampling.update('samples', undefined, vscode.ConfigurationTarget.Global);
+    await sampling.update('maxNewTokens', 20, vscode.ConfigurationTarget.Global);
+  };
+  await sampling.update('maxNewTokens', 4096, vscode.ConfigurationTarget.Global);
+  await sampling.update('samples', 16, vscode.ConfigurationTarget.Global);
+  try {
+    await cursorAfterFirstLine();
+    // what the notification's Cancel button does, once the first tokens are in the document
+    const abort = new AbortController();
+    const watch = api.continuations.onDidChange((r) => {
+      if (r.status === 'sampling' && r.streamedTokens > 0) abort.abort();
+    });
+    const run = (await api.continuations.continueWith('student', abort.signal))!;
+    watch.dispose();
+    assert.equal(run.status, 'cancelled');
+    assert.equal(run.report, undefined, 'nothing scored');
+    assert.ok(run.streamedTokens > 0);
+    const doc = await until('the document shows what streamed', () =>
+      vscode.workspace.textDocuments.find(
+        (d) => d.uri.toString() === run.uri.toString() && d.getText() === run.layout.text,
+      ),
+    );
+    assert.match(doc.getText(), /continuation 16 of 16/);
+    assert.equal(api.continuations.decorations.painted.get(run.uri.toString())?.tokens.length ?? 0, 0);
+    // the model process is free again: the next continuation runs to the end
+    await restore();
+    await cursorAfterFirstLine();
+    assert.equal((await api.continuations.continueWith('teacher'))?.status, 'done');
+  } finally {
+    await restore();
+  }
+});
+
 test('Continue with Student at the very start of a document says there is nothing to continue', async () => {
   const editor = await openSample();
   editor.selection = new vscode.Selection(0, 0, 0, 0);
