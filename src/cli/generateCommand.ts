@@ -17,7 +17,7 @@ import { DEVICES, type Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { readTextFile } from './readText';
 import { number, writeOut } from './cliParts';
-import { renderSampleReport } from '../report/sampleReport';
+import { renderSampleReport, sampleReportJson } from '../report/sampleReport';
 
 /** The sampling flags of generate (and, later, of sample), with HF's defaults: plain sampling at T = 1. */
 export function samplingFlags(cmd: Command): Command {
@@ -266,22 +266,7 @@ export function addSampleCommand(program: Command): void {
         o.format === 'html'
           ? renderSampleReport(report)
           : o.format === 'json'
-            ? JSON.stringify(
-                {
-                  from: o.from,
-                  ...(o.from === 'mix' ? { mixAlpha: o.mixAlpha } : {}),
-                  samples: scored.map(({ ids, promptTokens, text, rows, sequence }) => ({
-                    ids,
-                    promptTokens,
-                    text,
-                    rows,
-                    sequence,
-                  })),
-                  summary,
-                },
-                null,
-                1,
-              )
+            ? sampleReportJson(report)
             : sampleTable(prompt, scored, summary);
       writeOut(text, o.out);
     } finally {

@@ -9,7 +9,7 @@ import { TokenHoverProvider } from './hoverProvider';
 import { PanelProvider } from './panelProvider';
 import { RuntimeHost } from './runtimeHost';
 import { chooseModel } from './modelPicker';
-import { exportReport } from './exportReport';
+import { exportReport, exportSamples } from './exportReport';
 import { DistillationRunner, type DistillArgs } from './distillationRunner';
 import { ContinuationController, type ContinuationRun } from './continuations';
 import { DEMO_TEXT } from '../models/builtInModels';
@@ -172,13 +172,18 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       async (format?: 'json' | 'csv' | 'html', target?: vscode.Uri) => {
         const editor = activeEditor();
         const a = editor && controller.get(editor.document.uri);
-        if (!editor || !a) {
+        const run = editor && continuations.get(editor.document.uri);
+        if (!editor || (!a && !run?.report)) {
           vscode.window.showWarningMessage(
-            'Distill Lens: analyse this document first (Distill Lens: Analyze Selection).',
+            run
+              ? 'Distill Lens: this continuation has not been scored (it is still sampling, or was cancelled).'
+              : 'Distill Lens: analyse this document first (Distill Lens: Analyze Selection).',
           );
           return;
         }
-        const written = await exportReport(editor.document, a, format, target);
+        const written = a
+          ? await exportReport(editor.document, a, format, target)
+          : await exportSamples(editor.document, run!.report!, format, target);
         if (written && !target)
           vscode.window.showInformationMessage(`Distill Lens: report written to ${written.fsPath}`);
         return written;

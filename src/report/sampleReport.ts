@@ -9,6 +9,29 @@ import { dataAndSidePanel, escapeHtml } from './htmlParts';
 import { METRIC_KEYS, METRIC_LABELS } from '../core/metricKeys';
 import type { SampleReport } from '../shared/generation';
 
+/**
+ * The JSON of sampled continuations as the README documents it: who wrote them, per
+ * continuation its ids, prompt length, text, scored rows and sequence values, and the summary.
+ */
+export function sampleReportJson(r: SampleReport): string {
+  return JSON.stringify(
+    {
+      from: r.from,
+      ...(r.from === 'mix' ? { mixAlpha: r.mixAlpha } : {}),
+      samples: r.samples.map(({ ids, promptTokens, text, rows, sequence }) => ({
+        ids,
+        promptTokens,
+        text,
+        rows,
+        sequence,
+      })),
+      summary: r.summary,
+    },
+    null,
+    1,
+  );
+}
+
 /** Steps of the diverging colour scale on each side. */
 const STEPS = 5;
 

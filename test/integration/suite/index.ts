@@ -549,8 +549,19 @@ test('Continue with Student streams into a read-only document beside the editor,
   );
   assert.equal(onPrompt.length, 0);
 
-  // the panel shows the continuation when its document is active
+  // Export Report from the continuation document: the sample command's JSON, and its HTML page
   await vscode.window.showTextDocument(doc, { viewColumn: visible!.viewColumn });
+  const jsonFile = vscode.Uri.file(path.join(workspace, 'continuation.json'));
+  await vscode.commands.executeCommand('distillLens.exportReport', 'json', jsonFile);
+  const exported = JSON.parse(fs.readFileSync(jsonFile.fsPath, 'utf8'));
+  assert.equal(exported.from, 'student');
+  assert.equal(exported.samples[0].text, expected.text);
+  assert.equal(exported.samples[0].rows.length, rows.length);
+  const htmlFile = vscode.Uri.file(path.join(workspace, 'continuation.html'));
+  await vscode.commands.executeCommand('distillLens.exportReport', 'html', htmlFile);
+  assert.match(fs.readFileSync(htmlFile.fsPath, 'utf8'), /Distill Lens: sampled continuations/);
+
+  // the panel shows the continuation when its document is active
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('the panel shows the continuations', () => api.panel.state.samples === outcome.document);
 });
