@@ -8,7 +8,7 @@ import { UsageError } from '../core/errors';
 import { ModelPool } from '../models/modelPool';
 import { generate, type GenerateResult } from '../generate/generator';
 import { SampleEngine } from '../generate/sampleEngine';
-import { ContinuationText, TextStream } from '../generate/continuationText';
+import { TextStream } from '../generate/continuationText';
 import type { ScoredSample, SampleSummary } from '../shared/generation';
 import { DEFAULT_METRIC_OPTIONS } from '../core/tokenRows';
 import { formatNumber } from '../core/formatNumber';
@@ -141,7 +141,7 @@ export function addGenerateCommand(program: Command): void {
         // one continuation to the terminal: its tokens as they come
         const stream = o.format === 'text' && !o.out && o.samples === 1;
         if (stream) process.stdout.write(prompt);
-        const streamed = new TextStream(new ContinuationText(tokenizer, promptIds));
+        const streamed = new TextStream(tokenizer, promptIds);
         const result = await generate(
           lm,
           tokenizer,
@@ -158,7 +158,7 @@ export function addGenerateCommand(program: Command): void {
         for (const m of result.messages) process.stderr.write(`distill-lens: ${m}\n`);
         if (stream) {
           process.stdout.write(
-            `\n[${result.samples[0].finish}, ${result.samples[0].tokens.length} tokens]\n`,
+            `${streamed.flush()}\n[${result.samples[0].finish}, ${result.samples[0].tokens.length} tokens]\n`,
           );
           return;
         }

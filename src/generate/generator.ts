@@ -18,7 +18,7 @@ import { seededRandom, type Rng } from '../core/random';
 import type { DecoderCache, LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { halfToFloat32 } from '../models/safetensors';
-import { ContinuationText } from './continuationText';
+import { ContinuationText, StopStrings } from './continuationText';
 import type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
 
 export type { FinishReason, GeneratedToken, Sample } from '../shared/generation';
@@ -180,6 +180,7 @@ export async function generate(
   const eos = new Set(eosIds(models[models.length - 1].model.folder, models[models.length - 1].model.config));
   const checkCancelled = hooks.checkCancelled ?? (() => {});
   const text = new ContinuationText(tokenizer, promptIds);
+  const stops = new StopStrings(tokenizer, promptIds, o.stop);
 
   const B = o.samples;
   // one generator per continuation, so continuation b is the same whatever the number asked
@@ -211,11 +212,7 @@ export async function generate(
     tokens[b].push(token);
     hooks.onToken?.(b, token);
     if (eos.has(id)) finish[b] = 'eos';
-    else if (
-      o.stop.length > 0 &&
-      o.stop.some((s) => text.of(sequences[b].slice(promptIds.length)).includes(s))
-    )
-      finish[b] = 'stop';
+    else if (stops.reached(sequences[b].slice(promptIds.length))) finish[b] = 'stop';
     else if (tokens[b].length >= maxNew) finish[b] = 'length';
   };
 
