@@ -5,7 +5,15 @@ import { CancelledError } from '../core/errors';
 import { runDistillation } from '../train/distill';
 import { formatNumber } from '../core/formatNumber';
 import { DEVICES, type Device } from '../shared/devices';
-import { DISTILL_DEFAULTS, LOSS_KEYS, type LossKey, type RunRecord } from '../shared/protocol';
+import {
+  DISTILL_DEFAULTS,
+  DISTILL_METHODS,
+  GENERATION_DEFAULTS,
+  LOSS_KEYS,
+  type DistillMethod,
+  type LossKey,
+  type RunRecord,
+} from '../shared/protocol';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 
 type Parse = (name: string, min: number) => (v: string) => number;
@@ -31,7 +39,19 @@ export function addDistillCommand(
       'a text file, a folder of text or code files, or JSONL with "text" or "prompt"/"completion" fields',
     )
     .requiredOption('--out <DIR>', 'the new model folder (must not exist or be empty)')
-    .addOption(new Option('--loss <KEY>', 'the distillation loss').choices([...LOSS_KEYS]).default('fkl'))
+    .addOption(
+      new Option(
+        '--method <M>',
+        "word: the data's text; seqkd: completions the teacher samples for the data's prompts",
+      )
+        .choices([...DISTILL_METHODS])
+        .default('word'),
+    )
+    .addOption(
+      new Option('--loss <KEY>', 'the distillation loss (default fkl; ce with --method seqkd)').choices([
+        ...LOSS_KEYS,
+      ]),
+    )
     .option(
       '--temperature <T>',
       'softmax temperature of both models in the loss',
@@ -89,6 +109,36 @@ export function addDistillCommand(
         .choices(['auto', ...ONNX_DTYPES])
         .default('auto'),
     )
+    .option(
+      '--teacher-samples <N>',
+      'seqkd: completions the teacher samples per prompt',
+      integer('--teacher-samples', 1),
+      GENERATION_DEFAULTS.samplesPerPrompt,
+    )
+    .option(
+      '--gen-temperature <T>',
+      'temperature of the sampled completions',
+      positive('--gen-temperature'),
+      GENERATION_DEFAULTS.sampling.temperature,
+    )
+    .option('--top-k <K>', 'sample among the K most likely tokens (0: all)', integer('--top-k', 0), 0)
+    .option('--top-p <P>', 'sample among the most likely tokens up to mass P', fraction('--top-p'), 1)
+    .option(
+      '--max-new-tokens <N>',
+      'tokens per sampled completion at most',
+      integer('--max-new-tokens', 1),
+      GENERATION_DEFAULTS.maxNewTokens,
+    )
+    .option(
+      '--prompt-tokens <N>',
+      'text without "prompt" records is cut into prompts of N tokens',
+      integer('--prompt-tokens', 1),
+      GENERATION_DEFAULTS.promptTokens,
+    )
+    .option(
+      '--reuse-rollouts <FILE>',
+      "seqkd: train on an earlier run's rollouts.jsonl instead of sampling again",
+    )
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
     .option('--quiet', 'no progress bar')
     .option('--verbose', 'print stack traces')
@@ -120,8 +170,21 @@ export function addDistillCommand(
             student: o.student,
             data: { path: o.data },
             out: o.out,
+            method: o.method as DistillMethod,
+            generation: {
+              sampling: {
+                ...GENERATION_DEFAULTS.sampling,
+                temperature: o.genTemperature,
+                topK: o.topK,
+                topP: o.topP,
+              },
+              maxNewTokens: o.maxNewTokens,
+              samplesPerPrompt: o.teacherSamples,
+              promptTokens: o.promptTokens,
+            },
+            reuseRollouts: o.reuseRollouts,
             loss: {
-              key: o.loss as LossKey,
+              key: (o.loss ?? (o.method === 'seqkd' ? 'ce' : 'fkl')) as LossKey,
               temperature: o.temperature,
               beta: o.beta,
               alpha: o.alpha,

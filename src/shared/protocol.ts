@@ -9,7 +9,7 @@ import type { ModelRole } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions, Summary, TokenRow } from '../core/tokenRows';
 import type { Device } from './devices';
-import type { SampleReport, SampleRequest, StreamedToken } from './generation';
+import type { SampleReport, SampleRequest, SamplingOptions, StreamedToken } from './generation';
 
 // ---- analysis (inspect) ----
 
@@ -135,6 +135,27 @@ export interface OptimizerSpec {
   maxGradNorm: number;
 }
 
+/** How a run trains: on the data's text (word-level KD), or on completions the teacher samples once (SeqKD). */
+export const DISTILL_METHODS = ['word', 'seqkd'] as const;
+export type DistillMethod = (typeof DISTILL_METHODS)[number];
+
+/** How the sequence-level methods sample completions of the data's prompts. */
+export interface GenerationSettings {
+  sampling: SamplingOptions;
+  maxNewTokens: number;
+  /** completions sampled per prompt */
+  samplesPerPrompt: number;
+  /** text without prompt / completion records is cut into prompts of this many tokens */
+  promptTokens: number;
+}
+
+export const GENERATION_DEFAULTS: GenerationSettings = {
+  sampling: { greedy: false, temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 },
+  maxNewTokens: 128,
+  samplesPerPrompt: 1,
+  promptTokens: 64,
+};
+
 export interface DistillRequest {
   /** empty: no teacher, training from scratch with the ce loss (how the built-in teacher is made) */
   teacher: string;
@@ -160,6 +181,12 @@ export interface DistillRequest {
   out: string;
   allowRemote?: boolean;
   hubCacheDir?: string;
+  /** word (default): the data's text; seqkd: completions the teacher samples for the data's prompts */
+  method?: DistillMethod;
+  /** sampling of the sequence-level methods (defaults: GENERATION_DEFAULTS) */
+  generation?: Partial<GenerationSettings>;
+  /** seqkd: train on the rollouts.jsonl of an earlier run instead of sampling again */
+  reuseRollouts?: string;
 }
 
 export interface DistillProgress {

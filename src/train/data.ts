@@ -99,7 +99,7 @@ function readFile(file: string): TrainDocument[] {
   return text.trim() ? [{ source: file, text }] : [];
 }
 
-/** JSONL: one record per line with a "text" field, or "prompt" and "completion" fields. */
+/** JSONL: one record per line with a "text" field, or a "prompt" field and optionally a "completion" field. */
 export function parseJsonl(text: string, source: string): TrainDocument[] {
   const docs: TrainDocument[] = [];
   text.split('\n').forEach((line, i) => {
@@ -118,7 +118,13 @@ export function parseJsonl(text: string, source: string): TrainDocument[] {
         text: record.prompt + record.completion,
         promptChars: record.prompt.length,
       });
-    } else throw new InputError(`${where} has neither a "text" string nor "prompt" and "completion" strings`);
+    } else if (typeof record?.prompt === 'string' && record.completion === undefined) {
+      // a prompt alone: the sequence-level methods sample its completion (nothing to train on otherwise)
+      docs.push({ source: where, text: record.prompt, promptChars: record.prompt.length });
+    } else
+      throw new InputError(
+        `${where} has neither a "text" string nor a "prompt" string (with an optional "completion" string)`,
+      );
   });
   return docs;
 }
@@ -141,24 +147,89 @@ export function packWindows(docs: TrainDocument[], tokenizer: TextTokenizer, seq
   const windows: Window[] = [];
   for (const doc of docs) {
     const enc = tokenizer.encode(doc.text);
-    const ids = enc.ids;
-    if (ids.length < 2) continue;
     // a token is trained on when it is a completion token (or there is no prompt)
-    const counts = ids.map((_, i) => doc.promptChars === undefined || enc.spans[i][0] >= doc.promptChars);
-    for (let start = 0; start < ids.length - 1; start += seqLen - 1) {
-      const w: Window = { ids: [], targets: [], mask: [], source: doc.source };
-      for (let i = 0; i < seqLen; i++) {
-        const at = start + i;
-        w.ids.push(at < ids.length ? ids[at] : 0);
-        const target = at + 1;
-        const valid = i < seqLen - 1 && target < ids.length && counts[target];
-        w.targets.push(valid ? ids[target] : 0);
-        w.mask.push(valid ? 1 : 0);
-      }
-      if (w.mask.some((m) => m)) windows.push(w);
-    }
+    const counts = enc.ids.map((_, i) => doc.promptChars === undefined || enc.spans[i][0] >= doc.promptChars);
+    windows.push(...windowsOf(enc.ids, counts, seqLen, doc.source));
   }
   return windows;
+}
+
+/** A token sequence whose first `promptTokens` ids are a prompt (no loss on them): a sampled completion. */
+export interface TokenSequence {
+  ids: number[];
+  promptTokens: number;
+  source: string;
+}
+
+/** Packs prompt-and-completion id sequences as packWindows packs documents; only completion tokens (an EOS included) are targets. */
+export function packSequences(sequences: TokenSequence[], seqLen: number): Window[] {
+  if (seqLen < 2) throw new InputError('the sequence length must be at least 2');
+  return sequences.flatMap((s) =>
+    windowsOf(
+      s.ids,
+      s.ids.map((_, i) => i >= s.promptTokens),
+      seqLen,
+      s.source,
+    ),
+  );
+}
+
+/**
+ * The windows of one sequence. Consecutive windows overlap by one token, so every token after
+ * the first is a target exactly once (when `counts` says it counts); the last window is padded
+ * (padding is never a target). Windows without a target are left out.
+ */
+function windowsOf(ids: number[], counts: boolean[], seqLen: number, source: string): Window[] {
+  const windows: Window[] = [];
+  for (let start = 0; start < ids.length - 1; start += seqLen - 1) {
+    const w: Window = { ids: [], targets: [], mask: [], source };
+    for (let i = 0; i < seqLen; i++) {
+      const at = start + i;
+      w.ids.push(at < ids.length ? ids[at] : 0);
+      const target = at + 1;
+      const valid = i < seqLen - 1 && target < ids.length && counts[target];
+      w.targets.push(valid ? ids[target] : 0);
+      w.mask.push(valid ? 1 : 0);
+    }
+    if (w.mask.some((m) => m)) windows.push(w);
+  }
+  return windows;
+}
+
+/** A prompt to sample completions for, with the dataset's completion when it has one. */
+export interface Prompt {
+  text: string;
+  completion?: string;
+  source: string;
+}
+
+/**
+ * The prompts of the data: each prompt-and-completion document's prompt (JSONL `prompt`
+ * fields); any other text cut into prompts of `promptTokens` tokens, at token starts.
+ */
+export function readPrompts(docs: TrainDocument[], tokenizer: TextTokenizer, promptTokens: number): Prompt[] {
+  if (!(Number.isInteger(promptTokens) && promptTokens >= 1))
+    throw new InputError('--prompt-tokens must be a whole number ≥ 1');
+  const prompts: Prompt[] = [];
+  for (const doc of docs) {
+    if (doc.promptChars !== undefined) {
+      const text = doc.text.slice(0, doc.promptChars);
+      const completion = doc.text.slice(doc.promptChars);
+      if (text.trim()) prompts.push({ text, source: doc.source, ...(completion ? { completion } : {}) });
+      continue;
+    }
+    // every promptTokens tokens a new prompt starts, at the first token with text of its own
+    const starts = tokenizer
+      .encode(doc.text)
+      .spans.filter(([a, b]) => b > a)
+      .map(([a]) => a);
+    for (let i = 0; i < starts.length; i += promptTokens) {
+      const text = doc.text.slice(starts[i], starts[i + promptTokens] ?? doc.text.length);
+      if (text.trim()) prompts.push({ text, source: `${doc.source} (prompt ${prompts.length + 1})` });
+    }
+  }
+  if (prompts.length === 0) throw new InputError('the data has no prompts (every prompt is empty)');
+  return prompts;
 }
 
 /**

@@ -5,7 +5,8 @@
  *
  *   1. models   the student checkpoint to train; the teacher (from the model pool, so a
  *               teacher the inspection engine holds is not loaded twice)
- *   2. data     documents → windows of seqLen tokens → train / held-out split
+ *   2. data     documents → windows of seqLen tokens → train / held-out split; for SeqKD,
+ *               documents → prompts → the teacher's completions (rollouts) → windows
  *   3. teacher  its logits per window (kept when they fit in 1 GiB), or top-k buckets
  *   4. graphs   the step graph (student forward, loss, gradients, clipping, update) and
  *               the evaluation graph, in ONNX Runtime sessions
@@ -15,6 +16,7 @@
  * Every session and model lease opened is released on every path (success, error, cancel).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { CancelledError, InputError, ModelLoadError, UsageError } from '../core/errors';
 import { WeightSource } from '../models/builder/weights';
@@ -23,6 +25,12 @@ import { modelFileLabel, resolveModel, type ResolvedModel } from '../models/mode
 import { halfToFloat32, readSafetensors } from '../models/safetensors';
 import { TextTokenizer } from '../models/tokenizer';
 import { openSession } from '../onnx/sessions';
+import {
+  DISTILL_METHODS,
+  GENERATION_DEFAULTS,
+  type DistillMethod,
+  type GenerationSettings,
+} from '../shared/protocol';
 import type {
   DistillProgress,
   DistillRequest,
@@ -32,7 +40,14 @@ import type {
   RunRecord,
   TrainDocument,
 } from '../shared/protocol';
-import { packWindows, readDocuments, splitWindows, type Window } from './data';
+import { packSequences, packWindows, readDocuments, readPrompts, splitWindows, type Window } from './data';
+import {
+  generationProblems,
+  readRollouts,
+  rolloutsJsonl,
+  sampleTeacherRollouts,
+  type Rollout,
+} from './rollouts';
 import { resolvedLossOptions } from './losses';
 import { seededRandom, shuffle, type Rng } from '../core/random';
 import { buildStepGraph, DEFAULT_OPTIMIZER, learningRate, names, type StepGraph } from './stepGraph';
@@ -89,7 +104,13 @@ class RunContext {
 export async function runDistillation(req: DistillRequest, control: DistillControl = {}): Promise<RunRecord> {
   const t0 = performance.now();
   const run = new RunContext(control);
-  validate(req);
+  const method = req.method ?? 'word';
+  const generation: GenerationSettings = {
+    ...GENERATION_DEFAULTS,
+    ...req.generation,
+    sampling: { ...GENERATION_DEFAULTS.sampling, ...req.generation?.sampling },
+  };
+  validate(req, method, generation);
   try {
     // 1. models
     run.report({ phase: 'prepare', message: 'loading the models' });
@@ -106,7 +127,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
 
     // 2. data
     const rng = seededRandom(req.seed);
-    const data = prepareData(req, tokenizer, vocab, rng, run);
+    const data =
+      method === 'seqkd'
+        ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
+        : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
 
     // 3. teacher targets
@@ -130,6 +154,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       student: req.student,
       out: req.out,
       settings: {
+        method,
+        ...(method === 'seqkd'
+          ? { generation, reuseRollouts: req.reuseRollouts ? path.resolve(req.reuseRollouts) : null }
+          : {}),
         loss: resolvedLossOptions(req.loss),
         mode: trainer.mode,
         optimizer: trainer.optimizer,
@@ -147,6 +175,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       },
       data: {
         documents: data.documents.length,
+        ...(data.rollouts ? { prompts: data.prompts, rollouts: data.rollouts.length } : {}),
         trainWindows: data.train.length,
         heldOutWindows: data.heldOut.length,
         heldOutIsTrainingData: data.heldOutIsTrainingData,
@@ -173,6 +202,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       trainer.values,
       trainer.step.weights.adapters,
       record,
+      data.rollouts ? { 'rollouts.jsonl': rolloutsJsonl(data.rollouts) } : {},
     );
     return record;
   } finally {
@@ -230,6 +260,9 @@ interface PreparedData {
   train: Window[];
   heldOut: Window[];
   heldOutIsTrainingData: boolean;
+  /** SeqKD: how many prompts, and the completions trained on */
+  prompts?: number;
+  rollouts?: Rollout[];
 }
 
 function prepareData(
@@ -240,12 +273,56 @@ function prepareData(
   run: RunContext,
 ): PreparedData {
   const documents = 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
-  const windows = packWindows(documents, tokenizer, req.seqLen);
-  const split = splitWindows(windows, rng);
-  if (split.shared)
+  return { documents, ...splitChecked(packWindows(documents, tokenizer, req.seqLen), vocab, rng, run) };
+}
+
+/**
+ * SeqKD's data: the teacher's completions of the data's prompts (or an earlier run's
+ * rollouts.jsonl), each prompt followed by its completion, only the completion trained on.
+ */
+async function prepareRollouts(
+  req: DistillRequest,
+  generation: GenerationSettings,
+  teacher: ModelLease,
+  tokenizer: TextTokenizer,
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): Promise<PreparedData> {
+  const documents = 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
+  let prompts: number;
+  let rollouts: Rollout[];
+  if (req.reuseRollouts) {
+    rollouts = readRollouts(req.reuseRollouts, vocab);
+    prompts = new Set(rollouts.map((r) => r.source)).size;
+    run.note(`trained on the ${rollouts.length} completions of ${req.reuseRollouts} (not sampled again)`);
+  } else {
+    const read = readPrompts(documents, tokenizer, generation.promptTokens);
+    prompts = read.length;
+    const t = performance.now();
+    rollouts = await sampleTeacherRollouts(teacher.model.lm, tokenizer, read, generation, req.seed, {
+      checkCancelled: () => run.checkCancel(),
+      onProgress: (message) => run.report({ phase: 'prepare', message }),
+    });
     run.note(
-      'the data fills a single window, so the held-out numbers are measured on the training data; give more text for an honest held-out split',
+      `the teacher wrote ${rollouts.length} completions of ${prompts} prompts in ${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
+  }
+  return {
+    documents,
+    prompts,
+    rollouts,
+    ...splitChecked(packSequences(rollouts, req.seqLen), vocab, rng, run),
+  };
+}
+
+/** The train / held-out split, after checking that every id is in the student's vocabulary. */
+function splitChecked(
+  windows: Window[],
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): { train: Window[]; heldOut: Window[]; heldOutIsTrainingData: boolean } {
   for (const w of windows) {
     const bad = w.ids.find((id) => id >= vocab);
     if (bad !== undefined)
@@ -253,7 +330,12 @@ function prepareData(
         `the tokenizer gives token id ${bad} but the student's vocabulary has ${vocab} entries: the tokenizer.json does not belong to this model`,
       );
   }
-  return { documents, train: split.train, heldOut: split.heldOut, heldOutIsTrainingData: split.shared };
+  const split = splitWindows(windows, rng);
+  if (split.shared)
+    run.note(
+      'the data fills a single window, so the held-out numbers are measured on the training data; give more text for an honest held-out split',
+    );
+  return { train: split.train, heldOut: split.heldOut, heldOutIsTrainingData: split.shared };
 }
 
 // ---- 3. teacher targets ----
@@ -320,6 +402,8 @@ class TeacherTargets {
 
 interface Trainer {
   vocab: number;
+  /** whether the step graph reads the teacher (every loss but ce) */
+  stepTakesTeacher: boolean;
   mode: TrainMode;
   optimizer: OptimizerSpec;
   weights: WeightSource;
@@ -377,7 +461,10 @@ async function openTrainer(
     frozenAsInputs: true,
   };
   await run.yieldAndCheckCancel();
-  const step = buildStepGraph({ ...spec, purpose: 'step' });
+  // the ce loss never reads the teacher: its steps are not fed the teacher's logits (the
+  // held-out evaluation still compares with the teacher)
+  const stepTakesTeacher = !!req.teacher && req.loss.key !== 'ce';
+  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, purpose: 'step' });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
     throw new UsageError(
@@ -399,6 +486,7 @@ async function openTrainer(
   const params = step.params;
   return {
     vocab,
+    stepTakesTeacher,
     mode,
     optimizer,
     weights,
@@ -432,7 +520,8 @@ async function batchFeeds(
   const targetIds = new BigInt64Array(B * L);
   const mask = new Float32Array(B * L);
   const k = forEval ? undefined : req.teacherTopK;
-  const teacherBuf = k || !targets.present ? undefined : new Float32Array(B * L * vocab); // [B, L, V]
+  const takesTeacher = targets.present && (forEval || trainer.stepTakesTeacher);
+  const teacherBuf = k || !takesTeacher ? undefined : new Float32Array(B * L * vocab); // [B, L, V]
   const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined; // [B·L, k+1]
   const topLogprobs = k ? new Float32Array(B * L * (k + 2)) : undefined; // [B·L, k+2]
   const topTarget = k ? new BigInt64Array(B * L) : undefined;
@@ -577,7 +666,14 @@ async function trainLoop(
 
 // ---- request checks, before any work ----
 
-function validate(req: DistillRequest): void {
+function validate(req: DistillRequest, method: DistillMethod, generation: GenerationSettings): void {
+  if (!(DISTILL_METHODS as readonly string[]).includes(method))
+    throw new UsageError(`--method must be one of ${DISTILL_METHODS.join(', ')} (got ${method})`);
+  if (method === 'seqkd') {
+    if (!req.teacher) throw new UsageError('--method seqkd needs a teacher to write the completions');
+    const problems = generationProblems(generation);
+    if (problems.length > 0) throw new UsageError(problems.join('; '));
+  } else if (req.reuseRollouts) throw new UsageError('--reuse-rollouts needs --method seqkd');
   const positiveInt = (v: number, flag: string) => {
     if (!Number.isInteger(v) || v < 1)
       throw new UsageError(`${flag} must be a positive whole number (got ${v})`);

@@ -1,7 +1,8 @@
 /**
  * The distilled student as a new model folder, written atomically: model.safetensors with
  * LoRA merged (float32, the checkpoint's own tensor names, loadable by transformers),
- * config.json, the tokenizer files, its ONNX export in onnx/, and run.json.
+ * config.json, the tokenizer files, its ONNX export in onnx/, run.json, and the run's other
+ * files (the rollouts of the sequence-level methods).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -58,6 +59,8 @@ export function writeDistilledStudent(
   values: Float32Array[],
   adapters: LoraAdapter[],
   record: object,
+  /** more files of the run (rollouts.jsonl), by name */
+  extraFiles: Record<string, string> = {},
 ): void {
   const tensors = trainedTensors(weights, params, values, adapters);
   writeFolderAtomically(out, (dir) => {
@@ -74,5 +77,6 @@ export function writeDistilledStudent(
       path.join(dir, 'onnx'),
     );
     fs.writeFileSync(path.join(dir, 'run.json'), JSON.stringify(record, null, 2) + '\n');
+    for (const [name, text] of Object.entries(extraFiles)) fs.writeFileSync(path.join(dir, name), text);
   });
 }

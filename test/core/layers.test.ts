@@ -16,9 +16,10 @@ const ALLOWED: Record<string, string[]> = {
   onnx: ['core', 'shared'],
   models: ['core', 'shared', 'onnx'],
   inspect: ['core', 'shared', 'onnx', 'models'],
-  train: ['core', 'shared', 'onnx', 'models'],
   // generation scores what it samples with the inspection's metrics
   generate: ['core', 'shared', 'onnx', 'models', 'inspect'],
+  // the sequence-level methods train on what generation samples
+  train: ['core', 'shared', 'onnx', 'models', 'inspect', 'generate'],
   host: ['core', 'shared', 'onnx', 'models', 'inspect', 'train', 'generate'],
   report: ['core', 'shared'],
   extension: ['core', 'shared', 'models', 'host', 'report'],

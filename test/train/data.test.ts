@@ -3,7 +3,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { packWindows, parseJsonl, readDocuments, splitWindows } from '../../src/train/data';
+import {
+  packSequences,
+  packWindows,
+  parseJsonl,
+  readDocuments,
+  readPrompts,
+  splitWindows,
+} from '../../src/train/data';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { rng } from '../reference/kdReference';
 import { demoPair, tempDir } from '../helpers';
@@ -94,4 +101,42 @@ test('folders: text and code files in order, dependency and hidden folders skipp
     'no document on both sides',
   );
   assert.equal(byDoc.train.length + byDoc.heldOut.length, 60);
+});
+
+test('sampled sequences: only completion tokens are targets, an EOS at the end counted once, across windows', () => {
+  // prompt 10 11 12, completion 20 21 and EOS 2
+  const seq = { ids: [10, 11, 12, 20, 21, 2], promptTokens: 3, source: 's' };
+  const windows = packSequences([seq], 4);
+  const targets = windows.flatMap((w) => w.targets.filter((_, j) => w.mask[j]));
+  assert.deepEqual(targets, [20, 21, 2], 'each completion token once, the EOS last');
+  for (const w of windows) w.mask.forEach((m, j) => m && assert.equal(w.targets[j], w.ids[j + 1]));
+  // a completion of one token (the EOS alone) still trains on it
+  assert.deepEqual(
+    packSequences([{ ids: [10, 11, 2], promptTokens: 2, source: 't' }], 8).flatMap((w) =>
+      w.targets.filter((_, j) => w.mask[j]),
+    ),
+    [2],
+  );
+});
+
+test('prompts: JSONL prompts (with or without completions); other text cut into prompts of N tokens at token starts', () => {
+  const tok = tokenizer();
+  const docs = parseJsonl(
+    '{"prompt": "Q: Who ran? A:"}\n{"prompt": "Tom", "completion": " had a ball."}\n',
+    'p.jsonl',
+  );
+  const prompts = readPrompts(docs, tok, 4);
+  assert.deepEqual(
+    prompts.map((p) => [p.text, p.completion]),
+    [
+      ['Q: Who ran? A:', undefined],
+      ['Tom', ' had a ball.'],
+    ],
+  );
+  const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+  const cut = readPrompts([{ source: 'story', text }], tok, 5);
+  assert.equal(cut.map((p) => p.text).join(''), text, 'the prompts are the text, in order');
+  for (const p of cut.slice(0, -1)) assert.equal(tok.encode(p.text).ids.length, 5, JSON.stringify(p.text));
+  assert.throws(() => readPrompts([{ source: 'x', text: '   ' }], tok, 5), /no prompts/);
+  assert.throws(() => parseJsonl('{"prompt": 3}', 'x.jsonl'), /x\.jsonl:1 has neither/);
 });
