@@ -359,3 +359,77 @@ class LossBuilder {
     return this.op('Add', [easyPart, hardPart]);
   }
 }
+
+/** What the policy-gradient losses of the on-policy methods read, besides the student's logits. */
+export interface PolicyLossInputs {
+  /** student logits [M, V] (trainable path) */
+  student: string;
+  /** teacher logits [M, V]: MiniLLM's single-step term */
+  teacher?: string;
+  /** the sampled ids [M, 1] int64 */
+  targets: string;
+  /** 1 for a completion token (up to and including the first EOS), else 0: [M] */
+  mask: string;
+  /** log q_old(y_t) of the distribution sampled from: [M] */
+  oldLogp: string;
+  /** A_t, computed outside the graph (advantages.ts): [M] */
+  advantages: string;
+  /** MiniLLM's importance weights w_t (teacher-mixed sampling): [M]; 1 without */
+  weights?: string;
+  rows: number;
+  vocab: number;
+}
+
+export interface PolicyLossOptions {
+  kind: 'onpolicy' | 'minillm';
+  /** the sampling temperature: log q_θ is taken of logits / T, as the tokens were drawn */
+  temperature: number;
+  /** MiniLLM's PPO clip ε on ratio·w */
+  clip: number;
+  /** MiniLLM: add the exact per-step reverse KL(q_θ‖p) over the vocabulary */
+  singleStep: boolean;
+}
+
+/**
+ * The policy-gradient losses, a token mean over completion tokens (Σ mask·term / Σ mask):
+ *
+ *   log q_θ(y_t) = log_softmax(student / T)[y_t]
+ *   ratio_t      = exp((log q_θ(y_t) − log q_old(y_t))·mask_t)
+ *   onpolicy:  L = −mean(ratio_t·A_t)                                  (Tinker's importance sampling)
+ *   minillm:   L = mean(max(−A_t·ρ_t, −A_t·clip(ρ_t, 1 − ε, 1 + ε))),  ρ_t = ratio_t·w_t  (LMOps)
+ *                + mean(KL(q_θ,t ‖ p_t)) over the vocabulary at T, when singleStep
+ *
+ * A, w and log q_old are inputs, so no gradient flows through them; on the first pass over a
+ * rollout (θ = θ_old) the gradient of the on-policy loss is −A·∇log q_θ(y_t).
+ */
+export function buildPolicyLoss(g: GraphBuilder, x: PolicyLossInputs, o: PolicyLossOptions): string {
+  const op = (t: string, i: string[], a: Record<string, any> = {}) => g.op1(t, i, a);
+  const s = (v: number) => g.scalar(v);
+  const scaled = (logits: string) => (o.temperature === 1 ? logits : op('Div', [logits, s(o.temperature)]));
+  const maskedMean = (term: string) =>
+    op('Div', [
+      op('ReduceSum', [op('Mul', [term, x.mask]), g.ints([0])], { keepdims: 0 }),
+      op('Max', [op('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }), s(1)]),
+    ]);
+  const logqAll = op('LogSoftmax', [scaled(x.student)], { axis: -1 });
+  const logq = op('Reshape', [op('GatherElements', [logqAll, x.targets], { axis: 1 }), g.ints([x.rows])]);
+  const ratio = op('Exp', [op('Mul', [op('Sub', [logq, x.oldLogp]), x.mask])]);
+  if (o.kind === 'onpolicy') return op('Neg', [maskedMean(op('Mul', [ratio, x.advantages]))]);
+
+  const rho = x.weights ? op('Mul', [ratio, x.weights]) : ratio;
+  const clipped = op('Min', [op('Max', [rho, s(1 - o.clip)]), s(1 + o.clip)]);
+  const negA = op('Neg', [x.advantages]);
+  const pg = maskedMean(op('Max', [op('Mul', [negA, rho]), op('Mul', [negA, clipped])]));
+  if (!o.singleStep) return pg;
+  if (!x.teacher) throw new Error("MiniLLM's single-step term needs the teacher's logits");
+  // KL(q_θ ‖ p) = Σ_v q_θ(v)·(log q_θ(v) − log p(v)), the gradient through q_θ in both factors
+  const logp = op('LogSoftmax', [scaled(x.teacher)], { axis: -1 });
+  const reverseKl = op(
+    'ReduceSum',
+    [op('Mul', [op('Exp', [logqAll]), op('Sub', [logqAll, logp])]), g.ints([-1])],
+    {
+      keepdims: 0,
+    },
+  );
+  return op('Add', [pg, maskedMean(reverseKl)]);
+}
