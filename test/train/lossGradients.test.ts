@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/onnx/graphBuilder';
 import { addGradients } from '../../src/train/autodiff';
 import { GraphShapes } from '../../src/train/graphShapes';
+import { lossGradientSession } from './lossGraph';
 import { buildLoss, resolvedLossOptions } from '../../src/train/losses';
 import { gaussian, referenceRow, rng, softmax } from '../reference/kdReference';
 import { teacherBuckets } from '../../src/train/teacherBuckets';
@@ -94,13 +95,7 @@ async function graphLossAndGradient(
       }
     : undefined;
   const loss = buildLoss(g, { student, teacher, targets, mask, rows: M, vocab: V, buckets }, o);
-  const grads = addGradients(g, new GraphShapes(g, {}), loss, [student]);
-  g.rename(loss, 'loss');
-  g.output('loss', 'float32', []);
-  g.rename(grads.get(student)!, 'grad');
-  g.output('grad', 'float32', [M, V]);
-  g.promoteToFloat64();
-  const session = await ort.InferenceSession.create(g.encode().model);
+  const session = await lossGradientSession(g, loss, student, M, V);
   const f64 = (rows: number[][]) => new ort.Tensor('float64', Float64Array.from(rows.flat()), [M, V]);
   const feeds: Record<string, ort.Tensor> = {
     student: f64(zs),

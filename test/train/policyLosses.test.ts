@@ -11,8 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/onnx/graphBuilder';
-import { addGradients } from '../../src/train/autodiff';
-import { GraphShapes } from '../../src/train/graphShapes';
+import { lossGradientSession } from './lossGraph';
 import { buildPolicyLoss, type PolicyLossOptions } from '../../src/train/losses';
 import {
   miniLlmAdvantages,
@@ -135,13 +134,7 @@ async function graphLossAndGradient(
     },
     o,
   );
-  const grads = addGradients(g, new GraphShapes(g, {}), loss, [student]);
-  g.rename(loss, 'loss');
-  g.output('loss', 'float32', []);
-  g.rename(grads.get(student)!, 'grad');
-  g.output('grad', 'float32', [M, V]);
-  g.promoteToFloat64();
-  const session = await ort.InferenceSession.create(g.encode().model);
+  const session = await lossGradientSession(g, loss, student, M, V);
   const f64 = (v: number[], dims: number[]) => new ort.Tensor('float64', Float64Array.from(v), dims);
   const feeds: Record<string, ort.Tensor> = {
     student: f64(b.zs.flat(), [M, V]),
