@@ -41,7 +41,25 @@ export class LanguageModel {
     readonly model: ResolvedModel,
     private readonly session: ort.InferenceSession,
     readonly info: LoadInfo,
+    /** inputs the caller fills on every run (a student being trained: its current weights) */
+    private readonly extraFeeds?: () => Record<string, ort.Tensor>,
   ) {}
+
+  /**
+   * A model whose graph the caller built (with a key/value cache: buffers), some of its inputs
+   * (weights) filled by `extraFeeds` at every run: the student of a run, sampled with the
+   * weights it has now.
+   */
+  static async fromGraph(
+    model: ResolvedModel,
+    graph: Uint8Array,
+    device: Device,
+    extraFeeds: () => Record<string, ort.Tensor>,
+  ): Promise<LanguageModel> {
+    const t0 = performance.now();
+    const opened = await openSession({ model: graph, device, name: model.name, optimize: true, prepack: false });
+    return new LanguageModel(model, opened.session, { device: opened.device, messages: opened.messages, builtNow: true, loadMs: performance.now() - t0 }, extraFeeds);
+  }
 
   static async open(model: ResolvedModel, device: Device, o: BuildOptions & { threads?: number } = {}): Promise<LanguageModel> {
     const t0 = performance.now();
@@ -102,9 +120,11 @@ export class LanguageModel {
       new ort.Tensor('int64', BigInt64Array.from({ length: B * n }, (_, k) => BigInt(value(Math.floor(k / n), k % n))), [B, n]);
     let buffers = cache?.kind === 'buffers' ? cache : undefined;
     if (kind === 'buffers') buffers = this.ensureCapacity(buffers, B, Math.max(capacity, P + L));
+    const extra = this.extraFeeds?.() ?? {};
     for (const meta of this.session.inputMetadata) {
       const name = meta.name;
-      if (name === 'input_ids') feeds[name] = int64(L, (b, i) => rows[b][i]);
+      if (extra[name]) feeds[name] = extra[name];
+      else if (name === 'input_ids') feeds[name] = int64(L, (b, i) => rows[b][i]);
       else if (name === 'attention_mask') feeds[name] = int64(P + L, () => 1);
       else if (name === 'position_ids') feeds[name] = int64(L, (_, i) => P + i);
       else if (name === 'token_type_ids') feeds[name] = int64(L, () => 0);
@@ -197,8 +217,9 @@ export class LanguageModel {
   async forward(ids: number[]): Promise<Logits> {
     const L = ids.length;
     const feeds: Record<string, ort.Tensor> = {};
+    const extra = this.extraFeeds?.() ?? {};
     for (const meta of this.session.inputMetadata) {
-      feeds[meta.name] = this.feedFor(meta, ids);
+      feeds[meta.name] = extra[meta.name] ?? this.feedFor(meta, ids);
     }
     const out = await this.session.run(feeds, ['logits']);
     const logits = out.logits;
