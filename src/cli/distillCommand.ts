@@ -258,6 +258,14 @@ function summary(r: RunRecord): string {
     `  forward KL             ${formatNumber(before.fkl).padEnd(10)} ${formatNumber(after.fkl).padEnd(10)} ${pct(before.fkl, after.fkl)}`,
     `  reverse KL             ${formatNumber(before.rkl).padEnd(10)} ${formatNumber(after.rkl).padEnd(10)} ${pct(before.rkl, after.rkl)}`,
     `  student perplexity     ${formatNumber(before.studentPerplexity).padEnd(10)} ${formatNumber(after.studentPerplexity).padEnd(10)} ${pct(before.studentPerplexity, after.studentPerplexity)}`,
+    ...(r.sampledHeldOut
+      ? [
+          `student's completions of ${r.sampledHeldOut.after.completions} held-out prompt(s)`,
+          `  Σ reverse KL per step  ${formatNumber(r.sampledHeldOut.before.reverseKl).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.reverseKl).padEnd(10)} ${pct(r.sampledHeldOut.before.reverseKl, r.sampledHeldOut.after.reverseKl)}`,
+          `  teacher log p / token  ${formatNumber(r.sampledHeldOut.before.teacherLogp).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.teacherLogp).padEnd(10)}`,
+          `  length (tokens)        ${formatNumber(r.sampledHeldOut.before.length).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.length).padEnd(10)}`,
+        ]
+      : []),
     '',
   ].join('\n');
 }

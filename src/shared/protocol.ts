@@ -135,8 +135,11 @@ export interface OptimizerSpec {
   maxGradNorm: number;
 }
 
-/** How a run trains: on the data's text (word-level KD), or on completions the teacher samples once (SeqKD). */
-export const DISTILL_METHODS = ['word', 'seqkd'] as const;
+/**
+ * How a run trains: on the data's text (word-level KD), on completions the teacher samples
+ * once (SeqKD), or on the student's own completions, sampled at every step (on-policy).
+ */
+export const DISTILL_METHODS = ['word', 'seqkd', 'onpolicy'] as const;
 export type DistillMethod = (typeof DISTILL_METHODS)[number];
 
 /** How the sequence-level methods sample completions of the data's prompts. */
@@ -207,6 +210,17 @@ export interface HeldOut {
   tokens: number;
 }
 
+/** The student's completions of held-out prompts (one each, fixed seeds), judged by the teacher. */
+export interface SampledHeldOut {
+  /** mean over completions of Σ_t KL(q_t ‖ p_t), exact at each step (as `sample`'s reverseKl) */
+  reverseKl: number;
+  /** the teacher's mean log p per completion token */
+  teacherLogp: number;
+  /** mean completion length in tokens */
+  length: number;
+  completions: number;
+}
+
 export interface LossPoint {
   step: number;
   loss: number;
@@ -231,7 +245,16 @@ export interface RunRecord {
   device: string;
   lossCurve: LossPoint[];
   heldOut: { before: HeldOut; after: HeldOut; fklChange: number };
-  timings: { totalSeconds: number; teacherSeconds: number; stepSeconds: number; tokensPerSecond: number };
+  /** the on-policy methods: what the student writes for held-out prompts, before and after */
+  sampledHeldOut?: { before: SampledHeldOut; after: SampledHeldOut; reverseKlChange: number };
+  timings: {
+    totalSeconds: number;
+    teacherSeconds: number;
+    stepSeconds: number;
+    tokensPerSecond: number;
+    /** the on-policy methods: sampling and scoring the rollouts */
+    sampleSeconds?: number;
+  };
   messages: string[];
 }
 

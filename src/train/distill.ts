@@ -40,7 +40,18 @@ import type {
   RunRecord,
   TrainDocument,
 } from '../shared/protocol';
-import { packSequences, packWindows, readDocuments, readPrompts, splitWindows, type Window } from './data';
+import {
+  packSequences,
+  packWindows,
+  readDocuments,
+  readPrompts,
+  splitWindows,
+  type Prompt,
+  type Window,
+} from './data';
+import type { PolicyLossOptions } from './losses';
+import { openPolicyModel } from './policyModel';
+import { sampledHeldOut, trainOnPolicy, type PolicyRollout, type PolicyWindow } from './onPolicy';
 import {
   generationProblems,
   readRollouts,
@@ -130,19 +141,40 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const data =
       method === 'seqkd'
         ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
-        : prepareData(req, tokenizer, vocab, rng, run);
+        : method === 'onpolicy'
+          ? preparePrompts(req, generation, tokenizer, vocab, rng, run)
+          : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
 
     // 3. teacher targets
     const targets = new TeacherTargets(teacher, req, vocab, data.heldOut);
 
     // 4. graphs and sessions
-    const trainer = await openTrainer(req, student, vocab, run);
+    const policyLoss: PolicyLossOptions | undefined =
+      method === 'onpolicy' ? { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false } : undefined;
+    const trainer = await openTrainer(req, student, vocab, run, policyLoss);
 
     // 5. evaluate, train, evaluate
     const evaluate = (label: string) => evaluateHeldOut(req, trainer, targets, data.heldOut, label, run);
     const before = await evaluate('before');
-    const training = await trainLoop(req, trainer, targets, data.train, rng, run);
+    let training: TrainingResult;
+    let sampled: RunRecord['sampledHeldOut'];
+    if (method === 'onpolicy') {
+      const onPolicy = await onPolicyTraining(
+        req,
+        generation,
+        student,
+        trainer,
+        teacher!,
+        tokenizer,
+        data,
+        rng,
+        run,
+      );
+      training = onPolicy.training;
+      sampled = onPolicy.sampled;
+      data.rollouts = onPolicy.rollouts;
+    } else training = await trainLoop(req, trainer, targets, data.train, rng, run);
     const after = await evaluate('after');
     run.checkCancel();
 
@@ -158,7 +190,8 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         ...(method === 'seqkd'
           ? { generation, reuseRollouts: req.reuseRollouts ? path.resolve(req.reuseRollouts) : null }
           : {}),
-        loss: resolvedLossOptions(req.loss),
+        ...(policyLoss ? { generation, policyLoss } : {}),
+        loss: policyLoss ? null : resolvedLossOptions(req.loss),
         mode: trainer.mode,
         optimizer: trainer.optimizer,
         steps: req.steps,
@@ -184,11 +217,13 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       device: trainer.device,
       lossCurve: training.lossCurve,
       heldOut: { before, after, fklChange: (after.fkl - before.fkl) / before.fkl },
+      ...(sampled ? { sampledHeldOut: sampled } : {}),
       timings: {
         totalSeconds: 0,
         teacherSeconds: targets.seconds,
         stepSeconds: training.stepSeconds,
         tokensPerSecond: training.tokensPerSecond,
+        ...(training.sampleSeconds !== undefined ? { sampleSeconds: training.sampleSeconds } : {}),
       },
       messages: run.messages,
     };
@@ -263,6 +298,14 @@ interface PreparedData {
   /** SeqKD: how many prompts, and the completions trained on */
   prompts?: number;
   rollouts?: Rollout[];
+  /** the on-policy methods: the prompts sampled for training and for the held-out evaluation */
+  trainPrompts?: Prompt[];
+  heldOutPrompts?: Prompt[];
+}
+
+/** The request's documents: read from its data path, or given (the editor's selection). */
+function documentsOf(req: DistillRequest): TrainDocument[] {
+  return 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
 }
 
 function prepareData(
@@ -272,7 +315,7 @@ function prepareData(
   rng: Rng,
   run: RunContext,
 ): PreparedData {
-  const documents = 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
+  const documents = documentsOf(req);
   return { documents, ...splitChecked(packWindows(documents, tokenizer, req.seqLen), vocab, rng, run) };
 }
 
@@ -289,7 +332,7 @@ async function prepareRollouts(
   rng: Rng,
   run: RunContext,
 ): Promise<PreparedData> {
-  const documents = 'path' in req.data ? readDocuments(req.data.path) : req.data.documents;
+  const documents = documentsOf(req);
   let prompts: number;
   let rollouts: Rollout[];
   if (req.reuseRollouts) {
@@ -313,6 +356,145 @@ async function prepareRollouts(
     prompts,
     rollouts,
     ...splitChecked(packSequences(rollouts, req.seqLen), vocab, rng, run),
+  };
+}
+
+/**
+ * The on-policy methods' data: the prompts, about a tenth held out (at least one, at most 16)
+ * for the sampled evaluation; the teacher-forced evaluation reads the held-out prompts' text.
+ */
+function preparePrompts(
+  req: DistillRequest,
+  generation: GenerationSettings,
+  tokenizer: TextTokenizer,
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): PreparedData {
+  const documents = documentsOf(req);
+  const prompts = readPrompts(documents, tokenizer, generation.promptTokens);
+  for (const p of prompts) {
+    const n = tokenizer.encode(p.text).ids.length;
+    if (n + generation.maxNewTokens > req.seqLen)
+      throw new InputError(
+        `${p.source}: a prompt of ${n} tokens and up to ${generation.maxNewTokens} new tokens do not fit --seq-len ${req.seqLen}: raise --seq-len, or lower --max-new-tokens or --prompt-tokens`,
+      );
+  }
+  const order = shuffle([...prompts], rng);
+  const held =
+    prompts.length === 1 ? [] : order.slice(0, Math.min(16, Math.max(1, Math.round(prompts.length / 10))));
+  const train = order.filter((p) => !held.includes(p));
+  const heldPrompts = held.length > 0 ? held : prompts;
+  if (held.length === 0)
+    run.note('there is a single prompt, so the held-out numbers are measured on the training prompt');
+  const heldText = heldPrompts.map((p) => ({ source: p.source, text: p.text + (p.completion ?? '') }));
+  const checked = splitChecked(packWindows(heldText, tokenizer, req.seqLen), vocab, rng, run);
+  return {
+    documents,
+    prompts: prompts.length,
+    trainPrompts: train.length > 0 ? train : prompts,
+    heldOutPrompts: heldPrompts,
+    train: [],
+    heldOut: [...checked.train, ...checked.heldOut],
+    heldOutIsTrainingData: held.length === 0,
+  };
+}
+
+/** On-policy distillation: the loop of onPolicy.ts on this run's trainer, with the sampled evaluation before and after. */
+async function onPolicyTraining(
+  req: DistillRequest,
+  generation: GenerationSettings,
+  studentModel: ResolvedModel,
+  trainer: Trainer,
+  teacher: ModelLease,
+  tokenizer: TextTokenizer,
+  data: PreparedData,
+  rng: Rng,
+  run: RunContext,
+): Promise<{
+  training: TrainingResult;
+  sampled: NonNullable<RunRecord['sampledHeldOut']>;
+  rollouts: PolicyRollout[];
+}> {
+  run.report({ phase: 'prepare', message: 'building the sampling graph of the student' });
+  const policy = await openPolicyModel(studentModel, trainer.weights, trainer.mode, req.device ?? 'cpu', {
+    values: () => new Map(trainer.params.map((p, i) => [p.name, trainer.values[i]])),
+    frozenFeeds: trainer.frozenFeeds,
+  });
+  run.onEnd(() => policy.lm.release());
+  const evaluateSampled = (label: string) => {
+    run.report({ phase: 'evaluate', message: `sampling the held-out prompts ${label}` });
+    // the same prompts and seeds before and after
+    return sampledHeldOut(
+      policy.lm,
+      teacher.model.lm,
+      tokenizer,
+      data.heldOutPrompts!,
+      generation,
+      req.seed + 7_000_001,
+      () => run.checkCancel(),
+    );
+  };
+  const before = await evaluateSampled('before');
+  const warmup = req.warmupSteps ?? Math.floor(req.steps / 10);
+  const trainStart = performance.now();
+  const result = await trainOnPolicy({
+    steps: req.steps,
+    batchSize: req.batchSize,
+    seqLen: req.seqLen,
+    seed: req.seed,
+    generation,
+    student: policy.lm,
+    teacher: teacher.model.lm,
+    tokenizer,
+    prompts: data.trainPrompts!,
+    rng,
+    checkCancelled: () => run.checkCancel(),
+    update: async (windows, s) => {
+      const feeds = await batchFeeds(
+        windows,
+        req,
+        trainer,
+        new TeacherTargets(undefined, req, trainer.vocab, []),
+        false,
+      );
+      const M = req.batchSize * req.seqLen;
+      const perToken = (f: (w: PolicyWindow) => number[]) => {
+        const a = new Float32Array(M);
+        windows.forEach((w, b) => a.set(f(w), b * req.seqLen));
+        return new ort.Tensor('float32', a, [M]);
+      };
+      feeds.old_logp = perToken((w) => w.oldLogp);
+      feeds.advantages = perToken((w) => w.advantages);
+      return optimizerStep(req, trainer, feeds, s, warmup);
+    },
+    onStep: (step, loss, lr, tokens) => {
+      const elapsed = (performance.now() - trainStart) / 1000;
+      run.report({
+        phase: 'train',
+        message: `step ${step}/${req.steps}, loss ${loss.toFixed(4)}`,
+        step,
+        steps: req.steps,
+        loss,
+        lr,
+        tokensPerSecond: tokens / elapsed,
+        secondsLeft: (elapsed / step) * (req.steps - step),
+      });
+    },
+  });
+  const after = await evaluateSampled('after');
+  const seconds = Math.max(1e-9, (performance.now() - trainStart) / 1000);
+  return {
+    training: {
+      lossCurve: result.lossCurve,
+      warmup,
+      tokens: result.tokens,
+      stepSeconds: result.stepSeconds,
+      sampleSeconds: result.sampleSeconds,
+      tokensPerSecond: result.tokens / seconds,
+    },
+    sampled: { before, after, reverseKlChange: (after.reverseKl - before.reverseKl) / before.reverseKl },
+    rollouts: result.rollouts,
   };
 }
 
@@ -424,6 +606,7 @@ async function openTrainer(
   student: ResolvedModel,
   vocab: number,
   run: RunContext,
+  policy?: PolicyLossOptions,
 ): Promise<Trainer> {
   const arch = student.architecture!;
   const mode: TrainMode =
@@ -463,8 +646,8 @@ async function openTrainer(
   await run.yieldAndCheckCancel();
   // the ce loss never reads the teacher: its steps are not fed the teacher's logits (the
   // held-out evaluation still compares with the teacher)
-  const stepTakesTeacher = !!req.teacher && req.loss.key !== 'ce';
-  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, purpose: 'step' });
+  const stepTakesTeacher = !!req.teacher && req.loss.key !== 'ce' && !policy;
+  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, policy, purpose: 'step' });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
     throw new UsageError(
@@ -589,6 +772,8 @@ async function evaluateHeldOut(
 }
 
 interface TrainingResult {
+  /** the on-policy methods: seconds spent sampling and scoring rollouts */
+  sampleSeconds?: number;
   lossCurve: LossPoint[];
   warmup: number;
   tokens: number;
@@ -605,7 +790,6 @@ async function trainLoop(
   rng: Rng,
   run: RunContext,
 ): Promise<TrainingResult> {
-  const { optimizer, params, step } = trainer;
   const lossCurve: LossPoint[] = [];
   const order: Window[] = [];
   const warmup = req.warmupSteps ?? Math.floor(req.steps / 10);
@@ -619,34 +803,11 @@ async function trainLoop(
       if (order.length === 0) order.push(...shuffle([...train], rng));
       batch.push(order.shift()!);
     }
-    const lr = learningRate(s, req.steps, req.lr, warmup);
     const feeds = await batchFeeds(batch, req, trainer, targets, false);
-    feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
-    if (optimizer.kind === 'adamw') {
-      feeds.bias_correction1 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta1 ** (s + 1)), []);
-      feeds.bias_correction2 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta2 ** (s + 1)), []);
-      for (const st of step.stateNames)
-        params.forEach(
-          (p, i) =>
-            (feeds[names.state(st, p.name)] = new ort.Tensor('float32', trainer.states[st][i], p.shape)),
-        );
-    }
     const t = performance.now();
-    const out = await trainer.stepSession.run(feeds);
+    const { loss, lr, gradNorm } = await optimizerStep(req, trainer, feeds, s, warmup);
     stepSeconds += (performance.now() - t) / 1000;
-    const loss = Number(out.loss.data[0]);
-    if (!Number.isFinite(loss))
-      throw new InputError(
-        `the loss became ${loss} at step ${s + 1}; lower the learning rate (now ${req.lr}) or the temperature`,
-      );
-    trainer.values = params.map((p) => out[names.next(p.name)].data as Float32Array);
-    trainer.states = Object.fromEntries(
-      step.stateNames.map((st) => [
-        st,
-        params.map((p) => out[names.nextState(st, p.name)].data as Float32Array),
-      ]),
-    );
-    lossCurve.push({ step: s + 1, loss, lr, gradNorm: Number(out.grad_norm.data[0]) });
+    lossCurve.push({ step: s + 1, loss, lr, gradNorm });
     tokens += batch.reduce((n, w) => n + w.mask.reduce((a, b) => a + b, 0), 0);
     const elapsed = (performance.now() - trainStart) / 1000;
     run.report({
@@ -664,16 +825,75 @@ async function trainLoop(
   return { lossCurve, warmup, tokens, stepSeconds, tokensPerSecond: tokens / seconds };
 }
 
+/**
+ * One optimiser step on a batch's feeds: the learning rate and AdamW's bias corrections and
+ * states, one ONNX Runtime run, the new parameters and states kept.
+ */
+async function optimizerStep(
+  req: DistillRequest,
+  trainer: Trainer,
+  feeds: Record<string, ort.Tensor>,
+  s: number,
+  warmup: number,
+): Promise<{ loss: number; lr: number; gradNorm: number }> {
+  const { optimizer, params, step } = trainer;
+  const lr = learningRate(s, req.steps, req.lr, warmup);
+  feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
+  if (optimizer.kind === 'adamw') {
+    feeds.bias_correction1 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta1 ** (s + 1)), []);
+    feeds.bias_correction2 = new ort.Tensor('float32', Float32Array.of(1 - optimizer.beta2 ** (s + 1)), []);
+    for (const st of step.stateNames)
+      params.forEach(
+        (p, i) =>
+          (feeds[names.state(st, p.name)] = new ort.Tensor('float32', trainer.states[st][i], p.shape)),
+      );
+  }
+  const out = await trainer.stepSession.run(feeds);
+  const loss = Number(out.loss.data[0]);
+  if (!Number.isFinite(loss))
+    throw new InputError(
+      `the loss became ${loss} at step ${s + 1}; lower the learning rate (now ${req.lr}) or the temperature`,
+    );
+  trainer.values = params.map((p) => out[names.next(p.name)].data as Float32Array);
+  trainer.states = Object.fromEntries(
+    step.stateNames.map((st) => [
+      st,
+      params.map((p) => out[names.nextState(st, p.name)].data as Float32Array),
+    ]),
+  );
+  return { loss, lr, gradNorm: Number(out.grad_norm.data[0]) };
+}
+
 // ---- request checks, before any work ----
 
 function validate(req: DistillRequest, method: DistillMethod, generation: GenerationSettings): void {
   if (!(DISTILL_METHODS as readonly string[]).includes(method))
     throw new UsageError(`--method must be one of ${DISTILL_METHODS.join(', ')} (got ${method})`);
-  if (method === 'seqkd') {
-    if (!req.teacher) throw new UsageError('--method seqkd needs a teacher to write the completions');
+  if (method !== 'word') {
+    if (!req.teacher) throw new UsageError(`--method ${method} needs a teacher`);
     const problems = generationProblems(generation);
     if (problems.length > 0) throw new UsageError(problems.join('; '));
-  } else if (req.reuseRollouts) throw new UsageError('--reuse-rollouts needs --method seqkd');
+  }
+  if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
+  if (method === 'onpolicy' && req.teacherTopK !== undefined)
+    throw new UsageError(
+      "--teacher-top-k is not built for --method onpolicy (its loss reads only the teacher's log p of each sampled token)",
+    );
+  if (method === 'onpolicy') {
+    // the ratio and the advantages need log q of the distribution the tokens were drawn from
+    const g = generation.sampling;
+    if (
+      g.greedy ||
+      g.temperature !== 1 ||
+      g.topK !== 0 ||
+      g.topP !== 1 ||
+      g.minP !== 0 ||
+      g.repetitionPenalty !== 1
+    )
+      throw new UsageError(
+        '--method onpolicy samples from the student as it is: --gen-temperature 1, without --top-k or --top-p (other sampling is not built for it yet)',
+      );
+  }
   const positiveInt = (v: number, flag: string) => {
     if (!Number.isInteger(v) || v < 1)
       throw new UsageError(`${flag} must be a positive whole number (got ${v})`);

@@ -90,7 +90,10 @@ export async function sampleTeacherRollouts(
   return rollouts;
 }
 
-/** rollouts.jsonl: one rollout per line. */
+/**
+ * rollouts.jsonl: one rollout per line; the on-policy methods' also with what their update
+ * used (oldLogpStudent, w, rewards, advantages, step, epoch), so anyone can recompute a step.
+ */
 export function rolloutsJsonl(rollouts: Rollout[]): string {
   return rollouts
     .map((r) =>
@@ -102,6 +105,11 @@ export function rolloutsJsonl(rollouts: Rollout[]): string {
         completion: r.completion,
         finish: r.finish,
         logpTeacher: r.logpTeacher,
+        ...Object.fromEntries(
+          ['oldLogpStudent', 'w', 'rewards', 'advantages', 'step', 'epoch']
+            .filter((k) => (r as unknown as Record<string, unknown>)[k] !== undefined)
+            .map((k) => [k, (r as unknown as Record<string, unknown>)[k]]),
+        ),
       }),
     )
     .join('\n')

@@ -18,7 +18,7 @@ import { LOGITS_ROWS } from '../models/builder/transformerOps';
 import type { Architecture } from '../models/checkpointConfig';
 import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
-import { buildEvalSums, buildLoss, type LossInputs } from './losses';
+import { buildEvalSums, buildLoss, buildPolicyLoss, type LossInputs, type PolicyLossOptions } from './losses';
 import { seededRandom } from '../core/random';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 import type { LossOptions, OptimizerSpec } from '../shared/protocol';
@@ -49,6 +49,11 @@ export interface StepGraphSpec {
   teacherTopK?: number;
   /** no teacher: training from scratch with the ce loss */
   noTeacher?: boolean;
+  /**
+   * The on-policy methods' policy-gradient loss instead of `loss`: extra inputs old_logp,
+   * advantages [B·L] (and weights, and teacher_logits for MiniLLM's single-step term)
+   */
+  policy?: PolicyLossOptions;
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
@@ -106,7 +111,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
     };
     lossInputs = { student: LOGITS_ROWS, teacher: '', buckets, targets, mask, rows: M, vocab: V };
   } else if (spec.noTeacher) {
-    if (spec.loss.key !== 'ce') throw new Error(`the ${spec.loss.key} loss needs a teacher`);
+    if (spec.loss.key !== 'ce' && !spec.policy) throw new Error(`the ${spec.loss.key} loss needs a teacher`);
     lossInputs = { student: LOGITS_ROWS, teacher: '', targets, mask, rows: M, vocab: V };
   } else {
     const teacher = g.input('teacher_logits', 'float32', [B, L, V]);
@@ -129,7 +134,23 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
       g.output(k, 'float32', []);
     }
   } else {
-    const loss = buildLoss(g, lossInputs, spec.loss);
+    const loss = spec.policy
+      ? buildPolicyLoss(
+          g,
+          {
+            student: LOGITS_ROWS,
+            teacher: lossInputs.teacher || undefined,
+            targets,
+            mask,
+            oldLogp: g.input('old_logp', 'float32', [M]),
+            advantages: g.input('advantages', 'float32', [M]),
+            weights: spec.policy.kind === 'minillm' ? g.input('weights', 'float32', [M]) : undefined,
+            rows: M,
+            vocab: V,
+          },
+          spec.policy,
+        )
+      : buildLoss(g, lossInputs, spec.loss);
     const shapes = new GraphShapes(g, { input_ids: [B, L] });
     const grads = addGradients(
       g,

@@ -1,0 +1,232 @@
+/**
+ * On-policy distillation (`--method onpolicy`, Thinking Machines' recipe): every step the
+ * student as it is now writes completions of a batch of prompts, the teacher scores each
+ * sampled token, and the student is updated on its own samples. `trainOnPolicy` reads top to
+ * bottom:
+ *
+ *   1. prompts   B training prompts, reshuffled when used up
+ *   2. sample    one completion per prompt from the current student (the policy model), with
+ *                log q_old(y_t) of each token (T = 1, no truncation: the distribution sampled)
+ *   3. score     the teacher's log p(y_t) from one full pass over prompt + completion
+ *   4. advantage A_t = log p(y_t) − log q_old(y_t) (advantages.ts)
+ *   5. update    one optimiser step on −mean(ρ_t·A_t) (losses.ts, buildPolicyLoss)
+ *
+ * Every rollout is kept for rollouts.jsonl with the step that used it.
+ */
+import { generate } from '../generate/generator';
+import type { LanguageModel } from '../models/languageModel';
+import type { TextTokenizer } from '../models/tokenizer';
+import { halfToFloat32 } from '../models/safetensors';
+import { shuffle, type Rng } from '../core/random';
+import { InputError } from '../core/errors';
+import type { GenerationSettings, SampledHeldOut } from '../shared/protocol';
+import { onPolicyAdvantages } from './advantages';
+import type { Prompt, Window } from './data';
+import type { Rollout } from './rollouts';
+
+/** A rollout of an on-policy step, with what its update used. */
+export interface PolicyRollout extends Rollout {
+  oldLogpStudent: number[];
+  rewards: number[];
+  advantages: number[];
+  w: number[];
+  step: number;
+  epoch: number;
+}
+
+/** One window per rollout: the sequence padded to seqLen, its completion tokens the targets, per-target old log q and A. */
+export interface PolicyWindow extends Window {
+  oldLogp: number[];
+  advantages: number[];
+}
+
+export function policyWindow(r: PolicyRollout, seqLen: number): PolicyWindow {
+  if (r.ids.length > seqLen)
+    throw new InputError(
+      `a prompt of ${r.promptTokens} tokens and its completion (${r.ids.length - r.promptTokens} tokens) do not fit --seq-len ${seqLen}: raise --seq-len or lower --max-new-tokens`,
+    );
+  const w: PolicyWindow = { ids: [], targets: [], mask: [], source: r.source, oldLogp: [], advantages: [] };
+  for (let i = 0; i < seqLen; i++) {
+    w.ids.push(i < r.ids.length ? r.ids[i] : 0);
+    // position i predicts token i + 1; completion token t is at promptTokens + t
+    const t = i + 1 - r.promptTokens;
+    const valid = t >= 0 && i + 1 < r.ids.length;
+    w.targets.push(valid ? r.ids[i + 1] : 0);
+    w.mask.push(valid ? 1 : 0);
+    w.oldLogp.push(valid ? r.oldLogpStudent[t] : 0);
+    w.advantages.push(valid ? r.advantages[t] : 0);
+  }
+  return w;
+}
+
+/** log-softmax of one row of logits, in float64. */
+function logSoftmaxRow(logits: Float32Array, offset: number, V: number): Float64Array {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[offset + v]);
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
+  const lse = max + Math.log(sum);
+  const out = new Float64Array(V);
+  for (let v = 0; v < V; v++) out[v] = logits[offset + v] - lse;
+  return out;
+}
+
+async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float32Array; vocab: number }> {
+  const out = await lm.forward(ids);
+  const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
+  return { data, vocab: out.vocab };
+}
+
+/** The teacher's log p of each completion token at T = 1. */
+export async function teacherLogps(
+  teacher: LanguageModel,
+  ids: number[],
+  promptTokens: number,
+): Promise<number[]> {
+  const { data, vocab } = await logitsOf(teacher, ids);
+  const out: number[] = [];
+  for (let t = promptTokens; t < ids.length; t++)
+    out.push(logSoftmaxRow(data, (t - 1) * vocab, vocab)[ids[t]]);
+  return out;
+}
+
+/**
+ * The student's completions of `prompts` (one each, prompt i with seed seed + i), and for
+ * each the exact per-step reverse KL from both models' full distributions, summed over the
+ * completion: the number the on-policy methods lower.
+ */
+export async function sampledHeldOut(
+  student: LanguageModel,
+  teacher: LanguageModel,
+  tokenizer: TextTokenizer,
+  prompts: Prompt[],
+  g: GenerationSettings,
+  seed: number,
+  checkCancelled: () => void,
+): Promise<SampledHeldOut> {
+  let reverseKl = 0;
+  let teacherLogp = 0;
+  let tokens = 0;
+  for (const [i, prompt] of prompts.entries()) {
+    checkCancelled();
+    const promptIds = tokenizer.encode(prompt.text).ids;
+    const { samples } = await generate(
+      student,
+      tokenizer,
+      promptIds,
+      { sampling: g.sampling, maxNewTokens: g.maxNewTokens, samples: 1, seed: seed + i, stop: [] },
+      { checkCancelled },
+    );
+    const ids = samples[0].ids;
+    const q = await logitsOf(student, ids);
+    const p = await logitsOf(teacher, ids);
+    const V = q.vocab;
+    for (let t = promptIds.length; t < ids.length; t++) {
+      const lq = logSoftmaxRow(q.data, (t - 1) * V, V);
+      const lp = logSoftmaxRow(p.data, (t - 1) * V, V);
+      let kl = 0;
+      for (let v = 0; v < V; v++) kl += Math.exp(lq[v]) * (lq[v] - lp[v]);
+      reverseKl += kl;
+      teacherLogp += lp[ids[t]];
+      tokens++;
+    }
+  }
+  const n = Math.max(1, prompts.length);
+  return {
+    reverseKl: reverseKl / n,
+    teacherLogp: teacherLogp / Math.max(1, tokens),
+    length: tokens / n,
+    completions: prompts.length,
+  };
+}
+
+export interface OnPolicyLoop {
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  seed: number;
+  generation: GenerationSettings;
+  student: LanguageModel;
+  teacher: LanguageModel;
+  tokenizer: TextTokenizer;
+  prompts: Prompt[];
+  rng: Rng;
+  checkCancelled: () => void;
+  /** one optimiser step on these windows (with their old log q and advantages) */
+  update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
+  onStep: (step: number, loss: number, lr: number, tokens: number) => void;
+}
+
+export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
+  rollouts: PolicyRollout[];
+  lossCurve: { step: number; loss: number; lr: number; gradNorm: number }[];
+  tokens: number;
+  sampleSeconds: number;
+  stepSeconds: number;
+}> {
+  const rollouts: PolicyRollout[] = [];
+  const lossCurve: { step: number; loss: number; lr: number; gradNorm: number }[] = [];
+  const order: Prompt[] = [];
+  let tokens = 0;
+  let sampleSeconds = 0;
+  let stepSeconds = 0;
+  for (let s = 0; s < o.steps; s++) {
+    o.checkCancelled();
+    // 1. prompts
+    const batch: Prompt[] = [];
+    while (batch.length < o.batchSize) {
+      if (order.length === 0) order.push(...shuffle([...o.prompts], o.rng));
+      batch.push(order.shift()!);
+    }
+    // 2–4. sample from the student as it is now, score with the teacher, advantages
+    const t0 = performance.now();
+    const stepRollouts: PolicyRollout[] = [];
+    for (const [b, prompt] of batch.entries()) {
+      const promptIds = o.tokenizer.encode(prompt.text).ids;
+      const { samples } = await generate(
+        o.student,
+        o.tokenizer,
+        promptIds,
+        {
+          sampling: o.generation.sampling,
+          maxNewTokens: o.generation.maxNewTokens,
+          samples: 1,
+          seed: o.seed * 1_000_003 + s * o.batchSize + b,
+          stop: [],
+        },
+        { checkCancelled: o.checkCancelled },
+      );
+      const sample = samples[0];
+      const oldLogpStudent = sample.tokens.map((t) => t.logp);
+      const logpTeacher = await teacherLogps(o.teacher, sample.ids, sample.promptTokens);
+      const [advantages] = onPolicyAdvantages([{ logpTeacher, oldLogpStudent }]);
+      stepRollouts.push({
+        ids: sample.ids,
+        promptTokens: sample.promptTokens,
+        source: prompt.source,
+        writer: 'student',
+        prompt: prompt.text,
+        completion: sample.text,
+        finish: sample.finish,
+        logpTeacher,
+        oldLogpStudent,
+        rewards: advantages,
+        advantages,
+        w: advantages.map(() => 1),
+        step: s + 1,
+        epoch: 1,
+      });
+    }
+    sampleSeconds += (performance.now() - t0) / 1000;
+    // 5. update
+    const t1 = performance.now();
+    const windows = stepRollouts.map((r) => policyWindow(r, o.seqLen));
+    const { loss, lr, gradNorm } = await o.update(windows, s);
+    stepSeconds += (performance.now() - t1) / 1000;
+    rollouts.push(...stepRollouts);
+    lossCurve.push({ step: s + 1, loss, lr, gradNorm });
+    tokens += windows.reduce((n, w) => n + w.mask.reduce((a, m) => a + m, 0), 0);
+    o.onStep(s + 1, loss, lr, tokens);
+  }
+  return { rollouts, lossCurve, tokens, sampleSeconds, stepSeconds };
+}
