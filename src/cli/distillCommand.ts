@@ -15,6 +15,7 @@ import {
   type RunRecord,
 } from '../shared/protocol';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
+import type { SamplingOptions } from '../shared/generation';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
@@ -48,9 +49,10 @@ export function addDistillCommand(
         .default('word'),
     )
     .addOption(
-      new Option('--loss <KEY>', 'the distillation loss (default fkl; ce with --method seqkd)').choices([
-        ...LOSS_KEYS,
-      ]),
+      new Option(
+        '--loss <KEY>',
+        'the distillation loss (default fkl; ce with --method seqkd, gjsd with gkd)',
+      ).choices([...LOSS_KEYS]),
     )
     .option(
       '--temperature <T>',
@@ -117,9 +119,17 @@ export function addDistillCommand(
     )
     .option(
       '--gen-temperature <T>',
-      'temperature of the sampled completions',
+      'temperature of the sampled completions (default 1; 0.9 with --method gkd)',
       positive('--gen-temperature'),
-      GENERATION_DEFAULTS.sampling.temperature,
+    )
+    .option(
+      '--lmbda <L>',
+      "gkd: the probability that a step trains on the student's own completions (0.5)",
+      fraction('--lmbda'),
+    )
+    .option(
+      '--seq-kd',
+      "gkd: off-policy steps train on the teacher's completions even where the data has some",
     )
     .option('--top-k <K>', 'sample among the K most likely tokens (0: all)', integer('--top-k', 0), 0)
     .option('--top-p <P>', 'sample among the most likely tokens up to mass P', fraction('--top-p'), 1)
@@ -173,18 +183,19 @@ export function addDistillCommand(
             method: o.method as DistillMethod,
             generation: {
               sampling: {
-                ...GENERATION_DEFAULTS.sampling,
-                temperature: o.genTemperature,
+                ...(o.genTemperature !== undefined ? { temperature: o.genTemperature } : {}),
                 topK: o.topK,
                 topP: o.topP,
-              },
+              } as SamplingOptions,
               maxNewTokens: o.maxNewTokens,
               samplesPerPrompt: o.teacherSamples,
               promptTokens: o.promptTokens,
             },
             reuseRollouts: o.reuseRollouts,
+            lmbda: o.lmbda,
+            seqKd: o.seqKd,
             loss: {
-              key: (o.loss ?? (o.method === 'seqkd' ? 'ce' : 'fkl')) as LossKey,
+              key: (o.loss ?? (o.method === 'seqkd' ? 'ce' : o.method === 'gkd' ? 'gjsd' : 'fkl')) as LossKey,
               temperature: o.temperature,
               beta: o.beta,
               alpha: o.alpha,

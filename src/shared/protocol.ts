@@ -137,9 +137,10 @@ export interface OptimizerSpec {
 
 /**
  * How a run trains: on the data's text (word-level KD), on completions the teacher samples
- * once (SeqKD), or on the student's own completions, sampled at every step (on-policy).
+ * once (SeqKD), on the student's own completions some steps and the data's or the teacher's
+ * the others (GKD), or on the student's own completions at every step (on-policy).
  */
-export const DISTILL_METHODS = ['word', 'seqkd', 'onpolicy'] as const;
+export const DISTILL_METHODS = ['word', 'seqkd', 'gkd', 'onpolicy'] as const;
 export type DistillMethod = (typeof DISTILL_METHODS)[number];
 
 /** How the sequence-level methods sample completions of the data's prompts. */
@@ -190,6 +191,10 @@ export interface DistillRequest {
   generation?: Partial<GenerationSettings>;
   /** seqkd: train on the rollouts.jsonl of an earlier run instead of sampling again */
   reuseRollouts?: string;
+  /** gkd: the probability that a step trains on the student's own completions (TRL: 0.5) */
+  lmbda?: number;
+  /** gkd: off-policy steps use the teacher's completions even where the data has some */
+  seqKd?: boolean;
 }
 
 export interface DistillProgress {

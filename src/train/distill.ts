@@ -119,7 +119,12 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   const generation: GenerationSettings = {
     ...GENERATION_DEFAULTS,
     ...req.generation,
-    sampling: { ...GENERATION_DEFAULTS.sampling, ...req.generation?.sampling },
+    sampling: {
+      ...GENERATION_DEFAULTS.sampling,
+      // GKD samples at 0.9 (TRL's default), the others at 1
+      ...(method === 'gkd' ? { temperature: 0.9 } : {}),
+      ...req.generation?.sampling,
+    },
   };
   validate(req, method, generation);
   try {
@@ -141,7 +146,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const data =
       method === 'seqkd'
         ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
-        : method === 'onpolicy'
+        : method === 'onpolicy' || method === 'gkd'
           ? preparePrompts(req, generation, tokenizer, vocab, rng, run)
           : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
@@ -159,7 +164,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const before = await evaluate('before');
     let training: TrainingResult;
     let sampled: RunRecord['sampledHeldOut'];
-    if (method === 'onpolicy') {
+    if (method === 'onpolicy' || method === 'gkd') {
       const onPolicy = await onPolicyTraining(
         req,
         generation,
@@ -191,6 +196,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
           ? { generation, reuseRollouts: req.reuseRollouts ? path.resolve(req.reuseRollouts) : null }
           : {}),
         ...(policyLoss ? { generation, policyLoss } : {}),
+        ...(method === 'gkd' ? { generation, lmbda: req.lmbda ?? 0.5, seqKd: !!req.seqKd } : {}),
         loss: policyLoss ? null : resolvedLossOptions(req.loss),
         mode: trainer.mode,
         optimizer: trainer.optimizer,
@@ -379,6 +385,13 @@ function preparePrompts(
       throw new InputError(
         `${p.source}: a prompt of ${n} tokens and up to ${generation.maxNewTokens} new tokens do not fit --seq-len ${req.seqLen}: raise --seq-len, or lower --max-new-tokens or --prompt-tokens`,
       );
+    // gkd trains on the data's completions too
+    const whole =
+      req.method === 'gkd' && p.completion ? tokenizer.encode(p.text + p.completion).ids.length : 0;
+    if (whole > req.seqLen)
+      throw new InputError(
+        `${p.source}: the prompt and its completion are ${whole} tokens, more than --seq-len ${req.seqLen}`,
+      );
   }
   const order = shuffle([...prompts], rng);
   const held =
@@ -425,18 +438,26 @@ async function onPolicyTraining(
   const evaluateSampled = (label: string) => {
     run.report({ phase: 'evaluate', message: `sampling the held-out prompts ${label}` });
     // the same prompts and seeds before and after
+    // at T = 1 without truncation whatever the method samples at, as `sample` does by default
     return sampledHeldOut(
       policy.lm,
       teacher.model.lm,
       tokenizer,
       data.heldOutPrompts!,
-      generation,
+      { ...generation, sampling: GENERATION_DEFAULTS.sampling },
       req.seed + 7_000_001,
       () => run.checkCancel(),
     );
   };
   const before = await evaluateSampled('before');
   const warmup = req.warmupSteps ?? Math.floor(req.steps / 10);
+  const stepTeacher = new TeacherTargets(
+    req.method === 'gkd' ? teacher : undefined,
+    req,
+    trainer.vocab,
+    [],
+    false,
+  );
   const trainStart = performance.now();
   const result = await trainOnPolicy({
     steps: req.steps,
@@ -450,14 +471,13 @@ async function onPolicyTraining(
     prompts: data.trainPrompts!,
     rng,
     checkCancelled: () => run.checkCancel(),
+    method: req.method === 'gkd' ? 'gkd' : 'onpolicy',
+    lmbda: req.lmbda ?? 0.5,
+    seqKd: !!req.seqKd,
     update: async (windows, s) => {
-      const feeds = await batchFeeds(
-        windows,
-        req,
-        trainer,
-        new TeacherTargets(undefined, req, trainer.vocab, []),
-        false,
-      );
+      // gkd's loss reads the teacher's logits of these windows (computed for this step only)
+      const feeds = await batchFeeds(windows, req, trainer, stepTeacher, false);
+      if (req.method === 'gkd') return optimizerStep(req, trainer, feeds, s, warmup);
       const M = req.batchSize * req.seqLen;
       const perToken = (f: (w: PolicyWindow) => number[]) => {
         const a = new Float32Array(M);
@@ -534,6 +554,8 @@ class TeacherTargets {
     private readonly req: DistillRequest,
     private readonly vocab: number,
     heldOut: Window[],
+    /** false: windows made for one step (the on-policy methods) are never kept */
+    private readonly keep = true,
   ) {
     this.heldOut = new Set(heldOut);
   }
@@ -575,6 +597,7 @@ class TeacherTargets {
 
   /** Windows are kept until the cache is full; with teacher top-k only held-out windows (evaluation needs full logits). */
   private shouldCache(w: Window): boolean {
+    if (!this.keep) return false;
     if (this.req.teacherTopK && !this.heldOut.has(w)) return false;
     return (this.logitsCache.size + 1) * this.req.seqLen * this.vocab * 4 <= TEACHER_CACHE_BYTES;
   }
@@ -875,10 +898,18 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
     if (problems.length > 0) throw new UsageError(problems.join('; '));
   }
   if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
-  if (method === 'onpolicy' && req.teacherTopK !== undefined)
-    throw new UsageError(
-      "--teacher-top-k is not built for --method onpolicy (its loss reads only the teacher's log p of each sampled token)",
-    );
+  if (method === 'gkd') {
+    if (req.loss.key !== 'gjsd' || req.loss.temperature !== 1)
+      throw new UsageError(
+        "--method gkd trains on TRL's generalised JSD at T = 1: choose β with --beta (0: forward KL, 1: reverse KL)",
+      );
+    if (req.lmbda !== undefined && !(req.lmbda >= 0 && req.lmbda <= 1))
+      throw new UsageError('--lmbda must be between 0 and 1');
+  }
+  if (method !== 'gkd' && (req.lmbda !== undefined || req.seqKd))
+    throw new UsageError('--lmbda and --seq-kd need --method gkd');
+  if ((method === 'onpolicy' || method === 'gkd') && req.teacherTopK !== undefined)
+    throw new UsageError(`--teacher-top-k is not built for --method ${method}`);
   if (method === 'onpolicy') {
     // the ratio and the advantages need log q of the distribution the tokens were drawn from
     const g = generation.sampling;

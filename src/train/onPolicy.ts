@@ -1,15 +1,19 @@
 /**
- * On-policy distillation (`--method onpolicy`, Thinking Machines' recipe): every step the
- * student as it is now writes completions of a batch of prompts, the teacher scores each
- * sampled token, and the student is updated on its own samples. `trainOnPolicy` reads top to
- * bottom:
+ * The methods that sample during training. `onpolicy` (Thinking Machines' recipe): every step
+ * the student as it is now writes completions of a batch of prompts, the teacher scores each
+ * sampled token, and the student is updated on its own samples. `gkd` (TRL's GKDTrainer): with
+ * probability λ per step the batch is the student's completions (sampled at the generation
+ * temperature), otherwise the dataset's completions, or the teacher's where a prompt has none
+ * (always the teacher's with seqKd); the update is generalised JSD against the teacher's full
+ * distributions. `trainOnPolicy` reads top to bottom:
  *
  *   1. prompts   B training prompts, reshuffled when used up
  *   2. sample    one completion per prompt from the current student (the policy model), with
- *                log q_old(y_t) of each token (T = 1, no truncation: the distribution sampled)
+ *                log q_old(y_t) of each token (onpolicy: T = 1, no truncation, the distribution
+ *                sampled) — or, for gkd's off-policy steps, the dataset's or the teacher's
  *   3. score     the teacher's log p(y_t) from one full pass over prompt + completion
- *   4. advantage A_t = log p(y_t) − log q_old(y_t) (advantages.ts)
- *   5. update    one optimiser step on −mean(ρ_t·A_t) (losses.ts, buildPolicyLoss)
+ *   4. advantage onpolicy: A_t = log p(y_t) − log q_old(y_t) (advantages.ts)
+ *   5. update    one optimiser step (onpolicy: −mean(ρ_t·A_t), buildPolicyLoss; gkd: gjsd)
  *
  * Every rollout is kept for rollouts.jsonl with the step that used it.
  */
@@ -23,6 +27,7 @@ import type { GenerationSettings, SampledHeldOut } from '../shared/protocol';
 import { onPolicyAdvantages } from './advantages';
 import type { Prompt, Window } from './data';
 import type { Rollout } from './rollouts';
+import type { FinishReason } from '../shared/generation';
 
 /** A rollout of an on-policy step, with what its update used. */
 export interface PolicyRollout extends Rollout {
@@ -53,8 +58,9 @@ export function policyWindow(r: PolicyRollout, seqLen: number): PolicyWindow {
     const valid = t >= 0 && i + 1 < r.ids.length;
     w.targets.push(valid ? r.ids[i + 1] : 0);
     w.mask.push(valid ? 1 : 0);
-    w.oldLogp.push(valid ? r.oldLogpStudent[t] : 0);
-    w.advantages.push(valid ? r.advantages[t] : 0);
+    // gkd's rollouts have neither (its loss reads the teacher's distributions instead)
+    w.oldLogp.push(valid ? (r.oldLogpStudent[t] ?? 0) : 0);
+    w.advantages.push(valid ? (r.advantages[t] ?? 0) : 0);
   }
   return w;
 }
@@ -141,6 +147,11 @@ export async function sampledHeldOut(
 }
 
 export interface OnPolicyLoop {
+  method: 'onpolicy' | 'gkd';
+  /** gkd: the probability that a step's batch is the student's own completions */
+  lmbda: number;
+  /** gkd: off-policy steps use the teacher's completions even where the dataset has one */
+  seqKd: boolean;
   steps: number;
   batchSize: number;
   seqLen: number;
@@ -155,6 +166,48 @@ export interface OnPolicyLoop {
   /** one optimiser step on these windows (with their old log q and advantages) */
   update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
   onStep: (step: number, loss: number, lr: number, tokens: number) => void;
+}
+
+/** A completion and where it came from: sampled (with the sampler's log q at T = 1 of each token) or the dataset's. */
+interface Written {
+  ids: number[];
+  promptTokens: number;
+  text: string;
+  finish: FinishReason;
+  logp: number[];
+}
+
+async function sampleCompletion(
+  lm: LanguageModel,
+  o: OnPolicyLoop,
+  prompt: Prompt,
+  seed: number,
+): Promise<Written> {
+  const promptIds = o.tokenizer.encode(prompt.text).ids;
+  const { samples } = await generate(
+    lm,
+    o.tokenizer,
+    promptIds,
+    { sampling: o.generation.sampling, maxNewTokens: o.generation.maxNewTokens, samples: 1, seed, stop: [] },
+    { checkCancelled: o.checkCancelled },
+  );
+  const s = samples[0];
+  return {
+    ids: s.ids,
+    promptTokens: s.promptTokens,
+    text: s.text,
+    finish: s.finish,
+    logp: s.tokens.map((t) => t.logp),
+  };
+}
+
+/** The dataset's completion, tokenised with its prompt; the completion starts at the first token past the prompt's text. */
+export function datasetCompletion(tokenizer: TextTokenizer, prompt: Prompt): Written {
+  const text = prompt.text + prompt.completion!;
+  const enc = tokenizer.encode(text);
+  let promptTokens = enc.spans.findIndex(([start, end]) => end > start && start >= prompt.text.length);
+  if (promptTokens < 0) promptTokens = enc.ids.length;
+  return { ids: enc.ids, promptTokens, text: prompt.completion!, finish: 'length', logp: [] };
 }
 
 export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
@@ -181,33 +234,26 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     // 2–4. sample from the student as it is now, score with the teacher, advantages
     const t0 = performance.now();
     const stepRollouts: PolicyRollout[] = [];
+    // gkd draws once per step whether the batch is the student's (TRL: random() <= lmbda)
+    const fromStudent = o.method === 'onpolicy' || o.rng() <= o.lmbda;
     for (const [b, prompt] of batch.entries()) {
-      const promptIds = o.tokenizer.encode(prompt.text).ids;
-      const { samples } = await generate(
-        o.student,
-        o.tokenizer,
-        promptIds,
-        {
-          sampling: o.generation.sampling,
-          maxNewTokens: o.generation.maxNewTokens,
-          samples: 1,
-          seed: o.seed * 1_000_003 + s * o.batchSize + b,
-          stop: [],
-        },
-        { checkCancelled: o.checkCancelled },
-      );
-      const sample = samples[0];
-      const oldLogpStudent = sample.tokens.map((t) => t.logp);
-      const logpTeacher = await teacherLogps(o.teacher, sample.ids, sample.promptTokens);
-      const [advantages] = onPolicyAdvantages([{ logpTeacher, oldLogpStudent }]);
+      const seed = o.seed * 1_000_003 + s * o.batchSize + b;
+      const written =
+        fromStudent || o.seqKd || prompt.completion === undefined
+          ? await sampleCompletion(fromStudent ? o.student : o.teacher, o, prompt, seed)
+          : datasetCompletion(o.tokenizer, prompt);
+      const logpTeacher = await teacherLogps(o.teacher, written.ids, written.promptTokens);
+      const oldLogpStudent = fromStudent ? written.logp : [];
+      const [advantages] =
+        o.method === 'onpolicy' ? onPolicyAdvantages([{ logpTeacher, oldLogpStudent }]) : [[] as number[]];
       stepRollouts.push({
-        ids: sample.ids,
-        promptTokens: sample.promptTokens,
+        ids: written.ids,
+        promptTokens: written.promptTokens,
         source: prompt.source,
-        writer: 'student',
+        writer: fromStudent ? 'student' : written.logp.length ? 'teacher' : 'dataset',
         prompt: prompt.text,
-        completion: sample.text,
-        finish: sample.finish,
+        completion: written.text,
+        finish: written.finish,
         logpTeacher,
         oldLogpStudent,
         rewards: advantages,

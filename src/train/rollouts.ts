@@ -21,8 +21,8 @@ import type { GenerationSettings } from '../shared/protocol';
 import type { Prompt, TokenSequence } from './data';
 
 export interface Rollout extends TokenSequence {
-  /** who wrote the completion */
-  writer: 'teacher' | 'student' | 'mix';
+  /** who wrote the completion (dataset: the data's own completion, gkd's off-policy steps) */
+  writer: 'teacher' | 'student' | 'mix' | 'dataset';
   prompt: string;
   completion: string;
   finish: FinishReason;
@@ -149,7 +149,7 @@ export function readRollouts(file: string, vocab: number): Rollout[] {
           typeof r.prompt === 'string' && r.prompt
             ? `prompt ${JSON.stringify(r.prompt.slice(0, 80))}`
             : where,
-        writer: r.source === 'student' || r.source === 'mix' ? r.source : 'teacher',
+        writer: r.source === 'student' || r.source === 'mix' || r.source === 'dataset' ? r.source : 'teacher',
         prompt: typeof r.prompt === 'string' ? r.prompt : '',
         completion: typeof r.completion === 'string' ? r.completion : '',
         finish: r.finish === 'eos' || r.finish === 'stop' ? r.finish : 'length',

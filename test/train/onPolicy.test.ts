@@ -4,18 +4,22 @@
  * student's sampled reverse KL on held-out prompts falls by at least 30% in 200 steps; the
  * rollouts of the first step were sampled from the original student (their old log q is the
  * original student's, from a float64 log-softmax of its own logits), their teacher log p is
- * the teacher's, and their advantages are the difference; bad flags are refused by name.
+ * the teacher's, and their advantages are the difference; bad flags are refused by name. GKD:
+ * one draw per step between the student's completions and the data's or the teacher's, about
+ * λ of the steps on-policy, the data's completions tokenised with their prompt, and the same
+ * 30% fall.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runDistillation } from '../../src/train/distill';
-import { policyWindow, type PolicyRollout } from '../../src/train/onPolicy';
+import { datasetCompletion, policyWindow, type PolicyRollout } from '../../src/train/onPolicy';
+import { TextTokenizer } from '../../src/models/tokenizer';
 import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/models/languageModel';
 import { InputError, UsageError } from '../../src/core/errors';
-import { storiesPair, tempDir, needs } from '../helpers';
+import { demoPair, storiesPair, tempDir, needs } from '../helpers';
 import { storiesText } from './storiesText';
 import type { DistillRequest } from '../../src/shared/protocol';
 
@@ -155,5 +159,63 @@ test(
         e instanceof UsageError && /--teacher-top-k is not built for --method onpolicy/.test(e.message),
     );
     for (const x of ['a', 'b', 'c']) assert.ok(!fs.existsSync(path.join(dir, x)));
+  },
+);
+
+test("a dataset completion (gkd's off-policy steps): the prompt's tokens, then the completion's from the first token past the prompt", () => {
+  const tokenizer = TextTokenizer.fromFolder(demoPair().student);
+  const prompt = { text: 'export interface', completion: ' Queue<T> {}', source: 'x' };
+  const d = datasetCompletion(tokenizer, prompt);
+  const enc = tokenizer.encode(prompt.text + prompt.completion);
+  assert.deepEqual(d.ids, enc.ids);
+  assert.equal(tokenizer.decode(d.ids.slice(d.promptTokens)).trim(), 'Queue<T> {}');
+  assert.equal(tokenizer.decode(d.ids.slice(0, d.promptTokens)).trim(), 'export interface');
+});
+
+test(
+  "gkd: λ of the steps on the student's completions, the rest on the data's or the teacher's; sampled reverse KL falls ≥ 30% in 200 steps",
+  needs('stories260k'),
+  async () => {
+    // half of the prompts come with the story's next sentence as their completion
+    const file = path.join(tempDir(), 'gkd.jsonl');
+    const lines = storiesText(60, 3).map((s, i) => {
+      const first = s.indexOf('.') + 1;
+      const second = s.indexOf('.', first) + 1;
+      return JSON.stringify(
+        i % 2
+          ? { prompt: s.slice(0, first) }
+          : { prompt: s.slice(0, first), completion: s.slice(first, second) },
+      );
+    });
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    const out = path.join(tempDir(), 'gkd');
+    const record = await runDistillation(
+      request(out, { method: 'gkd', data: { path: file }, loss: { key: 'gjsd', temperature: 1 } }),
+    );
+    const sampled = record.sampledHeldOut!;
+    assert.ok(
+      sampled.after.reverseKl < 0.7 * sampled.before.reverseKl,
+      `Σ reverse KL ${sampled.before.reverseKl} → ${sampled.after.reverseKl}`,
+    );
+    assert.equal((record.settings.generation as any).sampling.temperature, 0.9, "TRL's sampling temperature");
+    const rollouts = fs
+      .readFileSync(path.join(out, 'rollouts.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const bySteps = new Map<number, Set<string>>();
+    for (const r of rollouts) bySteps.set(r.step, (bySteps.get(r.step) ?? new Set()).add(r.source));
+    // one draw per step: a step is all the student's, or none of it
+    for (const sources of bySteps.values())
+      assert.ok(!sources.has('student') || sources.size === 1, [...sources].join(', '));
+    const studentSteps = [...bySteps.values()].filter((x) => x.has('student')).length;
+    assert.ok(studentSteps >= 70 && studentSteps <= 130, `${studentSteps} of 200 steps on-policy (λ = 0.5)`);
+    const tokenizer = TextTokenizer.fromFolder(storiesPair().student);
+    const dataset = rollouts.filter((r) => r.source === 'dataset');
+    const teacherWritten = rollouts.filter((r) => r.source === 'teacher');
+    assert.ok(dataset.length > 0 && teacherWritten.length > 0, 'both off-policy sources');
+    for (const r of dataset) assert.deepEqual(r.ids, tokenizer.encode(r.prompt + r.completion).ids);
+    for (const r of rollouts.filter((x) => x.source === 'student'))
+      assert.equal(r.oldLogpStudent.length, r.ids.length - r.promptTokens);
   },
 );
