@@ -194,6 +194,20 @@ export function addDistillCommand(
             reuseRollouts: o.reuseRollouts,
             lmbda: o.lmbda,
             seqKd: o.seqKd,
+            minillm:
+              o.method === 'minillm'
+                ? Object.fromEntries(
+                    Object.entries({
+                      mixAlpha: o.mixAlpha,
+                      rewardScaling: o.rewardScaling,
+                      rewardClip: o.rewardClip,
+                      gamma: o.gamma,
+                      cliprange: o.cliprange,
+                      ppoEpochs: o.ppoEpochs,
+                      advantageFrom: o.advantageFrom,
+                    }).filter(([, v]) => v !== undefined),
+                  )
+                : undefined,
             loss: {
               key: (o.loss ?? (o.method === 'seqkd' ? 'ce' : o.method === 'gkd' ? 'gjsd' : 'fkl')) as LossKey,
               temperature: o.temperature,

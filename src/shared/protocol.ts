@@ -138,9 +138,10 @@ export interface OptimizerSpec {
 /**
  * How a run trains: on the data's text (word-level KD), on completions the teacher samples
  * once (SeqKD), on the student's own completions some steps and the data's or the teacher's
- * the others (GKD), or on the student's own completions at every step (on-policy).
+ * the others (GKD), or on the student's own completions at every step (on-policy; MiniLLM from
+ * the teacher–student mix, with PPO epochs over each collection).
  */
-export const DISTILL_METHODS = ['word', 'seqkd', 'gkd', 'onpolicy'] as const;
+export const DISTILL_METHODS = ['word', 'seqkd', 'gkd', 'onpolicy', 'minillm'] as const;
 export type DistillMethod = (typeof DISTILL_METHODS)[number];
 
 /** How the sequence-level methods sample completions of the data's prompts. */
@@ -158,6 +159,30 @@ export const GENERATION_DEFAULTS: GenerationSettings = {
   maxNewTokens: 128,
   samplesPerPrompt: 1,
   promptTokens: 64,
+};
+
+export interface MiniLlmSettings {
+  /** the teacher's share α of the sampling mix α·p + (1 − α)·q */
+  mixAlpha: number;
+  rewardScaling: number;
+  rewardClip: number;
+  gamma: number;
+  /** PPO's clip ε on ratio·w */
+  cliprange: number;
+  /** optimiser steps over each collection of rollouts */
+  ppoEpochs: number;
+  /** the return from t (LMOps' code) or from t + 1 (the paper) */
+  advantageFrom: 't' | 't+1';
+}
+
+export const MINILLM_DEFAULTS: MiniLlmSettings = {
+  mixAlpha: 0.2,
+  rewardScaling: 0.5,
+  rewardClip: 100,
+  gamma: 0.95,
+  cliprange: 0.2,
+  ppoEpochs: 4,
+  advantageFrom: 't',
 };
 
 export interface DistillRequest {
@@ -195,6 +220,8 @@ export interface DistillRequest {
   lmbda?: number;
   /** gkd: off-policy steps use the teacher's completions even where the data has some */
   seqKd?: boolean;
+  /** minillm's settings (defaults: MINILLM_DEFAULTS, microsoft/LMOps' scripts) */
+  minillm?: Partial<MiniLlmSettings>;
 }
 
 export interface DistillProgress {

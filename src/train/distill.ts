@@ -28,6 +28,8 @@ import { openSession } from '../onnx/sessions';
 import {
   DISTILL_METHODS,
   GENERATION_DEFAULTS,
+  MINILLM_DEFAULTS,
+  type MiniLlmSettings,
   type DistillMethod,
   type GenerationSettings,
 } from '../shared/protocol';
@@ -146,7 +148,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const data =
       method === 'seqkd'
         ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
-        : method === 'onpolicy' || method === 'gkd'
+        : samplesDuringTraining(method)
           ? preparePrompts(req, generation, tokenizer, vocab, rng, run)
           : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
@@ -155,8 +157,13 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const targets = new TeacherTargets(teacher, req, vocab, data.heldOut);
 
     // 4. graphs and sessions
+    const minillm: MiniLlmSettings = { ...MINILLM_DEFAULTS, ...req.minillm };
     const policyLoss: PolicyLossOptions | undefined =
-      method === 'onpolicy' ? { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false } : undefined;
+      method === 'onpolicy'
+        ? { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false }
+        : method === 'minillm'
+          ? { kind: 'minillm', temperature: 1, clip: minillm.cliprange, singleStep: true }
+          : undefined;
     const trainer = await openTrainer(req, student, vocab, run, policyLoss);
 
     // 5. evaluate, train, evaluate
@@ -164,9 +171,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const before = await evaluate('before');
     let training: TrainingResult;
     let sampled: RunRecord['sampledHeldOut'];
-    if (method === 'onpolicy' || method === 'gkd') {
+    if (samplesDuringTraining(method)) {
       const onPolicy = await onPolicyTraining(
         req,
+        minillm,
         generation,
         student,
         trainer,
@@ -196,6 +204,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
           ? { generation, reuseRollouts: req.reuseRollouts ? path.resolve(req.reuseRollouts) : null }
           : {}),
         ...(policyLoss ? { generation, policyLoss } : {}),
+        ...(method === 'minillm' ? { minillm } : {}),
         ...(method === 'gkd' ? { generation, lmbda: req.lmbda ?? 0.5, seqKd: !!req.seqKd } : {}),
         loss: policyLoss ? null : resolvedLossOptions(req.loss),
         mode: trainer.mode,
@@ -416,6 +425,7 @@ function preparePrompts(
 /** On-policy distillation: the loop of onPolicy.ts on this run's trainer, with the sampled evaluation before and after. */
 async function onPolicyTraining(
   req: DistillRequest,
+  minillm: MiniLlmSettings,
   generation: GenerationSettings,
   studentModel: ResolvedModel,
   trainer: Trainer,
@@ -451,8 +461,9 @@ async function onPolicyTraining(
   };
   const before = await evaluateSampled('before');
   const warmup = req.warmupSteps ?? Math.floor(req.steps / 10);
+  // gkd's loss and MiniLLM's single-step term read the teacher's logits (per step, never kept)
   const stepTeacher = new TeacherTargets(
-    req.method === 'gkd' ? teacher : undefined,
+    req.method === 'gkd' || req.method === 'minillm' ? teacher : undefined,
     req,
     trainer.vocab,
     [],
@@ -471,7 +482,15 @@ async function onPolicyTraining(
     prompts: data.trainPrompts!,
     rng,
     checkCancelled: () => run.checkCancel(),
-    method: req.method === 'gkd' ? 'gkd' : 'onpolicy',
+    method: req.method === 'gkd' || req.method === 'minillm' ? req.method : 'onpolicy',
+    mixAlpha: minillm.mixAlpha,
+    ppoEpochs: minillm.ppoEpochs,
+    advantage: {
+      rewardScaling: minillm.rewardScaling,
+      rewardClip: minillm.rewardClip,
+      gamma: minillm.gamma,
+      from: minillm.advantageFrom,
+    },
     lmbda: req.lmbda ?? 0.5,
     seqKd: !!req.seqKd,
     update: async (windows, s) => {
@@ -486,6 +505,7 @@ async function onPolicyTraining(
       };
       feeds.old_logp = perToken((w) => w.oldLogp);
       feeds.advantages = perToken((w) => w.advantages);
+      if (req.method === 'minillm') feeds.weights = perToken((w) => w.weights);
       return optimizerStep(req, trainer, feeds, s, warmup);
     },
     onStep: (step, loss, lr, tokens) => {
@@ -669,7 +689,7 @@ async function openTrainer(
   await run.yieldAndCheckCancel();
   // the ce loss never reads the teacher: its steps are not fed the teacher's logits (the
   // held-out evaluation still compares with the teacher)
-  const stepTakesTeacher = !!req.teacher && req.loss.key !== 'ce' && !policy;
+  const stepTakesTeacher = !!req.teacher && (policy ? policy.singleStep : req.loss.key !== 'ce');
   const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, policy, purpose: 'step' });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
@@ -887,6 +907,11 @@ async function optimizerStep(
   return { loss, lr, gradNorm: Number(out.grad_norm.data[0]) };
 }
 
+/** The methods that sample completions during training. */
+function samplesDuringTraining(method: DistillMethod): boolean {
+  return method === 'gkd' || method === 'onpolicy' || method === 'minillm';
+}
+
 // ---- request checks, before any work ----
 
 function validate(req: DistillRequest, method: DistillMethod, generation: GenerationSettings): void {
@@ -908,9 +933,23 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
   }
   if (method !== 'gkd' && (req.lmbda !== undefined || req.seqKd))
     throw new UsageError('--lmbda and --seq-kd need --method gkd');
-  if ((method === 'onpolicy' || method === 'gkd') && req.teacherTopK !== undefined)
+  if (samplesDuringTraining(method) && req.teacherTopK !== undefined)
     throw new UsageError(`--teacher-top-k is not built for --method ${method}`);
-  if (method === 'onpolicy') {
+  if (method === 'minillm') {
+    const m = { ...MINILLM_DEFAULTS, ...req.minillm };
+    const problems: string[] = [];
+    if (!(m.mixAlpha >= 0 && m.mixAlpha <= 1)) problems.push('--mix-alpha must be between 0 and 1');
+    if (!(m.rewardScaling > 0)) problems.push('--reward-scaling must be greater than 0');
+    if (!(m.rewardClip > 0)) problems.push('--reward-clip must be greater than 0');
+    if (!(m.gamma >= 0 && m.gamma <= 1)) problems.push('--gamma must be between 0 and 1');
+    if (!(m.cliprange > 0 && m.cliprange < 1)) problems.push('--cliprange must be in (0, 1)');
+    if (!(Number.isInteger(m.ppoEpochs) && m.ppoEpochs >= 1))
+      problems.push('--ppo-epochs must be a whole number ≥ 1');
+    if (m.advantageFrom !== 't' && m.advantageFrom !== 't+1')
+      problems.push('--advantage-from must be t or t+1');
+    if (problems.length > 0) throw new UsageError(problems.join('; '));
+  } else if (req.minillm) throw new UsageError('the MiniLLM settings need --method minillm');
+  if (method === 'onpolicy' || method === 'minillm') {
     // the ratio and the advantages need log q of the distribution the tokens were drawn from
     const g = generation.sampling;
     if (
@@ -922,7 +961,7 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
       g.repetitionPenalty !== 1
     )
       throw new UsageError(
-        '--method onpolicy samples from the student as it is: --gen-temperature 1, without --top-k or --top-p (other sampling is not built for it yet)',
+        `--method ${method} samples from the student as it is: --gen-temperature 1, without --top-k or --top-p (other sampling is not built for it yet)`,
       );
   }
   const positiveInt = (v: number, flag: string) => {

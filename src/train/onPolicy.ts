@@ -17,14 +17,19 @@
  *
  * Every rollout is kept for rollouts.jsonl with the step that used it.
  */
-import { generate } from '../generate/generator';
+import { generate, type Policy } from '../generate/generator';
 import type { LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
 import { halfToFloat32 } from '../models/safetensors';
 import { shuffle, type Rng } from '../core/random';
 import { InputError } from '../core/errors';
 import type { GenerationSettings, SampledHeldOut } from '../shared/protocol';
-import { onPolicyAdvantages } from './advantages';
+import {
+  miniLlmAdvantages,
+  mixImportanceWeight,
+  onPolicyAdvantages,
+  type MiniLlmAdvantageOptions,
+} from './advantages';
 import type { Prompt, Window } from './data';
 import type { Rollout } from './rollouts';
 import type { FinishReason } from '../shared/generation';
@@ -35,14 +40,18 @@ export interface PolicyRollout extends Rollout {
   rewards: number[];
   advantages: number[];
   w: number[];
+  /** the step that collected it, and how many optimiser steps used it (MiniLLM: its PPO epochs) */
   step: number;
-  epoch: number;
+  epochs: number;
+  mixAlpha?: number;
 }
 
 /** One window per rollout: the sequence padded to seqLen, its completion tokens the targets, per-target old log q and A. */
 export interface PolicyWindow extends Window {
   oldLogp: number[];
   advantages: number[];
+  /** MiniLLM's importance weights (1 without mixing) */
+  weights: number[];
 }
 
 export function policyWindow(r: PolicyRollout, seqLen: number): PolicyWindow {
@@ -50,7 +59,15 @@ export function policyWindow(r: PolicyRollout, seqLen: number): PolicyWindow {
     throw new InputError(
       `a prompt of ${r.promptTokens} tokens and its completion (${r.ids.length - r.promptTokens} tokens) do not fit --seq-len ${seqLen}: raise --seq-len or lower --max-new-tokens`,
     );
-  const w: PolicyWindow = { ids: [], targets: [], mask: [], source: r.source, oldLogp: [], advantages: [] };
+  const w: PolicyWindow = {
+    ids: [],
+    targets: [],
+    mask: [],
+    source: r.source,
+    oldLogp: [],
+    advantages: [],
+    weights: [],
+  };
   for (let i = 0; i < seqLen; i++) {
     w.ids.push(i < r.ids.length ? r.ids[i] : 0);
     // position i predicts token i + 1; completion token t is at promptTokens + t
@@ -61,6 +78,7 @@ export function policyWindow(r: PolicyRollout, seqLen: number): PolicyWindow {
     // gkd's rollouts have neither (its loss reads the teacher's distributions instead)
     w.oldLogp.push(valid ? (r.oldLogpStudent[t] ?? 0) : 0);
     w.advantages.push(valid ? (r.advantages[t] ?? 0) : 0);
+    w.weights.push(valid ? (r.w[t] ?? 1) : 1);
   }
   return w;
 }
@@ -147,7 +165,11 @@ export async function sampledHeldOut(
 }
 
 export interface OnPolicyLoop {
-  method: 'onpolicy' | 'gkd';
+  method: 'onpolicy' | 'gkd' | 'minillm';
+  /** minillm: the teacher's share α of the sampling mix, the optimiser steps per collection, the advantage's settings */
+  mixAlpha: number;
+  ppoEpochs: number;
+  advantage: MiniLlmAdvantageOptions;
   /** gkd: the probability that a step's batch is the student's own completions */
   lmbda: number;
   /** gkd: off-policy steps use the teacher's completions even where the dataset has one */
@@ -178,7 +200,7 @@ interface Written {
 }
 
 async function sampleCompletion(
-  lm: LanguageModel,
+  lm: LanguageModel | Policy,
   o: OnPolicyLoop,
   prompt: Prompt,
   seed: number,
@@ -210,6 +232,71 @@ export function datasetCompletion(tokenizer: TextTokenizer, prompt: Prompt): Wri
   return { ids: enc.ids, promptTokens, text: prompt.completion!, finish: 'length', logp: [] };
 }
 
+/** One collection: a completion per prompt, scored by the teacher, with the method's advantages. */
+async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<PolicyRollout[]> {
+  const rollouts: PolicyRollout[] = [];
+  // gkd draws once per step whether the batch is the student's (TRL: random() <= lmbda)
+  const fromStudent = o.method !== 'gkd' || o.rng() <= o.lmbda;
+  for (const [b, prompt] of batch.entries()) {
+    const seed = o.seed * 1_000_003 + s * o.batchSize + b;
+    const written =
+      o.method === 'minillm'
+        ? // each token from α·p + (1 − α)·q, both models stepping their own caches; log q of the student
+          await sampleCompletion(
+            { teacher: o.teacher, student: o.student, alpha: o.mixAlpha },
+            o,
+            prompt,
+            seed,
+          )
+        : fromStudent || o.seqKd || prompt.completion === undefined
+          ? await sampleCompletion(fromStudent ? o.student : o.teacher, o, prompt, seed)
+          : datasetCompletion(o.tokenizer, prompt);
+    const logpTeacher = await teacherLogps(o.teacher, written.ids, written.promptTokens);
+    const oldLogpStudent = fromStudent ? written.logp : [];
+    rollouts.push({
+      ids: written.ids,
+      promptTokens: written.promptTokens,
+      source: prompt.source,
+      writer:
+        o.method === 'minillm'
+          ? 'mix'
+          : fromStudent
+            ? 'student'
+            : written.logp.length
+              ? 'teacher'
+              : 'dataset',
+      ...(o.method === 'minillm' ? { mixAlpha: o.mixAlpha } : {}),
+      prompt: prompt.text,
+      completion: written.text,
+      finish: written.finish,
+      logpTeacher,
+      oldLogpStudent,
+      rewards: [],
+      advantages: [],
+      w: [],
+      step: s + 1,
+      epochs: 1,
+    });
+  }
+  const tokens = rollouts.map((r) => ({ logpTeacher: r.logpTeacher, oldLogpStudent: r.oldLogpStudent }));
+  if (o.method === 'onpolicy') {
+    onPolicyAdvantages(tokens).forEach((a, i) => {
+      rollouts[i].rewards = a;
+      rollouts[i].advantages = a;
+      rollouts[i].w = a.map(() => 1);
+    });
+  } else if (o.method === 'minillm') {
+    // whitened over the whole collection's tokens
+    const a = miniLlmAdvantages(tokens, o.advantage);
+    rollouts.forEach((r, i) => {
+      r.rewards = a.rewards[i];
+      r.advantages = a.advantages[i];
+      r.w = r.oldLogpStudent.map((lq, t) => mixImportanceWeight(lq, r.logpTeacher[t], o.mixAlpha));
+    });
+  }
+  return rollouts;
+}
+
 export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
   rollouts: PolicyRollout[];
   lossCurve: { step: number; loss: number; lr: number; gradNorm: number }[];
@@ -223,53 +310,30 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
   let tokens = 0;
   let sampleSeconds = 0;
   let stepSeconds = 0;
+  let collection: PolicyRollout[] = [];
   for (let s = 0; s < o.steps; s++) {
     o.checkCancelled();
-    // 1. prompts
-    const batch: Prompt[] = [];
-    while (batch.length < o.batchSize) {
-      if (order.length === 0) order.push(...shuffle([...o.prompts], o.rng));
-      batch.push(order.shift()!);
+    // MiniLLM passes ppoEpochs times over each collection; the others collect every step
+    const epoch = o.method === 'minillm' ? (s % o.ppoEpochs) + 1 : 1;
+    if (epoch === 1) {
+      // 1. prompts
+      const batch: Prompt[] = [];
+      while (batch.length < o.batchSize) {
+        if (order.length === 0) order.push(...shuffle([...o.prompts], o.rng));
+        batch.push(order.shift()!);
+      }
+      // 2–4. sample (from the student as it is now), score with the teacher, advantages
+      const t0 = performance.now();
+      collection = await collect(o, batch, s);
+      sampleSeconds += (performance.now() - t0) / 1000;
+      rollouts.push(...collection);
     }
-    // 2–4. sample from the student as it is now, score with the teacher, advantages
-    const t0 = performance.now();
-    const stepRollouts: PolicyRollout[] = [];
-    // gkd draws once per step whether the batch is the student's (TRL: random() <= lmbda)
-    const fromStudent = o.method === 'onpolicy' || o.rng() <= o.lmbda;
-    for (const [b, prompt] of batch.entries()) {
-      const seed = o.seed * 1_000_003 + s * o.batchSize + b;
-      const written =
-        fromStudent || o.seqKd || prompt.completion === undefined
-          ? await sampleCompletion(fromStudent ? o.student : o.teacher, o, prompt, seed)
-          : datasetCompletion(o.tokenizer, prompt);
-      const logpTeacher = await teacherLogps(o.teacher, written.ids, written.promptTokens);
-      const oldLogpStudent = fromStudent ? written.logp : [];
-      const [advantages] =
-        o.method === 'onpolicy' ? onPolicyAdvantages([{ logpTeacher, oldLogpStudent }]) : [[] as number[]];
-      stepRollouts.push({
-        ids: written.ids,
-        promptTokens: written.promptTokens,
-        source: prompt.source,
-        writer: fromStudent ? 'student' : written.logp.length ? 'teacher' : 'dataset',
-        prompt: prompt.text,
-        completion: written.text,
-        finish: written.finish,
-        logpTeacher,
-        oldLogpStudent,
-        rewards: advantages,
-        advantages,
-        w: advantages.map(() => 1),
-        step: s + 1,
-        epoch: 1,
-      });
-    }
-    sampleSeconds += (performance.now() - t0) / 1000;
     // 5. update
     const t1 = performance.now();
-    const windows = stepRollouts.map((r) => policyWindow(r, o.seqLen));
+    const windows = collection.map((r) => policyWindow(r, o.seqLen));
     const { loss, lr, gradNorm } = await o.update(windows, s);
     stepSeconds += (performance.now() - t1) / 1000;
-    rollouts.push(...stepRollouts);
+    for (const r of collection) r.epochs = epoch;
     lossCurve.push({ step: s + 1, loss, lr, gradNorm });
     tokens += windows.reduce((n, w) => n + w.mask.reduce((a, m) => a + m, 0), 0);
     o.onStep(s + 1, loss, lr, tokens);

@@ -92,7 +92,7 @@ test(
     assert.equal(rollouts.length, 200 * 4, 'one rollout per prompt per step');
     for (const r of rollouts) {
       assert.equal(r.source, 'student');
-      assert.equal(r.epoch, 1);
+      assert.equal(r.epochs, 1);
       r.advantages.forEach((a: number, t: number) =>
         assert.ok(Math.abs(a - (r.logpTeacher[t] - r.oldLogpStudent[t])) < 1e-12),
       );
@@ -217,5 +217,52 @@ test(
     for (const r of dataset) assert.deepEqual(r.ids, tokenizer.encode(r.prompt + r.completion).ids);
     for (const r of rollouts.filter((x) => x.source === 'student'))
       assert.equal(r.oldLogpStudent.length, r.ids.length - r.promptTokens);
+  },
+);
+
+test(
+  'minillm: teacher-mixed rollouts reused for 4 PPO epochs, advantages whitened per collection; sampled reverse KL falls ≥ 30% in 200 steps',
+  needs('stories260k'),
+  async () => {
+    const out = path.join(tempDir(), 'minillm');
+    const record = await runDistillation(request(out, { method: 'minillm' }));
+    const sampled = record.sampledHeldOut!;
+    assert.ok(
+      sampled.after.reverseKl < 0.7 * sampled.before.reverseKl,
+      `Σ reverse KL ${sampled.before.reverseKl} → ${sampled.after.reverseKl}`,
+    );
+    const rollouts = fs
+      .readFileSync(path.join(out, 'rollouts.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(rollouts.length, (200 / 4) * 4, 'a collection of 4 prompts every 4 steps');
+    const byStep = new Map<number, any[]>();
+    for (const r of rollouts) {
+      assert.equal(r.source, 'mix');
+      assert.equal(r.mixAlpha, 0.2);
+      assert.equal(r.epochs, 4);
+      assert.equal((r.step - 1) % 4, 0, 'collected at the first step of its epochs');
+      byStep.set(r.step, [...(byStep.get(r.step) ?? []), r]);
+      r.w.forEach((w: number, t: number) => {
+        const q = Math.exp(r.oldLogpStudent[t]);
+        const p = Math.exp(r.logpTeacher[t]);
+        assert.ok(Math.abs(w - q / (0.2 * p + 0.8 * q)) < 1e-9 * Math.max(1, w), 'w = q / (α·p + (1 − α)·q)');
+      });
+      // rewards: (log p − log q) / 0.5, clipped to ±100
+      r.rewards.forEach((x: number, t: number) =>
+        assert.ok(
+          Math.abs(x - Math.max(-100, Math.min(100, 2 * (r.logpTeacher[t] - r.oldLogpStudent[t])))) < 1e-9,
+        ),
+      );
+    }
+    // whitened over each collection's tokens: mean 0, unbiased variance 1
+    for (const collection of byStep.values()) {
+      const a = collection.flatMap((r) => r.advantages as number[]);
+      const mean = a.reduce((s, v) => s + v, 0) / a.length;
+      const variance = a.reduce((s, v) => s + (v - mean) ** 2, 0) / (a.length - 1);
+      assert.ok(Math.abs(mean) < 1e-9 && Math.abs(variance - 1) < 1e-6, `mean ${mean}, variance ${variance}`);
+    }
+    assert.equal((record.settings.minillm as any).ppoEpochs, 4);
   },
 );
