@@ -18,7 +18,7 @@ import { datasetCompletion, policyWindow, type PolicyRollout } from '../../src/t
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { resolveModel } from '../../src/models/modelSource';
 import { LanguageModel } from '../../src/models/languageModel';
-import { InputError, UsageError } from '../../src/core/errors';
+import { CancelledError, InputError, UsageError } from '../../src/core/errors';
 import { demoPair, storiesPair, tempDir, needs } from '../helpers';
 import { storiesText } from './storiesText';
 import type { DistillRequest } from '../../src/shared/protocol';
@@ -266,3 +266,18 @@ test(
     assert.equal((record.settings.minillm as any).ppoEpochs, 4);
   },
 );
+
+test('Cancel during an on-policy run stops it and writes nothing', needs('stories260k'), async () => {
+  const out = path.join(tempDir(), 'cancelled');
+  const abort = new AbortController();
+  await assert.rejects(
+    runDistillation(request(out, { method: 'minillm' }), {
+      signal: abort.signal,
+      onProgress: (p) => {
+        if (p.phase === 'train' && (p.step ?? 0) >= 2) abort.abort();
+      },
+    }),
+    (e: Error) => e instanceof CancelledError,
+  );
+  assert.ok(!fs.existsSync(out), 'no output folder');
+});
