@@ -591,6 +591,22 @@ function trainingSection(t: TrainingView): HTMLElement {
         ),
       );
     }
+    const sampled = t.heldOut.sampled;
+    if (sampled)
+      for (const [label, k] of [
+        ["student's completions: Σ reverse KL", 'reverseKl'],
+        ['teacher log p per token', 'teacherLogp'],
+        ['distinct-2', 'distinct2'],
+      ] as const)
+        table.append(
+          el(
+            'tr',
+            {},
+            el('td', {}, label),
+            el('td', { class: 'num' }, formatNumber(sampled.before[k])),
+            el('td', { class: 'num' }, formatNumber(sampled.after[k])),
+          ),
+        );
     box.append(table);
   }
   if (t.status === 'done' && t.used) box.append(el('div', { class: 'models' }, `now the student: ${t.out}`));

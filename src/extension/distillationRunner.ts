@@ -1,5 +1,6 @@
 /**
- * Run Distillation…: asks for the data, the loss and the number of steps (the rest from
+ * Run Distillation…: asks for the data, the loss (or a sequence-level method: SeqKD, GKD,
+ * on-policy, MiniLLM) and the number of steps (the rest from
  * settings), runs the fine-tune in the model process with a cancellable progress
  * notification and a live loss chart in the panel, then offers to use the new student and
  * analyse the same text again, so the panel shows per token what changed.
@@ -15,7 +16,13 @@ import type { TrainingView } from '../shared/panelProtocol';
 import type { AnalysisController } from './analysisController';
 import type { RuntimeHost } from './runtimeHost';
 import { readDistillSettings, readSettings } from './settings';
-import { LOSS_KEYS, type DistillRequest, type LossKey, type RunRecord } from '../shared/protocol';
+import {
+  LOSS_KEYS,
+  type DistillMethod,
+  type DistillRequest,
+  type LossKey,
+  type RunRecord,
+} from '../shared/protocol';
 
 const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
   fkl: 'forward KL, classic word-level KD',
@@ -32,9 +39,35 @@ const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
   ce: 'cross-entropy on the text only (plain fine-tune)',
 };
 
+/** The methods that sample completions, as Run Distillation… offers them beside the word-level losses. */
+const SEQUENCE_METHODS: { method: Exclude<DistillMethod, 'word'>; label: string; description: string }[] = [
+  {
+    method: 'seqkd',
+    label: 'SeqKD',
+    description: "sequence-level KD: ce on the teacher's completions of the prompts",
+  },
+  {
+    method: 'gkd',
+    label: 'GKD',
+    description: "TRL's GKD: λ-mixed student / teacher completions, generalised JSD",
+  },
+  {
+    method: 'onpolicy',
+    label: 'On-policy',
+    description: "the student's own completions, advantage log p − log q",
+  },
+  {
+    method: 'minillm',
+    label: 'MiniLLM',
+    description: 'teacher-mixed sampling, PPO with the single-step reverse KL',
+  },
+];
+
 /** Arguments that skip the questions (tests, keybindings). */
 export interface DistillArgs {
   data?: { selection: true } | { currentFile: true } | { path: string };
+  /** a sequence-level method instead of a word-level loss */
+  method?: DistillMethod;
   loss?: LossKey;
   steps?: number;
   out?: string;
@@ -104,11 +137,19 @@ export class DistillationRunner implements vscode.Disposable {
     const editor = vscode.window.activeTextEditor;
     const data = args.data ?? (await this.askData(editor));
     if (!data) return undefined;
-    const loss = args.loss ?? (await this.askLoss(ds.loss));
-    if (!loss) return undefined;
+    const choice =
+      args.method || args.loss
+        ? { method: args.method ?? 'word', loss: args.loss }
+        : await this.askMethod(ds.loss);
+    if (!choice) return undefined;
+    const method: DistillMethod = choice.method;
+    // the loss each method trains on: seqkd ce, gkd generalised JSD at T = 1; the on-policy
+    // methods have their own (the request's loss is not used)
+    const loss: LossKey = choice.loss ?? (method === 'gkd' ? 'gjsd' : method === 'word' ? 'fkl' : 'ce');
     const steps = args.steps ?? (await this.askSteps(ds.steps));
     if (!steps) return undefined;
-    const out = args.out ?? (await this.askOut(settings.student, loss));
+    const label = method === 'word' ? loss : method;
+    const out = args.out ?? (await this.askOut(settings.student, label));
     if (!out) return undefined;
 
     let documents: DistillRequest['data'];
@@ -142,18 +183,27 @@ export class DistillationRunner implements vscode.Disposable {
       teacher: settings.teacher,
       student: settings.student,
       data: documents,
+      method,
       loss: {
         key: loss,
-        temperature: settings.options.temperature,
+        // GKD's loss is at T = 1 (TRL)
+        temperature: method === 'gkd' ? 1 : settings.options.temperature,
         ...(loss === 'gjsd' ? { beta: settings.options.beta } : {}),
         ...(loss === 'skl' || loss === 'srkl' ? { alpha: settings.options.alpha } : {}),
       },
+      ...(method !== 'word'
+        ? { generation: { maxNewTokens: ds.maxNewTokens, promptTokens: ds.promptTokens } }
+        : {}),
       mode:
         ds.mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank: ds.loraRank, alpha: 2 * ds.loraRank },
       steps,
       lr: ds.learningRate,
       batchSize: ds.batchSize,
-      seqLen: ds.sequenceLength,
+      // a prompt and its completion share one window in the sequence-level methods
+      seqLen:
+        method === 'word'
+          ? ds.sequenceLength
+          : Math.max(ds.sequenceLength, ds.promptTokens + ds.maxNewTokens + 8),
       seed: 0,
       device: settings.device,
       teacherDtype: settings.dtype,
@@ -161,7 +211,7 @@ export class DistillationRunner implements vscode.Disposable {
       allowRemote: settings.allowRemoteModels,
       hubCacheDir: settings.hubCacheDir,
     };
-    const title = `${loss} · ${ds.mode === 'full' ? 'full fine-tune' : `LoRA r${ds.loraRank}`} · ${steps} steps`;
+    const title = `${label} · ${ds.mode === 'full' ? 'full fine-tune' : `LoRA r${ds.loraRank}`} · ${steps} steps`;
     const view: TrainingView = { status: 'running', title, steps, points: [], message: 'starting' };
     this.show(view);
     void vscode.commands.executeCommand('distillLens.openPanel');
@@ -199,7 +249,13 @@ export class DistillationRunner implements vscode.Disposable {
         },
       );
       view.status = 'done';
-      view.heldOut = { before: record.heldOut.before, after: record.heldOut.after };
+      view.heldOut = {
+        before: record.heldOut.before,
+        after: record.heldOut.after,
+        ...(record.sampledHeldOut
+          ? { sampled: { before: record.sampledHeldOut.before, after: record.sampledHeldOut.after } }
+          : {}),
+      };
       view.out = out;
       const change = record.heldOut.fklChange * 100;
       view.message = `held-out forward KL ${formatNumber(record.heldOut.before.fkl)} → ${formatNumber(record.heldOut.after.fkl)} (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`;
@@ -332,16 +388,21 @@ export class DistillationRunner implements vscode.Disposable {
     return uris?.[0] ? { path: uris[0].fsPath } : undefined;
   }
 
-  private async askLoss(preferred: string): Promise<LossKey | undefined> {
+  /** A word-level loss (the default from settings first), or a method that samples completions. */
+  private async askMethod(preferred: string): Promise<{ method: DistillMethod; loss?: LossKey } | undefined> {
+    type Item = vscode.QuickPickItem & { method?: DistillMethod; loss?: LossKey };
     const keys = [...LOSS_KEYS].sort((a, b) => Number(b === preferred) - Number(a === preferred));
-    const pick = await vscode.window.showQuickPick(
-      keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k] })),
-      {
-        title: 'Distill Lens: loss (2/4)',
-        placeHolder: `default from distillLens.distill.loss: ${preferred}`,
-      },
-    );
-    return pick?.label as LossKey | undefined;
+    const items: Item[] = [
+      { label: 'word-level: the text, teacher-forced', kind: vscode.QuickPickItemKind.Separator },
+      ...keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k], method: 'word' as const, loss: k })),
+      { label: 'sequence-level: sampled completions of prompts', kind: vscode.QuickPickItemKind.Separator },
+      ...SEQUENCE_METHODS.map((m) => ({ label: m.label, description: m.description, method: m.method })),
+    ];
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'Distill Lens: loss or method (2/4)',
+      placeHolder: `default from distillLens.distill.loss: ${preferred}; the sequence-level methods take prompts from the text`,
+    });
+    return pick?.method ? { method: pick.method, loss: pick.loss } : undefined;
   }
 
   private async askSteps(preferred: number): Promise<number | undefined> {

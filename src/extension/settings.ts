@@ -6,7 +6,7 @@ import { builtInPair } from '../models/builtInModels';
 import { resolveModelSpec } from '../models/modelSpec';
 import type { Device } from '../shared/devices';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
-import { DISTILL_DEFAULTS } from '../shared/protocol';
+import { DISTILL_DEFAULTS, GENERATION_DEFAULTS } from '../shared/protocol';
 import type { SamplingOptions } from '../shared/generation';
 import type { DecorationStyle } from './heatDecorations';
 
@@ -94,6 +94,9 @@ export interface DistillSettings {
   loraRank: number;
   batchSize: number;
   sequenceLength: number;
+  /** the sequence-level methods: tokens per sampled completion, and prompt length for plain text */
+  maxNewTokens: number;
+  promptTokens: number;
 }
 
 export function readDistillSettings(): DistillSettings {
@@ -112,6 +115,8 @@ export function readDistillSettings(): DistillSettings {
     loraRank: int('loraRank', d.loraRank, 1),
     batchSize: int('batchSize', d.batchSize, 1),
     sequenceLength: int('sequenceLength', d.seqLen, 2),
+    maxNewTokens: int('maxNewTokens', 64, 1),
+    promptTokens: int('promptTokens', GENERATION_DEFAULTS.promptTokens, 1),
   };
 }
 

@@ -6,6 +6,7 @@ import type { MetricKey } from '../core/metricKeys';
 import { isMetricKey } from '../core/metricKeys';
 import type { Summary, TokenRow } from '../core/tokenRows';
 import type { SampleSummary, SequenceValues } from './generation';
+import type { SampledHeldOut } from './protocol';
 
 /**
  * An analysis as the panel draws it. Compact, so that 20,000+ tokens cross to the webview
@@ -73,7 +74,12 @@ export interface TrainingView {
   steps: number;
   points: { step: number; loss: number }[];
   message?: string;
-  heldOut?: { before: HeldOutNumbers; after: HeldOutNumbers };
+  heldOut?: {
+    before: HeldOutNumbers;
+    after: HeldOutNumbers;
+    /** the sequence-level methods: the student's completions of held-out prompts */
+    sampled?: { before: SampledHeldOut; after: SampledHeldOut };
+  };
   /** the new model folder (done) */
   out?: string;
   /** the new model is now the student */

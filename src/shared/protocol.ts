@@ -250,6 +250,8 @@ export interface SampledHeldOut {
   teacherLogp: number;
   /** mean completion length in tokens */
   length: number;
+  /** mean over completions of distinct bigrams / bigrams of the completion's tokens */
+  distinct2: number;
   completions: number;
 }
 

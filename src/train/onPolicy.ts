@@ -131,6 +131,7 @@ export async function sampledHeldOut(
   let reverseKl = 0;
   let teacherLogp = 0;
   let tokens = 0;
+  let distinct2 = 0;
   for (const [i, prompt] of prompts.entries()) {
     checkCancelled();
     const promptIds = tokenizer.encode(prompt.text).ids;
@@ -142,6 +143,9 @@ export async function sampledHeldOut(
       { checkCancelled },
     );
     const ids = samples[0].ids;
+    const completion = ids.slice(promptIds.length);
+    const bigrams = completion.slice(1).map((id, t) => `${completion[t]} ${id}`);
+    distinct2 += bigrams.length ? new Set(bigrams).size / bigrams.length : 0;
     const q = await logitsOf(student, ids);
     const p = await logitsOf(teacher, ids);
     const V = q.vocab;
@@ -160,6 +164,7 @@ export async function sampledHeldOut(
     reverseKl: reverseKl / n,
     teacherLogp: teacherLogp / Math.max(1, tokens),
     length: tokens / n,
+    distinct2: distinct2 / n,
     completions: prompts.length,
   };
 }

@@ -409,6 +409,32 @@ test('Run Distillation on the selection: live loss in the panel, the new student
   }
 });
 
+test('Run Distillation with an on-policy method: the student samples completions of prompts from the file, the panel gets the sampled numbers', async () => {
+  await openSample();
+  const out = path.join(workspace, 'onpolicy-student');
+  const distill = vscode.workspace.getConfiguration('distillLens.distill');
+  await distill.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
+  await distill.update('promptTokens', 12, vscode.ConfigurationTarget.Global);
+  try {
+    const record = await vscode.commands.executeCommand<{
+      settings: { method: string };
+      sampledHeldOut?: { before: { reverseKl: number }; after: { reverseKl: number } };
+    }>('distillLens.runDistillation', { data: { currentFile: true }, method: 'onpolicy', steps: 3, out });
+    assert.ok(record, `distillation ran (${api.controller.lastError ?? ''})`);
+    assert.equal(record.settings.method, 'onpolicy');
+    assert.ok(record.sampledHeldOut && record.sampledHeldOut.before.reverseKl > 0);
+    const rollouts = fs.readFileSync(path.join(out, 'rollouts.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(rollouts.length, 3 * 4, 'one completion per prompt of each batch');
+    const training = api.distillation.training!;
+    assert.equal(training.status, 'done');
+    assert.ok(training.heldOut?.sampled, 'the panel gets the sampled numbers');
+    assert.match(training.title, /^onpolicy/);
+  } finally {
+    await distill.update('maxNewTokens', undefined, vscode.ConfigurationTarget.Global);
+    await distill.update('promptTokens', undefined, vscode.ConfigurationTarget.Global);
+  }
+});
+
 test('Analyze Selection from the Welcome page acts on the sample the walkthrough opened', async () => {
   const editor = await vscode.commands.executeCommand<vscode.TextEditor>('distillLens.openSample');
   const sample = editor.document;
