@@ -554,6 +554,24 @@ function trainingSection(t: TrainingView): HTMLElement {
     line.setAttribute('points', pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '));
     line.setAttribute('class', 'lossline');
     svg.append(line);
+    // the sequence-level methods: the reward (mean log p − log q of what the student wrote), its own scale
+    const rewarded = pts.filter((p) => p.reward !== undefined);
+    if (rewarded.length > 0) {
+      const rs = rewarded.map((p) => p.reward!);
+      const [rlo, rhi] = [Math.min(...rs), Math.max(...rs)];
+      const ry = (r: number) => (rhi > rlo ? (1 - (r - rlo) / (rhi - rlo)) * (H - 8) + 4 : H / 2);
+      const rewardLine = document.createElementNS(svgNs, 'polyline');
+      rewardLine.setAttribute(
+        'points',
+        rewarded.map((p) => `${x(p.step).toFixed(1)},${ry(p.reward!).toFixed(1)}`).join(' '),
+      );
+      rewardLine.setAttribute('class', 'rewardline');
+      svg.append(rewardLine);
+      svg.setAttribute(
+        'aria-label',
+        `${svg.getAttribute('aria-label')}; reward (mean log p − log q of the student's tokens) from ${formatNumber(rs[0])} to ${formatNumber(rs[rs.length - 1])}`,
+      );
+    }
   }
   box.append(
     svg,
@@ -561,6 +579,9 @@ function trainingSection(t: TrainingView): HTMLElement {
       'div',
       { class: 'axis' },
       el('span', {}, `loss ${pts.length ? formatNumber(lo) : '–'}…${pts.length ? formatNumber(hi) : '–'}`),
+      ...(pts.some((p) => p.reward !== undefined)
+        ? [el('span', { class: 'rewardkey' }, `reward ${formatNumber(pts[pts.length - 1].reward ?? NaN)}`)]
+        : []),
       el('span', {}, `step ${pts.length ? pts[pts.length - 1].step : 0}/${t.steps}`),
     ),
     el('div', { class: 'models', id: 'training-message' }, t.message ?? ''),

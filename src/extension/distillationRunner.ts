@@ -233,7 +233,11 @@ export class DistillationRunner implements vscode.Disposable {
             signal: abort.signal,
             onProgress: (message, fraction, training) => {
               if (training?.step !== undefined && training.loss !== undefined) {
-                view.points.push({ step: training.step, loss: training.loss });
+                view.points.push({
+                  step: training.step,
+                  loss: training.loss,
+                  ...(training.reward !== undefined ? { reward: training.reward } : {}),
+                });
                 view.message = `step ${training.step}/${training.steps} · loss ${formatNumber(training.loss)} · ${Math.round(training.tokensPerSecond ?? 0)} tokens/s · ${Math.round(training.secondsLeft ?? 0)} s left`;
               } else view.message = message;
               const increment = fraction !== undefined ? Math.max(0, (fraction - lastFraction) * 100) : 0;

@@ -72,7 +72,8 @@ export interface TrainingView {
   /** loss, mode and steps, e.g. "fkl · LoRA r8 · 100 steps" */
   title: string;
   steps: number;
-  points: { step: number; loss: number }[];
+  /** reward: the sequence-level methods' mean log p − log q_old of the student's sampled tokens */
+  points: { step: number; loss: number; reward?: number }[];
   message?: string;
   heldOut?: {
     before: HeldOutNumbers;

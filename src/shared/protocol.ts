@@ -233,6 +233,11 @@ export interface DistillProgress {
   lr?: number;
   tokensPerSecond?: number;
   secondsLeft?: number;
+  /**
+   * The methods where the student writes: the step's mean log p(y_t) − log q_old(y_t) over its
+   * sampled tokens (the reward; minus the k1 estimate of the per-token reverse KL)
+   */
+  reward?: number;
 }
 
 export interface HeldOut {

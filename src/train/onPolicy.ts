@@ -192,7 +192,8 @@ export interface OnPolicyLoop {
   checkCancelled: () => void;
   /** one optimiser step on these windows (with their old log q and advantages) */
   update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
-  onStep: (step: number, loss: number, lr: number, tokens: number) => void;
+  /** after each step; `reward`: the step's mean log p − log q_old over the student's tokens (undefined when it did not write) */
+  onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number) => void;
 }
 
 /** A completion and where it came from: sampled (with the sampler's log q at T = 1 of each token) or the dataset's. */
@@ -341,7 +342,10 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     for (const r of collection) r.epochs = epoch;
     lossCurve.push({ step: s + 1, loss, lr, gradNorm });
     tokens += windows.reduce((n, w) => n + w.mask.reduce((a, m) => a + m, 0), 0);
-    o.onStep(s + 1, loss, lr, tokens);
+    const written = collection.filter((r) => r.oldLogpStudent.length > 0);
+    const logRatios = written.flatMap((r) => r.logpTeacher.map((lp, t) => lp - r.oldLogpStudent[t]));
+    const reward = logRatios.length ? logRatios.reduce((a, v) => a + v, 0) / logRatios.length : undefined;
+    o.onStep(s + 1, loss, lr, tokens, reward);
   }
   return { rollouts, lossCurve, tokens, sampleSeconds, stepSeconds };
 }

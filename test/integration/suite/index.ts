@@ -429,6 +429,10 @@ test('Run Distillation with an on-policy method: the student samples completions
     assert.equal(training.status, 'done');
     assert.ok(training.heldOut?.sampled, 'the panel gets the sampled numbers');
     assert.match(training.title, /^onpolicy/);
+    assert.ok(
+      training.points.length === 3 && training.points.every((p) => Number.isFinite(p.reward)),
+      'each step reports the reward of what the student wrote',
+    );
   } finally {
     await distill.update('maxNewTokens', undefined, vscode.ConfigurationTarget.Global);
     await distill.update('promptTokens', undefined, vscode.ConfigurationTarget.Global);
