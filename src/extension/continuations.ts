@@ -160,23 +160,57 @@ export class ContinuationController implements vscode.Disposable {
   async compare(): Promise<{ teacher: ContinuationRun; student: ContinuationRun } | undefined> {
     const prompt = this.promptAtCursor();
     if (prompt === undefined) return undefined;
-    const teacher = this.newRun('teacher', prompt);
-    const student = this.newRun('student', prompt);
-    teacher.peers = student.peers = [teacher, student];
+    const [teacher, student] = await this.compareRuns(
+      this.newRun('teacher', prompt),
+      this.newRun('student', prompt),
+      'teacher ↔ student',
+      ['teacher: ', 'student: '],
+    );
+    return { teacher, student };
+  }
+
+  /**
+   * The continuations of the text before the cursor by the student before a distillation run
+   * and the one it wrote, from the same seed, in the diff editor (before on the left), each
+   * painted by log p − log q against the teacher on one scale.
+   */
+  async compareStudents(
+    before: string,
+    after: string,
+  ): Promise<{ before: ContinuationRun; after: ContinuationRun } | undefined> {
+    const prompt = this.promptAtCursor();
+    if (prompt === undefined) return undefined;
+    const [a, b] = await this.compareRuns(
+      this.newRun('student', prompt, { student: before, name: 'Student before' }),
+      this.newRun('student', prompt, { student: after, name: 'Student after' }),
+      'student before ↔ after distillation',
+      ['before: ', 'after: '],
+    );
+    return { before: a, after: b };
+  }
+
+  /** Two runs side by side in the diff editor, on one colour scale, sampled one after the other. */
+  private async compareRuns(
+    left: ContinuationRun,
+    right: ContinuationRun,
+    title: string,
+    prefixes: [string, string],
+  ): Promise<[ContinuationRun, ContinuationRun]> {
+    left.peers = right.peers = [left, right];
     await vscode.commands.executeCommand(
       'vscode.diff',
-      teacher.uri,
-      student.uri,
-      `Continuations: teacher ↔ student (seed ${teacher.sampling.seed})`,
+      left.uri,
+      right.uri,
+      `Continuations: ${title} (seed ${left.sampling.seed})`,
       { viewColumn: vscode.ViewColumn.Beside, preview: false, preserveFocus: true },
     );
-    await this.withProgress('comparing continuations', async (progress, signal) => {
-      await this.sample(teacher, progress, signal, 'teacher: ');
-      if (teacher.status === 'done') await this.sample(student, progress, signal, 'student: ');
-      else student.status = teacher.status;
-      this.update(student);
+    await this.withProgress(`comparing continuations (${title})`, async (progress, signal) => {
+      await this.sample(left, progress, signal, prefixes[0]);
+      if (left.status === 'done') await this.sample(right, progress, signal, prefixes[1]);
+      else right.status = left.status;
+      this.update(right);
     });
-    return { teacher, student };
+    return [left, right];
   }
 
   /** The text before the cursor of the active editor (its last PROMPT_CHARS characters), or a warning. */
@@ -206,9 +240,9 @@ export class ContinuationController implements vscode.Disposable {
     return prompt;
   }
 
-  private newRun(from: Writer, prompt: string): ContinuationRun {
+  private newRun(from: Writer, prompt: string, o: { student?: string; name?: string } = {}): ContinuationRun {
     const sampling = readSamplingSettings();
-    const name = { student: 'Student', teacher: 'Teacher', mix: 'Mix' }[from];
+    const name = o.name ?? { student: 'Student', teacher: 'Teacher', mix: 'Mix' }[from];
     const uri = vscode.Uri.from({ scheme: SAMPLE_SCHEME, path: `/${name} continuation ${++documents}` });
     const run: ContinuationRun = {
       uri,
@@ -220,7 +254,7 @@ export class ContinuationController implements vscode.Disposable {
       layout: layoutContinuations(prompt, Array<string>(sampling.samples).fill('')),
       placed: [],
       peers: [],
-      settings: readSettings(),
+      settings: o.student ? { ...readSettings(), student: o.student } : readSettings(),
       sampling,
       version: ++versions,
     };

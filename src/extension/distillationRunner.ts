@@ -14,6 +14,7 @@ import { CancelledError } from '../core/errors';
 import { formatNumber } from '../core/formatNumber';
 import type { TrainingView } from '../shared/panelProtocol';
 import type { AnalysisController } from './analysisController';
+import type { ContinuationController } from './continuations';
 import type { RuntimeHost } from './runtimeHost';
 import { readDistillSettings, readSettings } from './settings';
 import {
@@ -89,8 +90,23 @@ export class DistillationRunner implements vscode.Disposable {
   constructor(
     private readonly controller: AnalysisController,
     private readonly runtime: RuntimeHost,
+    private readonly continuations: ContinuationController,
     private readonly log: vscode.LogOutputChannel,
   ) {}
+
+  /**
+   * The last run's student before and after, continuing the text before the cursor from one
+   * seed, side by side in the diff editor.
+   */
+  async compareBeforeAfter(): Promise<{ before: string; after: string } | undefined> {
+    const last = this.last;
+    if (!last) {
+      vscode.window.showWarningMessage('Distill Lens: no distillation has finished in this window yet.');
+      return undefined;
+    }
+    const pair = await this.continuations.compareStudents(last.record.student, last.out);
+    return pair && { before: pair.before.uri.toString(), after: pair.after.uri.toString() };
+  }
 
   get training(): TrainingView | null {
     return this.view;
@@ -273,10 +289,12 @@ export class DistillationRunner implements vscode.Disposable {
           .showInformationMessage(
             `Distill Lens: ${view.message}. New student: ${out}`,
             'Use as Student and Re-analyse',
+            'Compare Continuations Before / After',
             'Open run.json',
           )
           .then((pick) => {
             if (pick === 'Use as Student and Re-analyse') void this.useResult();
+            else if (pick === 'Compare Continuations Before / After') void this.compareBeforeAfter();
             else if (pick === 'Open run.json')
               void vscode.window.showTextDocument(vscode.Uri.file(path.join(out, 'run.json')));
           });

@@ -50,8 +50,8 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
   const log = vscode.window.createOutputChannel('Distill Lens', { log: true });
   const runtime = new RuntimeHost(context, log);
   const controller = new AnalysisController(runtime, log);
-  const distillation = new DistillationRunner(controller, runtime, log);
   const continuations = new ContinuationController(runtime, controller, log);
+  const distillation = new DistillationRunner(controller, runtime, continuations, log);
   const panel = new PanelProvider(context.extensionUri, controller, distillation, continuations, log);
   const activeEditor = () => {
     const editor = vscode.window.activeTextEditor;
@@ -159,6 +159,9 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     ),
     vscode.commands.registerCommand('distillLens.continueWithMix', async () =>
       continuationOutcome(await continuations.continueWith('mix')),
+    ),
+    vscode.commands.registerCommand('distillLens.compareBeforeAfter', () =>
+      distillation.compareBeforeAfter(),
     ),
     vscode.commands.registerCommand('distillLens.compareContinuations', async () => {
       const pair = await continuations.compare();

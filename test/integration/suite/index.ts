@@ -433,6 +433,23 @@ test('Run Distillation with an on-policy method: the student samples completions
       training.points.length === 3 && training.points.every((p) => Number.isFinite(p.reward)),
       'each step reports the reward of what the student wrote',
     );
+    // the student before and after the run continue the same text, side by side
+    await cursorAfterFirstLine();
+    const pair = await vscode.commands.executeCommand<{ before: string; after: string }>(
+      'distillLens.compareBeforeAfter',
+    );
+    assert.ok(pair, 'compared');
+    const before = api.continuations.get(vscode.Uri.parse(pair.before))!;
+    const after = api.continuations.get(vscode.Uri.parse(pair.after))!;
+    assert.deepEqual([before.status, after.status], ['done', 'done'], api.controller.lastError);
+    assert.equal(before.settings.student, config().get('student'), 'the student before the run');
+    assert.equal(after.settings.student, out, 'the distilled student');
+    const diff = vscode.window.tabGroups.all
+      .flatMap((g) => g.tabs)
+      .map((t) => t.input)
+      .find((i) => i instanceof vscode.TabInputTextDiff && i.modified.toString() === pair.after);
+    assert.ok(diff && (diff as vscode.TabInputTextDiff).original.toString() === pair.before);
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   } finally {
     await distill.update('maxNewTokens', undefined, vscode.ConfigurationTarget.Global);
     await distill.update('promptTokens', undefined, vscode.ConfigurationTarget.Global);
