@@ -29,6 +29,7 @@ test('a policy window: the completion tokens are the targets, each with its old 
     promptTokens: 3,
     oldLogpStudent: [-1, -2, -3],
     advantages: [0.5, -0.25, 1],
+    w: [1.5, 1, 0.5],
   } as PolicyRollout;
   const w = policyWindow(r, 8);
   assert.deepEqual(w.ids, [1, 7, 8, 20, 21, 2, 0, 0]);
@@ -36,6 +37,7 @@ test('a policy window: the completion tokens are the targets, each with its old 
   assert.deepEqual(w.targets, [0, 0, 20, 21, 2, 0, 0, 0]);
   assert.deepEqual(w.oldLogp, [0, 0, -1, -2, -3, 0, 0, 0]);
   assert.deepEqual(w.advantages, [0, 0, 0.5, -0.25, 1, 0, 0, 0]);
+  assert.deepEqual(w.weights, [1, 1, 1.5, 1, 0.5, 1, 1, 1], 'w on the completion, 1 elsewhere');
   assert.throws(() => policyWindow(r, 5), /do not fit --seq-len 5/);
 });
 

@@ -446,10 +446,9 @@ test('Run Distillation with an on-policy method: the student samples completions
     assert.equal(after.settings.student, out, 'the distilled student');
     const diff = vscode.window.tabGroups.all
       .flatMap((g) => g.tabs)
-      .map((t) => t.input)
-      .find((i) => i instanceof vscode.TabInputTextDiff && i.modified.toString() === pair.after);
-    assert.ok(diff && (diff as vscode.TabInputTextDiff).original.toString() === pair.before);
-    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+      .find((t) => t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === pair.after);
+    assert.ok(diff && (diff.input as vscode.TabInputTextDiff).original.toString() === pair.before);
+    await vscode.window.tabGroups.close(diff);
   } finally {
     await distill.update('maxNewTokens', undefined, vscode.ConfigurationTarget.Global);
     await distill.update('promptTokens', undefined, vscode.ConfigurationTarget.Global);
@@ -491,7 +490,7 @@ async function cursorAfterFirstLine(): Promise<vscode.TextEditor> {
 function cliSample(
   prompt: string,
   from: string,
-  extra: string[] = [],
+  maxNewTokens = 20,
 ): { text: string; rows: { logRatio: number; text: string }[] }[] {
   const root = path.resolve(__dirname, '..');
   const promptFile = path.join(workspace, `.prompt-${from}.txt`);
@@ -510,12 +509,11 @@ function cliSample(
       '--from',
       from,
       '--max-new-tokens',
-      '20',
+      String(maxNewTokens),
       '--seed',
       '3',
       '--format',
       'json',
-      ...extra,
     ],
     { encoding: 'utf8', env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } },
   );
@@ -524,6 +522,17 @@ function cliSample(
 }
 
 test('Continue with Student streams into a read-only document beside the editor, then paints each generated token by log p − log q', async () => {
+  // long enough that the document is updated several times while sampling
+  const sampling = vscode.workspace.getConfiguration('distillLens.sampling');
+  await sampling.update('maxNewTokens', 200, vscode.ConfigurationTarget.Global);
+  try {
+    await continueWithStudent();
+  } finally {
+    await sampling.update('maxNewTokens', 20, vscode.ConfigurationTarget.Global);
+  }
+});
+
+async function continueWithStudent(): Promise<void> {
   const editor = await cursorAfterFirstLine();
   const prompt = editor.document.lineAt(0).text + '\n';
   // the text the document would show at each change while sampling
@@ -553,7 +562,7 @@ test('Continue with Student streams into a read-only document beside the editor,
   assert.equal(vscode.window.activeTextEditor?.document, editor.document, 'the focus stays in the editor');
 
   // the same tokens and log ratios as the CLI samples with the same settings
-  const [expected] = cliSample(prompt, 'student');
+  const [expected] = cliSample(prompt, 'student', 200);
   assert.equal(doc.getText(), prompt + expected.text, 'the prompt, then the continuation');
   const rows = run.report!.samples[0].rows;
   assert.deepEqual(
@@ -611,7 +620,7 @@ test('Continue with Student streams into a read-only document beside the editor,
   // the panel shows the continuation when its document is active
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('the panel shows the continuations', () => api.panel.state.samples === outcome.document);
-});
+}
 
 test('Compare Continuations: the teacher and the student from the same seed side by side in the diff editor, both painted', async () => {
   try {
@@ -629,7 +638,10 @@ test('Compare Continuations: the teacher and the student from the same seed side
     const [teacherUri, studentUri] = outcome.map((o) => vscode.Uri.parse(o.document));
     const diff = vscode.window.tabGroups.all
       .flatMap((g) => g.tabs)
-      .find((t) => t.input instanceof vscode.TabInputTextDiff);
+      .find(
+        (t) =>
+          t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === studentUri.toString(),
+      );
     assert.ok(diff, 'a diff editor is open');
     const input = diff.input as vscode.TabInputTextDiff;
     assert.equal(input.original.toString(), teacherUri.toString(), 'the teacher on the left');
@@ -648,7 +660,8 @@ test('Compare Continuations: the teacher and the student from the same seed side
       );
     }
   } finally {
-    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+    for (const tab of vscode.window.tabGroups.all.flatMap((g) => g.tabs))
+      if (tab.input instanceof vscode.TabInputTextDiff) await vscode.window.tabGroups.close(tab);
   }
 });
 
