@@ -4,7 +4,8 @@
  * 256, CPU, in LoRA and in full fine-tuning. Each mode runs in its own process so that its
  * peak memory is its own. Reports tokens per second, peak memory, and the time split:
  * teacher forward, student forward, student forward + loss + backward, the whole step (the
- * update is the whole step minus forward/backward).
+ * update is the whole step minus forward/backward), and one on-policy step (the student
+ * writes 128 tokens, the teacher scores them, one update) split the same way.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,6 +19,7 @@ import { LanguageModel } from '../src/models/languageModel';
 import { openSession } from '../src/onnx/sessions';
 import { buildStepGraph, DEFAULT_OPTIMIZER, names } from '../src/train/stepGraph';
 import type { TrainMode } from '../src/train/trainableWeights';
+import { openPolicyModel } from '../src/train/policyModel';
 
 const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(ROOT, 'bench-results');
@@ -121,6 +123,7 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
       feeds[names.state(st, p.name)] = new ort.Tensor('float32', new Float32Array(p.init.length), p.shape);
   const stepMs = await timeRuns(stepSession, feeds);
   const teacherMs = median(teacherTimes);
+  const onPolicy = await onPolicyStep(student, weights, mode, step, spec, ids, teacher);
   const trained = step.params.reduce((n, p) => n + p.init.length, 0);
   const row = {
     mode: modeName,
@@ -135,11 +138,99 @@ async function child(modeName: 'lora' | 'full'): Promise<void> {
     stepMs,
     updateMs: Math.max(0, stepMs - gradMs),
     tokensPerSecond: (B * L) / ((teacherMs + stepMs) / 1000),
+    ...onPolicy,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
   };
   process.stdout.write(JSON.stringify(row) + '\n');
   await stepSession.release();
   await teacher.release();
+}
+
+/**
+ * One on-policy step (--method onpolicy) at batch 1: the current student writes 128 tokens after
+ * a 64-token prompt through its policy graph (parameters as inputs, cached decoding; the
+ * most likely token each time, sampling itself costs nothing here), the teacher scores the
+ * sequence in one pass, and one update runs the on-policy loss over it.
+ */
+async function onPolicyStep(
+  student: Awaited<ReturnType<typeof resolveModel>>,
+  weights: WeightSource,
+  mode: TrainMode,
+  step: ReturnType<typeof buildStepGraph>,
+  spec: Omit<Parameters<typeof buildStepGraph>[0], 'purpose'>,
+  ids: number[],
+  teacher: LanguageModel,
+): Promise<Record<string, number>> {
+  const P = 64;
+  const N = Math.min(128, L - P);
+  const frozenFeeds = Object.fromEntries(
+    step.weights.frozen.map((f) => [f.name, new ort.Tensor('float32', f.data, f.shape)]),
+  );
+  const policy = await openPolicyModel(student, weights, mode, 'cpu', {
+    values: () => new Map(step.params.map((p) => [p.name, p.init])),
+    frozenFeeds,
+  });
+  const seq = ids.slice(0, P);
+  let t = performance.now();
+  let out = await policy.lm.step([seq], undefined, P + N);
+  for (let i = 0; i < N; i++) {
+    const last = out.logits.subarray(out.logits.length - out.vocab);
+    let next = 0;
+    for (let v = 1; v < out.vocab; v++) if (last[v] > last[next]) next = v;
+    seq.push(next);
+    if (i < N - 1) out = await policy.lm.step([[next]], out.cache);
+  }
+  const generateMs = performance.now() - t;
+  await policy.lm.release();
+  t = performance.now();
+  await teacher.forward(seq);
+  const scoreMs = performance.now() - t;
+  const update = buildStepGraph({
+    ...spec,
+    batch: 1,
+    noTeacher: true,
+    policy: { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false },
+    purpose: 'step',
+  });
+  const session = (await openSession({ model: update.bytes, device: 'cpu', name: 'the on-policy step' }))
+    .session;
+  const padded = Array.from({ length: L }, (_, i) => seq[i] ?? 0);
+  const valid = (i: number) => i >= P - 1 && i < seq.length - 1;
+  const feeds: Record<string, ort.Tensor> = {
+    ...frozenFeeds,
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(padded.map(BigInt)), [1, L]),
+    targets: new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: L }, (_, i) => BigInt(valid(i) ? seq[i + 1] : 0)),
+      [L, 1],
+    ),
+    mask: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: L }, (_, i) => (valid(i) ? 1 : 0)),
+      [L],
+    ),
+    old_logp: new ort.Tensor('float32', new Float32Array(L).fill(-3), [L]),
+    advantages: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: L }, (_, i) => Math.sin(i)),
+      [L],
+    ),
+    lr: new ort.Tensor('float32', Float32Array.of(1e-4), []),
+    bias_correction1: new ort.Tensor('float32', Float32Array.of(0.1), []),
+    bias_correction2: new ort.Tensor('float32', Float32Array.of(0.001), []),
+  };
+  for (const p of update.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
+  for (const st of update.stateNames)
+    for (const p of update.params)
+      feeds[names.state(st, p.name)] = new ort.Tensor('float32', new Float32Array(p.init.length), p.shape);
+  const updateMs = await timeRuns(session, feeds);
+  await session.release();
+  return {
+    onPolicyGenerateMs: generateMs,
+    onPolicyScoreMs: scoreMs,
+    onPolicyUpdateMs: updateMs,
+    onPolicyStepMs: generateMs + scoreMs + updateMs,
+  };
 }
 
 function main(): void {
