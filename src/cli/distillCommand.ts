@@ -66,7 +66,11 @@ export function addDistillCommand(
       "skl/srkl's α (0.1); dkd's tckd weight (1); atkd's easy weight (0.2)",
       positive('--alpha'),
     )
-    .option('--kd-ratio <R>', 'loss = (1 − R)·ce + R·kd', fraction('--kd-ratio'), 1)
+    .option(
+      '--kd-ratio <R>',
+      "loss = (1 − R)·ce + R·kd (default 1); minillm's pre-training term: (1 − R)·ce + R·soft-ce (default 0.5)",
+      fraction('--kd-ratio'),
+    )
     .option('--scale-by-t2', 'multiply the KD term by T² (default for dkd)')
     .option('--no-scale-by-t2', 'do not multiply the KD term by T²')
     .option('--full', 'train every weight instead of LoRA adapters')
@@ -131,6 +135,28 @@ export function addDistillCommand(
       '--seq-kd',
       "gkd: off-policy steps train on the teacher's completions even where the data has some",
     )
+    .option(
+      '--mix-alpha <A>',
+      "minillm: the teacher's share α of the sampling mix (0.2)",
+      fraction('--mix-alpha'),
+    )
+    .option('--reward-scaling <S>', 'minillm: rewards are divided by S (0.5)', positive('--reward-scaling'))
+    .option('--reward-clip <C>', 'minillm: rewards are clipped to ±C (100)', positive('--reward-clip'))
+    .option('--gamma <G>', "minillm: the return's discount (0.95)", fraction('--gamma'))
+    .option('--cliprange <E>', "minillm: PPO's clip on ratio·w (0.2)", fraction('--cliprange'))
+    .option(
+      '--ppo-epochs <N>',
+      'minillm: optimiser steps over each collection of rollouts (4)',
+      integer('--ppo-epochs', 1),
+    )
+    .addOption(
+      new Option(
+        '--advantage-from <T>',
+        "minillm: the return from t (LMOps' code) or t+1 (the paper)",
+      ).choices(['t', 't+1']),
+    )
+    .option('--lm-data <PATH>', "minillm: plain text for the pre-training term (LMOps' --lm-data-dir)")
+    .option('--lm-coef <C>', "minillm: the pre-training term's weight (1)", (v) => Number(v))
     .option('--top-k <K>', 'sample among the K most likely tokens (0: all)', integer('--top-k', 0), 0)
     .option('--top-p <P>', 'sample among the most likely tokens up to mass P', fraction('--top-p'), 1)
     .option(
@@ -205,6 +231,9 @@ export function addDistillCommand(
                       cliprange: o.cliprange,
                       ppoEpochs: o.ppoEpochs,
                       advantageFrom: o.advantageFrom,
+                      lmData: o.lmData,
+                      lmCoef: o.lmCoef,
+                      kdRatio: o.kdRatio,
                     }).filter(([, v]) => v !== undefined),
                   )
                 : undefined,

@@ -173,6 +173,11 @@ export interface MiniLlmSettings {
   ppoEpochs: number;
   /** the return from t (LMOps' code) or from t + 1 (the paper) */
   advantageFrom: 't' | 't+1';
+  /** plain text for the pre-training term (LMOps' --lm-data-dir); none: no such term */
+  lmData?: string;
+  /** the pre-training term: (1 − kdRatio)·ce + kdRatio·soft-ce to the teacher, times lmCoef */
+  kdRatio: number;
+  lmCoef: number;
 }
 
 export const MINILLM_DEFAULTS: MiniLlmSettings = {
@@ -183,6 +188,8 @@ export const MINILLM_DEFAULTS: MiniLlmSettings = {
   cliprange: 0.2,
   ppoEpochs: 4,
   advantageFrom: 't',
+  kdRatio: 0.5,
+  lmCoef: 1,
 };
 
 export interface DistillRequest {

@@ -153,27 +153,43 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
           : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
 
+    // MiniLLM's pre-training term: plain-text windows in the same batch as the rollouts
+    const minillm: MiniLlmSettings = { ...MINILLM_DEFAULTS, ...req.minillm };
+    const ptWindows =
+      method === 'minillm' && minillm.lmData
+        ? checkVocabulary(packWindows(readDocuments(minillm.lmData), tokenizer, req.seqLen), vocab)
+        : undefined;
+    // with them, each step's batch holds the rollouts and as many plain-text windows
+    const stepReq = ptWindows ? { ...req, batchSize: 2 * req.batchSize } : req;
+
     // 3. teacher targets
-    const targets = new TeacherTargets(teacher, req, vocab, data.heldOut);
+    const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut);
 
     // 4. graphs and sessions
-    const minillm: MiniLlmSettings = { ...MINILLM_DEFAULTS, ...req.minillm };
     const policyLoss: PolicyLossOptions | undefined =
       method === 'onpolicy'
         ? { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false }
         : method === 'minillm'
-          ? { kind: 'minillm', temperature: 1, clip: minillm.cliprange, singleStep: true }
+          ? {
+              kind: 'minillm',
+              temperature: 1,
+              clip: minillm.cliprange,
+              singleStep: true,
+              ...(ptWindows ? { pretrain: { kdRatio: minillm.kdRatio, coef: minillm.lmCoef } } : {}),
+            }
           : undefined;
-    const trainer = await openTrainer(req, student, vocab, run, policyLoss);
+    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss);
 
     // 5. evaluate, train, evaluate
-    const evaluate = (label: string) => evaluateHeldOut(req, trainer, targets, data.heldOut, label, run);
+    const evaluate = (label: string) => evaluateHeldOut(stepReq, trainer, targets, data.heldOut, label, run);
     const before = await evaluate('before');
     let training: TrainingResult;
     let sampled: RunRecord['sampledHeldOut'];
     if (samplesDuringTraining(method)) {
       const onPolicy = await onPolicyTraining(
         req,
+        stepReq,
+        ptWindows,
         minillm,
         generation,
         student,
@@ -425,6 +441,9 @@ function preparePrompts(
 /** On-policy distillation: the loop of onPolicy.ts on this run's trainer, with the sampled evaluation before and after. */
 async function onPolicyTraining(
   req: DistillRequest,
+  /** the request with the step graph's batch (twice req's with MiniLLM's pre-training windows) */
+  stepReq: DistillRequest,
+  ptWindows: Window[] | undefined,
   minillm: MiniLlmSettings,
   generation: GenerationSettings,
   studentModel: ResolvedModel,
@@ -464,11 +483,12 @@ async function onPolicyTraining(
   // gkd's loss and MiniLLM's single-step term read the teacher's logits (per step, never kept)
   const stepTeacher = new TeacherTargets(
     req.method === 'gkd' || req.method === 'minillm' ? teacher : undefined,
-    req,
+    stepReq,
     trainer.vocab,
     [],
     false,
   );
+  const ptOrder: Window[] = [];
   const trainStart = performance.now();
   const result = await trainOnPolicy({
     steps: req.steps,
@@ -495,9 +515,24 @@ async function onPolicyTraining(
     seqKd: !!req.seqKd,
     update: async (windows, s) => {
       // gkd's loss reads the teacher's logits of these windows (computed for this step only)
-      const feeds = await batchFeeds(windows, req, trainer, stepTeacher, false);
+      // MiniLLM's plain-text windows follow the rollouts in the batch, reshuffled when used up
+      const pt: Window[] = [];
+      while (ptWindows && pt.length < req.batchSize) {
+        if (ptOrder.length === 0) ptOrder.push(...shuffle([...ptWindows], rng));
+        pt.push(ptOrder.shift()!);
+      }
+      const feeds = await batchFeeds([...windows, ...pt], stepReq, trainer, stepTeacher, false);
       if (req.method === 'gkd') return optimizerStep(req, trainer, feeds, s, warmup);
-      const M = req.batchSize * req.seqLen;
+      const M = stepReq.batchSize * req.seqLen;
+      if (ptWindows) {
+        // the completion rows in mask, the plain-text rows in pt_mask
+        const mask = feeds.mask.data as Float32Array;
+        const rollouts = req.batchSize * req.seqLen;
+        const ptMask = new Float32Array(M);
+        ptMask.set(mask.subarray(rollouts), rollouts);
+        mask.fill(0, rollouts);
+        feeds.pt_mask = new ort.Tensor('float32', ptMask, [M]);
+      }
       const perToken = (f: (w: PolicyWindow) => number[]) => {
         const a = new Float32Array(M);
         windows.forEach((w, b) => a.set(f(w), b * req.seqLen));
@@ -539,13 +574,8 @@ async function onPolicyTraining(
   };
 }
 
-/** The train / held-out split, after checking that every id is in the student's vocabulary. */
-function splitChecked(
-  windows: Window[],
-  vocab: number,
-  rng: Rng,
-  run: RunContext,
-): { train: Window[]; heldOut: Window[]; heldOutIsTrainingData: boolean } {
+/** The windows, once every id is known to be in the student's vocabulary. */
+function checkVocabulary(windows: Window[], vocab: number): Window[] {
   for (const w of windows) {
     const bad = w.ids.find((id) => id >= vocab);
     if (bad !== undefined)
@@ -553,7 +583,17 @@ function splitChecked(
         `the tokenizer gives token id ${bad} but the student's vocabulary has ${vocab} entries: the tokenizer.json does not belong to this model`,
       );
   }
-  const split = splitWindows(windows, rng);
+  return windows;
+}
+
+/** The train / held-out split, after checking that every id is in the student's vocabulary. */
+function splitChecked(
+  windows: Window[],
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): { train: Window[]; heldOut: Window[]; heldOutIsTrainingData: boolean } {
+  const split = splitWindows(checkVocabulary(windows, vocab), rng);
   if (split.shared)
     run.note(
       'the data fills a single window, so the held-out numbers are measured on the training data; give more text for an honest held-out split',
@@ -948,6 +988,10 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
       problems.push('--ppo-epochs must be a whole number ≥ 1');
     if (m.advantageFrom !== 't' && m.advantageFrom !== 't+1')
       problems.push('--advantage-from must be t or t+1');
+    if (!(m.kdRatio >= 0 && m.kdRatio <= 1)) problems.push('--kd-ratio must be between 0 and 1');
+    if (!(m.lmCoef >= 0)) problems.push('--lm-coef must be 0 or more');
+    if (m.lmData !== undefined && !fs.existsSync(m.lmData))
+      problems.push(`--lm-data ${m.lmData} does not exist`);
     if (problems.length > 0) throw new UsageError(problems.join('; '));
   } else if (req.minillm) throw new UsageError('the MiniLLM settings need --method minillm');
   if (method === 'onpolicy' || method === 'minillm') {

@@ -376,6 +376,8 @@ export interface PolicyLossInputs {
   advantages: string;
   /** MiniLLM's importance weights w_t (teacher-mixed sampling): [M]; 1 without */
   weights?: string;
+  /** MiniLLM's pre-training rows: 1 for a plain-text target, else 0 [M] */
+  ptMask?: string;
   rows: number;
   vocab: number;
 }
@@ -388,6 +390,12 @@ export interface PolicyLossOptions {
   clip: number;
   /** MiniLLM: add the exact per-step reverse KL(q_θ‖p) over the vocabulary */
   singleStep: boolean;
+  /**
+   * MiniLLM's pre-training term on plain-text rows of the same batch (`ptMask` selects them,
+   * `mask` the completion rows): coef·((1 − kdRatio)·mean(−log q_y) + kdRatio·mean(−Σ_v p log q))
+   * at T = 1 (the soft cross-entropy, as LMOps: KL plus the teacher's entropy)
+   */
+  pretrain?: { kdRatio: number; coef: number };
 }
 
 /**
@@ -420,16 +428,39 @@ export function buildPolicyLoss(g: GraphBuilder, x: PolicyLossInputs, o: PolicyL
   const clipped = op('Min', [op('Max', [rho, s(1 - o.clip)]), s(1 + o.clip)]);
   const negA = op('Neg', [x.advantages]);
   const pg = maskedMean(op('Max', [op('Mul', [negA, rho]), op('Mul', [negA, clipped])]));
-  if (!o.singleStep) return pg;
-  if (!x.teacher) throw new Error("MiniLLM's single-step term needs the teacher's logits");
-  // KL(q_θ ‖ p) = Σ_v q_θ(v)·(log q_θ(v) − log p(v)), the gradient through q_θ in both factors
-  const logp = op('LogSoftmax', [scaled(x.teacher)], { axis: -1 });
-  const reverseKl = op(
-    'ReduceSum',
-    [op('Mul', [op('Exp', [logqAll]), op('Sub', [logqAll, logp])]), g.ints([-1])],
-    {
-      keepdims: 0,
-    },
-  );
-  return op('Add', [pg, maskedMean(reverseKl)]);
+  let total = pg;
+  if (o.singleStep) {
+    if (!x.teacher) throw new Error("MiniLLM's single-step term needs the teacher's logits");
+    // KL(q_θ ‖ p) = Σ_v q_θ(v)·(log q_θ(v) − log p(v)), the gradient through q_θ in both factors
+    const logp = op('LogSoftmax', [scaled(x.teacher)], { axis: -1 });
+    const reverseKl = op(
+      'ReduceSum',
+      [op('Mul', [op('Exp', [logqAll]), op('Sub', [logqAll, logp])]), g.ints([-1])],
+      { keepdims: 0 },
+    );
+    total = op('Add', [total, maskedMean(reverseKl)]);
+  }
+  if (o.pretrain) {
+    if (!x.teacher || !x.ptMask)
+      throw new Error("MiniLLM's pre-training term needs its rows and the teacher's logits");
+    const ptMask = x.ptMask;
+    const ptMean = (term: string) =>
+      op('Div', [
+        op('ReduceSum', [op('Mul', [term, ptMask]), g.ints([0])], { keepdims: 0 }),
+        op('Max', [op('ReduceSum', [ptMask, g.ints([0])], { keepdims: 0 }), s(1)]),
+      ]);
+    // at T = 1 whatever the sampling temperature (LMOps' pre-training loss)
+    const logq1 = op('LogSoftmax', [x.student], { axis: -1 });
+    const logp1 = op('LogSoftmax', [x.teacher], { axis: -1 });
+    const ce = op('Neg', [
+      op('Reshape', [op('GatherElements', [logq1, x.targets], { axis: 1 }), g.ints([x.rows])]),
+    ]);
+    const softCe = op('Neg', [
+      op('ReduceSum', [op('Mul', [op('Exp', [logp1]), logq1]), g.ints([-1])], { keepdims: 0 }),
+    ]);
+    const r = o.pretrain.kdRatio;
+    const pt = op('Add', [op('Mul', [ptMean(ce), s(1 - r)]), op('Mul', [ptMean(softCe), s(r)])]);
+    total = op('Add', [total, op('Mul', [pt, s(o.pretrain.coef)])]);
+  }
+  return total;
 }

@@ -145,6 +145,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
             oldLogp: g.input('old_logp', 'float32', [M]),
             advantages: g.input('advantages', 'float32', [M]),
             weights: spec.policy.kind === 'minillm' ? g.input('weights', 'float32', [M]) : undefined,
+            ptMask: spec.policy.pretrain ? g.input('pt_mask', 'float32', [M]) : undefined,
             rows: M,
             vocab: V,
           },

@@ -283,3 +283,27 @@ test('Cancel during an on-policy run stops it and writes nothing', needs('storie
   );
   assert.ok(!fs.existsSync(out), 'no output folder');
 });
+
+test(
+  "minillm's pre-training term (--lm-data): plain-text windows in the same batch add their term to the loss",
+  needs('stories260k'),
+  async () => {
+    const dir = tempDir();
+    const lm = path.join(dir, 'lm.txt');
+    fs.writeFileSync(lm, storiesText(20, 9).join('\n\n'));
+    const one = (out: string, minillm: object) =>
+      runDistillation(request(path.join(dir, out), { method: 'minillm', steps: 1, minillm }));
+    const without = await one('a', {});
+    const withTerm = await one('b', { lmData: lm });
+    // the same first collection (seeded); the pre-training term, a cross-entropy on text, is large
+    const term = withTerm.lossCurve[0].loss - without.lossCurve[0].loss;
+    assert.ok(term > 1, `the term adds ${term}`);
+    const half = await one('c', { lmData: lm, lmCoef: 0.5 });
+    assert.ok(
+      Math.abs(half.lossCurve[0].loss - without.lossCurve[0].loss - term / 2) < 1e-3 * term,
+      '--lm-coef scales it',
+    );
+    assert.deepEqual((withTerm.settings.policyLoss as any).pretrain, { kdRatio: 0.5, coef: 1 });
+    await assert.rejects(one('d', { lmData: path.join(dir, 'missing.txt') }), /--lm-data .* does not exist/);
+  },
+);

@@ -70,6 +70,8 @@ test('on-policy advantages and the mix importance weight', () => {
 const M = 6;
 const V = 7;
 const MASK = [1, 1, 0, 1, 1, 1];
+/** the pre-training term's rows (disjoint from the completion rows in a run; overlapping here does not matter) */
+const PT_MASK = [0, 0, 1, 0, 1, 1];
 
 function logSoftmax(z: number[], T: number): number[] {
   const s = z.map((v) => v / T);
@@ -108,7 +110,24 @@ function referenceLoss(b: Batch, o: PolicyLossOptions, withWeights: boolean): nu
       total += ls.reduce((a, l, v) => a + Math.exp(l) * (l - lp[v]), 0);
     }
   }
-  return total / Math.max(1, count);
+  let loss = total / Math.max(1, count);
+  if (o.pretrain) {
+    // the plain-text rows (PT_MASK): (1 − r)·mean(−log q_y) + r·mean(−Σ p log q), at T = 1
+    let ce = 0;
+    let softCe = 0;
+    let n = 0;
+    for (let i = 0; i < M; i++) {
+      if (!PT_MASK[i]) continue;
+      n++;
+      const lq = logSoftmax(b.zs[i], 1);
+      const lp = logSoftmax(b.zt[i], 1);
+      ce += -lq[b.ys[i]];
+      softCe += -lp.reduce((a, l, v) => a + Math.exp(l) * lq[v], 0);
+    }
+    const r = o.pretrain.kdRatio;
+    loss += o.pretrain.coef * ((1 - r) * (ce / n) + r * (softCe / n));
+  }
+  return loss;
 }
 
 async function graphLossAndGradient(
@@ -129,6 +148,7 @@ async function graphLossAndGradient(
       oldLogp: g.input('old', 'float32', [M]),
       advantages: g.input('adv', 'float32', [M]),
       weights: withWeights ? g.input('w', 'float32', [M]) : undefined,
+      ptMask: o.pretrain ? g.input('pt', 'float32', [M]) : undefined,
       rows: M,
       vocab: V,
     },
@@ -145,6 +165,7 @@ async function graphLossAndGradient(
     adv: f64(b.adv, [M]),
   };
   if (withWeights) feeds.w = f64(b.w, [M]);
+  feeds.pt = f64(PT_MASK, [M]);
   // an input the graph does not read (the teacher without the single-step term) is not fed
   for (const name of Object.keys(feeds)) if (!session.inputNames.includes(name)) delete feeds[name];
   const out = await session.run(feeds);
@@ -171,6 +192,14 @@ const CASES: [PolicyLossOptions, boolean][] = [
   [{ kind: 'minillm', temperature: 1, clip: 0.2, singleStep: false }, false],
   [{ kind: 'minillm', temperature: 1, clip: 0.2, singleStep: true }, true],
   [{ kind: 'minillm', temperature: 1.2, clip: 0.1, singleStep: true }, true],
+  [
+    { kind: 'minillm', temperature: 1, clip: 0.2, singleStep: true, pretrain: { kdRatio: 0.5, coef: 1 } },
+    true,
+  ],
+  [
+    { kind: 'minillm', temperature: 1, clip: 0.2, singleStep: true, pretrain: { kdRatio: 0.2, coef: 0.7 } },
+    true,
+  ],
 ];
 
 test('policy losses: value and logit gradient agree with the float64 reference and its finite differences', async () => {
@@ -196,10 +225,12 @@ test('policy losses: value and logit gradient agree with the float64 reference a
       }
     assert.ok(maxErr < 1e-7, `${label}: max |gradient − finite difference| = ${maxErr}`);
     assert.ok(maxGrad > 1e-3, `${label}: the gradient is not trivially zero`);
-    assert.ok(
-      grad.slice(2 * V, 3 * V).every((v) => v === 0),
-      `${label}: the masked row gets no gradient`,
-    );
+    // row 2 is masked out of the completion rows (and is a pre-training row when there is that term)
+    if (!o.pretrain)
+      assert.ok(
+        grad.slice(2 * V, 3 * V).every((v) => v === 0),
+        `${label}: the masked row gets no gradient`,
+      );
   }
   // the clip is exercised: some ratio·w lies outside [1 − ε, 1 + ε] with the gradient cut there
   const b = batch(5, 1);
