@@ -97,7 +97,11 @@ export function addDistillCommand(
     .option('--weight-decay <W>', 'decoupled weight decay on matrices', fraction('--weight-decay'), 0.01)
     .option('--max-grad-norm <N>', 'clip the global gradient norm (0: no clipping)', (v) => Number(v), 1)
     .option('--batch-size <N>', 'windows per step', integer('--batch-size', 1), DISTILL_DEFAULTS.batchSize)
-    .option('--seq-len <N>', 'tokens per window', integer('--seq-len', 2), DISTILL_DEFAULTS.seqLen)
+    .option(
+      '--seq-len <N>',
+      `tokens per window (default ${DISTILL_DEFAULTS.seqLen}; gkd, onpolicy, minillm: --prompt-tokens + --max-new-tokens + 8)`,
+      integer('--seq-len', 2),
+    )
     .option(
       '--seed <N>',
       'seed for initialisation and data order (CPU runs repeat exactly)',
@@ -261,7 +265,12 @@ export function addDistillCommand(
             lr: o.lr,
             warmupSteps: o.warmup,
             batchSize: o.batchSize,
-            seqLen: o.seqLen,
+            // the methods that sample need a prompt and its completion in one window
+            seqLen:
+              o.seqLen ??
+              (['gkd', 'onpolicy', 'minillm'].includes(o.method)
+                ? o.promptTokens + o.maxNewTokens + 8
+                : DISTILL_DEFAULTS.seqLen),
             seed: o.seed,
             device: o.device as Device,
             teacherTopK: o.teacherTopK,

@@ -535,3 +535,45 @@ test('demo: the built-in pair analyses the sample and writes the HTML report', (
   assert.match(r.stdout, /perplexity: teacher/);
   assert.match(fs.readFileSync(out, 'utf8'), /<html/i);
 });
+
+test('distill --method: every sequence-level flag is declared and checked before any work, by name', () => {
+  const { teacher, student } = demoPair();
+  const dir = tempDir();
+  const data = path.join(dir, 'p.jsonl');
+  fs.writeFileSync(data, '{"prompt": "export interface"}\n');
+  const base = ['distill', '--teacher', teacher, '--student', student, '--data', data];
+  const run = (out: string, ...flags: string[]) => cli(...base, '--out', path.join(dir, out), ...flags);
+  // declared: a bad value is refused by the flag's own check (exit 2)
+  for (const [flag, value] of [
+    ['--mix-alpha', '2'],
+    ['--reward-scaling', '0'],
+    ['--reward-clip', '-1'],
+    ['--gamma', '3'],
+    ['--cliprange', '2'],
+    ['--ppo-epochs', '0'],
+    ['--lmbda', '7'],
+    ['--teacher-samples', '0'],
+    ['--max-new-tokens', '0'],
+    ['--prompt-tokens', '0'],
+  ])
+    expectError(run('x', '--method', 'minillm', flag, value), 2, new RegExp(flag));
+  expectError(run('x', '--method', 'minillm', '--advantage-from', 't+2'), 2, /--advantage-from/);
+  // checked by the run before it loads anything
+  expectError(
+    run('x', '--method', 'onpolicy', '--gen-temperature', '0.9'),
+    2,
+    /--method onpolicy samples from the student as it is/,
+  );
+  expectError(
+    run('x', '--method', 'gkd', '--loss', 'fkl'),
+    2,
+    /--method gkd trains on TRL's generalised JSD/,
+  );
+  expectError(
+    run('x', '--method', 'minillm', '--lm-data', path.join(dir, 'nope')),
+    2,
+    /--lm-data .* does not exist/,
+  );
+  expectError(run('x', '--reuse-rollouts', data), 2, /--reuse-rollouts needs --method seqkd/);
+  assert.ok(!fs.existsSync(path.join(dir, 'x')), 'nothing written');
+});
