@@ -555,21 +555,27 @@ function trainingSection(t: TrainingView): HTMLElement {
     line.setAttribute('class', 'lossline');
     svg.append(line);
     // the sequence-level methods: the reward (mean log p − log q of what the student wrote), its own scale
-    const rewarded = pts.filter((p) => p.reward !== undefined);
-    if (rewarded.length > 0) {
-      const rs = rewarded.map((p) => p.reward!);
-      const [rlo, rhi] = [Math.min(...rs), Math.max(...rs)];
-      const ry = (r: number) => (rhi > rlo ? (1 - (r - rlo) / (rhi - rlo)) * (H - 8) + 4 : H / 2);
-      const rewardLine = document.createElementNS(svgNs, 'polyline');
-      rewardLine.setAttribute(
+    // the sequence-level methods: the reward (mean log p − log q of what the student wrote) and
+    // the KL estimate (mean k3), each on its own scale
+    for (const [key, cls, what] of [
+      ['reward', 'rewardline', "reward (mean log p − log q of the student's tokens)"],
+      ['kl', 'klline', 'KL(q‖p) per token (mean k3)'],
+    ] as const) {
+      const shown = pts.filter((p) => p[key] !== undefined);
+      if (shown.length === 0) continue;
+      const vs = shown.map((p) => p[key]!);
+      const [vlo, vhi] = [Math.min(...vs), Math.max(...vs)];
+      const vy = (v: number) => (vhi > vlo ? (1 - (v - vlo) / (vhi - vlo)) * (H - 8) + 4 : H / 2);
+      const curve = document.createElementNS(svgNs, 'polyline');
+      curve.setAttribute(
         'points',
-        rewarded.map((p) => `${x(p.step).toFixed(1)},${ry(p.reward!).toFixed(1)}`).join(' '),
+        shown.map((p) => `${x(p.step).toFixed(1)},${vy(p[key]!).toFixed(1)}`).join(' '),
       );
-      rewardLine.setAttribute('class', 'rewardline');
-      svg.append(rewardLine);
+      curve.setAttribute('class', cls);
+      svg.append(curve);
       svg.setAttribute(
         'aria-label',
-        `${svg.getAttribute('aria-label')}; reward (mean log p − log q of the student's tokens) from ${formatNumber(rs[0])} to ${formatNumber(rs[rs.length - 1])}`,
+        `${svg.getAttribute('aria-label')}; ${what} from ${formatNumber(vs[0])} to ${formatNumber(vs[vs.length - 1])}`,
       );
     }
   }
@@ -581,6 +587,9 @@ function trainingSection(t: TrainingView): HTMLElement {
       el('span', {}, `loss ${pts.length ? formatNumber(lo) : '–'}…${pts.length ? formatNumber(hi) : '–'}`),
       ...(pts.some((p) => p.reward !== undefined)
         ? [el('span', { class: 'rewardkey' }, `reward ${formatNumber(pts[pts.length - 1].reward ?? NaN)}`)]
+        : []),
+      ...(pts.some((p) => p.kl !== undefined)
+        ? [el('span', { class: 'klkey' }, `KL ${formatNumber(pts[pts.length - 1].kl ?? NaN)}`)]
         : []),
       el('span', {}, `step ${pts.length ? pts[pts.length - 1].step : 0}/${t.steps}`),
     ),

@@ -253,6 +253,7 @@ export class DistillationRunner implements vscode.Disposable {
                   step: training.step,
                   loss: training.loss,
                   ...(training.reward !== undefined ? { reward: training.reward } : {}),
+                  ...(training.kl !== undefined ? { kl: training.kl } : {}),
                 });
                 view.message = `step ${training.step}/${training.steps} · loss ${formatNumber(training.loss)} · ${Math.round(training.tokensPerSecond ?? 0)} tokens/s · ${Math.round(training.secondsLeft ?? 0)} s left`;
               } else view.message = message;

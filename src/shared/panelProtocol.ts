@@ -73,7 +73,8 @@ export interface TrainingView {
   title: string;
   steps: number;
   /** reward: the sequence-level methods' mean log p − log q_old of the student's sampled tokens */
-  points: { step: number; loss: number; reward?: number }[];
+  /** kl: their per-token KL(q‖p) estimate (mean k3) */
+  points: { step: number; loss: number; reward?: number; kl?: number }[];
   message?: string;
   heldOut?: {
     before: HeldOutNumbers;

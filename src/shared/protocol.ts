@@ -245,6 +245,11 @@ export interface DistillProgress {
    * sampled tokens (the reward; minus the k1 estimate of the per-token reverse KL)
    */
   reward?: number;
+  /**
+   * The same steps' per-token KL(q‖p) estimate, mean of k3 = e^r − 1 − r with r = log p − log q_old
+   * (unbiased when the student drew the tokens; not given for MiniLLM's mixed samples)
+   */
+  kl?: number;
 }
 
 export interface HeldOut {

@@ -543,12 +543,13 @@ async function onPolicyTraining(
       if (req.method === 'minillm') feeds.weights = perToken((w) => w.weights);
       return optimizerStep(req, trainer, feeds, s, warmup);
     },
-    onStep: (step, loss, lr, tokens, reward) => {
+    onStep: (step, loss, lr, tokens, reward, kl) => {
       const elapsed = (performance.now() - trainStart) / 1000;
       run.report({
         phase: 'train',
         message: `step ${step}/${req.steps}, loss ${loss.toFixed(4)}${reward !== undefined ? `, reward ${reward.toFixed(3)}` : ''}`,
         reward,
+        kl,
         step,
         steps: req.steps,
         loss,

@@ -193,7 +193,7 @@ export interface OnPolicyLoop {
   /** one optimiser step on these windows (with their old log q and advantages) */
   update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
   /** after each step; `reward`: the step's mean log p − log q_old over the student's tokens (undefined when it did not write) */
-  onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number) => void;
+  onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number, kl?: number) => void;
 }
 
 /** A completion and where it came from: sampled (with the sampler's log q at T = 1 of each token) or the dataset's. */
@@ -344,8 +344,12 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     tokens += windows.reduce((n, w) => n + w.mask.reduce((a, m) => a + m, 0), 0);
     const written = collection.filter((r) => r.oldLogpStudent.length > 0);
     const logRatios = written.flatMap((r) => r.logpTeacher.map((lp, t) => lp - r.oldLogpStudent[t]));
-    const reward = logRatios.length ? logRatios.reduce((a, v) => a + v, 0) / logRatios.length : undefined;
-    o.onStep(s + 1, loss, lr, tokens, reward);
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : undefined);
+    const reward = mean(logRatios);
+    // k3 = e^r − 1 − r per token, r = log p − log q_old: an unbiased estimate of the per-token
+    // KL(q‖p) when the student drew the tokens (MiniLLM's logged rev_kl)
+    const kl = o.method === 'minillm' ? undefined : mean(logRatios.map((r) => Math.exp(r) - 1 - r));
+    o.onStep(s + 1, loss, lr, tokens, reward, kl);
   }
   return { rollouts, lossCurve, tokens, sampleSeconds, stepSeconds };
 }

@@ -78,7 +78,12 @@ test(
   needs('stories260k'),
   async () => {
     const out = path.join(tempDir(), 'onpolicy');
-    const record = await runDistillation(request(out));
+    const progress = new Map<number, { reward?: number; kl?: number }>();
+    const record = await runDistillation(request(out), {
+      onProgress: (p) => {
+        if (p.phase === 'train') progress.set(p.step!, { reward: p.reward, kl: p.kl });
+      },
+    });
     const sampled = record.sampledHeldOut!;
     assert.ok(sampled, 'the sampled evaluation is recorded');
     assert.ok(
@@ -92,6 +97,18 @@ test(
       .split('\n')
       .map((l) => JSON.parse(l));
     assert.equal(rollouts.length, 200 * 4, 'one rollout per prompt per step');
+    // each step's reward and KL estimate, recomputed from its rollouts: mean r and mean e^r − 1 − r
+    for (const step of [1, 100, 200]) {
+      const r = rollouts
+        .filter((x) => x.step === step)
+        .flatMap((x) => x.logpTeacher.map((lp: number, t: number) => lp - x.oldLogpStudent[t]));
+      const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
+      assert.ok(Math.abs(progress.get(step)!.reward! - mean(r)) < 1e-9, `step ${step} reward`);
+      assert.ok(
+        Math.abs(progress.get(step)!.kl! - mean(r.map((v) => Math.exp(v) - 1 - v))) < 1e-9,
+        `step ${step} KL`,
+      );
+    }
     for (const r of rollouts) {
       assert.equal(r.source, 'student');
       assert.equal(r.epochs, 1);

@@ -430,8 +430,9 @@ test('Run Distillation with an on-policy method: the student samples completions
     assert.ok(training.heldOut?.sampled, 'the panel gets the sampled numbers');
     assert.match(training.title, /^onpolicy/);
     assert.ok(
-      training.points.length === 3 && training.points.every((p) => Number.isFinite(p.reward)),
-      'each step reports the reward of what the student wrote',
+      training.points.length === 3 &&
+        training.points.every((p) => Number.isFinite(p.reward) && Number.isFinite(p.kl)),
+      'each step reports the reward of what the student wrote and its KL estimate',
     );
     // the student before and after the run continue the same text, side by side
     await cursorAfterFirstLine();
