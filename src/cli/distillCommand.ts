@@ -10,6 +10,7 @@ import {
   DISTILL_METHODS,
   GENERATION_DEFAULTS,
   LOSS_KEYS,
+  SAMPLING_METHODS,
   type DistillMethod,
   type LossKey,
   type RunRecord,
@@ -268,7 +269,7 @@ export function addDistillCommand(
             // the methods that sample need a prompt and its completion in one window
             seqLen:
               o.seqLen ??
-              (['gkd', 'onpolicy', 'minillm'].includes(o.method)
+              (SAMPLING_METHODS.includes(o.method)
                 ? o.promptTokens + o.maxNewTokens + 8
                 : DISTILL_DEFAULTS.seqLen),
             seed: o.seed,

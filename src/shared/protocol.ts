@@ -143,6 +143,8 @@ export interface OptimizerSpec {
  */
 export const DISTILL_METHODS = ['word', 'seqkd', 'gkd', 'onpolicy', 'minillm'] as const;
 export type DistillMethod = (typeof DISTILL_METHODS)[number];
+/** The methods that sample completions during training (a prompt and its completion share a window). */
+export const SAMPLING_METHODS: readonly DistillMethod[] = ['gkd', 'onpolicy', 'minillm'];
 
 /** How the sequence-level methods sample completions of the data's prompts. */
 export interface GenerationSettings {

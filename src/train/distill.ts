@@ -29,6 +29,7 @@ import {
   DISTILL_METHODS,
   GENERATION_DEFAULTS,
   MINILLM_DEFAULTS,
+  SAMPLING_METHODS,
   type MiniLlmSettings,
   type DistillMethod,
   type GenerationSettings,
@@ -480,14 +481,14 @@ async function onPolicyTraining(
   };
   const before = await evaluateSampled('before');
   const warmup = req.warmupSteps ?? Math.floor(req.steps / 10);
-  // gkd's loss and MiniLLM's single-step term read the teacher's logits (per step, never kept)
+  // gkd's loss and MiniLLM's single-step term read the teacher's logits (kept for one collection)
   const stepTeacher = new TeacherTargets(
     req.method === 'gkd' || req.method === 'minillm' ? teacher : undefined,
     stepReq,
     trainer.vocab,
     [],
-    false,
   );
+  let lastWindows: PolicyWindow[] | undefined;
   const ptOrder: Window[] = [];
   const trainStart = performance.now();
   const result = await trainOnPolicy({
@@ -514,13 +515,15 @@ async function onPolicyTraining(
     lmbda: req.lmbda ?? 0.5,
     seqKd: !!req.seqKd,
     update: async (windows, s) => {
-      // gkd's loss reads the teacher's logits of these windows (computed for this step only)
       // MiniLLM's plain-text windows follow the rollouts in the batch, reshuffled when used up
       const pt: Window[] = [];
       while (ptWindows && pt.length < req.batchSize) {
         if (ptOrder.length === 0) ptOrder.push(...shuffle([...ptWindows], rng));
         pt.push(ptOrder.shift()!);
       }
+      // kept for the steps of one collection, dropped when the next one comes
+      if (windows !== lastWindows) stepTeacher.forget();
+      lastWindows = windows;
       const feeds = await batchFeeds([...windows, ...pt], stepReq, trainer, stepTeacher, false);
       if (req.method === 'gkd') return optimizerStep(req, trainer, feeds, s, warmup);
       const M = stepReq.batchSize * req.seqLen;
@@ -616,8 +619,6 @@ class TeacherTargets {
     private readonly req: DistillRequest,
     private readonly vocab: number,
     heldOut: Window[],
-    /** false: windows made for one step (the on-policy methods) are never kept */
-    private readonly keep = true,
   ) {
     this.heldOut = new Set(heldOut);
   }
@@ -658,8 +659,13 @@ class TeacherTargets {
   }
 
   /** Windows are kept until the cache is full; with teacher top-k only held-out windows (evaluation needs full logits). */
+  /** Drops every kept window (the on-policy methods: at each new collection, whose windows are new). */
+  forget(): void {
+    this.logitsCache.clear();
+    this.bucketCache.clear();
+  }
+
   private shouldCache(w: Window): boolean {
-    if (!this.keep) return false;
     if (this.req.teacherTopK && !this.heldOut.has(w)) return false;
     return (this.logitsCache.size + 1) * this.req.seqLen * this.vocab * 4 <= TEACHER_CACHE_BYTES;
   }
@@ -949,9 +955,8 @@ async function optimizerStep(
   return { loss, lr, gradNorm: Number(out.grad_norm.data[0]) };
 }
 
-/** The methods that sample completions during training. */
 function samplesDuringTraining(method: DistillMethod): boolean {
-  return method === 'gkd' || method === 'onpolicy' || method === 'minillm';
+  return (SAMPLING_METHODS as readonly string[]).includes(method);
 }
 
 // ---- request checks, before any work ----

@@ -95,6 +95,15 @@ function logSoftmaxRow(logits: Float32Array, offset: number, V: number): Float64
   return out;
 }
 
+/** log-softmax of one row at one id, in float64, without making the whole row. */
+function logProbAt(logits: Float32Array, offset: number, V: number, id: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[offset + v]);
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
+  return logits[offset + id] - max - Math.log(sum);
+}
+
 async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float32Array; vocab: number }> {
   const out = await lm.forward(ids);
   const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
@@ -109,8 +118,7 @@ export async function teacherLogps(
 ): Promise<number[]> {
   const { data, vocab } = await logitsOf(teacher, ids);
   const out: number[] = [];
-  for (let t = promptTokens; t < ids.length; t++)
-    out.push(logSoftmaxRow(data, (t - 1) * vocab, vocab)[ids[t]]);
+  for (let t = promptTokens; t < ids.length; t++) out.push(logProbAt(data, (t - 1) * vocab, vocab, ids[t]));
   return out;
 }
 
@@ -190,7 +198,7 @@ export interface OnPolicyLoop {
   prompts: Prompt[];
   rng: Rng;
   checkCancelled: () => void;
-  /** one optimiser step on these windows (with their old log q and advantages) */
+  /** one optimiser step on these windows (with their old log q and advantages); the same objects for every step of a collection */
   update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
   /** after each step; `reward`: the step's mean log p − log q_old over the student's tokens (undefined when it did not write) */
   onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number, kl?: number) => void;
@@ -317,6 +325,9 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
   let sampleSeconds = 0;
   let stepSeconds = 0;
   let collection: PolicyRollout[] = [];
+  // one window per rollout, made once per collection (MiniLLM's epochs reuse them, and the
+  // teacher's logits of them)
+  let windows: PolicyWindow[] = [];
   for (let s = 0; s < o.steps; s++) {
     o.checkCancelled();
     // MiniLLM passes ppoEpochs times over each collection; the others collect every step
@@ -331,12 +342,12 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
       // 2–4. sample (from the student as it is now), score with the teacher, advantages
       const t0 = performance.now();
       collection = await collect(o, batch, s);
+      windows = collection.map((r) => policyWindow(r, o.seqLen));
       sampleSeconds += (performance.now() - t0) / 1000;
       rollouts.push(...collection);
     }
     // 5. update
     const t1 = performance.now();
-    const windows = collection.map((r) => policyWindow(r, o.seqLen));
     const { loss, lr, gradNorm } = await o.update(windows, s);
     stepSeconds += (performance.now() - t1) / 1000;
     for (const r of collection) r.epochs = epoch;
