@@ -38,6 +38,7 @@ import type {
   RowDetails,
   ToPanel,
   TrainingView,
+  WatchView,
 } from '../src/shared/panelProtocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
@@ -639,12 +640,58 @@ function trainingSection(t: TrainingView): HTMLElement {
         );
     box.append(table);
   }
+  if (t.watch) box.append(watchSection(t.watch));
   if (t.status === 'done' && t.used) box.append(el('div', { class: 'models' }, `now the student: ${t.out}`));
   else if (t.status === 'done') {
     const use = el('vscode-button', { id: 'use-distilled' }, 'Use as Student and Re-analyse');
     use.addEventListener('click', () => vscode.postMessage({ type: 'useDistilled' }));
     box.append(el('div', { class: 'actions' }, use));
   }
+  return box;
+}
+
+/** The prompt's tail shown above the watched continuations (the whole prompt is in the tooltip). */
+const WATCH_PROMPT_CHARS = 160;
+
+/**
+ * The watched prompt: the student's continuation of it before and after the run, each
+ * generated token coloured by log p − log q (green: the teacher likes it more than the
+ * student; red: less; one scale for both), void tokens underlined, the values in the tooltip.
+ */
+function watchSection(w: WatchView): HTMLElement {
+  const box = el('div', { class: 'watch', id: 'watch' });
+  const tail = w.prompt.length > WATCH_PROMPT_CHARS ? `…${w.prompt.slice(-WATCH_PROMPT_CHARS)}` : w.prompt;
+  box.append(el('div', { class: 'bars-title' }, 'Watched prompt'));
+  for (const when of ['before', 'after'] as const) {
+    const c = w[when];
+    if (!c) continue;
+    const q = c.sequence;
+    const text = el(
+      'div',
+      { class: 'watch-text', id: `watch-${when}` },
+      el('span', { class: 'watch-prompt', title: w.prompt }, tail),
+    );
+    for (const t of c.tokens)
+      text.append(
+        el(
+          'span',
+          {
+            class: [t.cls ?? '', t.void ? 'void' : ''].join(' ').trim(),
+            title: `log p − log q ${formatNumber(t.logRatio)}${t.void ? ' · void' : ''}`,
+          },
+          t.text,
+        ),
+      );
+    box.append(
+      el(
+        'div',
+        { class: 'models' },
+        `${when === 'before' ? 'before the run' : 'after the run'}: ${q.length} tokens · Σ KL(q‖p) ${formatNumber(q.reverseKl)} · Σ log p − log q ${formatNumber(q.logRatio)} · distinct-2 ${formatNumber(q.distinct2)}`,
+      ),
+      text,
+    );
+  }
+  if (w.message) box.append(el('div', { class: 'models', id: 'watch-message' }, w.message));
   return box;
 }
 

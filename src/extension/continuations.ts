@@ -213,6 +213,26 @@ export class ContinuationController implements vscode.Disposable {
     return [left, right];
   }
 
+  /**
+   * One continuation of `prompt` by the student folder `student`, scored by the teacher, with
+   * the sampling settings (one sample); no document. Throws CancelledError when `signal` aborts.
+   */
+  async sampleOnce(
+    prompt: string,
+    student: string,
+    signal: AbortSignal,
+    onProgress?: (message: string) => void,
+  ): Promise<SampleReport> {
+    const sampling = { ...readSamplingSettings(), samples: 1 };
+    const request = sampleRequest({ ...readSettings(), student }, sampling, prompt, 'student');
+    const report = await this.runtime.get().sample(request, {
+      signal,
+      onProgress: (message) => onProgress?.(message),
+    });
+    for (const m of report.messages) this.log.warn(m);
+    return report;
+  }
+
   /** The text before the cursor of the active editor (its last PROMPT_CHARS characters), or a warning. */
   private promptAtCursor(): string | undefined {
     const editor = vscode.window.activeTextEditor;
@@ -291,27 +311,7 @@ export class ContinuationController implements vscode.Disposable {
     signal: AbortSignal,
     prefix = '',
   ): Promise<void> {
-    const s = run.settings;
-    const request: SampleRequest = {
-      teacher: s.teacher,
-      student: s.student,
-      prompt: run.prompt,
-      from: run.from,
-      mixAlpha: run.sampling.mixAlpha,
-      sampling: run.sampling.sampling,
-      maxNewTokens: run.sampling.maxNewTokens,
-      samples: run.sampling.samples,
-      seed: run.sampling.seed,
-      stop: run.sampling.stop,
-      voidThreshold: run.sampling.voidThreshold,
-      metrics: s.options,
-      device: s.device,
-      dtype: s.dtype,
-      allowRemote: s.allowRemoteModels,
-      hubCacheDir: s.hubCacheDir,
-      keepPromptEnd: true,
-      maxPromptTokens: s.maxTokens,
-    };
+    const request = sampleRequest(run.settings, run.sampling, run.prompt, run.from);
     const total = run.sampling.maxNewTokens * run.sampling.samples;
     try {
       const report = await this.runtime.get().sample(request, {
@@ -495,4 +495,28 @@ export class ContinuationController implements vscode.Disposable {
 
 function writerName(from: Writer, alpha: number): string {
   return from === 'mix' ? `the mix α·teacher + (1 − α)·student, α = ${alpha}` : `the ${from}`;
+}
+
+/** What the model process is asked for: the prompt, who writes, the sampling settings, the models. */
+function sampleRequest(s: Settings, sampling: SamplingSettings, prompt: string, from: Writer): SampleRequest {
+  return {
+    teacher: s.teacher,
+    student: s.student,
+    prompt,
+    from,
+    mixAlpha: sampling.mixAlpha,
+    sampling: sampling.sampling,
+    maxNewTokens: sampling.maxNewTokens,
+    samples: sampling.samples,
+    seed: sampling.seed,
+    stop: sampling.stop,
+    voidThreshold: sampling.voidThreshold,
+    metrics: s.options,
+    device: s.device,
+    dtype: s.dtype,
+    allowRemote: s.allowRemoteModels,
+    hubCacheDir: s.hubCacheDir,
+    keepPromptEnd: true,
+    maxPromptTokens: s.maxTokens,
+  };
 }

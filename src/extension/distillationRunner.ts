@@ -1,9 +1,10 @@
 /**
  * Run Distillation…: asks for the data, the loss (or a sequence-level method: SeqKD, GKD,
- * on-policy, MiniLLM) and the number of steps (the rest from
- * settings), runs the fine-tune in the model process with a cancellable progress
- * notification and a live loss chart in the panel, then offers to use the new student and
- * analyse the same text again, so the panel shows per token what changed.
+ * on-policy, MiniLLM), a prompt to watch and the number of steps (the rest from settings),
+ * runs the fine-tune in the model process with a cancellable progress notification and a
+ * live chart in the panel (loss; reward and KL for the sampling methods), shows the
+ * student's continuation of the watched prompt before and after, then offers to use the new
+ * student and analyse the same text again, so the panel shows per token what changed.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +14,8 @@ import * as vscode from 'vscode';
 import { CancelledError } from '../core/errors';
 import { formatNumber } from '../core/formatNumber';
 import type { TrainingView } from '../shared/panelProtocol';
+import type { SampleReport } from '../shared/generation';
+import { logRatioScale, watchedContinuation } from '../report/continuationDocument';
 import type { AnalysisController } from './analysisController';
 import type { ContinuationController } from './continuations';
 import type { RuntimeHost } from './runtimeHost';
@@ -39,6 +42,9 @@ const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
   atkd: 'adaptive teaching KD (easy/hard tokens)',
   ce: 'cross-entropy on the text only (plain fine-tune)',
 };
+
+/** Characters before the cursor offered as the prompt to watch at most. */
+const WATCH_CHARS = 400;
 
 /** The methods that sample completions, as Run Distillation… offers them beside the word-level losses. */
 const SEQUENCE_METHODS: { method: Exclude<DistillMethod, 'word'>; label: string; description: string }[] = [
@@ -74,6 +80,8 @@ export interface DistillArgs {
   out?: string;
   /** switch to the new student and re-analyse without asking */
   useResult?: boolean;
+  /** a prompt whose continuation by the student the panel shows before and after ('' for none) */
+  watch?: string;
 }
 
 export class DistillationRunner implements vscode.Disposable {
@@ -162,6 +170,9 @@ export class DistillationRunner implements vscode.Disposable {
     // the loss each method trains on: seqkd ce, gkd generalised JSD at T = 1; the on-policy
     // methods have their own (the request's loss is not used)
     const loss: LossKey = choice.loss ?? (method === 'gkd' ? 'gjsd' : method === 'word' ? 'fkl' : 'ce');
+    // asked in the interactive flow only: commands given their data from code run as told
+    const watch = args.watch ?? (args.data ? '' : await this.askWatch(editor));
+    if (watch === undefined) return undefined;
     const steps = args.steps ?? (await this.askSteps(ds.steps));
     if (!steps) return undefined;
     const label = method === 'word' ? loss : method;
@@ -228,7 +239,14 @@ export class DistillationRunner implements vscode.Disposable {
       hubCacheDir: settings.hubCacheDir,
     };
     const title = `${label} · ${ds.mode === 'full' ? 'full fine-tune' : `LoRA r${ds.loraRank}`} · ${steps} steps`;
-    const view: TrainingView = { status: 'running', title, steps, points: [], message: 'starting' };
+    const view: TrainingView = {
+      status: 'running',
+      title,
+      steps,
+      points: [],
+      message: 'starting',
+      ...(watch ? { watch: { prompt: watch } } : {}),
+    };
     this.show(view);
     void vscode.commands.executeCommand('distillLens.openPanel');
     this.running = true;
@@ -245,7 +263,14 @@ export class DistillationRunner implements vscode.Disposable {
           token.onCancellationRequested(() => abort.abort());
           let lastFraction = 0;
           let lastPost = 0;
-          return this.runtime.get().distill(request, {
+          const before = await this.watchContinuation(
+            view,
+            settings.student,
+            'before',
+            abort.signal,
+            progress,
+          );
+          const record = await this.runtime.get().distill(request, {
             signal: abort.signal,
             onProgress: (message, fraction, training) => {
               if (training?.step !== undefined && training.loss !== undefined) {
@@ -267,6 +292,8 @@ export class DistillationRunner implements vscode.Disposable {
               }
             },
           });
+          await this.watchContinuation(view, out, 'after', abort.signal, progress, before);
+          return record;
         },
       );
       view.status = 'done';
@@ -311,6 +338,44 @@ export class DistillationRunner implements vscode.Disposable {
       return undefined;
     } finally {
       this.running = false;
+    }
+  }
+
+  /**
+   * The watched prompt's continuation by `student` (before or after the run), scored by the
+   * teacher, into the view; `earlier` (the one before) is recoloured so that both share one
+   * scale. A failure is said in the view and does not stop the run; Cancel does.
+   */
+  private async watchContinuation(
+    view: TrainingView,
+    student: string,
+    when: 'before' | 'after',
+    signal: AbortSignal,
+    progress: vscode.Progress<{ message?: string }>,
+    earlier?: SampleReport,
+  ): Promise<SampleReport | undefined> {
+    const watch = view.watch;
+    if (!watch) return undefined;
+    const who = when === 'before' ? "the student's" : "the distilled student's";
+    watch.message = `sampling ${who} continuation of the watched prompt`;
+    this.show(view);
+    try {
+      const report = await this.continuations.sampleOnce(watch.prompt, student, signal, (m) =>
+        progress.report({ message: `watched prompt, ${when}: ${m}` }),
+      );
+      const reports = earlier ? [earlier, report] : [report];
+      const scale = logRatioScale(reports);
+      if (earlier) watch.before = watchedContinuation(earlier, scale);
+      watch[when] = watchedContinuation(report, scale);
+      watch.message = undefined;
+      this.show(view);
+      return report;
+    } catch (e) {
+      if (e instanceof CancelledError && when === 'before') throw e;
+      watch.message = `${who} continuation is missing: ${e instanceof CancelledError ? 'cancelled' : (e as Error).message}`;
+      this.log.warn(watch.message);
+      this.show(view);
+      return undefined;
     }
   }
 
@@ -386,7 +451,7 @@ export class DistillationRunner implements vscode.Disposable {
       },
     );
     const choice = await vscode.window.showQuickPick(items, {
-      title: 'Distill Lens: train on which text? (1/4)',
+      title: 'Distill Lens: train on which text? (1/5)',
       placeHolder: 'the data the student learns the teacher on',
     });
     if (!choice) return undefined;
@@ -422,15 +487,38 @@ export class DistillationRunner implements vscode.Disposable {
       ...SEQUENCE_METHODS.map((m) => ({ label: m.label, description: m.description, method: m.method })),
     ];
     const pick = await vscode.window.showQuickPick(items, {
-      title: 'Distill Lens: loss or method (2/4)',
+      title: 'Distill Lens: loss or method (2/5)',
       placeHolder: `default from distillLens.distill.loss: ${preferred}; the sequence-level methods take prompts from the text`,
     });
     return pick?.method ? { method: pick.method, loss: pick.loss } : undefined;
   }
 
+  /**
+   * A prompt whose continuation the panel shows before and after the run: the text before
+   * the cursor (its last lines, up to WATCH_CHARS characters) is offered; empty for none.
+   */
+  private async askWatch(editor: vscode.TextEditor | undefined): Promise<string | undefined> {
+    let suggested = '';
+    if (editor) {
+      const doc = editor.document;
+      const end = doc.offsetAt(editor.selection.active);
+      const text = doc.getText(
+        new vscode.Range(doc.positionAt(Math.max(0, end - WATCH_CHARS)), doc.positionAt(end)),
+      );
+      const cut = end > WATCH_CHARS ? text.indexOf('\n') + 1 : 0;
+      suggested = text.slice(cut).trim() ? text.slice(cut) : '';
+    }
+    return vscode.window.showInputBox({
+      title: 'Distill Lens: a prompt to watch (3/5)',
+      value: suggested,
+      prompt:
+        "The panel shows the student's continuation of this text before and after the run (distillLens.sampling settings), painted by log p − log q. Empty: watch nothing.",
+    });
+  }
+
   private async askSteps(preferred: number): Promise<number | undefined> {
     const v = await vscode.window.showInputBox({
-      title: 'Distill Lens: training steps (3/4)',
+      title: 'Distill Lens: training steps (4/5)',
       value: String(preferred),
       prompt:
         'Each step trains on a batch of windows (distillLens.distill.batchSize × sequenceLength tokens).',
@@ -449,7 +537,7 @@ export class DistillationRunner implements vscode.Disposable {
       ? path.join(base, 'distill-lens-models', `demo-student-${loss}-${stamp}`)
       : `${student.replace(/[\\/]+$/, '')}-distilled-${loss}-${stamp}`;
     const v = await vscode.window.showInputBox({
-      title: 'Distill Lens: where to write the distilled student (4/4)',
+      title: 'Distill Lens: where to write the distilled student (5/5)',
       value: suggested,
       prompt: 'A new folder; the input models are never changed.',
       validateInput: (s) => {

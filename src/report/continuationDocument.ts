@@ -8,6 +8,7 @@ import { hoverMarkdown } from '../core/hoverText';
 import type { MetricKey } from '../core/metricKeys';
 import type { MetricOptions } from '../core/tokenRows';
 import type { SampleReport, SampledTokenRow } from '../shared/generation';
+import type { WatchedContinuation } from '../shared/panelProtocol';
 import { ratioStep } from './sampleReport';
 
 export type Writer = SampleReport['from'];
@@ -125,4 +126,22 @@ export function sampleHoverMarkdown(
     );
   lines.push('---', '', hoverMarkdown(row, { metric: o.metric, ...o.options }));
   return lines.join('\n');
+}
+
+/**
+ * The panel's view of one continuation of the watched prompt: its tokens coloured by
+ * log p − log q on the scale `maxAbs` (shared by the before and after continuations), and
+ * its sequence values.
+ */
+export function watchedContinuation(report: SampleReport, maxAbs: number): WatchedContinuation {
+  const sample = report.samples[0];
+  return {
+    tokens: sample.rows.map((row) => ({
+      text: row.text,
+      logRatio: row.logRatio,
+      void: row.void,
+      ...(logRatioClass(row.logRatio, maxAbs) ? { cls: logRatioClass(row.logRatio, maxAbs) } : {}),
+    })),
+    sequence: sample.sequence,
+  };
 }

@@ -82,10 +82,30 @@ export interface TrainingView {
     /** the sequence-level methods: the student's completions of held-out prompts */
     sampled?: { before: SampledHeldOut; after: SampledHeldOut };
   };
+  /** the prompt Run Distillation… was asked to watch: the student's continuation before and after */
+  watch?: WatchView;
   /** the new model folder (done) */
   out?: string;
   /** the new model is now the student */
   used?: boolean;
+}
+
+/**
+ * A prompt watched during a run: the student's continuation of it before the run and after,
+ * from one seed, each token coloured by log p − log q against the teacher on one scale.
+ */
+export interface WatchView {
+  prompt: string;
+  /** e.g. "sampling the student's continuation before the run", or why one is missing */
+  message?: string;
+  before?: WatchedContinuation;
+  after?: WatchedContinuation;
+}
+
+export interface WatchedContinuation {
+  /** generated tokens in order; `cls` is the colour class (fellN/roseN), none for log p = log q */
+  tokens: { text: string; logRatio: number; void: boolean; cls?: string }[];
+  sequence: SequenceValues;
 }
 
 export interface HeldOutNumbers {

@@ -11,6 +11,7 @@ import {
   logRatioScale,
   placeSampleTokens,
   sampleHoverMarkdown,
+  watchedContinuation,
 } from '../../src/report/continuationDocument';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
@@ -111,4 +112,25 @@ test('the hover of a generated token: who wrote it, both log-probabilities, the 
     }),
     /Void|continuation/,
   );
+});
+
+test("the watched prompt's continuation in the panel: each token's text, value and colour on the shared scale", () => {
+  const before = {
+    samples: [sample(' a time', [row(' a', 0, 0.5), row(' time', 2, -1, true)])],
+  } as unknown as SampleReport;
+  const after = { samples: [sample(' x', [row(' x', 0, 2)])] } as unknown as SampleReport;
+  // one scale for both: the after side's 2 makes the before side's 0.5 a quarter of it
+  const scale = logRatioScale([before, after]);
+  const watched = watchedContinuation(before, scale);
+  assert.deepEqual(watched.tokens, [
+    { text: ' a', logRatio: 0.5, void: false, cls: 'fell1' }, // ceil(0.25 · 5) = 2nd step
+    { text: ' time', logRatio: -1, void: true, cls: 'rose2' }, // ceil(0.5 · 5) = 3rd step
+  ]);
+  assert.equal(watched.sequence, before.samples[0].sequence);
+  assert.deepEqual(watchedContinuation(after, scale).tokens, [
+    { text: ' x', logRatio: 2, void: false, cls: 'fell4' },
+  ]);
+  // log p = log q: no colour at all
+  const even = { samples: [sample(' y', [row(' y', 0, 0)])] } as unknown as SampleReport;
+  assert.equal('cls' in watchedContinuation(even, 1).tokens[0], false);
 });

@@ -106,7 +106,12 @@ test(
       // student analyses the same text and the panel colours each token by its change
       await lines.click();
       await page.keyboard.press('Control+A');
-      await distilSelection(page, frame, { loss: 'jsd', lossRow: 'Jensen', steps: 20 });
+      await distilSelection(page, frame, {
+        loss: 'jsd',
+        lossRow: 'Jensen',
+        steps: 20,
+        watch: 'Once upon a time, there was a little girl named',
+      });
       await frame
         .locator(
           '#heatmap .tok.fell0, #heatmap .tok.fell1, #heatmap .tok.fell2, #heatmap .tok.fell3, #heatmap .tok.fell4',
@@ -115,6 +120,13 @@ test(
         .waitFor({ timeout: 10_000 });
       await page.keyboard.press('Control+Home');
       await page.screenshot({ path: path.join(SHOTS, 'distillation.png') });
+      // the watched prompt: the student's continuation before and after the run, painted
+      await frame
+        .locator('#watch-after span[class*="fell"], #watch-after span[class*="rose"]')
+        .first()
+        .waitFor();
+      await frame.locator('#watch').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(SHOTS, 'distillation-watch.png') });
 
       // the same heatmap in the light and both high-contrast themes, picked from the palette,
       // without a selection so that the colours show as they are

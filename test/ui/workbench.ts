@@ -121,20 +121,25 @@ export async function hoverWord(page: Page, word: string, from = 1, to = 3): Pro
 
 /**
  * Run Distillation… from the palette on the selection: picks the loss (by a word of its
- * description), the steps, accepts the suggested output folder (returned), and waits for the
+ * description), the prompt to watch (none unless `watch`), the steps, accepts the suggested output folder (returned), and waits for the
  * run to end; then Use as Student and Re-analyse (with `pressTwice`, in the panel and then in the
  * notification), and the panel's colour-by-change view.
  */
 export async function distilSelection(
   page: Page,
   frame: Page,
-  o: { loss: string; lossRow: string; steps: number; pressTwice?: boolean },
+  o: { loss: string; lossRow: string; steps: number; pressTwice?: boolean; watch?: string },
 ): Promise<string> {
   const quick = page.locator('.quick-input-widget input');
   await palette(page, 'Distill Lens: Run Distillation…');
   await page.locator('.quick-input-list .monaco-list-row', { hasText: 'The selection' }).first().click();
   await quick.fill(o.loss);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: o.lossRow }).first().click();
+  const title = page.locator('.quick-input-widget .quick-input-title');
+  await title.filter({ hasText: 'a prompt to watch' }).waitFor();
+  await quick.fill(o.watch ?? '');
+  await page.keyboard.press('Enter');
+  await title.filter({ hasText: 'training steps' }).waitFor();
   await quick.fill(String(o.steps));
   await page.keyboard.press('Enter');
   // the next question suggests an output folder (a path) in the same input

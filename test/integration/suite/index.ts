@@ -409,8 +409,10 @@ test('Run Distillation on the selection: live loss in the panel, the new student
   }
 });
 
-test('Run Distillation with an on-policy method: the student samples completions of prompts from the file, the panel gets the sampled numbers', async () => {
-  await openSample();
+test('Run Distillation with an on-policy method: the student samples completions of prompts from the file, the panel gets the sampled numbers and the watched prompt before and after', async () => {
+  const sampleDoc = (await openSample()).document;
+  // the text before the cursor of cursorAfterFirstLine: the watched continuations must be those compared below
+  const watch = sampleDoc.getText(new vscode.Range(new vscode.Position(0, 0), new vscode.Position(1, 0)));
   const out = path.join(workspace, 'onpolicy-student');
   const distill = vscode.workspace.getConfiguration('distillLens.distill');
   await distill.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
@@ -419,7 +421,13 @@ test('Run Distillation with an on-policy method: the student samples completions
     const record = await vscode.commands.executeCommand<{
       settings: { method: string };
       sampledHeldOut?: { before: { reverseKl: number }; after: { reverseKl: number } };
-    }>('distillLens.runDistillation', { data: { currentFile: true }, method: 'onpolicy', steps: 3, out });
+    }>('distillLens.runDistillation', {
+      data: { currentFile: true },
+      method: 'onpolicy',
+      steps: 3,
+      out,
+      watch,
+    });
     assert.ok(record, `distillation ran (${api.controller.lastError ?? ''})`);
     assert.equal(record.settings.method, 'onpolicy');
     assert.ok(record.sampledHeldOut && record.sampledHeldOut.before.reverseKl > 0);
@@ -445,6 +453,21 @@ test('Run Distillation with an on-policy method: the student samples completions
     assert.deepEqual([before.status, after.status], ['done', 'done'], api.controller.lastError);
     assert.equal(before.settings.student, config().get('student'), 'the student before the run');
     assert.equal(after.settings.student, out, 'the distilled student');
+    // the panel's watched prompt shows the same continuations, token by token, with their values
+    const watched = training.watch!;
+    assert.ok(watched.before && watched.after, `both watched continuations (${watched.message ?? ''})`);
+    for (const [side, run] of [
+      [watched.before, before],
+      [watched.after, after],
+    ] as const) {
+      const sample = run.report!.samples[0];
+      assert.equal(side.tokens.map((t) => t.text).join(''), sample.rows.map((r) => r.text).join(''));
+      assert.deepEqual(
+        side.tokens.map((t) => t.logRatio),
+        sample.rows.map((r) => r.logRatio),
+      );
+      assert.equal(side.sequence.reverseKl, sample.sequence.reverseKl);
+    }
     const diff = vscode.window.tabGroups.all
       .flatMap((g) => g.tabs)
       .find((t) => t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === pair.after);
