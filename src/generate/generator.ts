@@ -26,7 +26,6 @@ import {
   argmax,
   logSumExp,
   drawToken,
-  nextToken,
   probabilities,
   processLogits,
   samplingProblems,
@@ -192,21 +191,21 @@ export async function generate(
   // 2–3: one token for continuation b from each model's logits row
   const choose = (b: number, rows: Float32Array[]) => {
     let id: number;
-    if (rows.length === 1) id = nextToken(rows[0], sequences[b], o.sampling, rngs[b]);
+    // the sampled model's processed scores (the student's when mixing)
+    const scores = rows.map((row) => processLogits(row, sequences[b], o.sampling));
+    const own = scores[scores.length - 1];
+    if (rows.length === 1) id = o.sampling.greedy ? argmax(own) : drawToken(probabilities(own), rngs[b]);
     else {
       // the mixture of the processed distributions (greedy: its most likely token)
       const mixed = new Float64Array(rows[0].length);
-      rows.forEach((row, i) =>
-        probabilities(processLogits(row, sequences[b], o.sampling)).forEach(
-          (p, v) => (mixed[v] += weights[i] * p),
-        ),
-      );
+      scores.forEach((z, i) => probabilities(z).forEach((p, v) => (mixed[v] += weights[i] * p)));
       id = o.sampling.greedy ? argmax(mixed) : drawToken(mixed, rngs[b]);
     }
     const token = {
       id,
       text: tokenizer.tokenText(id),
       logp: rows[rows.length - 1][id] - logSumExp(rows[rows.length - 1]),
+      sampledLogp: own[id] - logSumExp(own),
     };
     sequences[b].push(id);
     tokens[b].push(token);

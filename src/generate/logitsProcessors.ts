@@ -127,14 +127,3 @@ export function drawToken(probs: ArrayLike<number>, rng: Rng): number {
   }
   return last; // u rounded to the very top of the total
 }
-
-/** The next token of one sequence: greedy, or a draw from the processed distribution. */
-export function nextToken(
-  logits: ArrayLike<number>,
-  previous: ArrayLike<number>,
-  o: SamplingOptions,
-  rng: Rng,
-): number {
-  const scores = processLogits(logits, previous, o);
-  return o.greedy ? argmax(scores) : drawToken(probabilities(scores), rng);
-}

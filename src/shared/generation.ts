@@ -26,6 +26,12 @@ export interface GeneratedToken {
   text: string;
   /** the sampled model's log-probability of this token at T = 1 (before any processor; the student's when mixing) */
   logp: number;
+  /**
+   * its log-probability under the sampled model's distribution after the processors (repetition
+   * penalty, temperature, top-k, top-p, min-p), the one it was drawn from (the student's share
+   * when mixing): what the on-policy methods' ratios and rewards use
+   */
+  sampledLogp: number;
 }
 
 export type FinishReason = 'eos' | 'stop' | 'length';

@@ -169,11 +169,11 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     // 4. graphs and sessions
     const policyLoss: PolicyLossOptions | undefined =
       method === 'onpolicy'
-        ? { kind: 'onpolicy', temperature: 1, clip: 0, singleStep: false }
+        ? { kind: 'onpolicy', temperature: generation.sampling.temperature, clip: 0, singleStep: false }
         : method === 'minillm'
           ? {
               kind: 'minillm',
-              temperature: 1,
+              temperature: generation.sampling.temperature,
               clip: minillm.cliprange,
               singleStep: true,
               ...(ptWindows ? { pretrain: { kdRatio: minillm.kdRatio, coef: minillm.lmCoef } } : {}),
@@ -1001,18 +1001,20 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
     if (problems.length > 0) throw new UsageError(problems.join('; '));
   } else if (req.minillm) throw new UsageError('the MiniLLM settings need --method minillm');
   if (method === 'onpolicy' || method === 'minillm') {
-    // the ratio and the advantages need log q of the distribution the tokens were drawn from
+    // the ratio and the advantages need log q of the distribution the tokens were drawn from,
+    // at θ as at θ_old: the temperature is a constant of the training graph, but a truncation
+    // (top-k, top-p, min-p) keeps a set of tokens chosen at sampling time, which the graph does not take
     const g = generation.sampling;
-    if (
-      g.greedy ||
-      g.temperature !== 1 ||
-      g.topK !== 0 ||
-      g.topP !== 1 ||
-      g.minP !== 0 ||
-      g.repetitionPenalty !== 1
-    )
+    const refused = [
+      g.greedy ? '--greedy (a ratio of a deterministic policy means nothing)' : '',
+      g.topK !== 0 ? '--top-k' : '',
+      g.topP !== 1 ? '--top-p' : '',
+      g.minP !== 0 ? '--min-p' : '',
+      g.repetitionPenalty !== 1 ? '--repetition-penalty' : '',
+    ].filter(Boolean);
+    if (refused.length > 0)
       throw new UsageError(
-        `--method ${method} samples from the student as it is: --gen-temperature 1, without --top-k or --top-p (other sampling is not built for it yet)`,
+        `--method ${method} samples from the student at --gen-temperature without truncation: ${refused.join(', ')} ${refused.length > 1 ? 'are' : 'is'} not built for it (its ratio would need the tokens each truncation kept at every sampled position)`,
       );
   }
   const positiveInt = (v: number, flag: string) => {

@@ -9,8 +9,8 @@
  *
  *   1. prompts   B training prompts, reshuffled when used up
  *   2. sample    one completion per prompt from the current student (the policy model), with
- *                log q_old(y_t) of each token (onpolicy: T = 1, no truncation, the distribution
- *                sampled) — or, for gkd's off-policy steps, the dataset's or the teacher's
+ *                log q_old(y_t) of each token under the distribution it was drawn
+ *                from (at the generation temperature, no truncation) — or, for gkd's off-policy steps, the dataset's or the teacher's
  *   3. score     the teacher's log p(y_t) from one full pass over prompt + completion
  *   4. advantage onpolicy: A_t = log p(y_t) − log q_old(y_t) (advantages.ts)
  *   5. update    one optimiser step (onpolicy: −mean(ρ_t·A_t), buildPolicyLoss; gkd: gjsd)
@@ -36,7 +36,10 @@ import type { FinishReason } from '../shared/generation';
 
 /** A rollout of an on-policy step, with what its update used. */
 export interface PolicyRollout extends Rollout {
+  /** log q of each token under the distribution it was drawn from (at the generation temperature) */
   oldLogpStudent: number[];
+  /** MiniLLM sampling at T ≠ 1: the teacher's log p at T, which its importance weight w uses */
+  logpTeacherAtT?: number[];
   rewards: number[];
   advantages: number[];
   w: number[];
@@ -95,13 +98,13 @@ function logSoftmaxRow(logits: Float32Array, offset: number, V: number): Float64
   return out;
 }
 
-/** log-softmax of one row at one id, in float64, without making the whole row. */
-function logProbAt(logits: Float32Array, offset: number, V: number, id: number): number {
+/** log-softmax of one row divided by T at one id, in float64, without making the whole row. */
+function logProbAt(logits: Float32Array, offset: number, V: number, id: number, T = 1): number {
   let max = -Infinity;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[offset + v]);
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[offset + v] / T);
   let sum = 0;
-  for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
-  return logits[offset + id] - max - Math.log(sum);
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] / T - max);
+  return logits[offset + id] / T - max - Math.log(sum);
 }
 
 async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float32Array; vocab: number }> {
@@ -110,16 +113,23 @@ async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float
   return { data, vocab: out.vocab };
 }
 
-/** The teacher's log p of each completion token at T = 1. */
+/**
+ * The teacher's log p of each completion token at each temperature of `temperatures` (one
+ * pass): [T = 1] for rewards; MiniLLM's importance weight also wants it at the sampling T.
+ */
 export async function teacherLogps(
   teacher: LanguageModel,
   ids: number[],
   promptTokens: number,
-): Promise<number[]> {
+  temperatures: number[] = [1],
+): Promise<number[][]> {
   const { data, vocab } = await logitsOf(teacher, ids);
-  const out: number[] = [];
-  for (let t = promptTokens; t < ids.length; t++) out.push(logProbAt(data, (t - 1) * vocab, vocab, ids[t]));
-  return out;
+  return temperatures.map((T) => {
+    const out: number[] = [];
+    for (let t = promptTokens; t < ids.length; t++)
+      out.push(logProbAt(data, (t - 1) * vocab, vocab, ids[t], T));
+    return out;
+  });
 }
 
 /**
@@ -204,7 +214,10 @@ export interface OnPolicyLoop {
   onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number, kl?: number) => void;
 }
 
-/** A completion and where it came from: sampled (with the sampler's log q at T = 1 of each token) or the dataset's. */
+/**
+ * A completion and where it came from: sampled (with the student's log q of each token under
+ * the distribution it was drawn from: at the generation temperature) or the dataset's.
+ */
 interface Written {
   ids: number[];
   promptTokens: number;
@@ -233,7 +246,7 @@ async function sampleCompletion(
     promptTokens: s.promptTokens,
     text: s.text,
     finish: s.finish,
-    logp: s.tokens.map((t) => t.logp),
+    logp: s.tokens.map((t) => t.sampledLogp),
   };
 }
 
@@ -265,7 +278,16 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
         : fromStudent || o.seqKd || prompt.completion === undefined
           ? await sampleCompletion(fromStudent ? o.student : o.teacher, o, prompt, seed)
           : datasetCompletion(o.tokenizer, prompt);
-    const logpTeacher = await teacherLogps(o.teacher, written.ids, written.promptTokens);
+    // rewards use the teacher at T = 1 (LMOps, Tinker); MiniLLM's w its distribution at the
+    // sampling temperature, as the mix was drawn
+    const T = o.generation.sampling.temperature;
+    const weighAtT = o.method === 'minillm' && T !== 1;
+    const [logpTeacher, logpTeacherAtT] = await teacherLogps(
+      o.teacher,
+      written.ids,
+      written.promptTokens,
+      weighAtT ? [1, T] : [1],
+    );
     const oldLogpStudent = fromStudent ? written.logp : [];
     rollouts.push({
       ids: written.ids,
@@ -284,6 +306,7 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
       completion: written.text,
       finish: written.finish,
       logpTeacher,
+      ...(logpTeacherAtT ? { logpTeacherAtT } : {}),
       oldLogpStudent,
       rewards: [],
       advantages: [],
@@ -305,7 +328,8 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
     rollouts.forEach((r, i) => {
       r.rewards = a.rewards[i];
       r.advantages = a.advantages[i];
-      r.w = r.oldLogpStudent.map((lq, t) => mixImportanceWeight(lq, r.logpTeacher[t], o.mixAlpha));
+      const lp = r.logpTeacherAtT ?? r.logpTeacher;
+      r.w = r.oldLogpStudent.map((lq, t) => mixImportanceWeight(lq, lp[t], o.mixAlpha));
     });
   }
   return rollouts;

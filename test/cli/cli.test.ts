@@ -560,9 +560,9 @@ test('distill --method: every sequence-level flag is declared and checked before
   expectError(run('x', '--method', 'minillm', '--advantage-from', 't+2'), 2, /--advantage-from/);
   // checked by the run before it loads anything
   expectError(
-    run('x', '--method', 'onpolicy', '--gen-temperature', '0.9'),
+    run('x', '--method', 'onpolicy', '--top-p', '0.9'),
     2,
-    /--method onpolicy samples from the student as it is/,
+    /--method onpolicy samples from the student at --gen-temperature without truncation: --top-p is not built/,
   );
   expectError(
     run('x', '--method', 'gkd', '--loss', 'fkl'),

@@ -67,8 +67,9 @@ function request(out: string, extra: Partial<DistillRequest> = {}): DistillReque
   };
 }
 
-function logSoftmaxAt(data: Float32Array, row: number, V: number, id: number): number {
-  const z = Array.from(data.subarray(row * V, (row + 1) * V));
+/** log-softmax of row `row` at `id` in float64, of the logits divided by T. */
+function logSoftmaxAt(data: Float32Array, row: number, V: number, id: number, T = 1): number {
+  const z = Array.from(data.subarray(row * V, (row + 1) * V), (v) => v / T);
   const m = Math.max(...z);
   return z[id] - m - Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
 }
@@ -162,11 +163,12 @@ test(
   async () => {
     const dir = tempDir();
     await assert.rejects(
-      runDistillation(
-        request(path.join(dir, 'a'), { generation: { sampling: { temperature: 0.9 } as any } }),
-      ),
+      runDistillation(request(path.join(dir, 'a'), { generation: { sampling: { topK: 8 } as any } })),
       (e: Error) =>
-        e instanceof UsageError && /--method onpolicy samples from the student as it is/.test(e.message),
+        e instanceof UsageError &&
+        /--method onpolicy samples from the student at --gen-temperature without truncation: --top-k is not built/.test(
+          e.message,
+        ),
     );
     await assert.rejects(
       runDistillation(request(path.join(dir, 'b'), { seqLen: 40 })),
@@ -178,6 +180,75 @@ test(
         e instanceof UsageError && /--teacher-top-k is not built for --method onpolicy/.test(e.message),
     );
     for (const x of ['a', 'b', 'c']) assert.ok(!fs.existsSync(path.join(dir, x)));
+  },
+);
+
+test(
+  'sampling at --gen-temperature 0.8: old log q, rewards and w are of the distributions at T, the first ratio is 1',
+  needs('stories260k'),
+  async () => {
+    const T = 0.8;
+    const { teacher, student } = storiesPair();
+    const original = await LanguageModel.open(await resolveModel(student), 'cpu');
+    const teacherLm = await LanguageModel.open(await resolveModel(teacher), 'cpu');
+    try {
+      for (const method of ['onpolicy', 'minillm'] as const) {
+        const out = path.join(tempDir(), method);
+        const record = await runDistillation(
+          request(out, {
+            method,
+            steps: 1,
+            generation: { maxNewTokens: 24, sampling: { temperature: T } as any },
+          }),
+        );
+        const rollouts = fs
+          .readFileSync(path.join(out, 'rollouts.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
+        let advantageSum = 0;
+        let tokens = 0;
+        for (const r of rollouts) {
+          const q = await original.forward(r.ids);
+          const p = await teacherLm.forward(r.ids);
+          for (let t = 0; t < r.ids.length - r.promptTokens; t++) {
+            const row = r.promptTokens - 1 + t;
+            const id = r.ids[r.promptTokens + t];
+            const lqT = logSoftmaxAt(q.data as Float32Array, row, q.vocab, id, T);
+            const lp = logSoftmaxAt(p.data as Float32Array, row, p.vocab, id);
+            assert.ok(
+              Math.abs(r.oldLogpStudent[t] - lqT) < 1e-4,
+              `${method}: old log q at T ${r.oldLogpStudent[t]} vs ${lqT}`,
+            );
+            assert.ok(Math.abs(r.logpTeacher[t] - lp) < 1e-4, `${method}: the reward's log p at T = 1`);
+            if (method === 'onpolicy') {
+              assert.ok(Math.abs(r.advantages[t] - (lp - lqT)) < 1e-4, 'A = log p − log q_T');
+              advantageSum += r.advantages[t];
+              tokens++;
+            } else {
+              // w = q_T / ((1 − α)·q_T + α·p_T), both at the sampling temperature (LMOps); rewards ×2
+              const lpT = logSoftmaxAt(p.data as Float32Array, row, p.vocab, id, T);
+              assert.ok(Math.abs(r.logpTeacherAtT[t] - lpT) < 1e-4, "the teacher's log p at T");
+              const w = Math.exp(lqT) / (0.8 * Math.exp(lqT) + 0.2 * Math.exp(lpT));
+              assert.ok(Math.abs(r.w[t] - w) < 1e-4, `w ${r.w[t]} vs ${w}`);
+              assert.ok(Math.abs(r.rewards[t] - 2 * (lp - lqT)) < 1e-3, 'r = (log p − log q_T) / 0.5');
+            }
+          }
+        }
+        if (method === 'onpolicy') {
+          // θ = θ_old on the first step: the graph's log q_θ at T equals the sampler's, ratio 1,
+          // so the loss is −mean(A) (a graph at another T would not give this)
+          const loss = record.lossCurve[0].loss;
+          assert.ok(
+            Math.abs(loss + advantageSum / tokens) < 1e-3,
+            `loss ${loss} vs −mean A ${-advantageSum / tokens}`,
+          );
+        }
+      }
+    } finally {
+      await original.release();
+      await teacherLm.release();
+    }
   },
 );
 
