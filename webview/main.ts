@@ -555,12 +555,11 @@ function trainingSection(t: TrainingView): HTMLElement {
     line.setAttribute('points', pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '));
     line.setAttribute('class', 'lossline');
     svg.append(line);
-    // the sequence-level methods: the reward (mean log p − log q of what the student wrote), its own scale
     // the sequence-level methods: the reward (mean log p − log q of what the student wrote) and
-    // the KL estimate (mean k3), each on its own scale
+    // the exact KL(q‖p) per completion token, each on its own scale
     for (const [key, cls, what] of [
       ['reward', 'rewardline', "reward (mean log p − log q of the student's tokens)"],
-      ['kl', 'klline', 'KL(q‖p) per token (mean k3)'],
+      ['kl', 'klline', 'KL(q‖p) per token (exact, mean over the completions)'],
     ] as const) {
       const shown = pts.filter((p) => p[key] !== undefined);
       if (shown.length === 0) continue;

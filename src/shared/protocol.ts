@@ -248,8 +248,8 @@ export interface DistillProgress {
    */
   reward?: number;
   /**
-   * The same steps' per-token KL(q‖p) estimate, mean of k3 = e^r − 1 − r with r = log p − log q_old
-   * (unbiased when the student drew the tokens; not given for MiniLLM's mixed samples)
+   * The same steps' mean per-token KL(q_old‖p) at T = 1 over their completion tokens, exact
+   * over the vocabulary (whoever wrote the completions)
    */
   kl?: number;
 }

@@ -40,6 +40,8 @@ export interface PolicyRollout extends Rollout {
   oldLogpStudent: number[];
   /** MiniLLM sampling at T ≠ 1: the teacher's log p at T, which its importance weight w uses */
   logpTeacherAtT?: number[];
+  /** per completion token, KL(q_old ‖ p) at T = 1 exact over the vocabulary (the run's KL curve) */
+  reverseKl: number[];
   rewards: number[];
   advantages: number[];
   w: number[];
@@ -107,6 +109,28 @@ function logProbAt(logits: Float32Array, offset: number, V: number, id: number, 
   return logits[offset + id] / T - max - Math.log(sum);
 }
 
+/**
+ * KL(q_t ‖ p_t) = Σ_v q_t(v)·(log q_t(v) − log p_t(v)) at T = 1, exact over the vocabulary, for
+ * each completion token t (the distributions at the position that predicts it), in float64.
+ */
+function completionReverseKl(
+  q: { data: Float32Array; vocab: number },
+  p: { data: Float32Array; vocab: number },
+  promptTokens: number,
+  length: number,
+): number[] {
+  const V = q.vocab;
+  const out: number[] = [];
+  for (let t = promptTokens; t < length; t++) {
+    const lq = logSoftmaxRow(q.data, (t - 1) * V, V);
+    const lp = logSoftmaxRow(p.data, (t - 1) * V, V);
+    let kl = 0;
+    for (let v = 0; v < V; v++) kl += Math.exp(lq[v]) * (lq[v] - lp[v]);
+    out.push(kl);
+  }
+  return out;
+}
+
 async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float32Array; vocab: number }> {
   const out = await lm.forward(ids);
   const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
@@ -114,16 +138,16 @@ async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float
 }
 
 /**
- * The teacher's log p of each completion token at each temperature of `temperatures` (one
- * pass): [T = 1] for rewards; MiniLLM's importance weight also wants it at the sampling T.
+ * Log-probabilities of each completion token from one pass's logits, at each temperature of
+ * `temperatures`: the teacher's [T = 1] for rewards; MiniLLM's importance weight also wants it
+ * at the sampling T.
  */
-export async function teacherLogps(
-  teacher: LanguageModel,
+function completionLogps(
+  { data, vocab }: { data: Float32Array; vocab: number },
   ids: number[],
   promptTokens: number,
-  temperatures: number[] = [1],
-): Promise<number[][]> {
-  const { data, vocab } = await logitsOf(teacher, ids);
+  temperatures: number[],
+): number[][] {
   return temperatures.map((T) => {
     const out: number[] = [];
     for (let t = promptTokens; t < ids.length; t++)
@@ -166,16 +190,9 @@ export async function sampledHeldOut(
     distinct2 += bigrams.length ? new Set(bigrams).size / bigrams.length : 0;
     const q = await logitsOf(student, ids);
     const p = await logitsOf(teacher, ids);
-    const V = q.vocab;
-    for (let t = promptIds.length; t < ids.length; t++) {
-      const lq = logSoftmaxRow(q.data, (t - 1) * V, V);
-      const lp = logSoftmaxRow(p.data, (t - 1) * V, V);
-      let kl = 0;
-      for (let v = 0; v < V; v++) kl += Math.exp(lq[v]) * (lq[v] - lp[v]);
-      reverseKl += kl;
-      teacherLogp += lp[ids[t]];
-      tokens++;
-    }
+    for (const kl of completionReverseKl(q, p, promptIds.length, ids.length)) reverseKl += kl;
+    for (const lp of completionLogps(p, ids, promptIds.length, [1])[0]) teacherLogp += lp;
+    tokens += ids.length - promptIds.length;
   }
   const n = Math.max(1, prompts.length);
   return {
@@ -210,7 +227,10 @@ export interface OnPolicyLoop {
   checkCancelled: () => void;
   /** one optimiser step on these windows (with their old log q and advantages); the same objects for every step of a collection */
   update: (windows: PolicyWindow[], step: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
-  /** after each step; `reward`: the step's mean log p − log q_old over the student's tokens (undefined when it did not write) */
+  /**
+   * after each step; `reward`: the step's mean log p − log q_old over the student's tokens
+   * (undefined when it did not write); `kl`: the mean exact KL(q_old‖p) per completion token
+   */
   onStep: (step: number, loss: number, lr: number, tokens: number, reward?: number, kl?: number) => void;
 }
 
@@ -282,11 +302,19 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
     // sampling temperature, as the mix was drawn
     const T = o.generation.sampling.temperature;
     const weighAtT = o.method === 'minillm' && T !== 1;
-    const [logpTeacher, logpTeacherAtT] = await teacherLogps(
-      o.teacher,
+    const teacherLogits = await logitsOf(o.teacher, written.ids);
+    const [logpTeacher, logpTeacherAtT] = completionLogps(
+      teacherLogits,
       written.ids,
       written.promptTokens,
       weighAtT ? [1, T] : [1],
+    );
+    // the curve's exact per-token KL(q‖p) at T = 1 on this step's completions, whoever wrote them
+    const reverseKl = completionReverseKl(
+      await logitsOf(o.student, written.ids),
+      teacherLogits,
+      written.promptTokens,
+      written.ids.length,
     );
     const oldLogpStudent = fromStudent ? written.logp : [];
     rollouts.push({
@@ -307,6 +335,7 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
       finish: written.finish,
       logpTeacher,
       ...(logpTeacherAtT ? { logpTeacherAtT } : {}),
+      reverseKl,
       oldLogpStudent,
       rewards: [],
       advantages: [],
@@ -381,9 +410,8 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     const logRatios = written.flatMap((r) => r.logpTeacher.map((lp, t) => lp - r.oldLogpStudent[t]));
     const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : undefined);
     const reward = mean(logRatios);
-    // k3 = e^r − 1 − r per token, r = log p − log q_old: an unbiased estimate of the per-token
-    // KL(q‖p) when the student drew the tokens (MiniLLM's logged rev_kl)
-    const kl = o.method === 'minillm' ? undefined : mean(logRatios.map((r) => Math.exp(r) - 1 - r));
+    // the exact per-token KL(q_old‖p) over the collection's completion tokens
+    const kl = mean(collection.flatMap((r) => r.reverseKl));
     o.onStep(s + 1, loss, lr, tokens, reward, kl);
   }
   return { rollouts, lossCurve, tokens, sampleSeconds, stepSeconds };

@@ -92,7 +92,7 @@ export async function sampleTeacherRollouts(
 
 /**
  * rollouts.jsonl: one rollout per line; the on-policy methods' also with what their update
- * used (mixAlpha, logpTeacherAtT, oldLogpStudent, w, rewards, advantages, the step that collected it and the
+ * used (mixAlpha, logpTeacherAtT, reverseKl, oldLogpStudent, w, rewards, advantages, the step that collected it and the
  * epochs, optimiser steps, that used it), so anyone can recompute a step.
  */
 export function rolloutsJsonl(rollouts: Rollout[]): string {
@@ -107,7 +107,17 @@ export function rolloutsJsonl(rollouts: Rollout[]): string {
         finish: r.finish,
         logpTeacher: r.logpTeacher,
         ...Object.fromEntries(
-          ['mixAlpha', 'logpTeacherAtT', 'oldLogpStudent', 'w', 'rewards', 'advantages', 'step', 'epochs']
+          [
+            'mixAlpha',
+            'logpTeacherAtT',
+            'reverseKl',
+            'oldLogpStudent',
+            'w',
+            'rewards',
+            'advantages',
+            'step',
+            'epochs',
+          ]
             .filter((k) => (r as unknown as Record<string, unknown>)[k] !== undefined)
             .map((k) => [k, (r as unknown as Record<string, unknown>)[k]]),
         ),

@@ -98,7 +98,8 @@ test(
       .split('\n')
       .map((l) => JSON.parse(l));
     assert.equal(rollouts.length, 200 * 4, 'one rollout per prompt per step');
-    // each step's reward and KL estimate, recomputed from its rollouts: mean r and mean e^r − 1 − r
+    // each step's reward and KL, recomputed from its rollouts: mean r, and the mean of the
+    // per-token exact KL(q‖p) (checked against a float64 computation below)
     for (const step of [1, 100, 200]) {
       const r = rollouts
         .filter((x) => x.step === step)
@@ -106,7 +107,9 @@ test(
       const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
       assert.ok(Math.abs(progress.get(step)!.reward! - mean(r)) < 1e-9, `step ${step} reward`);
       assert.ok(
-        Math.abs(progress.get(step)!.kl! - mean(r.map((v) => Math.exp(v) - 1 - v))) < 1e-9,
+        Math.abs(
+          progress.get(step)!.kl! - mean(rollouts.filter((x) => x.step === step).flatMap((x) => x.reverseKl)),
+        ) < 1e-9,
         `step ${step} KL`,
       );
     }
@@ -133,6 +136,13 @@ test(
           const lp = logSoftmaxAt(p.data as Float32Array, row, p.vocab, id);
           assert.ok(Math.abs(r.oldLogpStudent[t] - lq) < 1e-4, `old log q ${r.oldLogpStudent[t]} vs ${lq}`);
           assert.ok(Math.abs(r.logpTeacher[t] - lp) < 1e-4, `log p ${r.logpTeacher[t]} vs ${lp}`);
+          // KL(q‖p) = Σ_v q(v)(log q(v) − log p(v)) over the whole vocabulary, in float64
+          let kl = 0;
+          for (let v = 0; v < q.vocab; v++) {
+            const lqv = logSoftmaxAt(q.data as Float32Array, row, q.vocab, v);
+            kl += Math.exp(lqv) * (lqv - logSoftmaxAt(p.data as Float32Array, row, p.vocab, v));
+          }
+          assert.ok(Math.abs(r.reverseKl[t] - kl) < 1e-4, `KL ${r.reverseKl[t]} vs ${kl}`);
         }
       }
     } finally {
