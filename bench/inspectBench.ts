@@ -42,7 +42,13 @@ interface Timed {
   timings: Record<string, number>;
 }
 
-function runInspect(teacher: string, student: string, textFile: string, env: NodeJS.ProcessEnv): Timed {
+function runInspect(
+  teacher: string,
+  student: string,
+  textFile: string,
+  env: NodeJS.ProcessEnv,
+  extra: string[] = [],
+): Timed {
   const t0 = performance.now();
   const r = spawnSync(
     process.execPath,
@@ -62,6 +68,7 @@ function runInspect(teacher: string, student: string, textFile: string, env: Nod
       '--timings',
       '--max-tokens',
       '100000',
+      ...extra,
     ],
     { encoding: 'utf8', env },
   );
@@ -131,6 +138,16 @@ function main() {
       peakRssMiB: Math.max(...warm.map((w) => w.timings.peakRssMiB)),
     };
     row.metricsShareOfWall = Number(row.metricsMs) / wall;
+    if (variant === 'peaked') {
+      // the layer view (--layers): every hidden state through the final norm and head, CKA
+      runInspect(teacher, student, textFile, env, ['--layers']); // builds the layer graphs
+      const layers = Array.from({ length: RUNS }, () =>
+        runInspect(teacher, student, textFile, env, ['--layers']),
+      );
+      row.layersWallMs = median(layers.map((w) => w.wallMs));
+      row.layersToPlain = Number(row.layersWallMs) / wall;
+      row.layersPeakRssMiB = Math.max(...layers.map((w) => w.timings.peakRssMiB));
+    }
     row.teacherMeanEntropy = pick('teacherMeanEntropy');
     row.vocabulary = family === 'gpt2' ? 50257 : QWEN_VOCAB;
     row.aklFullRowSplits = pick('aklFullRowSplits');

@@ -91,6 +91,10 @@ export function buildProgram(): Command {
           .default('auto'),
       )
       .option('--threads <N>', 'ONNX Runtime intra-op threads', integer('--threads', 1))
+      .option(
+        '--layers',
+        "the layer view: each hidden state through the model's own final norm and head (logit lens) and linear CKA between the models' layers (checkpoint folders only)",
+      )
       .option('--timings', 'print the time of each step and the peak memory to standard error (JSON)'),
   ).action(async (o) => {
     const metric = parseMetricKey(o.metric);
@@ -110,6 +114,7 @@ export function buildProgram(): Command {
         window: o.window,
         allowRemote: !!o.allowRemote,
         dtype: o.dtype as DtypeChoice,
+        layers: !!o.layers,
       });
       for (const m of [...result.messages, result.windowNotice ?? []].flat())
         process.stderr.write(`distill-lens: ${m}\n`);

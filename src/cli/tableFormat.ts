@@ -3,7 +3,7 @@ import { Chalk } from 'chalk';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { formatNumber as fmt } from '../core/formatNumber';
-import type { InspectResult } from '../shared/protocol';
+import type { InspectResult, LayerView } from '../shared/protocol';
 
 export function formatTable(
   r: InspectResult,
@@ -60,7 +60,34 @@ export function formatTable(
       return `  ${fmt(row[metric]).padStart(10)}  ${JSON.stringify(row.text).padEnd(16)} at ${row.start}–${row.end}  teacher p=${fmt(row.teacher.p)} rank ${row.teacher.rank}, student p=${fmt(row.student.p)} rank ${row.student.rank}`;
     }),
   ];
+  if (r.layers) lines.push('', ...layerLines(r.layers));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The layer view as text: per hidden state, the mean logit-lens KL and how often its argmax
+ * is already the final one, for each model; then the CKA matrix (student rows, teacher columns).
+ */
+function layerLines(v: LayerView): string[] {
+  const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+  const share = (xs: boolean[]) => `${(100 * mean(xs.map(Number))).toFixed(0)}%`.padStart(5);
+  const entry = (l: number, n: number) =>
+    l === 0 ? 'embeddings' : l === n - 1 ? `layer ${l} (out)` : `layer ${l}`;
+  return [
+    `layer view (${v.rows} rows): mean logit-lens KL per hidden state, and the share of tokens whose lens argmax is already the final one`,
+    '  student: KL(teacher final ‖ student lens)',
+    ...v.student.map(
+      (e, l) =>
+        `    ${entry(l, v.student.length).padEnd(16)} ${fmt(mean(e.klToTeacherFinal)).padStart(10)}  ${share(e.argmaxFinal)}`,
+    ),
+    '  teacher: KL(teacher lens ‖ teacher final)',
+    ...v.teacher.map(
+      (e, l) =>
+        `    ${entry(l, v.teacher.length).padEnd(16)} ${fmt(mean(e.klToFinal)).padStart(10)}  ${share(e.argmaxFinal)}`,
+    ),
+    `linear CKA over ${v.positions} positions (rows: student entries 0…${v.student.length - 1}, columns: teacher entries 0…${v.teacher.length - 1})`,
+    ...v.cka.map((row, i) => `  ${String(i).padStart(3)}  ${row.map((x) => x.toFixed(3)).join(' ')}`),
+  ];
 }
 
 function chunk<T>(xs: T[], n: number): T[][] {

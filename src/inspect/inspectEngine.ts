@@ -8,8 +8,9 @@ import { errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
 import { ModelPool, type LoadedModel } from '../models/modelPool';
-import type { InspectRequest, InspectResult, ModelReport } from '../shared/protocol';
+import type { InspectRequest, InspectResult, LayerView, ModelReport } from '../shared/protocol';
 import { MetricsRunner, type RowSource } from './metricsRunner';
+import { layerView } from './layerView';
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
@@ -47,8 +48,13 @@ export class InspectEngine {
       checkCancelled: c.checkCancelled,
     };
     const acquiring = [
-      this.models.acquire(req.teacher, load).catch((e) => Promise.reject(errorForRole(e, 'teacher'))),
-      this.models.acquire(req.student, load).catch((e) => Promise.reject(errorForRole(e, 'student'))),
+      // the layer view: the teacher's lens against its own final, the student's against the teacher's
+      this.models
+        .acquire(req.teacher, { ...load, layerView: req.layers ? 'self' : undefined })
+        .catch((e) => Promise.reject(errorForRole(e, 'teacher'))),
+      this.models
+        .acquire(req.student, { ...load, layerView: req.layers ? 'input' : undefined })
+        .catch((e) => Promise.reject(errorForRole(e, 'student'))),
     ];
     let held;
     try {
@@ -128,6 +134,7 @@ export class InspectEngine {
     const fullRowSplitsBefore = runner.fullRowAklSplits;
 
     const rows: TokenRow[] = [];
+    let layers: LayerView | undefined;
     let teacherMs = 0;
     let studentMs = 0;
     let metricsMs = 0;
@@ -140,14 +147,19 @@ export class InspectEngine {
         w / windows.length,
       );
       let t = performance.now();
-      const tl = await teacher.lm.forward(windowIds);
+      const teacherLayers = req.layers ? await teacher.lm.forwardLayers(windowIds) : undefined;
+      const tl = teacherLayers?.logits ?? (await teacher.lm.forward(windowIds));
       teacherMs += performance.now() - t;
       check();
       c.onProgress?.('student forward pass', (w + 0.4) / windows.length);
       t = performance.now();
-      const sl = await student.lm.forward(windowIds);
+      const studentLayers = req.layers ? await student.lm.forwardLayers(windowIds, tl) : undefined;
+      const sl = studentLayers?.logits ?? (await student.lm.forward(windowIds));
       studentMs += performance.now() - t;
       check();
+      // the layer view of the first window (its rows are positions 0 … n − 2)
+      if (teacherLayers && studentLayers && w === 0)
+        layers = layerView(teacherLayers, studentLayers, windowIds.length - 1);
       if (tl.type !== sl.type)
         throw new ModelLoadError(
           `teacher logits are ${tl.type} but student logits are ${sl.type}: use models of one precision`,
@@ -186,6 +198,10 @@ export class InspectEngine {
         ? `the text (${ids.length} tokens) is longer than the context (${context}): analysed in ${windows.length} overlapping windows`
         : undefined;
     if (!enc.exactSpans) messages.push('this tokenizer normalises text, so token spans are approximate');
+    if (layers && windows.length > 1)
+      messages.push(
+        `the layer view covers the first window (${layers.positions} tokens) of ${ids.length}: CKA compares the states of one window's positions`,
+      );
     return {
       ids,
       rows,
@@ -196,6 +212,7 @@ export class InspectEngine {
       exactSpans: enc.exactSpans,
       messages,
       windowNotice,
+      ...(layers ? { layers } : {}),
       timings: {
         loadMs,
         tokenizeMs,

@@ -15,6 +15,7 @@ import { layerWindows } from './checkpointConfig';
 import { buildGemmaGraph, type GemmaConfig } from './builder/gemmaGraph';
 import { buildGpt2Graph, type Gpt2Config } from './builder/gpt2Graph';
 import type { GraphBuilder } from '../onnx/graphBuilder';
+import type { LayerReference } from './builder/layerView';
 
 /** Bump when the graphs the builder emits change, so stale cached models are rebuilt. */
 // 2: rope_scaling (linear, llama3), sliding windows, biases as the config says, Gemma 3
@@ -27,16 +28,18 @@ export function defaultBuildCacheDir(): string {
   return process.env.DISTILL_LENS_CACHE ?? path.join(os.homedir(), '.cache', 'distill-lens');
 }
 
-export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors)): GraphBuilder {
+/** The inference graph of a checkpoint; with `layerView`, also the layer view's outputs (builder/layerView.ts). */
+export function buildGraphFor(model: ResolvedModel, files = model.weightFiles!.map(readSafetensors), layerView?: LayerReference): GraphBuilder {
   if (model.architecture === 'gemma3')
-    return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name, kvCache: 'buffers' });
+    return buildGemmaGraph(model.config as GemmaConfig, new WeightSource(files), { model: model.name, kvCache: 'buffers', layerView });
   if (model.architecture === 'llama')
     return buildLlamaGraph(model.config as LlamaConfig, new WeightSource(files), {
       layerWindows: layerWindows(model.config ?? {}),
       model: model.name,
       kvCache: 'buffers',
+      layerView,
     });
-  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']), { kvCache: 'buffers' });
+  return buildGpt2Graph(model.config as Gpt2Config, new WeightSource(files, ['', 'transformer.']), { kvCache: 'buffers', layerView });
 }
 
 /** Lets messages that arrived meanwhile (a Cancel) be handled, then checks for cancellation. */
@@ -73,6 +76,8 @@ export interface BuildOptions {
   onProgress?: (m: string) => void;
   /** throws (a CancelledError) when the request was cancelled; called between long steps */
   checkCancelled?: () => void;
+  /** the graph with the layer view's outputs (a separate build, cached beside the plain one) */
+  layerView?: LayerReference;
 }
 
 /** Returns the path of the built ONNX model for a checkpoint, building it on first use. */
@@ -88,7 +93,7 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
     memo = {};
   }
   const h = crypto.createHash('sha256');
-  h.update(`builder ${BUILDER_VERSION}\n${JSON.stringify(model.config)}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${o.layerView ? `layer view ${o.layerView}\n` : ''}${JSON.stringify(model.config)}\n`);
   for (const f of model.weightFiles!) h.update(await fileHash(f, memo, checkCancelled));
   const key = h.digest('hex').slice(0, 32);
   fs.writeFileSync(memoFile, JSON.stringify(memo));
@@ -104,7 +109,7 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
     files.push(readSafetensors(f));
   }
   await yieldAndCheck(checkCancelled);
-  const graph = buildGraphFor(model, files);
+  const graph = buildGraphFor(model, files, o.layerView);
   await yieldAndCheck(checkCancelled);
   fs.mkdirSync(path.join(cacheDir, 'built'), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cacheDir, 'built', `.${key}-`));

@@ -29,6 +29,21 @@ export type DecoderCache =
   | { kind: 'buffers'; buffers: Record<string, Float32Array>; kvHeads: number; headSize: number; capacity: number; length: number; batch: number }
   | { kind: 'present'; tensors: Record<string, ort.Tensor>; length: number; batch: number };
 
+/** What `forwardLayers` returns; S = states (layers + 1), N = positions, D = width. */
+export interface LayerForward {
+  logits: Logits;
+  states: number;
+  width: number;
+  /** [S, N]: the logit lens's KL per position (against the reference, or to the model's own final) */
+  lensKl: Float64Array;
+  /** [S, N]: the lens's most likely token */
+  lensArgmax: BigInt64Array;
+  /** [S, N, N]: the centred Gram matrix of each state over the positions */
+  gram: Float64Array;
+  /** [S, N, D] */
+  hidden: Float32Array;
+}
+
 export interface LoadInfo {
   device: UsedDevice;
   messages: string[];
@@ -66,6 +81,8 @@ export class LanguageModel {
     const messages: string[] = [];
     let onnxPath = model.onnxPath;
     let builtNow = false;
+    if (o.layerView && model.kind !== 'checkpoint')
+      throw new ModelLoadError(`${model.name}: the layer view needs a checkpoint folder (config.json and safetensors weights), whose graph Distill Lens builds with every hidden state; an ONNX export gives only its logits`);
     if (model.kind === 'checkpoint') {
       const built = await ensureBuiltModel(model, o);
       onnxPath = built.onnxPath;
@@ -228,6 +245,37 @@ export class LanguageModel {
     if (logits.type !== 'float32' && logits.type !== 'float16') throw new ModelLoadError(`${this.model.name}: logits of type ${logits.type} are not supported`);
     if (dims.length !== 3 || dims[1] !== L) throw new ModelLoadError(`${this.model.name}: logits have shape [${dims}], expected [1, ${L}, vocab]`);
     return { data: logits.data as Float32Array | Uint16Array, type: logits.type, length: L, vocab };
+  }
+
+  /**
+   * The layer view of one sequence (a model opened with `layerView`): its logits and, per
+   * hidden state, the logit lens's KL and argmax per position, the centred Gram matrix and the
+   * states (builder/layerView.ts). `reference`: the logits the lens is compared with (the
+   * teacher's, for a model opened with layerView 'input').
+   */
+  async forwardLayers(ids: number[], reference?: Logits): Promise<LayerForward> {
+    const L = ids.length;
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const meta of this.session.inputMetadata) {
+      if (meta.name !== 'reference_logits') feeds[meta.name] = this.feedFor(meta, ids);
+      else {
+        if (!reference || reference.length !== L) throw new Error(`${this.model.name}: the layer view needs the reference logits of the same ${L} positions`);
+        const data = reference.type === 'float16' ? halfToFloat32(reference.data as Uint16Array) : (reference.data as Float32Array);
+        feeds[meta.name] = new ort.Tensor('float32', data, [1, L, reference.vocab]);
+      }
+    }
+    const out = await this.session.run(feeds, ['logits', 'lens_kl', 'lens_argmax', 'layer_gram', 'layer_hidden']);
+    const logits = out.logits;
+    const dims = out.layer_hidden.dims;
+    return {
+      logits: { data: logits.data as Float32Array, type: 'float32', length: L, vocab: logits.dims[2] },
+      states: dims[0],
+      width: dims[2],
+      lensKl: out.lens_kl.data as Float64Array,
+      lensArgmax: out.lens_argmax.data as BigInt64Array,
+      gram: out.layer_gram.data as Float64Array,
+      hidden: out.layer_hidden.data as Float32Array,
+    };
   }
 
   private feedFor(meta: ort.InferenceSession.ValueMetadata, ids: number[]): ort.Tensor {

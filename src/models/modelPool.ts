@@ -12,6 +12,7 @@ import type { Device } from '../shared/devices';
 import { LanguageModel } from './languageModel';
 import { resolveModel } from './modelSource';
 import { TextTokenizer } from './tokenizer';
+import type { LayerReference } from './builder/layerView';
 
 export interface LoadedModel {
   lm: LanguageModel;
@@ -27,6 +28,8 @@ export interface LoadOptions {
   onProgress?: (message: string) => void;
   /** throws when the request that asked for the model was cancelled (checked while hashing and building) */
   checkCancelled?: () => void;
+  /** the graph with the layer view's outputs, against a reference's logits or the model's own */
+  layerView?: LayerReference;
 }
 
 /** A model in use by one request; `release()` hands it back to the pool (it stays loaded). */
@@ -63,7 +66,7 @@ export class ModelPool {
 
   /** Loads `spec` (or reuses it) and pins it until the lease is released. */
   async acquire(spec: string, o: LoadOptions): Promise<ModelLease> {
-    const key = `${spec}|${o.device}|${o.dtype ?? 'auto'}`;
+    const key = `${spec}|${o.device}|${o.dtype ?? 'auto'}|${o.layerView ?? ''}`;
     let entry = this.entries.get(key);
     if (!entry) {
       entry = { key, loading: this.load(spec, o), users: 0, lastUsed: 0 };
@@ -99,7 +102,7 @@ export class ModelPool {
     const resolved = await resolveModel(spec, { dtype: o.dtype, allowRemote: o.allowRemote, cacheDir: o.hubCacheDir, onProgress: o.onProgress });
     o.onProgress?.(`loading ${spec}`);
     // ONNX Runtime loads on its own threads while this thread parses the tokenizer
-    const opening = LanguageModel.open(resolved, o.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: o.onProgress, checkCancelled: o.checkCancelled });
+    const opening = LanguageModel.open(resolved, o.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: o.onProgress, checkCancelled: o.checkCancelled, layerView: o.layerView });
     let tokenizer: TextTokenizer;
     try {
       tokenizer = this.tokenizerFor(resolved.folder);

@@ -10,6 +10,7 @@ export function toJsonReport(r: InspectResult): object {
     windows: r.windows,
     exactSpans: r.exactSpans,
     messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
+    ...(r.layers ? { layers: r.layers } : {}),
     timings: r.timings,
   };
 }

@@ -28,6 +28,31 @@ export interface InspectRequest {
   hubCacheDir?: string;
   /** which file of an ONNX export runs (transformers.js's dtype names; default auto) */
   dtype?: DtypeChoice;
+  /** also the layer view (logit lens, CKA): both models must be checkpoint folders */
+  layers?: boolean;
+}
+
+/**
+ * The layer view of the analysed text's first window (src/inspect/layerView.ts, docs/metrics.md
+ * "Layer view"): one entry per hidden state in the Hugging Face convention (the embeddings,
+ * then each layer, the last being the model's own output), per-row arrays indexed as `rows`.
+ */
+export interface LayerView {
+  /** rows covered (the first window's; all of them when the text fits one window) */
+  rows: number;
+  /** positions the CKA is taken over */
+  positions: number;
+  /** per student entry: KL(teacher final ‖ student lens) per row, and whether the lens's argmax is the student's final */
+  student: { klToTeacherFinal: number[]; argmaxFinal: boolean[] }[];
+  /** per teacher entry: KL(teacher lens ‖ teacher final) per row, and the argmax check */
+  teacher: { klToFinal: number[]; argmaxFinal: boolean[] }[];
+  /** per row, the first entry from which every later entry's argmax is the final one */
+  studentSettles: number[];
+  teacherSettles: number[];
+  /** linear CKA, (L_S + 1) × (L_T + 1) */
+  cka: number[][];
+  /** equal widths only: per student entry j, cosine per row with teacher entry round(j·L_T/L_S) */
+  cosine?: { student: number; teacher: number; values: number[] }[];
 }
 
 export interface ModelReport {
@@ -64,6 +89,8 @@ export interface InspectResult {
   messages: string[];
   /** set when the text was longer than the context and analysed in overlapping windows */
   windowNotice?: string;
+  /** with `layers` */
+  layers?: LayerView;
   timings: Timings;
 }
 

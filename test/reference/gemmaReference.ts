@@ -4,7 +4,7 @@
  * norms, per-head q/k norms, query_pre_attn_scalar, local (sliding, own rotary base) and
  * global layers, GeGLU with the tanh GELU, optional logit soft-capping.
  */
-import type { Weights } from './gpt2Reference';
+import { finishLayers, type ReferenceLayers, type Weights } from './gpt2Reference';
 import { referenceRotation, referenceRope, type HfLlamaConfig } from './llamaHfReference';
 
 export interface HfGemmaConfig {
@@ -26,7 +26,12 @@ export interface HfGemmaConfig {
   final_logit_softcapping?: number | null;
 }
 
-export function referenceGemma(w: Weights, c: HfGemmaConfig, tokens: number[]): Float64Array[] {
+export function referenceGemma(
+  w: Weights,
+  c: HfGemmaConfig,
+  tokens: number[],
+  layers?: ReferenceLayers,
+): Float64Array[] {
   const D = c.hidden_size;
   const H = c.num_attention_heads;
   const KV = c.num_key_value_heads;
@@ -62,6 +67,7 @@ export function referenceGemma(w: Weights, c: HfGemmaConfig, tokens: number[]): 
   let xs = tokens.map((t) =>
     Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i] * Math.sqrt(D)),
   );
+  if (layers) layers.states = [xs];
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const sliding = c.layer_types[l] === 'sliding_attention';
@@ -118,11 +124,14 @@ export function referenceGemma(w: Weights, c: HfGemmaConfig, tokens: number[]): 
       const mlpOut = norm(down, get(p + 'post_feedforward_layernorm.weight'));
       return h1.map((v, i) => v + mlpOut[i]);
     });
+    if (layers && l < c.num_hidden_layers - 1) layers.states.push(xs);
   }
-  return xs.map((x) =>
-    lin(norm(x, get('model.norm.weight')), get('model.embed_tokens.weight'), c.vocab_size).map((v) =>
-      cap(v, c.final_logit_softcapping),
-    ),
+  return finishLayers(
+    xs,
+    (x) => norm(x, get('model.norm.weight')),
+    (f) =>
+      lin(f, get('model.embed_tokens.weight'), c.vocab_size).map((v) => cap(v, c.final_logit_softcapping)),
+    layers,
   );
 }
 

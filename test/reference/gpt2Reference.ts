@@ -1,10 +1,21 @@
 /** An independent float64 GPT-2 forward pass (Hugging Face GPT2LMHeadModel semantics). */
 export type Weights = Record<string, { shape: number[]; data: Float32Array }>;
 
+/**
+ * The hidden states in the Hugging Face convention (the embeddings, each layer's output but
+ * the last, the final norm's output), per state and position, and each one's logits through
+ * the final norm and head (the last: the model's logits), filled by a reference when given.
+ */
+export interface ReferenceLayers {
+  states: Float64Array[][];
+  lens: Float64Array[][];
+}
+
 export function referenceGpt2(
   w: Weights,
   cfg: { n_embd: number; n_layer: number; n_head: number; vocab_size: number },
   tokens: number[],
+  layers?: ReferenceLayers,
 ): Float64Array[] {
   const D = cfg.n_embd;
   const H = cfg.n_head;
@@ -29,6 +40,7 @@ export function referenceGpt2(
   let xs = tokens.map((t, pos) =>
     Float64Array.from({ length: D }, (_, i) => get('wte.weight')[t * D + i] + get('wpe.weight')[pos * D + i]),
   );
+  if (layers) layers.states = [xs];
   for (let l = 0; l < cfg.n_layer; l++) {
     const p = `h.${l}.`;
     const qkv = xs.map((x) =>
@@ -67,15 +79,33 @@ export function referenceGpt2(
       const h2 = conv(h1, get(p + 'mlp.c_proj.weight'), get(p + 'mlp.c_proj.bias'), D);
       return x.map((v, i) => v + h2[i]);
     });
+    if (layers && l < cfg.n_layer - 1) layers.states.push(xs);
   }
-  return xs.map((x) => {
-    const f = layerNorm(x, get('ln_f.weight'), get('ln_f.bias'));
-    return Float64Array.from({ length: cfg.vocab_size }, (_, v) => {
+  const finalNorm = (x: Float64Array) => layerNorm(x, get('ln_f.weight'), get('ln_f.bias'));
+  const head = (f: Float64Array) =>
+    Float64Array.from({ length: cfg.vocab_size }, (_, v) => {
       let s = 0;
       for (let i = 0; i < D; i++) s += f[i] * get('wte.weight')[v * D + i];
       return s;
     });
-  });
+  return finishLayers(xs, finalNorm, head, layers);
+}
+
+/** The logits of the last states, and the layer view's states and lenses when asked for. */
+export function finishLayers(
+  xs: Float64Array[],
+  finalNorm: (x: Float64Array) => Float64Array,
+  head: (f: Float64Array) => Float64Array,
+  layers?: ReferenceLayers,
+): Float64Array[] {
+  const normed = xs.map(finalNorm);
+  const logits = normed.map(head);
+  if (layers) {
+    layers.lens = layers.states.map((s) => s.map((x) => head(finalNorm(x))));
+    layers.states.push(normed);
+    layers.lens.push(logits);
+  }
+  return logits;
 }
 
 /** Random GPT-2 weights with the Hugging Face names (optionally "transformer."-prefixed). */

@@ -5,7 +5,7 @@
  * them, cos and sin times the attention factor, Phi-3's partial rotation, grouped-query
  * attention, q/k/v biases when present, sliding windows: q sees k when q − window < k ≤ q).
  */
-import type { Weights } from './gpt2Reference';
+import { finishLayers, type ReferenceLayers, type Weights } from './gpt2Reference';
 
 export interface HfLlamaConfig {
   hidden_size: number;
@@ -151,7 +151,12 @@ export function referenceRotation(
   throw new Error(`no reference for ${s.rope_type}`);
 }
 
-export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[]): Float64Array[] {
+export function referenceLlamaHf(
+  w: Weights,
+  c: HfLlamaConfig,
+  tokens: number[],
+  layers?: ReferenceLayers,
+): Float64Array[] {
   const D = c.hidden_size;
   const H = c.num_attention_heads;
   const KV = c.num_key_value_heads;
@@ -174,6 +179,7 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
   let xs = tokens.map((t) =>
     Float64Array.from({ length: D }, (_, i) => get('model.embed_tokens.weight')[t * D + i]),
   );
+  if (layers) layers.states = [xs];
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const hs = xs.map((x) => rms(x, get(p + 'input_layernorm.weight')));
@@ -244,9 +250,15 @@ export function referenceLlamaHf(w: Weights, c: HfLlamaConfig, tokens: number[])
       );
       return x1.map((v, i) => v + down[i]);
     });
+    if (layers && l < c.num_hidden_layers - 1) layers.states.push(xs);
   }
   const head = c.tie_word_embeddings ? get('model.embed_tokens.weight') : get('lm_head.weight');
-  return xs.map((x) => lin(rms(x, get('model.norm.weight')), head, c.vocab_size));
+  return finishLayers(
+    xs,
+    (x) => rms(x, get('model.norm.weight')),
+    (f) => lin(f, head, c.vocab_size),
+    layers,
+  );
 }
 
 /** Random weights in the Hugging Face Llama / Qwen2 layout (q/k/v biases, untied head). */

@@ -32,6 +32,7 @@ import {
   splitHeads,
 } from './transformerOps';
 import { rotaryPlan } from './rope';
+import { addLayerViewOutputs, type LayerReference } from './layerView';
 
 export interface GemmaConfig extends DecoderConfig {
   rope_local_base_freq?: number;
@@ -51,7 +52,7 @@ export function gemmaSlidingLayers(c: GemmaConfig): boolean[] {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string; kvCache?: 'buffers' } = {}): GraphBuilder {
+export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string; kvCache?: 'buffers'; layerView?: LayerReference } = {}): GraphBuilder {
   const g = new GraphBuilder('gemma3');
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -70,6 +71,8 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
   const gathered = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
   // the scale as a float32 number, as the float32 model applies it
   let x = g.op1('Mul', [gathered, g.scalar(Math.fround(Math.sqrt(D)))]);
+  // the hidden states in the Hugging Face convention: the (scaled) embeddings, each layer's output but the last, the final norm's
+  const states = [x];
 
   const sliding = gemmaSlidingLayers(c);
   const window = c.sliding_window ?? undefined;
@@ -110,11 +113,22 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
     const up = linear(g, n, w.weight(g, p + 'mlp.up_proj.weight'), undefined, true);
     const mlpOut = linear(g, g.op1('Mul', [gate, up]), w.weight(g, p + 'mlp.down_proj.weight'), undefined, true);
     x = g.op1('Add', [x, norm(mlpOut, p + 'post_feedforward_layernorm.weight')]);
+    if (l < c.num_hidden_layers - 1) states.push(x);
   }
   x = norm(x, 'model.norm.weight');
+  states.push(x);
   // the head is the token embedding (Gemma ties them), unless the checkpoint has its own
   const head = w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = softcap(linear(g, x, head, undefined, true), c.final_logit_softcapping); // [N, V]
+  if (o.layerView)
+    addLayerViewOutputs(
+      g,
+      states,
+      (l) => (l < c.num_hidden_layers ? softcap(linear(g, norm(states[l], 'model.norm.weight'), head, undefined, true), c.final_logit_softcapping) : logits2d),
+      c.vocab_size,
+      D,
+      o.layerView,
+    );
   g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');

@@ -1,6 +1,7 @@
 /** GPT2LMHeadModel as an ONNX graph. */
 import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
+import { addLayerViewOutputs, type LayerReference } from './layerView';
 import { LOGITS_ROWS, bufferCache, causalAttention, causalMask, geluTanh, inputDims, keyValueCache, layerNorm, linear, mergeHeads, positionRange, splitHeads } from './transformerOps';
 
 export interface Gpt2Config {
@@ -14,7 +15,7 @@ export interface Gpt2Config {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32 (with `kvCache`, past_key_values in and present out). */
-export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'buffers' | 'present' } = {}): GraphBuilder {
+export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'buffers' | 'present'; layerView?: LayerReference } = {}): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const D = c.n_embd;
   const H = c.n_head;
@@ -29,6 +30,8 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'b
   const tok = g.op1('Gather', [wte, ids], { axis: 0 }); // [B, L, D]
   const pos = g.op1('Gather', [w.weight(g, 'wpe.weight'), positions], { axis: 0 }); // [L, D]
   let x = g.op1('Reshape', [g.op1('Add', [tok, pos]), g.ints([-1, D])]); // [N, D]
+  // the hidden states in the Hugging Face convention: the embeddings, each layer's output but the last, ln_f's
+  const states = [x];
   const mask = buffers ? undefined : causalMask(g, d);
   for (let l = 0; l < c.n_layer; l++) {
     const p = `h.${l}.`;
@@ -42,9 +45,13 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'b
     const h2 = layerNorm(g, x, w.weight(g, p + 'ln_2.weight'), w.weight(g, p + 'ln_2.bias'), eps);
     const ff = geluTanh(g, linear(g, h2, w.weight(g, p + 'mlp.c_fc.weight'), w.weight(g, p + 'mlp.c_fc.bias'), false));
     x = g.op1('Add', [x, linear(g, ff, w.weight(g, p + 'mlp.c_proj.weight'), w.weight(g, p + 'mlp.c_proj.bias'), false)]);
+    if (l < c.n_layer - 1) states.push(x);
   }
-  x = layerNorm(g, x, w.weight(g, 'ln_f.weight'), w.weight(g, 'ln_f.bias'), eps);
+  const finalNorm = (t: string) => layerNorm(g, t, w.weight(g, 'ln_f.weight'), w.weight(g, 'ln_f.bias'), eps);
+  x = finalNorm(x);
+  states.push(x);
   const logits2d = linear(g, x, wte, undefined, true); // [N, V]
+  if (o.layerView) addLayerViewOutputs(g, states, (l) => (l < c.n_layer ? linear(g, finalNorm(states[l]), wte, undefined, true) : logits2d), c.vocab_size, D, o.layerView);
   g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');

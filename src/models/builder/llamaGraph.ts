@@ -9,6 +9,7 @@ import { GraphBuilder } from '../../onnx/graphBuilder';
 import type { ModelWeights } from './weights';
 import { LOGITS_ROWS, type DecoderConfig, bufferCache, causalAttention, causalMask, inputDims, keyValueCache, linear, mergeHeads, repeatKv, rmsNorm, rotaryEmbedding, silu, splitHeads } from './transformerOps';
 import { rotaryPlan } from './rope';
+import { addLayerViewOutputs, type LayerReference } from './layerView';
 
 export interface LlamaConfig extends DecoderConfig {
   tie_word_embeddings?: boolean;
@@ -29,6 +30,8 @@ export interface LlamaGraphOptions {
    * transformers.js and Optimum exports (tests use it to stand for such an export)
    */
   kvCache?: 'buffers' | 'present';
+  /** the layer view's outputs (layerView.ts), against the teacher's logits or the model's own */
+  layerView?: LayerReference;
   /** for messages */
   model?: string;
 }
@@ -48,6 +51,8 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
 
   const embed = w.weight(g, 'model.embed_tokens.weight');
   let x = g.op1('Reshape', [g.op1('Gather', [embed, ids], { axis: 0 }), g.ints([-1, D])]); // [N, D]
+  // the hidden states in the Hugging Face convention: the embeddings, each layer's output but the last, the final norm's
+  const states = [x];
 
   // the rotation, with the checkpoint's rope_scaling applied to the frequencies (rope.ts)
   const plan = rotaryPlan(
@@ -111,10 +116,15 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
       : [mlp('gate_proj', h2), mlp('up_proj', h2)];
     const gate = silu(g, gateIn);
     x = g.op1('Add', [x, mlp('down_proj', g.op1('Mul', [gate, up]))]);
+    if (l < c.num_hidden_layers - 1) states.push(x);
   }
-  x = rmsNorm(g, x, w.weight(g, 'model.norm.weight'), eps);
+  const finalNorm = (t: string) => rmsNorm(g, t, w.weight(g, 'model.norm.weight'), eps);
+  x = finalNorm(x);
+  states.push(x);
   const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = linear(g, x, head, undefined, true); // [N, V]
+  if (o.layerView)
+    addLayerViewOutputs(g, states, (l) => (l < c.num_hidden_layers ? linear(g, finalNorm(states[l]), head, undefined, true) : logits2d), c.vocab_size, D, o.layerView);
   g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
