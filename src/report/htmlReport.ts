@@ -7,6 +7,24 @@ import { heatColor, textColorOn, toHex } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import type { InspectResult } from '../shared/protocol';
 import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from './heatmap';
+import { ckaTableHtml, layerHeatmapSvg, lensRows, settlesLine } from './layerHeatmap';
+
+/** The layer view's section (inspect --layers): each model's lens heatmap and the CKA matrix. */
+function layersSection(r: InspectResult): string {
+  const v = r.layers;
+  if (!v) return '';
+  const tokens = r.rows.slice(0, v.rows).map((row) => row.text);
+  const maps = lensRows(v)
+    .map(
+      (m) =>
+        `<h3>${m.model}: ${escapeHtml(m.what)} per token</h3>${layerHeatmapSvg(m.values, tokens, `${m.model} logit lens`)}`,
+    )
+    .join('');
+  return `<h2 id="layers">Layers</h2>
+  <div class="muted">Each hidden state through the model's own final norm and head (logit lens); colour by log(1 + KL); click a cell for its token.${v.rows < r.rows.length ? ` The first window's ${v.rows} tokens.` : ''}</div>
+  ${maps}
+  <h3>Linear CKA over ${v.positions} positions</h3>${ckaTableHtml(v)}`;
+}
 
 /**
  * The report of one analysis. The heatmap's segments, each metric's range and each span's
@@ -65,6 +83,7 @@ export function renderHtmlReport(
     bands,
     bandColors,
     messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
+    settles: r.layers ? r.rows.slice(0, r.layers.rows).map((_, i) => settlesLine(r.layers!, i)) : [],
   };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -85,6 +104,8 @@ export function renderHtmlReport(
   .legend .bar { width: 200px; height: 10px; border-radius: 2px; }
   h1 { font-size: 18px; margin: 0 0 4px; } h2 { font-size: 14px; margin: 16px 0 6px; }
   .muted { opacity: .7; font-size: 12px; }
+  h3 { font-size: 13px; margin: 12px 0 4px; } .layer-heatmap { max-width: 100%; height: auto; } .layer-heatmap rect { cursor: pointer; }
+  table.cka { width: auto; } table.cka td { min-width: 2.6em; }
 </style></head>
 <body>
 <main>
@@ -94,6 +115,7 @@ export function renderHtmlReport(
   <div id="heat"></div>
   <h2>Summary</h2><table id="summary"></table>
   <h2>Worst tokens</h2><table id="worst"></table>
+  ${layersSection(r)}
 </main>
 ${dataAndSidePanel(data)}
 <script>
@@ -124,8 +146,16 @@ ${dataAndSidePanel(data)}
       '<table><tr><th></th><th>teacher</th><th>student</th></tr>' +
       ['p', 'logp', 'rank', 'entropy'].map((k) => '<tr><td>' + k + '</td><td class="num">' + fmt(r.teacher[k]) + '</td><td class="num">' + fmt(r.student[k]) + '</td></tr>').join('') + '</table>' +
       '<h2>Metrics</h2><table>' + d.keys.map((k) => '<tr><td>' + k + '</td><td class="num">' + fmt(r[k]) + '</td><td class="muted">' + esc(d.labels[k]) + '</td></tr>').join('') + '</table>' +
-      '<h2>Top tokens</h2><table><tr><th>teacher</th><th></th></tr>' + tops(r.teacher) + '<tr><th>student</th><th></th></tr>' + tops(r.student) + '</table>';
+      '<h2>Top tokens</h2><table><tr><th>teacher</th><th></th></tr>' + tops(r.teacher) + '<tr><th>student</th><th></th></tr>' + tops(r.student) + '</table>' +
+      (d.settles[d.rows.indexOf(r)] ? '<p class="muted">' + esc(d.settles[d.rows.indexOf(r)]) + '</p>' : '');
   };
+  // a layer heatmap cell shows its token
+  document.querySelectorAll('rect[data-row]').forEach((cell) => cell.addEventListener('click', () => {
+    const tok = [...document.querySelectorAll('#heat .tok')].find((el) => el.dataset.rows.split(',').includes(cell.dataset.row));
+    if (!tok) return;
+    tok.scrollIntoView({ block: 'center' });
+    tok.dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+  }));
   $('heat').addEventListener('mouseover', (e) => {
     const el = e.target.closest('.tok'); if (!el) return;
     for (const x of document.querySelectorAll('.tok.sel')) x.classList.remove('sel');

@@ -5,6 +5,8 @@ import { changeClass, heatBand, heatmapSegments, heatRange, maxAbsChange } from 
 import { mergeParts } from '../../src/report/mergeParts';
 import { renderHtmlReport } from '../../src/report/htmlReport';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
+import { heatColor, toHex } from '../../src/core/colorScale';
+import { formatNumber } from '../../src/core/formatNumber';
 import type { TokenRow } from '../../src/core/tokenRows';
 import type { InspectResult } from '../../src/shared/protocol';
 
@@ -144,4 +146,51 @@ test('the HTML report and the panel use one scale: a fixed maximum sets the repo
   );
   assert.deepEqual(automatic.ranges.fkl, [0, 0.5]);
   assert.equal(automatic.bands.fkl, '95');
+});
+
+test('the layer view in the HTML report: a cell per state and token coloured by log(1 + KL), the CKA matrix, the settling line', () => {
+  const r: InspectResult = {
+    ...part([1, 20, 21], [row(1, 0, 1, 0.5), row(2, 1, 2, 0.25)]),
+    layers: {
+      rows: 2,
+      positions: 3,
+      student: [
+        { klToTeacherFinal: [3, 0], argmaxFinal: [false, true] },
+        { klToTeacherFinal: [1, 0.5], argmaxFinal: [true, true] },
+      ],
+      teacher: [
+        { klToFinal: [2, 1], argmaxFinal: [false, true] },
+        { klToFinal: [0, 0], argmaxFinal: [true, true] },
+      ],
+      studentSettles: [1, 0],
+      teacherSettles: [1, 0],
+      cka: [
+        [1, 0.25],
+        [0.5, 0.75],
+      ],
+    },
+  };
+  const html = renderHtmlReport(r, 'ab', 'fkl');
+  const cells = [...html.matchAll(/<rect [^>]*fill="(#[0-9a-f]{6})" data-row="(\d)" data-state="(\d)"/g)];
+  assert.equal(cells.length, 8, '2 states × 2 tokens per model');
+  const fill = (state: number, rowIndex: number) =>
+    cells.find((c) => c[3] === String(state) && c[2] === String(rowIndex))![1];
+  // the student's map: its largest value (3) at the top of the scale, 0 at the bottom
+  assert.equal(fill(0, 0), toHex(heatColor(1)));
+  assert.equal(fill(0, 1), toHex(heatColor(0)));
+  assert.equal(fill(1, 0), toHex(heatColor(Math.log1p(1) / Math.log1p(3))));
+  assert.ok(
+    html.includes(`<title>&#34;x&#34; · layer 1 (output) · ${formatNumber(0.5)}</title>`),
+    'the cell names its token, state and value',
+  );
+  const cka = [...html.matchAll(/<td class="num" style="background:[^"]*">([0-9.]+)<\/td>/g)].map(
+    (m) => m[1],
+  );
+  assert.deepEqual(cka, ['1.00', '0.25', '0.50', '0.75']);
+  const data = JSON.parse(/<script type="application\/json" id="data">(.*?)<\/script>/s.exec(html)![1]);
+  assert.deepEqual(data.settles, [
+    'student settles at layer 1 of 1 (teacher: 1 of 1)',
+    'student settles at layer 0 of 1 (teacher: 0 of 1)',
+  ]);
+  assert.doesNotMatch(renderHtmlReport({ ...r, layers: undefined }, 'ab', 'fkl'), /id="layers"/);
 });
