@@ -21,7 +21,8 @@ import '@vscode-elements/elements/dist/vscode-button/index.js';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKeys';
 import { METRIC_GROUPS } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
-import { scalePosition } from '../src/core/colorScale';
+import { heatColor, scalePosition, textColorOn, toHex } from '../src/core/colorScale';
+import { layerHeatmapSvg, lensRows, stateName } from '../src/report/layerHeatmap';
 import {
   BANDS,
   CHANGE_STEPS,
@@ -225,6 +226,7 @@ function renderAnalysis(): void {
   const below: HTMLElement[] = [];
   if (a.baseline) below.push(comparison(a, metric));
   below.push(summary(a), histogram(a, metric, range, stale), worst(a, metric));
+  if (a.layers) below.push(layersSection(a.layers));
   // the heatmap and the details stay in the page (their scroll position too); the rest is replaced
   for (const child of [...analysisHost.childNodes])
     if (child !== view.heat && child !== view.detailsHost) child.remove();
@@ -237,6 +239,65 @@ function renderAnalysis(): void {
   state.selected = null;
   // details of this version are shown as they are; otherwise they are asked for again
   select(selected, { details: details && details.analysisId === a.id ? details : undefined });
+}
+
+/**
+ * Analyze Layers of Selection: per model a hidden state × token heatmap of the logit lens's KL
+ * (a cell shows its token in the editor) and the CKA matrix, drawn by src/report/layerHeatmap.
+ */
+function layersSection(l: NonNullable<PanelAnalysis['layers']>): HTMLElement {
+  const v = l.view;
+  const box = el('vscode-collapsible', { title: 'Layers', open: '', id: 'layers' });
+  box.append(
+    el(
+      'div',
+      { class: 'models' },
+      `each hidden state through the model's own final norm and head (logit lens), colour by log(1 + KL); ${v.rows} tokens`,
+    ),
+  );
+  for (const m of lensRows(v)) {
+    const map = el('div', { class: 'layer-map', id: `layers-${m.model}` });
+    // the SVG is our own markup (escaped texts, colours as attributes): the panel's CSP allows it
+    map.innerHTML = layerHeatmapSvg(m.values, l.tokens, `${m.model} logit lens`);
+    map.addEventListener('click', (e) => {
+      const cell = (e.target as Element).closest('rect[data-row]');
+      const index = cell ? l.rowIndex[Number(cell.getAttribute('data-row'))] : -1;
+      if (index >= 0) select(index, { reveal: true });
+    });
+    box.append(el('div', { class: 'bars-title' }, `${m.model}: ${m.what}`), map);
+  }
+  // the CKA matrix, coloured through the CSSOM (the CSP forbids style attributes in markup)
+  const table = el('table', { class: 'metrics cka', id: 'cka' });
+  table.append(
+    el(
+      'tr',
+      {},
+      el('th', { title: 'student states down, teacher states across' }, 'S ↓ T →'),
+      ...v.teacher.map((_, j) => el('th', { class: 'num' }, String(j))),
+    ),
+  );
+  v.cka.forEach((row, i) => {
+    const cells = row.map((x, j) => {
+      const td = el(
+        'td',
+        {
+          class: 'num',
+          title: `CKA: student ${stateName(i, v.student.length)} ↔ teacher ${stateName(j, v.teacher.length)}`,
+        },
+        x.toFixed(2),
+      );
+      const bg = heatColor(x);
+      td.style.background = toHex(bg);
+      td.style.color = toHex(textColorOn(bg));
+      return td;
+    });
+    table.append(el('tr', {}, el('th', {}, String(i)), ...cells));
+  });
+  box.append(
+    el('div', { class: 'bars-title' }, `linear CKA over ${v.positions} positions`),
+    el('div', { class: 'layer-map' }, table),
+  );
+  return box;
 }
 
 function newHeatmapView(): HeatmapView {

@@ -87,7 +87,7 @@ export class AnalysisController implements vscode.Disposable {
     editor: vscode.TextEditor,
     ranges: vscode.Range[],
     title: string,
-    o: { quiet?: boolean } = {},
+    o: { quiet?: boolean; layers?: boolean } = {},
   ): Promise<StoredAnalysis | undefined> {
     const settings = readSettings();
     if (!settings.teacher || !settings.student) {
@@ -168,6 +168,7 @@ export class AnalysisController implements vscode.Disposable {
                   allowRemote: settings.allowRemoteModels,
                   dtype: settings.dtype,
                   hubCacheDir: settings.hubCacheDir,
+                  ...(o.layers ? { layers: true } : {}),
                 },
                 {
                   signal: abort.signal,

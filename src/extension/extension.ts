@@ -104,6 +104,17 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       if (result) void vscode.commands.executeCommand('setContext', 'distillLens.analysed', true);
       return outcome(editor.document, result);
     }),
+    // the selection with the layer view (logit lens, CKA): the panel's Layers section, the hover's settling line
+    vscode.commands.registerCommand('distillLens.analyzeLayers', async () => {
+      const editor = await editorForCommand();
+      if (!editor) return;
+      const range = editor.selection.isEmpty
+        ? paragraphAt(editor.document, editor.selection.active)
+        : editor.selection;
+      const result = await controller.analyze(editor, [range], 'analysing the layers', { layers: true });
+      if (result) void vscode.commands.executeCommand('distillLens.openPanel');
+      return outcome(editor.document, result);
+    }),
     vscode.commands.registerCommand('distillLens.analyzeDocument', async () => {
       const editor = activeEditor();
       if (!editor) return;

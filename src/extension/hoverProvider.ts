@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { hoverMarkdown } from '../core/hoverText';
 import type { AnalysisController } from './analysisController';
+import { settlesLine } from '../report/layerHeatmap';
 
 export class TokenHoverProvider implements vscode.HoverProvider {
   constructor(private readonly controller: AnalysisController) {}
@@ -24,8 +25,16 @@ export class TokenHoverProvider implements vscode.HoverProvider {
     const ran = a.parts[0]
       ? `\n\n*teacher: ${a.parts[0].result.teacher.file} · student: ${a.parts[0].result.student.file}*`
       : '';
+    // Analyze Layers of Selection: where the student's prediction of this token stops changing
+    const layered = a.parts.find((p) => p.result.layers && p.result.rows.indexOf(hit.row) >= 0);
+    const row = layered ? layered.result.rows.indexOf(hit.row) : -1;
+    const settles =
+      layered && row < layered.result.layers!.rows ? `\n\n${settlesLine(layered.result.layers!, row)}` : '';
     const md = new vscode.MarkdownString(
-      stale + hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) + ran,
+      stale +
+        hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) +
+        settles +
+        ran,
     );
     md.isTrusted = false;
     md.supportHtml = false;

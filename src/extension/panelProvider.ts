@@ -110,8 +110,20 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
   }
 
   /** What the panel currently shows (for tests). */
-  get state(): { uri?: string; rows: number; baseline: boolean; training?: string; samples?: string } {
+  get state(): {
+    uri?: string;
+    rows: number;
+    baseline: boolean;
+    training?: string;
+    samples?: string;
+    /** the layer view's rows, and how many of them are rows of the shown heatmap */
+    layers?: { rows: number; shown: number };
+  } {
+    const layers = this.shown && panelLayers(this.shown.analysis).layers;
     return {
+      ...(layers
+        ? { layers: { rows: layers.view.rows, shown: layers.rowIndex.filter((i) => i >= 0).length } }
+        : {}),
       samples: this.shownRun?.uri.toString(),
       uri: this.shown?.uri.toString(),
       rows: this.shown?.analysis.placed.rows.length ?? 0,
@@ -214,6 +226,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       teacher: modelDisplayName(a.settings.teacher),
       student: modelDisplayName(a.settings.student),
       modelPaths: `teacher: ${a.settings.teacher}\nstudent: ${a.settings.student}`,
+      ...panelLayers(a),
       documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
     };
   }
@@ -328,5 +341,17 @@ function baselineView(
       .reverse()
       .slice(0, 5)
       .map(entry),
+  };
+}
+
+/** The layer view of the analysis's part that has one (Analyze Layers of Selection), its rows mapped to the panel's. */
+function panelLayers(a: StoredAnalysis): Pick<PanelAnalysis, 'layers'> {
+  const part = a.parts.find((p) => p.result.layers);
+  if (!part) return {};
+  const view = part.result.layers!;
+  const shown = new Map(a.placed.rows.map((r, i) => [r.row, i]));
+  const rows = part.result.rows.slice(0, view.rows);
+  return {
+    layers: { view, tokens: rows.map((r) => r.text), rowIndex: rows.map((r) => shown.get(r) ?? -1) },
   };
 }

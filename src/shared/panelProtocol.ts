@@ -6,7 +6,7 @@ import type { MetricKey } from '../core/metricKeys';
 import { isMetricKey } from '../core/metricKeys';
 import type { Summary, TokenRow } from '../core/tokenRows';
 import type { SampleSummary, SequenceValues } from './generation';
-import type { SampledHeldOut } from './protocol';
+import type { LayerView, SampledHeldOut } from './protocol';
 
 /**
  * An analysis as the panel draws it. Compact, so that 20,000+ tokens cross to the webview
@@ -39,6 +39,8 @@ export interface PanelAnalysis {
   documentName: string;
   /** the same text analysed with the previous student (before a distillation run) */
   baseline?: BaselineView;
+  /** Analyze Layers of Selection: the layer view, its rows' texts and their indices among the panel's rows (−1: not shown) */
+  layers?: { view: LayerView; tokens: string[]; rowIndex: number[] };
 }
 
 /** The previous student's numbers beside the current ones (after Use as Student and Re-analyse). */

@@ -102,6 +102,22 @@ test(
       await frame.locator('#details:not([data-token*="Lily"])').waitFor();
       assert.equal(await frame.locator('#heatmap .tok.selected').count(), 1, 'one highlighted token');
 
+      // Analyze Layers of Selection: the panel's Layers section, and a cell reveals its token
+      await lines.click();
+      await page.keyboard.press('Control+Home');
+      await page.keyboard.press('Shift+End');
+      await palette('Distill Lens: Analyze Layers of Selection');
+      await frame.locator('#layers-student rect').first().waitFor({ timeout: 60_000 });
+      assert.equal(
+        await frame.locator('#cka tr').count(),
+        1 + 4,
+        "a row per student state (stories260K's student: 3 layers)",
+      );
+      await frame.locator('#layers').scrollIntoViewIfNeeded();
+      await frame.locator('#layers-teacher rect[data-row="5"][data-state="2"]').click();
+      await frame.locator('#heatmap .tok.selected').waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'layers.png') });
+
       // Run Distillation… on the story from the palette: the loss chart fills in, then the new
       // student analyses the same text and the panel colours each token by its change
       await lines.click();

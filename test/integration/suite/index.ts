@@ -165,6 +165,31 @@ test('the panel receives the rows', async () => {
   );
 });
 
+test('Analyze Layers of Selection: the panel gets the layer view with every token on the heatmap, the hover says where the student settles', async () => {
+  await vscode.commands.executeCommand('distillLens.openPanel');
+  const editor = await openSample();
+  const line = editor.document.lineAt(0).range;
+  editor.selection = new vscode.Selection(line.start, line.end);
+  assert.ok(await vscode.commands.executeCommand('distillLens.analyzeLayers'), api.controller.lastError);
+  await until('the panel shows the layers', () => (api.panel.state.layers?.rows ?? 0) > 0);
+  const layers = api.panel.state.layers!;
+  assert.equal(layers.shown, layers.rows, 'each layer-view row is a token of the heatmap');
+  const stored = api.controller.get(editor.document.uri)!;
+  const view = stored.parts.find((p) => p.result.layers)!.result.layers!;
+  assert.equal(view.student.length, 3, "the built-in student's embeddings and two layers");
+  assert.equal(view.teacher.length, 5);
+  const row = stored.placed.rows[3];
+  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    editor.document.uri,
+    editor.document.positionAt(row.start),
+  );
+  const text = hovers
+    .flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value)))
+    .join('\n');
+  assert.match(text, /student settles at layer [0-2] of 2 \(teacher: [0-4] of 4\)/);
+});
+
 test('the panel comes back with its rows after being hidden', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
