@@ -264,16 +264,18 @@ export class LanguageModel {
         feeds[meta.name] = new ort.Tensor('float32', data, [1, L, reference.vocab]);
       }
     }
-    const out = await this.session.run(feeds, ['logits', 'lens_kl', 'lens_argmax', 'layer_gram', 'layer_hidden']);
+    // a model opened with layerView 'states' has the hidden states only
+    const fetch = ['logits', 'lens_kl', 'lens_argmax', 'layer_gram', 'layer_hidden'].filter((n) => this.session.outputNames.includes(n));
+    const out = await this.session.run(feeds, fetch);
     const logits = out.logits;
     const dims = out.layer_hidden.dims;
     return {
       logits: { data: logits.data as Float32Array, type: 'float32', length: L, vocab: logits.dims[2] },
       states: dims[0],
       width: dims[2],
-      lensKl: out.lens_kl.data as Float64Array,
-      lensArgmax: out.lens_argmax.data as BigInt64Array,
-      gram: out.layer_gram.data as Float64Array,
+      lensKl: (out.lens_kl?.data as Float64Array) ?? new Float64Array(0),
+      lensArgmax: (out.lens_argmax?.data as BigInt64Array) ?? new BigInt64Array(0),
+      gram: (out.layer_gram?.data as Float64Array) ?? new Float64Array(0),
       hidden: out.layer_hidden.data as Float32Array,
     };
   }

@@ -20,6 +20,7 @@ import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
 import { buildEvalSums, buildLoss, buildPolicyLoss, type LossInputs, type PolicyLossOptions } from './losses';
 import { seededRandom } from '../core/random';
+import { buildFeatureLoss, projectionParams, type FeatureLossSpec } from './featureLoss';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 import type { LossOptions, OptimizerSpec } from '../shared/protocol';
 
@@ -54,6 +55,12 @@ export interface StepGraphSpec {
    * advantages [B·L] (and weights, and teacher_logits for MiniLLM's single-step term)
    */
   policy?: PolicyLossOptions;
+  /**
+   * Feature distillation: the teacher's mapped states as inputs teacher_hidden_k [B·L, D_T], the
+   * projections as trained parameters, and loss = kd_weight·kd + feature_weight·feature with
+   * both weights as scalar inputs (the stages); feature_loss and kd_loss come out too
+   */
+  feature?: FeatureLossSpec;
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
@@ -86,16 +93,25 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
     spec.randomLoraB,
     spec.frozenAsInputs,
   );
+  // the student's hidden states, for the feature loss
+  let states: string[] = [];
+  const onStates = (s: string[]) => (states = s);
   const g: GraphBuilder =
     spec.architecture === 'llama'
       ? buildLlamaGraph(spec.config as LlamaConfig, fresh, {
           layerWindows: layerWindows(spec.config as Record<string, unknown>),
+          onStates,
         })
       : spec.architecture === 'gemma3'
-        ? buildGemmaGraph(spec.config as GemmaConfig, fresh)
-        : buildGpt2Graph(spec.config as Gpt2Config, fresh);
+        ? buildGemmaGraph(spec.config as GemmaConfig, fresh, { onStates })
+        : buildGpt2Graph(spec.config as Gpt2Config, fresh, { onStates });
   g.clearOutputs();
-  const params = fresh.params;
+  const feature = spec.purpose !== 'eval' ? spec.feature : undefined;
+  // the projections come after the student's parameters, from their own stream of the seed
+  const projections = feature
+    ? projectionParams(feature, studentWidth(spec.config), seededRandom(spec.seed ^ 0x5eed))
+    : [];
+  const params = [...fresh.params, ...projections];
   const { batch: B, seqLen: L, vocab: V } = spec;
   const M = B * L;
   const targets = g.input('targets', 'int64', [M, 1]);
@@ -134,7 +150,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
       g.output(k, 'float32', []);
     }
   } else {
-    const loss = spec.policy
+    const kdLoss = spec.policy
       ? buildPolicyLoss(
           g,
           {
@@ -152,6 +168,21 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
           spec.policy,
         )
       : buildLoss(g, lossInputs, spec.loss);
+    let loss = kdLoss;
+    if (feature) {
+      const featureLoss = buildFeatureLoss(g, feature, states, projections, mask, M);
+      for (const [value, name] of [
+        [featureLoss, 'feature_loss'],
+        [kdLoss, 'kd_loss'],
+      ]) {
+        g.rename(g.op1('Identity', [value]), name);
+        g.output(name, 'float32', []);
+      }
+      loss = g.op1('Add', [
+        g.op1('Mul', [kdLoss, g.input('kd_weight', 'float32', [])]),
+        g.op1('Mul', [featureLoss, g.input('feature_weight', 'float32', [])]),
+      ]);
+    }
     const shapes = new GraphShapes(g, { input_ids: [B, L] });
     const grads = addGradients(
       g,
@@ -237,4 +268,9 @@ export function learningRate(step: number, steps: number, peak: number, warmup: 
   const progress = steps > warmup ? (step - warmup) / Math.max(1, steps - warmup - 1) : 1;
   const floor = 0.1;
   return peak * (floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+}
+
+/** The student's hidden width (Llama, Gemma: hidden_size; GPT-2: n_embd). */
+export function studentWidth(config: Record<string, any>): number {
+  return config.hidden_size ?? config.n_embd;
 }

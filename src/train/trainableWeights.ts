@@ -29,7 +29,8 @@ export interface Param {
   decay: boolean;
   /** the checkpoint weight this parameter belongs to */
   weight: string;
-  role: 'weight' | 'lora_A' | 'lora_B';
+  /** projection: feature distillation's student → teacher map, trained but never part of the student */
+  role: 'weight' | 'lora_A' | 'lora_B' | 'projection';
 }
 
 export interface LoraAdapter {

@@ -52,7 +52,7 @@ export function gemmaSlidingLayers(c: GemmaConfig): boolean[] {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32. */
-export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string; kvCache?: 'buffers'; layerView?: LayerReference } = {}): GraphBuilder {
+export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: string; kvCache?: 'buffers'; layerView?: LayerReference; onStates?: (states: string[]) => void } = {}): GraphBuilder {
   const g = new GraphBuilder('gemma3');
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -117,6 +117,7 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
   }
   x = norm(x, 'model.norm.weight');
   states.push(x);
+  o.onStates?.(states);
   // the head is the token embedding (Gemma ties them), unless the checkpoint has its own
   const head = w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = softcap(linear(g, x, head, undefined, true), c.final_logit_softcapping); // [N, V]

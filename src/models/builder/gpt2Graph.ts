@@ -15,7 +15,7 @@ export interface Gpt2Config {
 }
 
 /** Builds the graph input_ids [B, L] int64 → logits [B, L, V] float32 (with `kvCache`, past_key_values in and present out). */
-export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'buffers' | 'present'; layerView?: LayerReference } = {}): GraphBuilder {
+export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'buffers' | 'present'; layerView?: LayerReference; onStates?: (states: string[]) => void } = {}): GraphBuilder {
   const g = new GraphBuilder('gpt2');
   const D = c.n_embd;
   const H = c.n_head;
@@ -50,6 +50,7 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'b
   const finalNorm = (t: string) => layerNorm(g, t, w.weight(g, 'ln_f.weight'), w.weight(g, 'ln_f.bias'), eps);
   x = finalNorm(x);
   states.push(x);
+  o.onStates?.(states);
   const logits2d = linear(g, x, wte, undefined, true); // [N, V]
   if (o.layerView) addLayerViewOutputs(g, states, (l) => (l < c.n_layer ? linear(g, finalNorm(states[l]), wte, undefined, true) : logits2d), c.vocab_size, D, o.layerView);
   g.rename(logits2d, LOGITS_ROWS);

@@ -18,7 +18,8 @@
  */
 import type { GraphBuilder } from '../../onnx/graphBuilder';
 
-export type LayerReference = 'input' | 'self';
+/** 'input': the lens against reference_logits; 'self': against the model's own; 'states': the hidden states only (feature distillation's teacher) */
+export type LayerReference = 'input' | 'self' | 'states';
 
 export const LAYER_OUTPUTS = ['layer_hidden', 'layer_gram', 'lens_kl', 'lens_argmax'] as const;
 
@@ -50,6 +51,11 @@ export function addLayerViewOutputs(
     });
 
   const L = states.length - 1;
+  if (reference === 'states') {
+    g.rename(g.op1('Identity', [stack(states)]), 'layer_hidden');
+    g.output('layer_hidden', 'float32', [L + 1, 'rows', width]);
+    return;
+  }
   const lensLogits = states.map((_, l) => lens(l));
   const lensLog = lensLogits.map((z) => g.op1('LogSoftmax', [double(z)], { axis: -1 }));
   let referenceLog: string;

@@ -32,6 +32,8 @@ export interface LlamaGraphOptions {
   kvCache?: 'buffers' | 'present';
   /** the layer view's outputs (layerView.ts), against the teacher's logits or the model's own */
   layerView?: LayerReference;
+  /** told the L + 1 hidden states [N, D] (Hugging Face convention), for a loss on them */
+  onStates?: (states: string[]) => void;
   /** for messages */
   model?: string;
 }
@@ -121,6 +123,7 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const finalNorm = (t: string) => rmsNorm(g, t, w.weight(g, 'model.norm.weight'), eps);
   x = finalNorm(x);
   states.push(x);
+  o.onStates?.(states);
   const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = linear(g, x, head, undefined, true); // [N, V]
   if (o.layerView)

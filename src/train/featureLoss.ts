@@ -1,0 +1,81 @@
+/**
+ * Feature (hidden-state) distillation as an ONNX subgraph, as DistillKit computes it: for
+ * each mapped pair k of a student state s_k and a teacher state t_k (Hugging Face's
+ * hidden_states indices), a bias-free linear projection W_k [D_T, D_S] of the student's state,
+ * trained with the student (used even when the widths match), then over the M positions with
+ * the logit loss's mask m:
+ *
+ *   P_k       = H^S_{s_k} · W_kᵀ                                        [M, D_T]
+ *   mse_k     = Σ_r m_r Σ_d (P_k[r, d] − H^T_{t_k}[r, d])² / (Σ_r m_r · D_T)
+ *   cosine_k  = Σ_r m_r (1 − cos(P_k[r], H^T_{t_k}[r])) / Σ_r m_r,
+ *               cos(a, b) = a·b / √(|a|²·|b|² + ε²), ε = 1e-8
+ *   feature   = mean_k of mse_k (or cosine_k)
+ *
+ * The teacher's states are inputs (no gradient); the gradient reaches the student's weights
+ * through H^S and the projections through W_k.
+ */
+import type { GraphBuilder } from '../onnx/graphBuilder';
+import type { Rng } from '../core/random';
+import type { Param } from './trainableWeights';
+
+export type FeatureLossKind = 'mse' | 'cosine';
+
+export interface FeatureLossSpec {
+  kind: FeatureLossKind;
+  /** [student state, teacher state] per pair, Hugging Face hidden_states indices */
+  pairs: [number, number][];
+  teacherWidth: number;
+}
+
+export const featureInput = (k: number) => `teacher_hidden_${k}`;
+export const projectionName = (k: number) => `projection_${k}`;
+
+/**
+ * The projections' parameters, Xavier (Glorot) uniform from `rng`: U(−a, a) with
+ * a = √(6 / (D_S + D_T)), as torch.nn.init.xavier_uniform_ on an nn.Linear(D_S, D_T).
+ */
+export function projectionParams(spec: FeatureLossSpec, studentWidth: number, rng: Rng): Param[] {
+  const D = spec.teacherWidth;
+  const bound = Math.sqrt(6 / (studentWidth + D));
+  return spec.pairs.map((_, k) => ({
+    name: projectionName(k),
+    shape: [D, studentWidth],
+    init: Float32Array.from({ length: D * studentWidth }, () => (2 * rng() - 1) * bound),
+    decay: true,
+    weight: projectionName(k),
+    role: 'projection' as const,
+  }));
+}
+
+/** The mean feature loss over the pairs; `states` are the student's [M, D_S] states, `mask` [M]. */
+export function buildFeatureLoss(
+  g: GraphBuilder,
+  spec: FeatureLossSpec,
+  states: string[],
+  projections: Param[],
+  mask: string,
+  rows: number,
+): string {
+  const op = (t: string, i: string[], a: Record<string, any> = {}) => g.op1(t, i, a);
+  const s = (v: number) => g.scalar(v);
+  const D = spec.teacherWidth;
+  const tokens = op('Max', [op('ReduceSum', [mask, g.ints([0])], { keepdims: 0 }), s(1)]);
+  const maskedSum = (perRow: string) =>
+    op('ReduceSum', [op('Mul', [perRow, mask]), g.ints([0])], { keepdims: 0 });
+  const rowSum = (x: string) => op('ReduceSum', [x, g.ints([-1])], { keepdims: 0 }); // [M, D] → [M]
+  const terms = spec.pairs.map(([student], k) => {
+    const target = g.input(featureInput(k), 'float32', [rows, D]);
+    const projection = g.input(projections[k].name, 'float32', projections[k].shape);
+    const projected = op('Gemm', [states[student], projection], { transB: 1 }); // [M, D_T]
+    if (spec.kind === 'mse') {
+      const diff = op('Sub', [projected, target]);
+      return op('Div', [maskedSum(rowSum(op('Mul', [diff, diff]))), op('Mul', [tokens, s(D)])]);
+    }
+    const dot = rowSum(op('Mul', [projected, target]));
+    const norms = op('Mul', [rowSum(op('Mul', [projected, projected])), rowSum(op('Mul', [target, target]))]);
+    const cos = op('Div', [dot, op('Sqrt', [op('Add', [norms, s(1e-16)])])]);
+    return op('Div', [maskedSum(op('Sub', [s(1), cos])), tokens]);
+  });
+  const total = terms.reduce((a, b) => op('Add', [a, b]));
+  return terms.length > 1 ? op('Div', [total, s(terms.length)]) : total;
+}
