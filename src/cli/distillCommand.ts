@@ -1,8 +1,9 @@
 /** `distill-lens distill`: a distillation fine-tune from the command line, with a progress bar and Ctrl-C as cancel. */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { CancelledError } from '../core/errors';
 import { runDistillation } from '../train/distill';
+import { parseStages } from '../train/stages';
 import { formatNumber } from '../core/formatNumber';
 import { DEVICES, type Device } from '../shared/devices';
 import {
@@ -14,9 +15,11 @@ import {
   type DistillMethod,
   type LossKey,
   type RunRecord,
+  type StageSpec,
 } from '../shared/protocol';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import type { SamplingOptions } from '../shared/generation';
+import { number } from './cliParts';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
@@ -180,10 +183,38 @@ export function addDistillCommand(
       '--reuse-rollouts <FILE>',
       "seqkd: train on an earlier run's rollouts.jsonl instead of sampling again",
     )
+    .addOption(
+      new Option(
+        '--feature-loss <L>',
+        'feature distillation: a loss on mapped hidden states beside the logit loss',
+      ).choices(['mse', 'cosine']),
+    )
+    .option(
+      '--feature-layers <MAP>',
+      '"auto" (student layer j ↔ teacher round(j·L_T/L_S)) or "s:t,s:t,…" hidden_states indices',
+      parseFeatureLayers,
+      'auto',
+    )
+    .option(
+      '--feature-weight <W>',
+      'W in loss = kd + W·feature (1)',
+      number('--feature-weight', (x) => x >= 0, 'a number ≥ 0'),
+      1,
+    )
+    .option(
+      '--stages <LIST>',
+      'train in stages, e.g. "kd:100,kd+features:200" (kd, features, kd+features); their steps replace --steps',
+      parseStages,
+    )
     .option('--allow-remote', 'allow downloading hub model ids from huggingface.co')
     .option('--quiet', 'no progress bar')
     .option('--verbose', 'print stack traces')
-    .action(async (o) => {
+    .action(async (o, command: Command) => {
+      // with --stages the run's steps are theirs (an explicit --steps must agree: the run checks it)
+      const steps =
+        o.stages && command.getOptionValueSource('steps') === 'default'
+          ? (o.stages as StageSpec[]).reduce((n, st) => n + st.steps, 0)
+          : o.steps;
       const abort = new AbortController();
       const onSigint = () => {
         if (abort.signal.aborted) process.exit(130);
@@ -262,8 +293,12 @@ export function addDistillCommand(
                     .filter(Boolean),
                 },
             optimizer: { kind: o.optimizer, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm },
-            steps: o.steps,
+            steps,
             lr: o.lr,
+            ...(o.featureLoss
+              ? { feature: { loss: o.featureLoss, layers: o.featureLayers, weight: o.featureWeight } }
+              : {}),
+            ...(o.stages ? { stages: o.stages } : {}),
             warmupSteps: o.warmup,
             batchSize: o.batchSize,
             // the methods that sample need a prompt and its completion in one window
@@ -332,4 +367,17 @@ function summary(r: RunRecord): string {
       : []),
     '',
   ].join('\n');
+}
+
+/** --feature-layers: "auto", or "s:t,s:t,…" pairs of hidden_states indices. */
+function parseFeatureLayers(text: string): 'auto' | [number, number][] {
+  if (text.trim() === 'auto') return 'auto';
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(part);
+    if (!m)
+      throw new InvalidArgumentError(
+        `"${part.trim()}" is not STUDENT:TEACHER (hidden_states indices, e.g. "2:4")`,
+      );
+    return [Number(m[1]), Number(m[2])];
+  });
 }

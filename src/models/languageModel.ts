@@ -82,7 +82,7 @@ export class LanguageModel {
     let onnxPath = model.onnxPath;
     let builtNow = false;
     if (o.layerView && model.kind !== 'checkpoint')
-      throw new ModelLoadError(`${model.name}: the layer view needs a checkpoint folder (config.json and safetensors weights), whose graph Distill Lens builds with every hidden state; an ONNX export gives only its logits`);
+      throw new ModelLoadError(`${model.name}: the layer view and feature distillation need a checkpoint folder (config.json and safetensors weights), whose graph Distill Lens builds with every hidden state; an ONNX export gives only its logits`);
     if (model.kind === 'checkpoint') {
       const built = await ensureBuiltModel(model, o);
       onnxPath = built.onnxPath;

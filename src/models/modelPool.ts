@@ -99,7 +99,8 @@ export class ModelPool {
   }
 
   private async load(spec: string, o: LoadOptions): Promise<LoadedModel> {
-    const resolved = await resolveModel(spec, { dtype: o.dtype, allowRemote: o.allowRemote, cacheDir: o.hubCacheDir, onProgress: o.onProgress });
+    // the layer view builds the graph itself: a distilled student's checkpoint, not its export
+    const resolved = await resolveModel(spec, { dtype: o.dtype, allowRemote: o.allowRemote, cacheDir: o.hubCacheDir, onProgress: o.onProgress, preferCheckpoint: !!o.layerView });
     o.onProgress?.(`loading ${spec}`);
     // ONNX Runtime loads on its own threads while this thread parses the tokenizer
     const opening = LanguageModel.open(resolved, o.device, { cacheDir: this.o.cacheDir, threads: this.o.threads, onProgress: o.onProgress, checkCancelled: o.checkCancelled, layerView: o.layerView });

@@ -36,6 +36,11 @@ export interface ResolveOptions {
   allowRemote?: boolean;
   cacheDir?: string;
   onProgress?: (message: string) => void;
+  /**
+   * A folder with both an ONNX export and a safetensors checkpoint (a distilled student) is
+   * read as the checkpoint: training and the layer view need the graph Distill Lens builds
+   */
+  preferCheckpoint?: boolean;
 }
 
 const LLAMA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM', 'Phi3ForCausalLM'];
@@ -68,9 +73,10 @@ export async function resolveModel(spec: string, o: ResolveOptions = {}): Promis
   const onnxPath = onnxFile && path.join(folder, onnxFile.file);
   const contextLength =
     config?.max_position_embeddings ?? config?.n_positions ?? config?.n_ctx ?? genai?.model?.context_length ?? 2048;
-  if (onnxPath) return { name: spec, folder, kind: 'onnx', onnxPath, onnxFile, config, contextLength };
-
   const weightFiles = safetensorsFiles(folder);
+  if (onnxPath && !(o.preferCheckpoint && weightFiles.length > 0 && config))
+    return { name: spec, folder, kind: 'onnx', onnxPath, onnxFile, config, contextLength };
+
   if (weightFiles.length === 0) {
     throw new ModelLoadError(`${spec} has neither an ONNX model (onnx/model.onnx, model.onnx or an Optimum decoder_model*.onnx) nor model.safetensors`);
   }

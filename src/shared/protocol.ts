@@ -258,6 +258,26 @@ export interface DistillRequest {
   seqKd?: boolean;
   /** minillm's settings (defaults: MINILLM_DEFAULTS, microsoft/LMOps' scripts) */
   minillm?: Partial<MiniLlmSettings>;
+  /** feature (hidden-state) distillation beside the logit loss (word-level method only) */
+  feature?: FeatureSettings;
+  /** training in stages (their steps replace `steps`): the default is one stage, kd+features with `feature`, else kd */
+  stages?: StageSpec[];
+}
+
+/** Feature distillation: which states, which metric, how much of it. */
+export interface FeatureSettings {
+  loss: 'mse' | 'cosine';
+  /** 'auto': student state j ↔ teacher state round(j·L_T/L_S) for j = 1 … L_S; or [student, teacher] hidden_states indices */
+  layers: 'auto' | [number, number][];
+  /** W in loss = kd + W·feature */
+  weight: number;
+}
+
+export const STAGE_KINDS = ['kd', 'features', 'kd+features'] as const;
+/** kd: the logit loss alone; features: the feature loss alone (× W); kd+features: kd + W·feature */
+export interface StageSpec {
+  kind: (typeof STAGE_KINDS)[number];
+  steps: number;
 }
 
 export interface DistillProgress {
@@ -306,6 +326,10 @@ export interface LossPoint {
   loss: number;
   lr: number;
   gradNorm: number;
+  /** with feature distillation: the step's two terms (before their weights) and its stage's index */
+  kdLoss?: number;
+  featureLoss?: number;
+  stage?: number;
 }
 
 export interface RunRecord {

@@ -41,6 +41,7 @@ import type {
   LossPoint,
   OptimizerSpec,
   RunRecord,
+  StageSpec,
   TrainDocument,
 } from '../shared/protocol';
 import {
@@ -64,6 +65,8 @@ import {
 } from './rollouts';
 import { resolvedLossOptions } from './losses';
 import { seededRandom, shuffle, type Rng } from '../core/random';
+import { featureInput, featureSpec, writeProjections, type FeatureLossSpec } from './featureLoss';
+import { resolveStages, stageAt, stageBoundaries } from './stages';
 import { buildStepGraph, DEFAULT_OPTIMIZER, learningRate, names, type StepGraph } from './stepGraph';
 import { writeDistilledStudent } from './studentOutput';
 import { teacherBuckets, type TeacherBuckets } from './teacherBuckets';
@@ -137,6 +140,12 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const tokenizer = TextTokenizer.fromFolder(student.folder);
     const vocab = Number(student.config!.vocab_size);
     const teacher = req.teacher ? await acquireTeacher(req, control.models, run) : undefined;
+    // feature distillation: the mapped pairs of hidden states, and the stages
+    const feature =
+      req.feature && teacher
+        ? featureSpec(req.feature, student.config!, teacher.model.lm.model.config ?? {})
+        : undefined;
+    const stages = resolveStages(req);
     if (teacher && teacher.model.tokenizer.vocabSize !== tokenizer.vocabSize) {
       throw new ModelLoadError(
         `teacher vocabulary ${teacher.model.tokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer`,
@@ -164,7 +173,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const stepReq = ptWindows ? { ...req, batchSize: 2 * req.batchSize } : req;
 
     // 3. teacher targets
-    const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut);
+    const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut, feature);
 
     // 4. graphs and sessions
     const policyLoss: PolicyLossOptions | undefined =
@@ -179,7 +188,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
               ...(ptWindows ? { pretrain: { kdRatio: minillm.kdRatio, coef: minillm.lmCoef } } : {}),
             }
           : undefined;
-    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss);
+    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss, feature);
 
     // 5. evaluate, train, evaluate
     const evaluate = (label: string) => evaluateHeldOut(stepReq, trainer, targets, data.heldOut, label, run);
@@ -204,7 +213,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       training = onPolicy.training;
       sampled = onPolicy.sampled;
       data.rollouts = onPolicy.rollouts;
-    } else training = await trainLoop(req, trainer, targets, data.train, rng, run);
+    } else training = await trainLoop(req, trainer, targets, data.train, rng, run, stages);
     const after = await evaluate('after');
     run.checkCancel();
 
@@ -223,6 +232,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         ...(policyLoss ? { generation, policyLoss } : {}),
         ...(method === 'minillm' ? { minillm } : {}),
         ...(method === 'gkd' ? { generation, lmbda: req.lmbda ?? 0.5, seqKd: !!req.seqKd } : {}),
+        ...(feature
+          ? { feature: { ...req.feature, layers: feature.pairs, teacherWidth: feature.teacherWidth } }
+          : {}),
+        ...(req.stages || feature ? { stages: stageBoundaries(stages) } : {}),
         loss: policyLoss ? null : resolvedLossOptions(req.loss),
         mode: trainer.mode,
         optimizer: trainer.optimizer,
@@ -269,7 +282,16 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       trainer.values,
       trainer.step.weights.adapters,
       record,
-      data.rollouts ? { 'rollouts.jsonl': rolloutsJsonl(data.rollouts) } : {},
+      {
+        ...(data.rollouts ? { 'rollouts.jsonl': rolloutsJsonl(data.rollouts) } : {}),
+        // the projections are the run's, never the student's: beside it, in their own file
+        ...(feature
+          ? {
+              'projections.safetensors': (file: string) =>
+                writeProjections(file, trainer.params, trainer.values, feature),
+            }
+          : {}),
+      },
     );
     return record;
   } finally {
@@ -284,6 +306,8 @@ async function resolveStudent(req: DistillRequest, run: RunContext): Promise<Res
     allowRemote: req.allowRemote,
     cacheDir: req.hubCacheDir,
     onProgress: (m) => run.report({ phase: 'prepare', message: m }),
+    // a distilled student (checkpoint and export side by side) trains again from its checkpoint
+    preferCheckpoint: true,
   });
   if (!req.teacher && req.loss.key !== 'ce')
     throw new UsageError(`the ${req.loss.key} loss needs a teacher (only ce trains without one)`);
@@ -308,6 +332,8 @@ async function acquireTeacher(
   const pool = shared ?? new ModelPool({ capacity: 1 });
   if (!shared) run.onEnd(() => pool.dispose());
   const lease = await pool.acquire(req.teacher, {
+    // feature distillation reads the teacher's hidden states too
+    ...(req.feature ? { layerView: 'states' as const } : {}),
     device: req.device ?? 'cpu',
     dtype: req.teacherDtype,
     allowRemote: req.allowRemote,
@@ -614,13 +640,29 @@ class TeacherTargets {
   private readonly bucketCache = new Map<Window, TeacherBuckets>();
   private readonly heldOut: Set<Window>;
 
+  /** feature distillation: each window's mapped teacher states, [L, D_T] per pair */
+  private readonly hiddenCache = new Map<Window, Float32Array[]>();
+
   constructor(
     private readonly teacher: ModelLease | undefined,
     private readonly req: DistillRequest,
     private readonly vocab: number,
     heldOut: Window[],
+    private readonly feature?: FeatureLossSpec,
   ) {
     this.heldOut = new Set(heldOut);
+  }
+
+  /** the last window's mapped states, when they were not kept (the cache was full) */
+  private lastHidden?: { w: Window; states: Float32Array[] };
+
+  /** The teacher's mapped hidden states of a window (one pass gives them with its logits). */
+  async hidden(w: Window): Promise<Float32Array[]> {
+    const kept = this.hiddenCache.get(w) ?? (this.lastHidden?.w === w ? this.lastHidden.states : undefined);
+    if (kept) return kept;
+    this.logitsCache.delete(w);
+    await this.logits(w);
+    return this.lastHidden!.states;
   }
 
   get present(): boolean {
@@ -631,7 +673,18 @@ class TeacherTargets {
     const hit = this.logitsCache.get(w);
     if (hit) return hit;
     const t = performance.now();
-    const out = await this.teacher!.model.lm.forward(w.ids);
+    const lm = this.teacher!.model.lm;
+    let out;
+    if (this.feature) {
+      // the hidden states [S, L, D_T] come with the logits: keep the mapped ones
+      const layers = await lm.forwardLayers(w.ids);
+      const L = w.ids.length;
+      const D = layers.width;
+      const states = this.feature.pairs.map(([, t]) => layers.hidden.slice(t * L * D, (t + 1) * L * D));
+      this.lastHidden = { w, states };
+      if (this.shouldCache(w)) this.hiddenCache.set(w, states);
+      out = layers.logits;
+    } else out = await lm.forward(w.ids);
     if (out.vocab !== this.vocab)
       throw new ModelLoadError(
         `the teacher's logits have ${out.vocab} entries, the student's vocabulary ${this.vocab}: they do not share a vocabulary`,
@@ -662,6 +715,7 @@ class TeacherTargets {
   /** Drops every kept window (the on-policy methods: at each new collection, whose windows are new). */
   forget(): void {
     this.logitsCache.clear();
+    this.hiddenCache.clear();
     this.bucketCache.clear();
   }
 
@@ -675,6 +729,8 @@ class TeacherTargets {
 
 interface Trainer {
   vocab: number;
+  /** feature distillation's pairs and widths (the step graph takes teacher_hidden_k and the stage weights) */
+  feature?: FeatureLossSpec;
   /** whether the step graph reads the teacher (every loss but ce) */
   stepTakesTeacher: boolean;
   mode: TrainMode;
@@ -698,6 +754,7 @@ async function openTrainer(
   vocab: number,
   run: RunContext,
   policy?: PolicyLossOptions,
+  feature?: FeatureLossSpec,
 ): Promise<Trainer> {
   const arch = student.architecture!;
   const mode: TrainMode =
@@ -738,7 +795,7 @@ async function openTrainer(
   // the ce loss never reads the teacher: its steps are not fed the teacher's logits (the
   // held-out evaluation still compares with the teacher)
   const stepTakesTeacher = !!req.teacher && (policy ? policy.singleStep : req.loss.key !== 'ce');
-  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, policy, purpose: 'step' });
+  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, policy, feature, purpose: 'step' });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
     throw new UsageError(
@@ -760,6 +817,7 @@ async function openTrainer(
   const params = step.params;
   return {
     vocab,
+    feature,
     stepTakesTeacher,
     mode,
     optimizer,
@@ -799,6 +857,8 @@ async function batchFeeds(
   const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined; // [B·L, k+1]
   const topLogprobs = k ? new Float32Array(B * L * (k + 2)) : undefined; // [B·L, k+2]
   const topTarget = k ? new BigInt64Array(B * L) : undefined;
+  const feature = forEval ? undefined : trainer.feature;
+  const hidden = feature?.pairs.map(() => new Float32Array(B * L * feature.teacherWidth)); // [B·L, D_T] each
   for (let b = 0; b < B; b++) {
     const w = batch[b];
     if (!w) continue; // an all-masked filler row
@@ -813,6 +873,7 @@ async function batchFeeds(
       topLogprobs!.set(buckets.logprobs, b * L * (k + 2));
       topTarget!.set(buckets.target, b * L);
     } else if (teacherBuf) teacherBuf.set(await targets.logits(w), b * L * vocab);
+    if (hidden) (await targets.hidden(w)).forEach((h, p) => hidden[p].set(h, b * L * feature!.teacherWidth));
   }
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor('int64', ids, [B, L]),
@@ -824,7 +885,14 @@ async function batchFeeds(
     feeds.teacher_topk_logprobs = new ort.Tensor('float32', topLogprobs!, [B * L, k + 2]);
     feeds.teacher_topk_target = new ort.Tensor('int64', topTarget!, [B * L, 1]);
   } else if (teacherBuf) feeds.teacher_logits = new ort.Tensor('float32', teacherBuf, [B, L, vocab]);
-  trainer.params.forEach((p, i) => (feeds[p.name] = new ort.Tensor('float32', trainer.values[i], p.shape)));
+  hidden?.forEach(
+    (h, p) => (feeds[featureInput(p)] = new ort.Tensor('float32', h, [B * L, feature!.teacherWidth])),
+  );
+  trainer.params.forEach((p, i) => {
+    // the evaluation graph has no feature loss, so no projections
+    if (!(forEval && p.role === 'projection'))
+      feeds[p.name] = new ort.Tensor('float32', trainer.values[i], p.shape);
+  });
   Object.assign(feeds, trainer.frozenFeeds);
   return feeds;
 }
@@ -880,6 +948,7 @@ async function trainLoop(
   train: Window[],
   rng: Rng,
   run: RunContext,
+  stages: StageSpec[],
 ): Promise<TrainingResult> {
   const lossCurve: LossPoint[] = [];
   const order: Window[] = [];
@@ -895,10 +964,18 @@ async function trainLoop(
       batch.push(order.shift()!);
     }
     const feeds = await batchFeeds(batch, req, trainer, targets, false);
+    // the stage's weights: kd alone, the features alone (× W), or kd + W·features
+    const stage = stageAt(stages, s);
+    if (trainer.feature) {
+      const W = req.feature!.weight;
+      const kind = stages[stage].kind;
+      feeds.kd_weight = new ort.Tensor('float32', Float32Array.of(kind === 'features' ? 0 : 1), []);
+      feeds.feature_weight = new ort.Tensor('float32', Float32Array.of(kind === 'kd' ? 0 : W), []);
+    }
     const t = performance.now();
-    const { loss, lr, gradNorm } = await optimizerStep(req, trainer, feeds, s, warmup);
+    const { loss, lr, gradNorm, terms } = await optimizerStep(req, trainer, feeds, s, warmup);
     stepSeconds += (performance.now() - t) / 1000;
-    lossCurve.push({ step: s + 1, loss, lr, gradNorm });
+    lossCurve.push({ step: s + 1, loss, lr, gradNorm, ...terms, ...(stages.length > 1 ? { stage } : {}) });
     tokens += batch.reduce((n, w) => n + w.mask.reduce((a, b) => a + b, 0), 0);
     const elapsed = (performance.now() - trainStart) / 1000;
     run.report({
@@ -926,7 +1003,7 @@ async function optimizerStep(
   feeds: Record<string, ort.Tensor>,
   s: number,
   warmup: number,
-): Promise<{ loss: number; lr: number; gradNorm: number }> {
+): Promise<{ loss: number; lr: number; gradNorm: number; terms?: { kdLoss: number; featureLoss: number } }> {
   const { optimizer, params, step } = trainer;
   const lr = learningRate(s, req.steps, req.lr, warmup);
   feeds.lr = new ort.Tensor('float32', Float32Array.of(lr), []);
@@ -952,7 +1029,14 @@ async function optimizerStep(
       params.map((p) => out[names.nextState(st, p.name)].data as Float32Array),
     ]),
   );
-  return { loss, lr, gradNorm: Number(out.grad_norm.data[0]) };
+  return {
+    loss,
+    lr,
+    gradNorm: Number(out.grad_norm.data[0]),
+    ...(out.feature_loss
+      ? { terms: { kdLoss: Number(out.kd_loss.data[0]), featureLoss: Number(out.feature_loss.data[0]) } }
+      : {}),
+  };
 }
 
 function samplesDuringTraining(method: DistillMethod): boolean {
@@ -970,6 +1054,14 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
     if (problems.length > 0) throw new UsageError(problems.join('; '));
   }
   if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
+  if (req.feature || req.stages) {
+    if (method !== 'word')
+      throw new UsageError(`--feature-loss and --stages are built for --method word, not ${method}`);
+    if (!req.teacher) throw new UsageError('feature distillation needs a teacher');
+    if (req.feature && !(req.feature.weight >= 0 && Number.isFinite(req.feature.weight)))
+      throw new UsageError(`--feature-weight must be a number ≥ 0 (got ${req.feature.weight})`);
+    resolveStages(req);
+  }
   if (method === 'gkd') {
     if (req.loss.key !== 'gjsd' || req.loss.temperature !== 1)
       throw new UsageError(

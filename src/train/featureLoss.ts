@@ -16,6 +16,9 @@
  */
 import type { GraphBuilder } from '../onnx/graphBuilder';
 import type { Rng } from '../core/random';
+import { UsageError } from '../core/errors';
+import type { FeatureSettings } from '../shared/protocol';
+import { writeSafetensors } from '../models/safetensors';
 import type { Param } from './trainableWeights';
 
 export type FeatureLossKind = 'mse' | 'cosine';
@@ -78,4 +81,55 @@ export function buildFeatureLoss(
   });
   const total = terms.reduce((a, b) => op('Add', [a, b]));
   return terms.length > 1 ? op('Div', [total, s(terms.length)]) : total;
+}
+
+/** Hidden layers and width of a checkpoint's config (Llama, Gemma: num_hidden_layers / hidden_size; GPT-2: n_layer / n_embd). */
+export function depthAndWidth(config: Record<string, any>): { layers: number; width: number } {
+  return {
+    layers: Number(config.num_hidden_layers ?? config.n_layer),
+    width: Number(config.hidden_size ?? config.n_embd),
+  };
+}
+
+/** 'auto': student state j ↔ teacher state round(j·L_T/L_S) for j = 1 … L_S (the embeddings are left out). */
+export function autoPairs(studentLayers: number, teacherLayers: number): [number, number][] {
+  return Array.from({ length: studentLayers }, (_, i) => [
+    i + 1,
+    Math.round(((i + 1) * teacherLayers) / studentLayers),
+  ]);
+}
+
+/** The loss's pairs and widths for these models, with the pairs checked against their depths. */
+export function featureSpec(
+  settings: FeatureSettings,
+  studentConfig: Record<string, any>,
+  teacherConfig: Record<string, any>,
+): FeatureLossSpec {
+  const s = depthAndWidth(studentConfig);
+  const t = depthAndWidth(teacherConfig);
+  const pairs = settings.layers === 'auto' ? autoPairs(s.layers, t.layers) : settings.layers;
+  const bad = pairs.filter(([a, b]) => !(a >= 0 && a <= s.layers && b >= 0 && b <= t.layers));
+  if (bad.length > 0)
+    throw new UsageError(
+      `--feature-layers ${bad.map(([a, b]) => `${a}:${b}`).join(',')}: the student's hidden states are 0…${s.layers} and the teacher's 0…${t.layers} (0 the embeddings, the last after the final norm)`,
+    );
+  return { kind: settings.loss, pairs, teacherWidth: t.width };
+}
+
+/** projections.safetensors: projection_k [D_T, D_S] per pair, and the pairs in its metadata. */
+export function writeProjections(
+  file: string,
+  params: Param[],
+  values: Float32Array[],
+  spec: FeatureLossSpec,
+): void {
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  params.forEach((p, i) => {
+    if (p.role === 'projection') tensors[p.name] = { shape: p.shape, data: values[i] };
+  });
+  writeSafetensors(file, tensors, {
+    format: 'pt',
+    pairs: spec.pairs.map(([a, b]) => `${a}:${b}`).join(','),
+    loss: spec.kind,
+  });
 }

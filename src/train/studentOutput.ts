@@ -59,8 +59,8 @@ export function writeDistilledStudent(
   values: Float32Array[],
   adapters: LoraAdapter[],
   record: object,
-  /** more files of the run (rollouts.jsonl), by name */
-  extraFiles: Record<string, string> = {},
+  /** more files of the run (rollouts.jsonl; projections.safetensors: a function writing the file), by name */
+  extraFiles: Record<string, string | ((file: string) => void)> = {},
 ): void {
   const tensors = trainedTensors(weights, params, values, adapters);
   writeFolderAtomically(out, (dir) => {
@@ -77,6 +77,8 @@ export function writeDistilledStudent(
       path.join(dir, 'onnx'),
     );
     fs.writeFileSync(path.join(dir, 'run.json'), JSON.stringify(record, null, 2) + '\n');
-    for (const [name, text] of Object.entries(extraFiles)) fs.writeFileSync(path.join(dir, name), text);
+    for (const [name, content] of Object.entries(extraFiles))
+      if (typeof content === 'string') fs.writeFileSync(path.join(dir, name), content);
+      else content(path.join(dir, name));
   });
 }

@@ -575,5 +575,23 @@ test('distill --method: every sequence-level flag is declared and checked before
     /--lm-data .* does not exist/,
   );
   expectError(run('x', '--reuse-rollouts', data), 2, /--reuse-rollouts needs --method seqkd/);
+  // feature distillation's flags
+  expectError(run('x', '--stages', 'kd:1,foo:2'), 2, /--stages: "foo:2" is not KIND:STEPS/);
+  expectError(
+    run('x', '--feature-loss', 'mse', '--feature-layers', '1-2'),
+    2,
+    /"1-2" is not STUDENT:TEACHER/,
+  );
+  expectError(
+    run('x', '--feature-loss', 'mse', '--feature-weight', '-1'),
+    2,
+    /--feature-weight must be a number ≥ 0/,
+  );
+  expectError(
+    run('x', '--method', 'onpolicy', '--feature-loss', 'mse'),
+    2,
+    /--feature-loss and --stages are built for --method word, not onpolicy/,
+  );
+  expectError(run('x', '--stages', 'kd:1,features:2'), 2, /--stages with features needs the feature loss/);
   assert.ok(!fs.existsSync(path.join(dir, 'x')), 'nothing written');
 });

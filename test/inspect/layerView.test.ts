@@ -142,6 +142,7 @@ test('inspect --layers of a model against itself: CKA 1 on the diagonal, cosine 
   const v = r.layers!;
   v.cka.forEach((row, i) => assert.ok(Math.abs(row[i] - 1) < 1e-9, `CKA(${i}, ${i}) = ${row[i]}`));
   for (const c of v.cosine!) assert.ok(c.values.every((x) => Math.abs(x - 1) < 1e-6));
-  assert.ok(v.student[2].klToTeacherFinal.every((x) => Math.abs(x) < 1e-6));
+  // KL(p ‖ p) = 0 up to the float32 lens (Σ p log p − Σ p z + logsumexp z)
+  assert.ok(v.student[2].klToTeacherFinal.every((x) => Math.abs(x) < 1e-4));
   assert.deepEqual(v.studentSettles, v.teacherSettles);
 });

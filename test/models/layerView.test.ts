@@ -126,6 +126,6 @@ test('the layer view refuses an ONNX export by name (its graph gives only logits
   assert.equal(resolved.kind, 'onnx');
   await assert.rejects(
     LanguageModel.open(resolved, 'cpu', { layerView: 'self' }),
-    (e: Error) => e instanceof ModelLoadError && /the layer view needs a checkpoint folder/.test(e.message),
+    (e: Error) => e instanceof ModelLoadError && /the layer view and feature distillation need a checkpoint folder/.test(e.message),
   );
 });

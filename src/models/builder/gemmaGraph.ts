@@ -125,7 +125,8 @@ export function buildGemmaGraph(c: GemmaConfig, w: ModelWeights, o: { model?: st
     addLayerViewOutputs(
       g,
       states,
-      (l) => (l < c.num_hidden_layers ? softcap(linear(g, norm(states[l], 'model.norm.weight'), head, undefined, true), c.final_logit_softcapping) : logits2d),
+      (x) => softcap(linear(g, norm(x, 'model.norm.weight'), head, undefined, true), c.final_logit_softcapping),
+      logits2d,
       c.vocab_size,
       D,
       o.layerView,

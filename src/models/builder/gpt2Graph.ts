@@ -52,7 +52,7 @@ export function buildGpt2Graph(c: Gpt2Config, w: ModelWeights, o: { kvCache?: 'b
   states.push(x);
   o.onStates?.(states);
   const logits2d = linear(g, x, wte, undefined, true); // [N, V]
-  if (o.layerView) addLayerViewOutputs(g, states, (l) => (l < c.n_layer ? linear(g, finalNorm(states[l]), wte, undefined, true) : logits2d), c.vocab_size, D, o.layerView);
+  if (o.layerView) addLayerViewOutputs(g, states, (x) => linear(g, finalNorm(x), wte, undefined, true), logits2d, c.vocab_size, D, o.layerView);
   g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');

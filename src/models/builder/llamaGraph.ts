@@ -127,7 +127,7 @@ export function buildLlamaGraph(c: LlamaConfig, w: ModelWeights, o: LlamaGraphOp
   const head = c.tie_word_embeddings === false || w.has('lm_head.weight') ? w.weight(g, 'lm_head.weight') : embed;
   const logits2d = linear(g, x, head, undefined, true); // [N, V]
   if (o.layerView)
-    addLayerViewOutputs(g, states, (l) => (l < c.num_hidden_layers ? linear(g, finalNorm(states[l]), head, undefined, true) : logits2d), c.vocab_size, D, o.layerView);
+    addLayerViewOutputs(g, states, (x) => linear(g, finalNorm(x), head, undefined, true), logits2d, c.vocab_size, D, o.layerView);
   g.rename(logits2d, LOGITS_ROWS);
   const outShape = g.op1('Concat', [d.batchLen, g.ints([c.vocab_size])], { axis: 0 });
   g.rename(g.op1('Reshape', [logits2d, outShape]), 'logits');
