@@ -41,6 +41,7 @@ import type {
   TrainingView,
   WatchView,
 } from '../src/shared/panelProtocol';
+import type { LayerView } from '../src/shared/protocol';
 import type { TokenRow } from '../src/core/tokenRows';
 
 declare function acquireVsCodeApi(): {
@@ -266,8 +267,21 @@ function layersSection(l: NonNullable<PanelAnalysis['layers']>): HTMLElement {
     });
     box.append(el('div', { class: 'bars-title' }, `${m.model}: ${m.what}`), map);
   }
-  // the CKA matrix, coloured through the CSSOM (the CSP forbids style attributes in markup)
-  const table = el('table', { class: 'metrics cka', id: 'cka' });
+  box.append(
+    el('div', { class: 'bars-title' }, `linear CKA over ${v.positions} positions`),
+    el('div', { class: 'layer-map' }, ckaTable(v, 'cka')),
+  );
+  if (l.before)
+    box.append(
+      el('div', { class: 'bars-title' }, 'linear CKA with the student before distillation'),
+      el('div', { class: 'layer-map' }, ckaTable(l.before, 'cka-before')),
+    );
+  return box;
+}
+
+/** The CKA matrix, coloured through the CSSOM (the CSP forbids style attributes in markup). */
+function ckaTable(v: LayerView, id: string): HTMLElement {
+  const table = el('table', { class: 'metrics cka', id });
   table.append(
     el(
       'tr',
@@ -293,11 +307,7 @@ function layersSection(l: NonNullable<PanelAnalysis['layers']>): HTMLElement {
     });
     table.append(el('tr', {}, el('th', {}, String(i)), ...cells));
   });
-  box.append(
-    el('div', { class: 'bars-title' }, `linear CKA over ${v.positions} positions`),
-    el('div', { class: 'layer-map' }, table),
-  );
-  return box;
+  return table;
 }
 
 function newHeatmapView(): HeatmapView {
@@ -616,6 +626,25 @@ function trainingSection(t: TrainingView): HTMLElement {
     line.setAttribute('points', pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '));
     line.setAttribute('class', 'lossline');
     svg.append(line);
+    // training in stages: a dashed line where each later stage starts, with its kind
+    for (const st of (t.stages ?? []).slice(1)) {
+      const mark = document.createElementNS(svgNs, 'line');
+      const at = x(st.from).toFixed(1);
+      for (const [k, v] of [
+        ['x1', at],
+        ['x2', at],
+        ['y1', '0'],
+        ['y2', String(H)],
+        ['class', 'stageline'],
+      ])
+        mark.setAttribute(k, v);
+      const label = document.createElementNS(svgNs, 'text');
+      label.setAttribute('x', String(Number(at) + 2));
+      label.setAttribute('y', '9');
+      label.setAttribute('class', 'stagelabel');
+      label.textContent = st.kind;
+      svg.append(mark, label);
+    }
     // the sequence-level methods: the reward (mean log p − log q of what the student wrote) and
     // the exact KL(q‖p) per completion token, each on its own scale
     for (const [key, cls, what] of [

@@ -309,7 +309,9 @@ export class AnalysisController implements vscode.Disposable {
               new vscode.Range(doc.positionAt(p.baseOffset), doc.positionAt(p.baseOffset + p.text.length)),
           )
         : documentChunks(doc);
-    const after = await this.analyze(editor, ranges, 'analysing with the distilled student');
+    // an analysis with the layer view is redone with it, so the panel shows the layers before and after
+    const layers = before.parts.some((p) => p.result.layers);
+    const after = await this.analyze(editor, ranges, 'analysing with the distilled student', { layers });
     if (after) {
       // the baseline is the analysis with another student: never the new student itself
       const sameStudent = before.settings.student === after.settings.student;

@@ -16,6 +16,7 @@ import { formatNumber } from '../core/formatNumber';
 import type { TrainingView } from '../shared/panelProtocol';
 import type { SampleReport } from '../shared/generation';
 import { logRatioScale, watchedContinuation } from '../report/continuationDocument';
+import { stageBoundaries } from '../train/stages';
 import type { AnalysisController } from './analysisController';
 import type { ContinuationController } from './continuations';
 import type { RuntimeHost } from './runtimeHost';
@@ -82,6 +83,8 @@ export interface DistillArgs {
   useResult?: boolean;
   /** a prompt whose continuation by the student the panel shows before and after ('' for none) */
   watch?: string;
+  /** word-level losses: feature distillation on auto-mapped layers, and whether in two stages (kd, then kd+features) */
+  feature?: { loss: 'mse' | 'cosine'; twoStages?: boolean } | null;
 }
 
 export class DistillationRunner implements vscode.Disposable {
@@ -167,6 +170,16 @@ export class DistillationRunner implements vscode.Disposable {
         : await this.askMethod(ds.loss);
     if (!choice) return undefined;
     const method: DistillMethod = choice.method;
+    // the word-level losses can add feature distillation (asked in the interactive flow only)
+    const feature =
+      method !== 'word'
+        ? null
+        : args.feature !== undefined
+          ? args.feature
+          : args.data
+            ? null
+            : await this.askFeature();
+    if (feature === undefined) return undefined;
     // the loss each method trains on: seqkd ce, gkd generalised JSD at T = 1; the on-policy
     // methods have their own (the request's loss is not used)
     const loss: LossKey = choice.loss ?? (method === 'gkd' ? 'gjsd' : method === 'word' ? 'fkl' : 'ce');
@@ -225,6 +238,19 @@ export class DistillationRunner implements vscode.Disposable {
         ds.mode === 'full' ? { kind: 'full' } : { kind: 'lora', rank: ds.loraRank, alpha: 2 * ds.loraRank },
       steps,
       lr: ds.learningRate,
+      ...(feature
+        ? {
+            feature: { loss: feature.loss, layers: 'auto' as const, weight: ds.featureWeight },
+            ...(feature.twoStages
+              ? {
+                  stages: [
+                    { kind: 'kd' as const, steps: Math.ceil(steps / 2) },
+                    { kind: 'kd+features' as const, steps: steps - Math.ceil(steps / 2) },
+                  ].filter((st) => st.steps > 0),
+                }
+              : {}),
+          }
+        : {}),
       batchSize: ds.batchSize,
       // a prompt and its completion share one window in the sequence-level methods
       seqLen:
@@ -246,6 +272,7 @@ export class DistillationRunner implements vscode.Disposable {
       points: [],
       message: 'starting',
       ...(watch ? { watch: { prompt: watch } } : {}),
+      ...(request.stages ? { stages: stageBoundaries(request.stages) } : {}),
     };
     this.show(view);
     void vscode.commands.executeCommand('distillLens.openPanel');
@@ -491,6 +518,34 @@ export class DistillationRunner implements vscode.Disposable {
       placeHolder: `default from distillLens.distill.loss: ${preferred}; the sequence-level methods take prompts from the text`,
     });
     return pick?.method ? { method: pick.method, loss: pick.loss } : undefined;
+  }
+
+  /** Feature distillation beside a word-level loss: none, MSE or cosine on auto-mapped layers, or two stages. */
+  private async askFeature(): Promise<DistillArgs['feature'] | undefined> {
+    type Item = vscode.QuickPickItem & { feature: DistillArgs['feature'] };
+    const items: Item[] = [
+      { label: 'The logit loss only', feature: null },
+      {
+        label: '+ feature loss (MSE)',
+        description: 'student layer j ↔ teacher layer round(j·L_T/L_S), through trained projections',
+        feature: { loss: 'mse' },
+      },
+      {
+        label: '+ feature loss (cosine)',
+        description: '1 − cosine instead of MSE',
+        feature: { loss: 'cosine' },
+      },
+      {
+        label: 'Two stages: the logit loss, then logit + feature (MSE)',
+        description: 'half the steps each',
+        feature: { loss: 'mse', twoStages: true },
+      },
+    ];
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'Distill Lens: feature distillation? (hidden states; both models must be checkpoint folders)',
+      placeHolder: 'weight from distillLens.distill.featureWeight',
+    });
+    return pick ? pick.feature : undefined;
   }
 
   /**

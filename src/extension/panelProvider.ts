@@ -117,12 +117,18 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     training?: string;
     samples?: string;
     /** the layer view's rows, and how many of them are rows of the shown heatmap */
-    layers?: { rows: number; shown: number };
+    layers?: { rows: number; shown: number; before: boolean };
   } {
     const layers = this.shown && panelLayers(this.shown.analysis).layers;
     return {
       ...(layers
-        ? { layers: { rows: layers.view.rows, shown: layers.rowIndex.filter((i) => i >= 0).length } }
+        ? {
+            layers: {
+              rows: layers.view.rows,
+              shown: layers.rowIndex.filter((i) => i >= 0).length,
+              before: !!layers.before,
+            },
+          }
         : {}),
       samples: this.shownRun?.uri.toString(),
       uri: this.shown?.uri.toString(),
@@ -351,7 +357,14 @@ function panelLayers(a: StoredAnalysis): Pick<PanelAnalysis, 'layers'> {
   const view = part.result.layers!;
   const shown = new Map(a.placed.rows.map((r, i) => [r.row, i]));
   const rows = part.result.rows.slice(0, view.rows);
+  // the previous student's layer view of the same text (after Use as Student and Re-analyse)
+  const before = a.baseline?.parts.find((p) => p.result.layers)?.result.layers;
   return {
-    layers: { view, tokens: rows.map((r) => r.text), rowIndex: rows.map((r) => shown.get(r) ?? -1) },
+    layers: {
+      view,
+      tokens: rows.map((r) => r.text),
+      rowIndex: rows.map((r) => shown.get(r) ?? -1),
+      ...(before ? { before } : {}),
+    },
   };
 }

@@ -97,6 +97,8 @@ export interface DistillSettings {
   /** the sequence-level methods: tokens per sampled completion, and prompt length for plain text */
   maxNewTokens: number;
   promptTokens: number;
+  /** feature distillation: W in loss = kd + W·feature */
+  featureWeight: number;
 }
 
 export function readDistillSettings(): DistillSettings {
@@ -117,6 +119,10 @@ export function readDistillSettings(): DistillSettings {
     sequenceLength: int('sequenceLength', d.seqLen, 2),
     maxNewTokens: int('maxNewTokens', 64, 1),
     promptTokens: int('promptTokens', GENERATION_DEFAULTS.promptTokens, 1),
+    featureWeight: (() => {
+      const w = c.get<number>('featureWeight', 1);
+      return typeof w === 'number' && w >= 0 && Number.isFinite(w) ? w : 1;
+    })(),
   };
 }
 

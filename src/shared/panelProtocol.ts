@@ -40,7 +40,7 @@ export interface PanelAnalysis {
   /** the same text analysed with the previous student (before a distillation run) */
   baseline?: BaselineView;
   /** Analyze Layers of Selection: the layer view, its rows' texts and their indices among the panel's rows (−1: not shown) */
-  layers?: { view: LayerView; tokens: string[]; rowIndex: number[] };
+  layers?: { view: LayerView; tokens: string[]; rowIndex: number[]; before?: LayerView };
 }
 
 /** The previous student's numbers beside the current ones (after Use as Student and Re-analyse). */
@@ -84,6 +84,8 @@ export interface TrainingView {
     /** the sequence-level methods: the student's completions of held-out prompts */
     sampled?: { before: SampledHeldOut; after: SampledHeldOut };
   };
+  /** training in stages: each stage's kind and its first and last step (the chart marks where each starts) */
+  stages?: { kind: string; from: number; to: number }[];
   /** the prompt Run Distillation… was asked to watch: the student's continuation before and after */
   watch?: WatchView;
   /** the new model folder (done) */

@@ -136,6 +136,12 @@ export async function distilSelection(
   await quick.fill(o.loss);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: o.lossRow }).first().click();
   const title = page.locator('.quick-input-widget .quick-input-title');
+  // a word-level loss: no feature distillation
+  await title.filter({ hasText: 'feature distillation?' }).waitFor();
+  await page
+    .locator('.quick-input-list .monaco-list-row', { hasText: 'The logit loss only' })
+    .first()
+    .click();
   await title.filter({ hasText: 'a prompt to watch' }).waitFor();
   await quick.fill(o.watch ?? '');
   await page.keyboard.press('Enter');

@@ -190,6 +190,48 @@ test('Analyze Layers of Selection: the panel gets the layer view with every toke
   assert.match(text, /student settles at layer [0-2] of 2 \(teacher: [0-4] of 4\)/);
 });
 
+test('Run Distillation with feature distillation in two stages: projections beside the student; re-analysed, the Layers view has the CKA before and after', async () => {
+  await vscode.commands.executeCommand('distillLens.openPanel');
+  const editor = await openSample();
+  const line = editor.document.lineAt(0).range;
+  editor.selection = new vscode.Selection(line.start, line.end);
+  assert.ok(await vscode.commands.executeCommand('distillLens.analyzeLayers'), api.controller.lastError);
+  const out = path.join(workspace, 'feature-student');
+  const studentBefore = config().get<string>('student');
+  try {
+    const record = await vscode.commands.executeCommand<{ settings: { stages: { kind: string }[] } }>(
+      'distillLens.runDistillation',
+      {
+        data: { currentFile: true },
+        loss: 'fkl',
+        feature: { loss: 'mse', twoStages: true },
+        steps: 4,
+        out,
+        useResult: true,
+      },
+    );
+    assert.ok(record, `distillation ran (${api.controller.lastError ?? ''})`);
+    assert.deepEqual(
+      record.settings.stages.map((s) => s.kind),
+      ['kd', 'kd+features'],
+    );
+    assert.deepEqual(
+      api.distillation.training!.stages!.map((s) => [s.from, s.to]),
+      [
+        [1, 2],
+        [3, 4],
+      ],
+    );
+    assert.ok(fs.existsSync(path.join(out, 'projections.safetensors')));
+    await until(
+      'the re-analysis has the layers before and after',
+      () => api.panel.state.layers?.before === true,
+    );
+  } finally {
+    await config().update('student', studentBefore, vscode.ConfigurationTarget.Global);
+  }
+});
+
 test('the panel comes back with its rows after being hidden', async () => {
   await vscode.commands.executeCommand('distillLens.openPanel');
   await until('panel ready', () => api.panel.received.includes('ready'), 30_000);
