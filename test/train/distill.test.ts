@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { runDistillation } from '../../src/train/distill';
-import { buildStepGraph, DEFAULT_OPTIMIZER, names } from '../../src/train/stepGraph';
+import { names } from '../../src/train/stepGraph';
 import { WeightSource } from '../../src/models/builder/weights';
 import { readSafetensors, tensorAsFloat32 } from '../../src/models/safetensors';
 import { resolveModel } from '../../src/models/modelSource';
@@ -22,7 +22,7 @@ import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { CancelledError, UsageError } from '../../src/core/errors';
 import { demoPair, storiesPair, tempDir, ORTGENAI, needs } from '../helpers';
-import { tinyFamily } from './fixtures';
+import { ONE_SGD_STEP, storiesGradientGraph, tinyFamily, windowFeeds } from './fixtures';
 import { storiesText } from './storiesText';
 import { DISTILL_DEFAULTS, type DistillRequest, type RunRecord } from '../../src/shared/protocol';
 
@@ -153,35 +153,15 @@ test(
         out,
         loss: { key: 'fkl', temperature: 1 },
         mode,
-        optimizer: { kind: 'sgd', weightDecay: 0, maxGradNorm: 0 },
-        steps: 1,
+        ...ONE_SGD_STEP,
         lr,
-        warmupSteps: 0,
-        batchSize: 1,
         seqLen,
         seed: 5,
       });
       // the gradient from the same graph builder, run separately
-      const built = buildStepGraph({
-        architecture: 'llama',
-        config: model.config!,
-        weights,
-        mode,
-        batch: 1,
-        seqLen,
-        vocab: 512,
-        loss: { key: 'fkl', temperature: 1 },
-        optimizer: DEFAULT_OPTIMIZER,
-        purpose: 'gradients',
-        seed: 5,
-      });
+      const built = storiesGradientGraph(model.config!, weights, mode, seqLen);
       const session = await ort.InferenceSession.create(built.bytes);
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor('int64', BigInt64Array.from(w.ids.map(BigInt)), [1, seqLen]),
-        teacher_logits: new ort.Tensor('float32', teacherLogits, [1, seqLen, 512]),
-        targets: new ort.Tensor('int64', BigInt64Array.from(w.targets.map(BigInt)), [seqLen, 1]),
-        mask: new ort.Tensor('float32', Float32Array.from(w.mask), [seqLen]),
-      };
+      const feeds = windowFeeds(w, teacherLogits, 512);
       for (const p of built.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
       const res = await session.run(feeds);
       await session.release();

@@ -10,12 +10,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { runDistillation } from '../../src/train/distill';
-import { readSafetensors } from '../../src/models/safetensors';
+import { names } from '../../src/train/stepGraph';
+import type { FeatureLossSpec } from '../../src/train/featureLoss';
+import { WeightSource } from '../../src/models/builder/weights';
+import { resolveModel } from '../../src/models/modelSource';
+import { LanguageModel } from '../../src/models/languageModel';
+import { TextTokenizer } from '../../src/models/tokenizer';
+import { packWindows } from '../../src/train/data';
+import { readSafetensors, tensorAsFloat32 } from '../../src/models/safetensors';
 import { UsageError } from '../../src/core/errors';
 import type { DistillRequest } from '../../src/shared/protocol';
 import { storiesPair, tempDir, needs } from '../helpers';
 import { storiesText } from './storiesText';
+import { ONE_SGD_STEP, storiesGradientGraph, windowFeeds } from './fixtures';
 
 function request(out: string, extra: Partial<DistillRequest> = {}): DistillRequest {
   const { teacher, student } = storiesPair();
@@ -117,5 +126,73 @@ test(
         e instanceof UsageError &&
         /--feature-layers 4:1: the student's hidden states are 0…3/.test(e.message),
     );
+  },
+);
+
+test(
+  'one plain SGD step with the feature loss moves the saved projections and weights by exactly −lr × the gradient',
+  needs('stories260k'),
+  async () => {
+    const { teacher, student } = storiesPair();
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play in the park.';
+    const file = path.join(tempDir(), 'one.txt');
+    fs.writeFileSync(file, text);
+    const lr = 0.01;
+    const seqLen = 64;
+    const feature: FeatureLossSpec = { kind: 'mse', pairs: [[2, 4]], teacherWidth: 64 };
+    const out = path.join(tempDir(), 'sgd');
+    const record = await runDistillation(
+      request(out, {
+        data: { path: file },
+        feature: { loss: 'mse', layers: [[2, 4]], weight: 0.5 },
+        mode: { kind: 'full' },
+        ...ONE_SGD_STEP,
+        lr,
+        seqLen,
+        seed: 5,
+      }),
+    );
+    // the gradient from the same graph builder, with the teacher's logits and states of the window
+    const tokenizer = TextTokenizer.fromFolder(student);
+    const [w] = packWindows([{ source: 'one', text }], tokenizer, seqLen);
+    const model = await resolveModel(student);
+    const teacherLm = await LanguageModel.open(await resolveModel(teacher), 'cpu', { layerView: 'states' });
+    const layers = await teacherLm.forwardLayers(w.ids);
+    await teacherLm.release();
+    const built = storiesGradientGraph(
+      model.config!,
+      new WeightSource(model.weightFiles!.map(readSafetensors)),
+      { kind: 'full' },
+      seqLen,
+      feature,
+    );
+    const session = await ort.InferenceSession.create(built.bytes);
+    const feeds: Record<string, ort.Tensor> = {
+      ...windowFeeds(w, layers.logits.data as Float32Array, 512),
+      teacher_hidden_0: new ort.Tensor('float32', layers.hidden.slice(4 * seqLen * 64, 5 * seqLen * 64), [
+        seqLen,
+        64,
+      ]),
+      kd_weight: new ort.Tensor('float32', Float32Array.of(1), []),
+      feature_weight: new ort.Tensor('float32', Float32Array.of(0.5), []),
+    };
+    for (const p of built.params) feeds[p.name] = new ort.Tensor('float32', p.init, p.shape);
+    const res = await session.run(feeds);
+    await session.release();
+    assert.ok(Math.abs(Number(res.loss.data[0]) - record.lossCurve[0].loss) < 1e-5, 'the same loss');
+    const saved = readSafetensors(path.join(out, 'model.safetensors'));
+    const projections = readSafetensors(path.join(out, 'projections.safetensors'));
+    let maxErr = 0;
+    let maxChange = 0;
+    for (const p of built.params) {
+      const g = res[names.grad(p.name)].data as Float32Array;
+      const now = tensorAsFloat32(p.role === 'projection' ? projections : saved, p.weight).data;
+      for (let i = 0; i < g.length; i++) {
+        maxErr = Math.max(maxErr, Math.abs(now[i] - (p.init[i] - lr * g[i])));
+        if (p.role === 'projection') maxChange = Math.max(maxChange, Math.abs(now[i] - p.init[i]));
+      }
+    }
+    assert.ok(maxErr < 1e-6, `saved = init − lr·grad within ${maxErr}`);
+    assert.ok(maxChange > 1e-5, `the projection moved (${maxChange})`);
   },
 );

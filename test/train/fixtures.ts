@@ -4,6 +4,11 @@ import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../src/models/safetensors';
 import { WeightSource } from '../../src/models/builder/weights';
 import type { Architecture } from '../../src/models/checkpointConfig';
+import * as ort from 'onnxruntime-node';
+import { buildStepGraph, DEFAULT_OPTIMIZER } from '../../src/train/stepGraph';
+import type { FeatureLossSpec } from '../../src/train/featureLoss';
+import type { TrainMode } from '../../src/train/trainableWeights';
+import type { Window } from '../../src/train/data';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { randomLlamaWeights } from '../reference/llamaHfReference';
 import { randomGemmaWeights } from '../reference/gemmaReference';
@@ -150,5 +155,52 @@ export function tinyFamily(family: TinyFamily, seed = 5, vocab = 40): TinyModel 
     weights,
     folder,
     vocab: config.vocab_size,
+  };
+}
+
+/** One plain SGD step on one window (the checks that saved weights = init − lr·grad). */
+export const ONE_SGD_STEP = {
+  optimizer: { kind: 'sgd' as const, weightDecay: 0, maxGradNorm: 0 },
+  steps: 1,
+  warmupSteps: 0,
+  batchSize: 1,
+};
+
+/** The gradients graph of the stories student for one window of seqLen tokens, seed 5, fkl at T = 1 (the SGD-step checks). */
+export function storiesGradientGraph(
+  config: Record<string, any>,
+  weights: WeightSource,
+  mode: TrainMode,
+  seqLen: number,
+  feature?: FeatureLossSpec,
+) {
+  return buildStepGraph({
+    architecture: 'llama',
+    config,
+    weights,
+    mode,
+    batch: 1,
+    seqLen,
+    vocab: 512,
+    loss: { key: 'fkl', temperature: 1 },
+    optimizer: DEFAULT_OPTIMIZER,
+    purpose: 'gradients',
+    seed: 5,
+    ...(feature ? { feature } : {}),
+  });
+}
+
+/** A window's ids, targets and mask, and the teacher's logits of it, as a batch of one. */
+export function windowFeeds(
+  w: Window,
+  teacherLogits: Float32Array,
+  vocab: number,
+): Record<string, ort.Tensor> {
+  const L = w.ids.length;
+  return {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(w.ids.map(BigInt)), [1, L]),
+    teacher_logits: new ort.Tensor('float32', teacherLogits, [1, L, vocab]),
+    targets: new ort.Tensor('int64', BigInt64Array.from(w.targets.map(BigInt)), [L, 1]),
+    mask: new ort.Tensor('float32', Float32Array.from(w.mask), [L]),
   };
 }
