@@ -16,7 +16,7 @@ import { formatNumber } from '../core/formatNumber';
 import type { TrainingView } from '../shared/panelProtocol';
 import type { SampleReport } from '../shared/generation';
 import { logRatioScale, watchedContinuation } from '../report/continuationDocument';
-import { stageBoundaries } from '../train/stages';
+import { stageBoundaries } from '../core/stages';
 import type { AnalysisController } from './analysisController';
 import type { ContinuationController } from './continuations';
 import type { RuntimeHost } from './runtimeHost';

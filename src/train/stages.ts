@@ -7,6 +7,8 @@
 import { UsageError } from '../core/errors';
 import { STAGE_KINDS, type DistillRequest, type StageSpec } from '../shared/protocol';
 
+export { stageAt, stageBoundaries } from '../core/stages';
+
 /** Parses `--stages "kd:100,kd+features:200"`. */
 export function parseStages(text: string): StageSpec[] {
   const stages = text.split(',').map((part) => {
@@ -32,24 +34,4 @@ export function resolveStages(req: DistillRequest): StageSpec[] {
       '--stages with features needs the feature loss: give --feature-loss mse|cosine (and --feature-weight)',
     );
   return req.stages;
-}
-
-/** The index of the stage that step s (from 0) belongs to. */
-export function stageAt(stages: StageSpec[], s: number): number {
-  let end = 0;
-  for (const [i, st] of stages.entries()) {
-    end += st.steps;
-    if (s < end) return i;
-  }
-  return stages.length - 1;
-}
-
-/** For run.json and the loss chart: each stage with its first and last step (from 1). */
-export function stageBoundaries(stages: StageSpec[]): (StageSpec & { from: number; to: number })[] {
-  let from = 1;
-  return stages.map((s) => {
-    const out = { ...s, from, to: from + s.steps - 1 };
-    from += s.steps;
-    return out;
-  });
 }
