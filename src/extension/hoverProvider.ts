@@ -26,10 +26,11 @@ export class TokenHoverProvider implements vscode.HoverProvider {
       ? `\n\n*teacher: ${a.parts[0].result.teacher.file} · student: ${a.parts[0].result.student.file}*`
       : '';
     // Analyze Layers of Selection: where the student's prediction of this token stops changing
-    const layered = a.parts.find((p) => p.result.layers && p.result.rows.indexOf(hit.row) >= 0);
-    const row = layered ? layered.result.rows.indexOf(hit.row) : -1;
-    const settles =
-      layered && row < layered.result.layers!.rows ? `\n\n${settlesLine(layered.result.layers!, row)}` : '';
+    let settles = '';
+    for (const p of a.parts) {
+      const row = p.result.layers ? p.result.rows.indexOf(hit.row) : -1;
+      if (row >= 0 && row < p.result.layers!.rows) settles = `\n\n${settlesLine(p.result.layers!, row)}`;
+    }
     const md = new vscode.MarkdownString(
       stale +
         hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) +

@@ -11,6 +11,7 @@ import { openSession } from '../onnx/sessions';
 import type { ResolvedModel } from './modelSource';
 import { ensureBuiltModel, type BuildOptions } from './builtModelCache';
 import { halfToFloat32 } from './safetensors';
+import { LAYER_OUTPUTS } from './builder/layerView';
 
 export interface Logits {
   /** float32 or float16 (as raw uint16) values, [length, vocab] row-major */
@@ -265,7 +266,7 @@ export class LanguageModel {
       }
     }
     // a model opened with layerView 'states' has the hidden states only
-    const fetch = ['logits', 'lens_kl', 'lens_argmax', 'layer_gram', 'layer_hidden'].filter((n) => this.session.outputNames.includes(n));
+    const fetch = ['logits', ...LAYER_OUTPUTS].filter((n) => this.session.outputNames.includes(n));
     const out = await this.session.run(feeds, fetch);
     const logits = out.logits;
     const dims = out.layer_hidden.dims;

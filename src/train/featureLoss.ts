@@ -20,6 +20,7 @@ import { UsageError } from '../core/errors';
 import type { FeatureSettings } from '../shared/protocol';
 import { writeSafetensors } from '../models/safetensors';
 import type { Param } from './trainableWeights';
+import { mappedTeacherEntry } from '../inspect/layerView';
 
 export type FeatureLossKind = 'mse' | 'cosine';
 
@@ -95,7 +96,7 @@ export function depthAndWidth(config: Record<string, any>): { layers: number; wi
 export function autoPairs(studentLayers: number, teacherLayers: number): [number, number][] {
   return Array.from({ length: studentLayers }, (_, i) => [
     i + 1,
-    Math.round(((i + 1) * teacherLayers) / studentLayers),
+    mappedTeacherEntry(i + 1, studentLayers, teacherLayers),
   ]);
 }
 

@@ -20,7 +20,7 @@ import { addGradients } from './autodiff';
 import { GraphShapes } from './graphShapes';
 import { buildEvalSums, buildLoss, buildPolicyLoss, type LossInputs, type PolicyLossOptions } from './losses';
 import { seededRandom } from '../core/random';
-import { buildFeatureLoss, projectionParams, type FeatureLossSpec } from './featureLoss';
+import { buildFeatureLoss, depthAndWidth, projectionParams, type FeatureLossSpec } from './featureLoss';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
 import type { LossOptions, OptimizerSpec } from '../shared/protocol';
 
@@ -109,7 +109,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const feature = spec.purpose !== 'eval' ? spec.feature : undefined;
   // the projections come after the student's parameters, from their own stream of the seed
   const projections = feature
-    ? projectionParams(feature, studentWidth(spec.config), seededRandom(spec.seed ^ 0x5eed))
+    ? projectionParams(feature, depthAndWidth(spec.config).width, seededRandom(spec.seed ^ 0x5eed))
     : [];
   const params = [...fresh.params, ...projections];
   const { batch: B, seqLen: L, vocab: V } = spec;
@@ -268,9 +268,4 @@ export function learningRate(step: number, steps: number, peak: number, warmup: 
   const progress = steps > warmup ? (step - warmup) / Math.max(1, steps - warmup - 1) : 1;
   const floor = 0.1;
   return peak * (floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
-}
-
-/** The student's hidden width (Llama, Gemma: hidden_size; GPT-2: n_embd). */
-export function studentWidth(config: Record<string, any>): number {
-  return config.hidden_size ?? config.n_embd;
 }

@@ -13,7 +13,7 @@ import { buildGpt2Graph, type Gpt2Config } from '../../src/models/builder/gpt2Gr
 import { projectionParams, type FeatureLossSpec } from '../../src/train/featureLoss';
 import type { Param, TrainMode } from '../../src/train/trainableWeights';
 import { gaussian, rng } from '../reference/kdReference';
-import { tinyModel, type TinyModel } from './fixtures';
+import { expectGradientsMatch, tinyModel, type TinyModel } from './fixtures';
 
 const B = 2;
 const L = 5;
@@ -152,24 +152,14 @@ async function check(model: TinyModel, kind: FeatureLossSpec['kind'], mode: Trai
 
   // the gradient, student weights and projections, against central finite differences
   const grads = built.params.map((p) => out[names.grad(p.name)].data as Float64Array);
-  const lossAt = async (dir: Float64Array[], h: number) => {
-    const moved = theta.map((t, i) => t.map((v, j) => v + h * dir[i][j]));
-    return Number((await session.run(feeds(moved, 0.7, 1.3), ['loss'])).loss.data[0]);
-  };
-  const directions: Float64Array[][] = [0, 1].map(() => theta.map((t) => t.map(() => gaussian(r))));
-  for (const p of projections) {
-    const k = built.params.indexOf(p);
-    directions.push(theta.map((t, i) => (i === k ? t.map(() => gaussian(r)) : new Float64Array(t.length))));
-  }
-  const h = 1e-5;
-  for (const dir of directions) {
-    const fd = ((await lossAt(dir, h)) - (await lossAt(dir, -h))) / (2 * h);
-    const analytic = grads.reduce((s, g, i) => s + g.reduce((t, v, j) => t + v * dir[i][j], 0), 0);
-    assert.ok(
-      Math.abs(fd - analytic) <= 1e-6 * Math.max(1, Math.abs(fd)),
-      `${label}: directional derivative ${analytic} vs finite difference ${fd}`,
-    );
-  }
+  await expectGradientsMatch(
+    theta,
+    grads,
+    async (values) => Number((await session.run(feeds(values, 0.7, 1.3), ['loss'])).loss.data[0]),
+    projections.map((p) => built.params.indexOf(p)),
+    r,
+    label,
+  );
   for (const p of projections)
     assert.ok(
       grads[built.params.indexOf(p)].some((v) => Math.abs(v) > 1e-6),

@@ -12,7 +12,7 @@ import type { Window } from '../../src/train/data';
 import { randomGpt2Weights } from '../reference/gpt2Reference';
 import { randomLlamaWeights } from '../reference/llamaHfReference';
 import { randomGemmaWeights } from '../reference/gemmaReference';
-import { rng } from '../reference/kdReference';
+import { gaussian, rng } from '../reference/kdReference';
 import { tempDir } from '../helpers';
 
 export interface TinyModel {
@@ -203,4 +203,33 @@ export function windowFeeds(
     targets: new ort.Tensor('int64', BigInt64Array.from(w.targets.map(BigInt)), [L, 1]),
     mask: new ort.Tensor('float32', Float32Array.from(w.mask), [L]),
   };
+}
+
+/**
+ * Checks `grads` (of the loss at `theta`) against central finite differences of `lossAt`
+ * along two random directions of every parameter at once and along each of `alone` (parameter
+ * indices) by itself: |fd − ⟨grad, dir⟩| ≤ 1e-6·max(1, |fd|) in float64.
+ */
+export async function expectGradientsMatch(
+  theta: Float64Array[],
+  grads: Float64Array[],
+  lossAt: (values: Float64Array[]) => Promise<number>,
+  alone: number[],
+  random: () => number,
+  label: string,
+): Promise<void> {
+  const directions: Float64Array[][] = [0, 1].map(() => theta.map((t) => t.map(() => gaussian(random))));
+  for (const k of alone)
+    directions.push(
+      theta.map((t, i) => (i === k ? t.map(() => gaussian(random)) : new Float64Array(t.length))),
+    );
+  const h = 1e-5;
+  const moved = (dir: Float64Array[], step: number) =>
+    theta.map((t, i) => t.map((v, j) => v + step * dir[i][j]));
+  for (const dir of directions) {
+    const fd = ((await lossAt(moved(dir, h))) - (await lossAt(moved(dir, -h)))) / (2 * h);
+    const analytic = grads.reduce((s, g, i) => s + g.reduce((t, v, j) => t + v * dir[i][j], 0), 0);
+    if (!(Math.abs(fd - analytic) <= 1e-6 * Math.max(1, Math.abs(fd))))
+      throw new Error(`${label}: directional derivative ${analytic} vs finite difference ${fd}`);
+  }
 }
