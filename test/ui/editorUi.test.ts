@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { installPackagedExtension, startCodeServer } from '../integration/codeServer';
 import {
+  acceptFolderInDialog,
   distilSelection,
   hoverWord,
   openWorkbench,
@@ -186,15 +187,8 @@ test(
         .locator('.quick-input-list .monaco-list-row', { hasText: 'Choose a folder' })
         .first()
         .click();
-      const pathInput = page.locator('.quick-input-widget input');
-      await pathInput.waitFor({ state: 'visible' });
-      await pathInput.fill(picked + '/');
-      // the dialog lists the typed folder once it has read the path: wait for the subfolder only
-      // that folder has (a folder dialog lists folders; every listing has a '..' row)
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'earlier-runs' }).first().waitFor();
-      await page.keyboard.press('Enter');
-      // the dialog checks the path before it accepts; wait for it to close
-      await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 20_000 });
+      // code-server's own file dialog: type the path, wait for its listing, accept
+      await acceptFolderInDialog(page, picked, 'earlier-runs');
 
       // Choose Teacher…: a hub id typed into the input box lands in the user settings
       await palette('Distill Lens: Choose Teacher…');

@@ -89,6 +89,30 @@ export async function palette(
   await page.locator('.quick-input-list .monaco-list-row', { hasText: pick }).first().click();
 }
 
+/**
+ * Accepts `folder` in code-server's own folder dialog (already open): types the path, waits for the
+ * listing of `child` (a subfolder only that folder has), presses Enter and waits for the dialog to
+ * close. The dialog navigates into the active row instead of accepting the typed path when one
+ * is active as Enter lands (it happened on a slow CI machine), so it types the path again and
+ * retries; a wrong folder accepted would still fail the caller's check of what was chosen.
+ */
+export async function acceptFolderInDialog(page: Page, folder: string, child: string): Promise<void> {
+  const dialog = page.locator('.quick-input-widget');
+  const pathInput = dialog.locator('input');
+  for (let attempt = 1; ; attempt++) {
+    await pathInput.waitFor({ state: 'visible' });
+    await pathInput.fill(folder.endsWith('/') ? folder : folder + '/');
+    await dialog.locator('.quick-input-list .monaco-list-row', { hasText: child }).first().waitFor();
+    await page.keyboard.press('Enter');
+    try {
+      await dialog.waitFor({ state: 'hidden', timeout: attempt < 3 ? 10_000 : 20_000 });
+      return;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
+}
+
 /** Moves the mouse over characters [from, to) of the first occurrence of `word` in the last editor. */
 export async function hoverWord(page: Page, word: string, from = 1, to = 3): Promise<boolean> {
   // runs in the page (a string, so this Node file needs no DOM types)
