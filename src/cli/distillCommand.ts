@@ -1,7 +1,7 @@
 /** `distill-lens distill`: a distillation fine-tune from the command line, with a progress bar and Ctrl-C as cancel. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { CancelledError } from '../core/errors';
+import { CancelledError, UsageError } from '../core/errors';
 import { runDistillation } from '../train/distill';
 import { parseStages } from '../train/stages';
 import { formatNumber } from '../core/formatNumber';
@@ -202,6 +202,11 @@ export function addDistillCommand(
       1,
     )
     .option(
+      '--projection-lr-scale <S>',
+      "the feature loss's projections learn at S × --lr (30)",
+      number('--projection-lr-scale', (x) => x > 0, 'a number > 0'),
+    )
+    .option(
       '--stages <LIST>',
       'train in stages, e.g. "kd:100,kd+features:200" (kd, features, kd+features); their steps replace --steps',
       parseStages,
@@ -215,6 +220,8 @@ export function addDistillCommand(
         o.stages && command.getOptionValueSource('steps') === 'default'
           ? (o.stages as StageSpec[]).reduce((n, st) => n + st.steps, 0)
           : o.steps;
+      if (o.projectionLrScale !== undefined && !o.featureLoss)
+        throw new UsageError('--projection-lr-scale needs --feature-loss mse|cosine');
       const abort = new AbortController();
       const onSigint = () => {
         if (abort.signal.aborted) process.exit(130);
@@ -296,7 +303,14 @@ export function addDistillCommand(
             steps,
             lr: o.lr,
             ...(o.featureLoss
-              ? { feature: { loss: o.featureLoss, layers: o.featureLayers, weight: o.featureWeight } }
+              ? {
+                  feature: {
+                    loss: o.featureLoss,
+                    layers: o.featureLayers,
+                    weight: o.featureWeight,
+                    ...(o.projectionLrScale !== undefined ? { projectionLrScale: o.projectionLrScale } : {}),
+                  },
+                }
               : {}),
             ...(o.stages ? { stages: o.stages } : {}),
             warmupSteps: o.warmup,

@@ -271,6 +271,8 @@ export interface FeatureSettings {
   layers: 'auto' | [number, number][];
   /** W in loss = kd + W·feature */
   weight: number;
+  /** the projections' learning rate as a multiple of the run's (their own parameter group; default 30) */
+  projectionLrScale?: number;
 }
 
 export const STAGE_KINDS = ['kd', 'features', 'kd+features'] as const;

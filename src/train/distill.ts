@@ -233,7 +233,14 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         ...(method === 'minillm' ? { minillm } : {}),
         ...(method === 'gkd' ? { generation, lmbda: req.lmbda ?? 0.5, seqKd: !!req.seqKd } : {}),
         ...(feature
-          ? { feature: { ...req.feature, layers: feature.pairs, teacherWidth: feature.teacherWidth } }
+          ? {
+              feature: {
+                ...req.feature,
+                layers: feature.pairs,
+                teacherWidth: feature.teacherWidth,
+                projectionLrScale: feature.projectionLrScale,
+              },
+            }
           : {}),
         ...(req.stages || feature ? { stages: stageBoundaries(stages) } : {}),
         loss: policyLoss ? null : resolvedLossOptions(req.loss),

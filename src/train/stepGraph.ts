@@ -229,10 +229,15 @@ function addOptimizer(
   const bc2 = o.kind === 'adamw' ? g.input('bias_correction2', 'float32', []) : '';
   for (const p of params) {
     const grad = coef ? g.op1('Mul', [grads.get(p.name)!, coef]) : grads.get(p.name)!;
+    // a parameter group with its own learning rate (the feature loss's projections)
+    const groupLr = p.lrScale !== undefined && p.lrScale !== 1 ? g.op1('Mul', [lr, g.scalar(p.lrScale)]) : lr;
     // decoupled weight decay (AdamW, as PyTorch): θ ← θ·(1 − lr·wd)
     const theta =
       p.decay && o.weightDecay > 0
-        ? g.op1('Mul', [p.name, g.op1('Sub', [g.scalar(1), g.op1('Mul', [lr, g.scalar(o.weightDecay)])])])
+        ? g.op1('Mul', [
+            p.name,
+            g.op1('Sub', [g.scalar(1), g.op1('Mul', [groupLr, g.scalar(o.weightDecay)])]),
+          ])
         : p.name;
     let step: string;
     if (o.kind === 'sgd') {
@@ -255,7 +260,7 @@ function addOptimizer(
       const denom = g.op1('Add', [g.op1('Sqrt', [g.op1('Div', [v2, bc2])]), g.scalar(o.eps)]);
       step = g.op1('Div', [g.op1('Div', [m2, bc1]), denom]);
     }
-    const next = g.op1('Sub', [theta, g.op1('Mul', [step, lr])]);
+    const next = g.op1('Sub', [theta, g.op1('Mul', [step, groupLr])]);
     g.rename(next, names.next(p.name));
     g.output(names.next(p.name), 'float32', p.shape);
   }

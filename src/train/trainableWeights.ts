@@ -31,6 +31,8 @@ export interface Param {
   weight: string;
   /** projection: feature distillation's student → teacher map, trained but never part of the student */
   role: 'weight' | 'lora_A' | 'lora_B' | 'projection';
+  /** its learning rate (and weight decay's) as a multiple of the step's: a parameter group of its own; 1 when absent */
+  lrScale?: number;
 }
 
 export interface LoraAdapter {

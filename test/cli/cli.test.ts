@@ -588,6 +588,12 @@ test('distill --method: every sequence-level flag is declared and checked before
     /--feature-weight must be a number ≥ 0/,
   );
   expectError(
+    run('x', '--feature-loss', 'mse', '--projection-lr-scale', '0'),
+    2,
+    /--projection-lr-scale must be a number > 0/,
+  );
+  expectError(run('x', '--projection-lr-scale', '10'), 2, /--projection-lr-scale needs --feature-loss/);
+  expectError(
     run('x', '--method', 'onpolicy', '--feature-loss', 'mse'),
     2,
     /--feature-loss and --stages are built for --method word, not onpolicy/,

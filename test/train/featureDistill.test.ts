@@ -2,9 +2,9 @@
  * Feature distillation end to end on the stories260K pair (5-layer teacher, its first 3 layers
  * as the student): the feature term falls as the student and projections learn, both terms
  * are reported per step, the projections are saved beside the student and never inside it,
- * run.json records the pairs and stages, and the stages switch the loss's terms. (What it does
- * to the mapped layers' CKA and to held-out KL is measured in the README, not asserted: on this
- * pair it does not raise CKA above a run without it.)
+ * run.json records the pairs and stages, and the stages switch the loss's terms; with it the
+ * mapped layers' CKA rises above where it started and above a run without it, while held-out
+ * KL falls as far.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +24,10 @@ import { UsageError } from '../../src/core/errors';
 import type { DistillRequest } from '../../src/shared/protocol';
 import { storiesPair, tempDir, needs } from '../helpers';
 import { storiesText } from './storiesText';
+import { InspectEngine } from '../../src/inspect/inspectEngine';
+import { ModelPool } from '../../src/models/modelPool';
+import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
+import { mappedTeacherEntry } from '../../src/inspect/layerView';
 import { ONE_SGD_STEP, storiesGradientGraph, windowFeeds } from './fixtures';
 
 function request(out: string, extra: Partial<DistillRequest> = {}): DistillRequest {
@@ -84,6 +88,57 @@ test(
   },
 );
 
+/** Mean linear CKA of the auto-mapped pairs (student j ↔ teacher round(j·5/3)) on held-out text. */
+async function mappedCka(teacher: string, student: string, text: string): Promise<number> {
+  const engine = new InspectEngine(new ModelPool({ cacheDir: tempDir() }));
+  try {
+    const r = await engine.inspect({
+      teacher,
+      student,
+      text,
+      options: DEFAULT_METRIC_OPTIONS,
+      metric: 'fkl',
+      device: 'cpu',
+      maxTokens: 4096,
+      layers: true,
+    });
+    const { cka } = r.layers!;
+    const [LS, LT] = [cka.length - 1, cka[0].length - 1];
+    const mapped = Array.from({ length: LS }, (_, i) => cka[i + 1][mappedTeacherEntry(i + 1, LS, LT)]);
+    return mapped.reduce((a, v) => a + v, 0) / LS;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+test(
+  "the feature loss raises the mapped layers' CKA above where it started and above a run without it, and held-out KL falls as far (full fine-tune, W 0.3)",
+  needs('stories260k'),
+  async (t) => {
+    const { teacher, student } = storiesPair();
+    const heldOut = storiesText(3, 99).join('\n\n');
+    const settings = { mode: { kind: 'full' as const }, lr: 5e-4 };
+    const without = await runDistillation(request(path.join(tempDir(), 'kd'), settings));
+    const withFeatures = await runDistillation(
+      request(path.join(tempDir(), 'kd+features'), {
+        ...settings,
+        feature: { loss: 'mse', layers: 'auto', weight: 0.3 },
+      }),
+    );
+    const before = await mappedCka(teacher, student, heldOut);
+    const ckaWithout = await mappedCka(teacher, without.out, heldOut);
+    const ckaWith = await mappedCka(teacher, withFeatures.out, heldOut);
+    const fklBefore = without.heldOut.before.fkl;
+    const [fklWithout, fklWith] = [without.heldOut.after.fkl, withFeatures.heldOut.after.fkl];
+    const said = `mapped CKA before ${before}, kd ${ckaWithout}, kd+features ${ckaWith}; held-out fkl before ${fklBefore}, kd ${fklWithout}, kd+features ${fklWith}`;
+    t.diagnostic(said);
+    assert.ok(ckaWith > before && ckaWith > ckaWithout + 0.005, said);
+    // "as far": the fall in held-out fkl within 1% of the run without's (the same seed and data;
+    // measured: 99.9% of it, the feature term's share of the step costing a little logit fit)
+    assert.ok(fklBefore - fklWith >= 0.99 * (fklBefore - fklWithout), said);
+  },
+);
+
 test(
   'stages: kd, then the features alone, then both; each step reports its stage and the loss its terms',
   needs('stories260k'),
@@ -130,7 +185,7 @@ test(
 );
 
 test(
-  'one plain SGD step with the feature loss moves the saved projections and weights by exactly −lr × the gradient',
+  'one plain SGD step with the feature loss moves the saved weights by exactly −lr × the gradient, the projections by −3·lr × it (--projection-lr-scale 3)',
   needs('stories260k'),
   async () => {
     const { teacher, student } = storiesPair();
@@ -139,12 +194,13 @@ test(
     fs.writeFileSync(file, text);
     const lr = 0.01;
     const seqLen = 64;
-    const feature: FeatureLossSpec = { kind: 'mse', pairs: [[2, 4]], teacherWidth: 64 };
+    const feature: FeatureLossSpec = { kind: 'mse', pairs: [[2, 4]], teacherWidth: 64, projectionLrScale: 3 };
     const out = path.join(tempDir(), 'sgd');
     const record = await runDistillation(
       request(out, {
         data: { path: file },
-        feature: { loss: 'mse', layers: [[2, 4]], weight: 0.5 },
+        // the projections' own learning rate: 3 × lr
+        feature: { loss: 'mse', layers: [[2, 4]], weight: 0.5, projectionLrScale: 3 },
         mode: { kind: 'full' },
         ...ONE_SGD_STEP,
         lr,
@@ -187,12 +243,13 @@ test(
     for (const p of built.params) {
       const g = res[names.grad(p.name)].data as Float32Array;
       const now = tensorAsFloat32(p.role === 'projection' ? projections : saved, p.weight).data;
+      const groupLr = p.role === 'projection' ? 3 * lr : lr;
       for (let i = 0; i < g.length; i++) {
-        maxErr = Math.max(maxErr, Math.abs(now[i] - (p.init[i] - lr * g[i])));
+        maxErr = Math.max(maxErr, Math.abs(now[i] - (p.init[i] - groupLr * g[i])));
         if (p.role === 'projection') maxChange = Math.max(maxChange, Math.abs(now[i] - p.init[i]));
       }
     }
-    assert.ok(maxErr < 1e-6, `saved = init − lr·grad within ${maxErr}`);
+    assert.ok(maxErr < 1e-6, `saved = init − lr·grad (3·lr for the projections) within ${maxErr}`);
     assert.ok(maxChange > 1e-5, `the projection moved (${maxChange})`);
   },
 );

@@ -99,6 +99,7 @@ async function check(model: TinyModel, kind: FeatureLossSpec['kind'], mode: Trai
       [2, 4],
     ],
     teacherWidth: DT,
+    projectionLrScale: 1,
   };
   const built = buildStepGraph({
     architecture: model.architecture,
@@ -185,7 +186,7 @@ for (const architecture of ['llama', 'gpt2'] as const)
   });
 
 test('projections are Xavier uniform: within ±√(6 / (D_S + D_T)), spread over it, one stream per seed', () => {
-  const spec: FeatureLossSpec = { kind: 'mse', pairs: [[1, 2]], teacherWidth: 48 };
+  const spec: FeatureLossSpec = { kind: 'mse', pairs: [[1, 2]], teacherWidth: 48, projectionLrScale: 1 };
   const [p] = projectionParams(spec, 16, rng(3));
   const bound = Math.sqrt(6 / (16 + 48));
   assert.deepEqual(p.shape, [48, 16]);
