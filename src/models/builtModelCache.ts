@@ -94,7 +94,7 @@ export async function ensureBuiltModel(model: ResolvedModel, o: BuildOptions = {
   }
   const h = crypto.createHash('sha256');
   // the layer view's graphs: "layer view 2" since each state's lens is reduced before the next runs
-  h.update(`builder ${BUILDER_VERSION}\n${o.layerView ? `layer view 4 ${o.layerView}\n` : ''}${JSON.stringify(model.config)}\n`);
+  h.update(`builder ${BUILDER_VERSION}\n${o.layerView ? `layer view 5 ${o.layerView}\n` : ''}${JSON.stringify(model.config)}\n`);
   for (const f of model.weightFiles!) h.update(await fileHash(f, memo, checkCancelled));
   const key = h.digest('hex').slice(0, 32);
   fs.writeFileSync(memoFile, JSON.stringify(memo));

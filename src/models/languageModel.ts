@@ -262,7 +262,7 @@ export class LanguageModel {
       else {
         if (!reference || reference.length !== L) throw new Error(`${this.model.name}: the layer view needs the reference logits of the same ${L} positions`);
         const data = reference.type === 'float16' ? halfToFloat32(reference.data as Uint16Array) : (reference.data as Float32Array);
-        feeds[meta.name] = new ort.Tensor('float32', data, [1, L, reference.vocab]);
+        feeds[meta.name] = new ort.Tensor('float32', data, [L, reference.vocab]);
       }
     }
     // a model opened with layerView 'states' has the hidden states only
