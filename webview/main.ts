@@ -23,6 +23,7 @@ import { METRIC_GROUPS } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
 import { heatColor, scalePosition, textColorOn, toHex } from '../src/core/colorScale';
 import { layerHeatmapSvg, lensRows, stateName } from '../src/report/layerHeatmap';
+import { meanMappedCka } from '../src/core/layerMapping';
 import {
   BANDS,
   CHANGE_STEPS,
@@ -256,20 +257,39 @@ function layersSection(l: NonNullable<PanelAnalysis['layers']>): HTMLElement {
       `each hidden state through the model's own final norm and head (logit lens), colour by log(1 + KL); ${v.rows} tokens`,
     ),
   );
-  for (const m of lensRows(v)) {
-    const map = el('div', { class: 'layer-map', id: `layers-${m.model}` });
+  const lensMap = (values: number[][], id: string, label: string) => {
+    const map = el('div', { class: 'layer-map', id });
     // the SVG is our own markup (escaped texts, colours as attributes): the panel's CSP allows it
-    map.innerHTML = layerHeatmapSvg(m.values, l.tokens, `${m.model} logit lens`);
+    map.innerHTML = layerHeatmapSvg(values, l.tokens, label);
     map.addEventListener('click', (e) => {
       const cell = (e.target as Element).closest('rect[data-row]');
       const index = cell ? l.rowIndex[Number(cell.getAttribute('data-row'))] : -1;
       if (index >= 0) select(index, { reveal: true });
     });
-    box.append(el('div', { class: 'bars-title' }, `${m.model}: ${m.what}`), map);
+    return map;
+  };
+  // after Use as Student and Re-analyse: the student before distillation under the student now
+  const studentBefore = l.before && l.before.rows === v.rows ? lensRows(l.before)[0] : undefined;
+  for (const m of lensRows(v)) {
+    box.append(
+      el('div', { class: 'bars-title' }, `${m.model}${studentBefore ? ' now' : ''}: ${m.what}`),
+      lensMap(m.values, `layers-${m.model}`, `${m.model} logit lens`),
+    );
+    if (m.model === 'student' && studentBefore)
+      box.append(
+        el('div', { class: 'bars-title' }, `student before distillation: ${studentBefore.what}`),
+        lensMap(studentBefore.values, 'layers-student-before', 'student logit lens before distillation'),
+      );
   }
+  const mapped = `mapped layers' mean CKA (student layer j ↔ teacher layer round(j·L_T/L_S)): ${formatNumber(meanMappedCka(v.cka))}`;
   box.append(
     el('div', { class: 'bars-title' }, `linear CKA over ${v.positions} positions`),
     el('div', { class: 'layer-map' }, ckaTable(v, 'cka')),
+    el(
+      'div',
+      { class: 'models', id: 'mapped-cka' },
+      l.before ? `${mapped}; before distillation ${formatNumber(meanMappedCka(l.before.cka))}` : mapped,
+    ),
   );
   if (l.before)
     box.append(

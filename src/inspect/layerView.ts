@@ -20,11 +20,7 @@
  */
 import type { LayerForward } from '../models/languageModel';
 import type { LayerView } from '../shared/protocol';
-
-/** The teacher's entry mapped to the student's entry j (of L_S + 1 and L_T + 1 entries). */
-export function mappedTeacherEntry(j: number, studentLayers: number, teacherLayers: number): number {
-  return Math.round((j * teacherLayers) / studentLayers);
-}
+import { mappedTeacherEntry } from '../core/layerMapping';
 
 export function layerView(teacher: LayerForward, student: LayerForward, rows: number): LayerView {
   const N = teacher.logits.length;

@@ -8,6 +8,8 @@ import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import type { InspectResult } from '../shared/protocol';
 import { BANDS, heatBand, heatmapSegments, heatRange, segmentValue } from './heatmap';
 import { ckaTableHtml, layerHeatmapSvg, lensRows, settlesLine } from './layerHeatmap';
+import { meanMappedCka } from '../core/layerMapping';
+import { formatNumber } from '../core/formatNumber';
 
 /** The layer view's section (inspect --layers): each model's lens heatmap and the CKA matrix. */
 function layersSection(r: InspectResult): string {
@@ -23,7 +25,8 @@ function layersSection(r: InspectResult): string {
   return `<h2 id="layers">Layers</h2>
   <div class="muted">Each hidden state through the model's own final norm and head (logit lens); colour by log(1 + KL); click a cell for its token.${v.rows < r.rows.length ? ` The first window's ${v.rows} tokens.` : ''}</div>
   ${maps}
-  <h3>Linear CKA over ${v.positions} positions</h3>${ckaTableHtml(v)}`;
+  <h3>Linear CKA over ${v.positions} positions</h3>${ckaTableHtml(v)}
+  <div class="muted">Mapped layers' mean CKA (student layer j ↔ teacher layer round(j·L_T/L_S)): ${formatNumber(meanMappedCka(v.cka))}</div>`;
 }
 
 /**

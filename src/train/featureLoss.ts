@@ -20,7 +20,7 @@ import { UsageError } from '../core/errors';
 import type { FeatureSettings } from '../shared/protocol';
 import { writeSafetensors } from '../models/safetensors';
 import type { Param } from './trainableWeights';
-import { mappedTeacherEntry } from '../inspect/layerView';
+import { mappedTeacherEntry } from '../core/layerMapping';
 
 export type FeatureLossKind = 'mse' | 'cosine';
 

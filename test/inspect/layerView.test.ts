@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { ModelPool } from '../../src/models/modelPool';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
-import { mappedTeacherEntry } from '../../src/inspect/layerView';
+import { mappedTeacherEntry, meanMappedCka } from '../../src/core/layerMapping';
 import type { InspectResult } from '../../src/shared/protocol';
 import { tempDir } from '../helpers';
 import type { ReferenceLayers } from '../reference/gpt2Reference';
@@ -134,6 +134,12 @@ test('inspect --layers: logit lens, settling layers, CKA and mapped-layer cosine
       assert.ok(Math.abs(c.values[t] - expected) < 1e-5, `cosine ${c.student}↔${c.teacher} row ${t}`);
     }
   assert.equal(mappedTeacherEntry(1, 3, 12), 4);
+});
+
+test("the mapped layers' mean CKA: student layers 1…3 with teacher layers 2, 3, 5 of 5 (round(j·5/3))", () => {
+  // entry (i, j) = i + j/10, so each picked entry is readable from its value
+  const cka = Array.from({ length: 4 }, (_, i) => Array.from({ length: 6 }, (_, j) => i + j / 10));
+  assert.ok(Math.abs(meanMappedCka(cka) - (1.2 + 2.3 + 3.5) / 3) < 1e-12);
 });
 
 test('inspect --layers of a model against itself: CKA 1 on the diagonal, cosine 1, no lens KL at the output', async () => {

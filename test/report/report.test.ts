@@ -187,6 +187,8 @@ test('the layer view in the HTML report: a cell per state and token coloured by 
     (m) => m[1],
   );
   assert.deepEqual(cka, ['1.00', '0.25', '0.50', '0.75']);
+  // one layer each: the output entries are the only mapped pair
+  assert.ok(html.includes(`round(j·L_T/L_S)): ${formatNumber(0.75)}`), "the mapped layers' mean CKA");
   const data = JSON.parse(/<script type="application\/json" id="data">(.*?)<\/script>/s.exec(html)![1]);
   assert.deepEqual(data.settles, [
     'student settles at layer 1 of 1 (teacher: 1 of 1)',

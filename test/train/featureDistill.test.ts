@@ -27,7 +27,7 @@ import { storiesText } from './storiesText';
 import { InspectEngine } from '../../src/inspect/inspectEngine';
 import { ModelPool } from '../../src/models/modelPool';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
-import { mappedTeacherEntry } from '../../src/inspect/layerView';
+import { meanMappedCka } from '../../src/core/layerMapping';
 import { ONE_SGD_STEP, storiesGradientGraph, windowFeeds } from './fixtures';
 
 function request(out: string, extra: Partial<DistillRequest> = {}): DistillRequest {
@@ -102,10 +102,7 @@ async function mappedCka(teacher: string, student: string, text: string): Promis
       maxTokens: 4096,
       layers: true,
     });
-    const { cka } = r.layers!;
-    const [LS, LT] = [cka.length - 1, cka[0].length - 1];
-    const mapped = Array.from({ length: LS }, (_, i) => cka[i + 1][mappedTeacherEntry(i + 1, LS, LT)]);
-    return mapped.reduce((a, v) => a + v, 0) / LS;
+    return meanMappedCka(r.layers!.cka);
   } finally {
     await engine.dispose();
   }

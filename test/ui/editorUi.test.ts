@@ -119,8 +119,9 @@ test(
       await frame.locator('#heatmap .tok.selected').waitFor();
       await page.screenshot({ path: path.join(SHOTS, 'layers.png') });
 
-      // Run Distillation… on the story from the palette: the loss chart fills in, then the new
-      // student analyses the same text and the panel colours each token by its change
+      // Run Distillation… on the story from the palette, with the feature loss: the loss chart
+      // fills in, then the new student analyses the same text and the panel colours each token
+      // by its change
       await lines.click();
       await page.keyboard.press('Control+A');
       await distilSelection(page, frame, {
@@ -128,6 +129,7 @@ test(
         lossRow: 'Jensen',
         steps: 20,
         watch: 'Once upon a time, there was a little girl named',
+        feature: '+ feature loss (MSE)',
       });
       await frame
         .locator(
@@ -144,6 +146,15 @@ test(
         .waitFor();
       await frame.locator('#watch').scrollIntoViewIfNeeded();
       await page.screenshot({ path: path.join(SHOTS, 'distillation-watch.png') });
+      // the layer view re-analysed with the distilled student: its lens now and before, the
+      // mapped layers' CKA now and before
+      await frame.locator('#layers-student-before rect').first().waitFor({ timeout: 60_000 });
+      assert.match(
+        await frame.locator('#mapped-cka').innerText(),
+        /mean CKA .*: [0-9.]+; before distillation [0-9.]+/,
+      );
+      await frame.locator('#layers').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(SHOTS, 'layers-after.png') });
 
       // the same heatmap in the light and both high-contrast themes, picked from the palette,
       // without a selection so that the colours show as they are

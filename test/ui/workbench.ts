@@ -152,7 +152,15 @@ export async function hoverWord(page: Page, word: string, from = 1, to = 3): Pro
 export async function distilSelection(
   page: Page,
   frame: Page,
-  o: { loss: string; lossRow: string; steps: number; pressTwice?: boolean; watch?: string },
+  o: {
+    loss: string;
+    lossRow: string;
+    steps: number;
+    pressTwice?: boolean;
+    watch?: string;
+    /** the row to pick when asked about feature distillation (default: the logit loss only) */
+    feature?: string;
+  },
 ): Promise<string> {
   const quick = page.locator('.quick-input-widget input');
   await palette(page, 'Distill Lens: Run Distillation…');
@@ -160,10 +168,10 @@ export async function distilSelection(
   await quick.fill(o.loss);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: o.lossRow }).first().click();
   const title = page.locator('.quick-input-widget .quick-input-title');
-  // a word-level loss: no feature distillation
+  // a word-level loss: feature distillation is offered
   await title.filter({ hasText: 'feature distillation?' }).waitFor();
   await page
-    .locator('.quick-input-list .monaco-list-row', { hasText: 'The logit loss only' })
+    .locator('.quick-input-list .monaco-list-row', { hasText: o.feature ?? 'The logit loss only' })
     .first()
     .click();
   await title.filter({ hasText: 'a prompt to watch' }).waitFor();
