@@ -1,0 +1,138 @@
+/**
+ * A teacher server on the loopback address that speaks vLLM's or SGLang's request and response
+ * shapes and computes its answers from a local model (float64 log-softmax of its logits), so
+ * what the client reads can be checked exactly. Misbehaviours on demand: an API key it
+ * requires, rate limiting with Retry-After, answers cut off, a tokenizer that differs.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { LanguageModel } from '../../src/models/languageModel';
+import { resolveModel } from '../../src/models/modelSource';
+import { TextTokenizer } from '../../src/models/tokenizer';
+
+export interface FakeServerOptions {
+  protocol: 'vllm' | 'sglang';
+  /** answers 401 unless the request carries this key */
+  apiKey?: string;
+  /** the first N requests answer 429 with Retry-After: retryAfter seconds */
+  rateLimited?: number;
+  retryAfter?: number;
+  /** the first N answers are cut off halfway */
+  cutOff?: number;
+  /** the server's tokenizer adds this to every id (a different tokenizer) */
+  idShift?: number;
+}
+
+export interface FakeServer {
+  url: string;
+  /** every request's path and the time it came (ms) */
+  requests: { path: string; at: number }[];
+  /** the log-softmax row of the model at each position of `ids` (float64), as the server computes it */
+  logSoftmax(ids: number[]): Promise<Float64Array[]>;
+  close(): Promise<void>;
+}
+
+export async function startFakeServer(modelFolder: string, o: FakeServerOptions): Promise<FakeServer> {
+  const lm = await LanguageModel.open(await resolveModel(modelFolder), 'cpu');
+  const tokenizer = TextTokenizer.fromFolder(modelFolder);
+  const logSoftmax = async (ids: number[]) => {
+    const logits = await lm.forward(ids);
+    const V = logits.vocab;
+    const data = logits.data as Float32Array;
+    return ids.map((_, r) => {
+      const row = Float64Array.from(data.subarray(r * V, (r + 1) * V));
+      const max = row.reduce((a, b) => Math.max(a, b), -Infinity);
+      const logZ = max + Math.log(row.reduce((s, z) => s + Math.exp(z - max), 0));
+      return row.map((z) => z - logZ);
+    });
+  };
+  const ranked = (row: Float64Array) => Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
+
+  let served = 0;
+  const requests: FakeServer['requests'] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      requests.push({ path: req.url ?? '', at: performance.now() });
+      const send = (status: number, value: unknown, headers: Record<string, string> = {}) => {
+        const text = JSON.stringify(value);
+        const cut = status === 200 && served++ < (o.cutOff ?? 0);
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
+        res.end(cut ? text.slice(0, Math.floor(text.length / 2)) : text);
+      };
+      if (o.apiKey && req.headers.authorization !== `Bearer ${o.apiKey}`)
+        return send(401, { error: { message: 'invalid api key' } });
+      if (requests.length <= (o.rateLimited ?? 0))
+        return send(429, { error: 'rate limited' }, { 'retry-after': String(o.retryAfter ?? 0) });
+      const request = JSON.parse(body || '{}');
+      const shift = (ids: number[]) => ids.map((id) => id + (o.idShift ?? 0));
+      void answer(req.url ?? '', request, shift)
+        .then((a) => (a ? send(200, a) : send(404, { detail: 'Not Found' })))
+        .catch((e) => send(500, { error: String(e) }));
+    });
+  });
+
+  const answer = async (
+    route: string,
+    request: any,
+    shift: (ids: number[]) => number[],
+  ): Promise<unknown | undefined> => {
+    if (o.protocol === 'vllm' && route === '/tokenize')
+      return { tokens: shift(tokenizer.encode(request.prompt).ids), count: 0, max_model_len: 512 };
+    if (o.protocol === 'vllm' && route === '/v1/completions') {
+      const ids: number[] = request.prompt;
+      const k: number = request.prompt_logprobs;
+      const rows = await logSoftmax(ids);
+      const promptLogprobs = ids.map((id, i) => {
+        if (i === 0) return null;
+        const row = rows[i - 1];
+        const order = ranked(row);
+        const entries: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
+        for (const t of [...order.slice(0, k), id])
+          entries[String(t)] = {
+            logprob: row[t],
+            rank: order.indexOf(t) + 1,
+            decoded_token: tokenizer.tokenText(t),
+          };
+        return entries;
+      });
+      return {
+        id: 'cmpl-1',
+        object: 'text_completion',
+        choices: [{ index: 0, text: ' ', prompt_logprobs: promptLogprobs }],
+      };
+    }
+    if (o.protocol === 'sglang' && route === '/generate') {
+      const ids: number[] = request.input_ids ?? shift(tokenizer.encode(request.text).ids);
+      const k: number = request.top_logprobs_num ?? 0;
+      const rows = await logSoftmax(ids);
+      return {
+        text: ' ',
+        meta_info: {
+          input_token_logprobs: ids.map((id, i) => [i === 0 ? null : rows[i - 1][id], id, null]),
+          input_top_logprobs: ids.map((_, i) =>
+            i === 0
+              ? null
+              : ranked(rows[i - 1])
+                  .slice(0, k)
+                  .map((t) => [rows[i - 1][t], t, null]),
+          ),
+        },
+      };
+    }
+    return undefined;
+  };
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    requests,
+    logSoftmax,
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await lm.release();
+    },
+  };
+}
