@@ -24,7 +24,13 @@
  * Only temperature 1: the server's log-probabilities are the model's own (T = 1), and the rest
  * bucket's mass at another temperature would need the logits it merges.
  */
-import { rowFromReductions, type MetricOptions, type PositionReductions, type TokenRow } from './tokenRows';
+import {
+  rowFromReductions,
+  type MetricOptions,
+  type PositionReductions,
+  type RowContext,
+  type TokenRow,
+} from './tokenRows';
 import type { AklBoundary } from './aklHead';
 
 /** One prompt position as a served teacher gives it (log-probabilities at T = 1). */
@@ -191,14 +197,7 @@ export function bucketedRow(
   teacher: ServedTeacherRow,
   student: ArrayLike<number>,
   o: MetricOptions,
-  c: {
-    index: number;
-    target: number;
-    text: string;
-    start: number;
-    end: number;
-    decode: (id: number) => string;
-  },
+  c: Omit<RowContext, 'aklFallback'>,
 ): TokenRow {
   const { reductions, akl } = bucketedPosition(teacher, student, c.target, o);
   return rowFromReductions(reductions, o, { ...c, aklFallback: () => akl });
