@@ -3,6 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { convertLlama2c } from '../src/models/llama2c';
+import { InspectEngine } from '../src/inspect/inspectEngine';
+import { ModelPool } from '../src/models/modelPool';
+import { DEFAULT_METRIC_OPTIONS } from '../src/core/tokenRows';
+import type { InspectRequest, InspectResult } from '../src/shared/protocol';
 
 export const SHARED = path.resolve(__dirname, '..', '..', 'shared');
 export const STORIES = path.join(SHARED, 'models', 'stories260k');
@@ -133,5 +137,23 @@ export async function maxLogitError(
     return maxDiff;
   } finally {
     await lm.release();
+  }
+}
+
+/** One inspection with a fresh pool and build cache (CPU, fkl, default options), its engine released after. */
+export async function inspectOnce(
+  req: Pick<InspectRequest, 'teacher' | 'student' | 'text'> & Partial<InspectRequest>,
+): Promise<InspectResult> {
+  const engine = new InspectEngine(new ModelPool({ cacheDir: tempDir() }));
+  try {
+    return await engine.inspect({
+      options: DEFAULT_METRIC_OPTIONS,
+      metric: 'fkl',
+      device: 'cpu',
+      maxTokens: 4096,
+      ...req,
+    });
+  } finally {
+    await engine.dispose();
   }
 }

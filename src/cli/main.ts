@@ -69,7 +69,10 @@ export function buildProgram(): Command {
     program
       .command('inspect')
       .description('analyse a text with a teacher and a student model')
-      .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
+      .requiredOption(
+        '--teacher <M>',
+        'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (vLLM, SGLang; key from DISTILL_LENS_TEACHER_API_KEY)',
+      )
       .requiredOption('--student <M>', 'student: a model folder or a hub id')
       .option('--text <S>', 'the text to analyse')
       .option('--file <F>', 'a UTF-8 file to analyse')
@@ -95,6 +98,11 @@ export function buildProgram(): Command {
         '--layers',
         "the layer view: each hidden state through the model's own final norm and head (logit lens) and linear CKA between the models' layers (checkpoint folders only)",
       )
+      .option(
+        '--teacher-top-k <K>',
+        "a served teacher: how many of its most probable tokens per position the metrics' buckets hold (20)",
+        integer('--teacher-top-k', 1),
+      )
       .option('--timings', 'print the time of each step and the peak memory to standard error (JSON)'),
   ).action(async (o) => {
     const metric = parseMetricKey(o.metric);
@@ -115,6 +123,7 @@ export function buildProgram(): Command {
         allowRemote: !!o.allowRemote,
         dtype: o.dtype as DtypeChoice,
         layers: !!o.layers,
+        ...(o.teacherTopK ? { teacherTopK: o.teacherTopK } : {}),
       });
       for (const m of [...result.messages, result.windowNotice ?? []].flat())
         process.stderr.write(`distill-lens: ${m}\n`);

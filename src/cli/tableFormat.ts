@@ -47,6 +47,11 @@ export function formatTable(
     `${METRIC_LABELS[metric]} (${metric}): colour scale ${fmt(range[0])} … ${fmt(range[1])}`,
     `teacher ${r.teacher.name} (${r.teacher.device}), student ${r.student.name} (${r.student.device}), ${r.ids.length} tokens, ${s.rows} rows`,
     `perplexity: teacher ${fmt(s.teacherPerplexity)}, student ${fmt(s.studentPerplexity)}; argmax agreement ${(100 * s.argmaxAgreement).toFixed(1)}%; hard tokens ${(100 * s.hardFraction).toFixed(1)}%`,
+    ...(r.teacherSupport
+      ? [
+          `the teacher is served: divergences over its ${r.teacherSupport} buckets (lower bounds; akl approximate); log p, k1–k3, tckd, uncertainty exact`,
+        ]
+      : []),
     '',
     'mean over tokens:',
     ...chunk(
@@ -57,7 +62,7 @@ export function formatTable(
     `worst tokens by ${metric}:`,
     ...s.worst.map((i) => {
       const row = r.rows[i];
-      return `  ${fmt(row[metric]).padStart(10)}  ${JSON.stringify(row.text).padEnd(16)} at ${row.start}–${row.end}  teacher p=${fmt(row.teacher.p)} rank ${row.teacher.rank}, student p=${fmt(row.student.p)} rank ${row.student.rank}`;
+      return `  ${fmt(row[metric]).padStart(10)}  ${JSON.stringify(row.text).padEnd(16)} at ${row.start}–${row.end}  teacher p=${fmt(row.teacher.p)} rank ${Number.isNaN(row.teacher.rank) ? `> ${r.teacherSupport?.match(/\d+/)?.[0] ?? '?'}` : row.teacher.rank}, student p=${fmt(row.student.p)} rank ${row.student.rank}`;
     }),
   ];
   if (r.layers) lines.push('', ...layerLines(r.layers));

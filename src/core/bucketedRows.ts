@@ -110,8 +110,9 @@ export function bucketedPosition(
     q[b] = Math.exp(student[ids[b]] - logZ);
     listedP += p[b];
   }
-  // a server's rounding can make the listed mass exceed 1 by a hair: the rest is then empty
-  p[n] = Math.max(0, 1 - listedP);
+  // a server's rounding can make the listed mass exceed 1 by a hair: the rest is then empty;
+  // so it is when every id is listed (what is left of 1 is rounding, not mass)
+  p[n] = n >= V ? 0 : Math.max(0, 1 - listedP);
   q[n] = qRest;
 
   // Σ over the buckets of the terms every metric is built from (tokenRows.ts)

@@ -11,6 +11,9 @@ import { ModelPool, type LoadedModel } from '../models/modelPool';
 import type { InspectRequest, InspectResult, LayerView, ModelReport } from '../shared/protocol';
 import { MetricsRunner, type RowSource } from './metricsRunner';
 import { layerView } from './layerView';
+import { parseServedTeacher } from '../models/servedTeacher';
+import { inspectWithServedTeacher } from './servedInspect';
+import { refuseTokenCount } from './tokenCount';
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
@@ -34,6 +37,13 @@ export class InspectEngine {
     const t0 = performance.now();
     if (req.text.trim().length === 0)
       throw new UsageError('the text is empty: select or pass some text to analyse');
+    // a teacher served by vLLM or SGLang: its top K per position, metrics over buckets
+    const served = parseServedTeacher(req.teacher);
+    if (served) return inspectWithServedTeacher(req, served, this.models, c);
+    if (req.teacherTopK !== undefined)
+      throw new UsageError(
+        `--teacher-top-k is for a served teacher (openai+http://host:port/v1#model); ${req.teacher} runs here and gives its whole distribution`,
+      );
     // once one model has failed, the other one's loading is no longer news: its progress is
     // not shown and the error comes at once (it keeps loading into the pool for the next request)
     let failed = false;
@@ -111,16 +121,7 @@ export class InspectEngine {
         `the tokenizer gives token id ${ids[outside]} (${JSON.stringify(req.text.slice(at[0], at[1]))} at character ${at[0]}) but the models' vocabulary has ${tv} entries: the tokenizer.json does not belong to these models`,
       );
     }
-    if (ids.length > req.maxTokens) {
-      throw new UsageError(
-        `the text has ${ids.length} tokens, more than the limit of ${req.maxTokens}: analyse a shorter part or raise the limit (--max-tokens / distillLens.maxTokens)`,
-      );
-    }
-    if (ids.length < 2) {
-      throw new UsageError(
-        `the text gives a single token (${JSON.stringify(teacher.tokenizer.tokenText(ids[0] ?? 0))}), and the first token has no prediction: select more text`,
-      );
-    }
+    refuseTokenCount(ids, req.maxTokens, (id) => teacher.tokenizer.tokenText(id));
     const context = Math.min(
       teacher.lm.model.contextLength,
       student.lm.model.contextLength,

@@ -11,6 +11,7 @@ export function toJsonReport(r: InspectResult): object {
     exactSpans: r.exactSpans,
     messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
     ...(r.layers ? { layers: r.layers } : {}),
+    ...(r.teacherSupport ? { teacherSupport: r.teacherSupport } : {}),
     timings: r.timings,
   };
 }

@@ -30,6 +30,10 @@ export interface InspectRequest {
   dtype?: DtypeChoice;
   /** also the layer view (logit lens, CKA): both models must be checkpoint folders */
   layers?: boolean;
+  /** a served teacher (openai+http://…#model): how many of its top tokens per position (default 20) */
+  teacherTopK?: number;
+  /** a served teacher's API key (the editor's secret storage; the CLI reads DISTILL_LENS_TEACHER_API_KEY) */
+  teacherApiKey?: string;
 }
 
 /**
@@ -91,6 +95,12 @@ export interface InspectResult {
   windowNotice?: string;
   /** with `layers` */
   layers?: LayerView;
+  /**
+   * A served teacher: what its distribution was known over, e.g. "top-20+rest" (its 20 most
+   * probable tokens, the target, one bucket for the rest); the distribution metrics are over
+   * those buckets (docs/metrics.md, "A served teacher"). Absent for a local teacher (exact).
+   */
+  teacherSupport?: string;
   timings: Timings;
 }
 

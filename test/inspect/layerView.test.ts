@@ -6,35 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InspectEngine } from '../../src/inspect/inspectEngine';
-import { ModelPool } from '../../src/models/modelPool';
-import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { mappedTeacherEntry, meanMappedCka } from '../../src/core/layerMapping';
 import type { InspectResult } from '../../src/shared/protocol';
-import { tempDir } from '../helpers';
+import { inspectOnce } from '../helpers';
 import type { ReferenceLayers } from '../reference/gpt2Reference';
 import { llamaCheckpoint, type RandomCheckpoint } from '../models/randomCheckpoints';
 
 const TEXT = 'export interface Foo { bar: number; baz: string }\nconst x = 1;';
 
 /** inspect --layers of TEXT with a fresh pool (and build cache). */
-async function inspectLayers(teacher: string, student: string): Promise<InspectResult> {
-  const engine = new InspectEngine(new ModelPool({ cacheDir: tempDir() }));
-  try {
-    return await engine.inspect({
-      teacher,
-      student,
-      text: TEXT,
-      options: DEFAULT_METRIC_OPTIONS,
-      metric: 'fkl',
-      device: 'cpu',
-      maxTokens: 4096,
-      layers: true,
-    });
-  } finally {
-    await engine.dispose();
-  }
-}
+const inspectLayers = (teacher: string, student: string): Promise<InspectResult> =>
+  inspectOnce({ teacher, student, text: TEXT, layers: true });
 
 /** The hidden states and lenses of the reference on `ids`. */
 function layersOf(model: RandomCheckpoint, ids: number[]): ReferenceLayers {

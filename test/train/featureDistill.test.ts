@@ -22,11 +22,8 @@ import { packWindows } from '../../src/train/data';
 import { readSafetensors, tensorAsFloat32 } from '../../src/models/safetensors';
 import { UsageError } from '../../src/core/errors';
 import type { DistillRequest } from '../../src/shared/protocol';
-import { storiesPair, tempDir, needs } from '../helpers';
+import { storiesPair, tempDir, needs, inspectOnce } from '../helpers';
 import { storiesText } from './storiesText';
-import { InspectEngine } from '../../src/inspect/inspectEngine';
-import { ModelPool } from '../../src/models/modelPool';
-import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { meanMappedCka } from '../../src/core/layerMapping';
 import { ONE_SGD_STEP, storiesGradientGraph, windowFeeds } from './fixtures';
 
@@ -90,22 +87,7 @@ test(
 
 /** Mean linear CKA of the auto-mapped pairs (student j ↔ teacher round(j·5/3)) on held-out text. */
 async function mappedCka(teacher: string, student: string, text: string): Promise<number> {
-  const engine = new InspectEngine(new ModelPool({ cacheDir: tempDir() }));
-  try {
-    const r = await engine.inspect({
-      teacher,
-      student,
-      text,
-      options: DEFAULT_METRIC_OPTIONS,
-      metric: 'fkl',
-      device: 'cpu',
-      maxTokens: 4096,
-      layers: true,
-    });
-    return meanMappedCka(r.layers!.cka);
-  } finally {
-    await engine.dispose();
-  }
+  return meanMappedCka((await inspectOnce({ teacher, student, text, layers: true })).layers!.cka);
 }
 
 test(

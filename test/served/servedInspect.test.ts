@@ -1,0 +1,77 @@
+/**
+ * inspect with a served teacher (the fake vLLM and SGLang servers computing from the built-in
+ * teacher) against inspect with the same teacher run here: the exact numbers agree, the
+ * divergences over the buckets never exceed the full ones, and with K = the vocabulary the
+ * buckets are the distribution, so every metric agrees. Bad requests are refused by name.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
+import { METRIC_KEYS } from '../../src/core/metricKeys';
+import { builtInPair, DEMO_TEXT } from '../../src/models/builtInModels';
+import { toJsonReport } from '../../src/report/jsonReport';
+import type { InspectRequest, InspectResult } from '../../src/shared/protocol';
+import { inspectOnce } from '../helpers';
+import { startFakeServer } from './fakeServer';
+
+const { teacher, student } = builtInPair();
+const TEXT = DEMO_TEXT.slice(0, 120);
+
+const inspect = (extra: Partial<InspectRequest>): Promise<InspectResult> =>
+  inspectOnce({ teacher, student, text: TEXT, ...extra });
+
+const EXACT = ['k1', 'k2', 'k3', 'tckd', 'uncertainty'] as const;
+const BOUNDED = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'nckd'] as const;
+
+for (const protocol of ['vllm', 'sglang'] as const) {
+  test(`inspect with a served teacher (${protocol}): exact numbers as a local teacher's, divergences lower bounds, all equal when K is the vocabulary`, async () => {
+    const local = await inspect({});
+    const server = await startFakeServer(teacher, { protocol });
+    try {
+      const at = `openai+${server.url}#demo-teacher`;
+      const top8 = await inspect({ teacher: at, teacherTopK: 8 });
+      assert.equal(top8.teacherSupport, 'top-8+rest');
+      assert.equal((toJsonReport(top8) as { teacherSupport: string }).teacherSupport, 'top-8+rest');
+      assert.ok(top8.messages.some((m) => /lower bounds of the full-vocabulary values/.test(m)));
+      assert.equal(top8.rows.length, local.rows.length);
+      const close = (a: number, b: number, what: string) =>
+        assert.ok(Math.abs(a - b) <= 1e-6 * (1 + Math.abs(b)), `${what}: ${a} vs ${b}`);
+      top8.rows.forEach((row, i) => {
+        const full = local.rows[i];
+        assert.equal(row.target, full.target);
+        for (const k of EXACT) close(row[k], full[k], `row ${i} ${k}`);
+        close(row.teacher.logp, full.teacher.logp, `row ${i} teacher log p`);
+        close(row.student.logp, full.student.logp, `row ${i} student log p`);
+        for (const k of BOUNDED) assert.ok(row[k] <= full[k] + 1e-6, `row ${i} ${k}: ${row[k]} ≤ ${full[k]}`);
+      });
+
+      // K = V: the buckets are the whole vocabulary
+      const all = await inspect({ teacher: at, teacherTopK: 4096, text: TEXT.slice(0, 40) });
+      const localShort = await inspect({ text: TEXT.slice(0, 40) });
+      all.rows.forEach((row, i) => {
+        for (const k of METRIC_KEYS) close(row[k], localShort.rows[i][k], `K = V, row ${i} ${k}`);
+        assert.equal(row.teacher.rank, localShort.rows[i].teacher.rank);
+      });
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+test('a served teacher: --layers, a temperature other than 1, and --teacher-top-k with a local teacher are refused by name', async () => {
+  const server = await startFakeServer(teacher, { protocol: 'vllm' });
+  try {
+    const at = `openai+${server.url}#demo-teacher`;
+    await assert.rejects(
+      inspect({ teacher: at, layers: true }),
+      /the layer view needs the teacher's hidden states/,
+    );
+    await assert.rejects(
+      inspect({ teacher: at, options: { ...DEFAULT_METRIC_OPTIONS, temperature: 2 } }),
+      /--temperature 2 cannot be computed from them/,
+    );
+  } finally {
+    await server.close();
+  }
+  await assert.rejects(inspect({ teacherTopK: 5 }), /--teacher-top-k is for a served teacher/);
+});
