@@ -5,6 +5,9 @@
  * buckets are the distribution, so every metric agrees. Bad requests are refused by name.
  */
 import { test } from 'node:test';
+import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
@@ -74,4 +77,42 @@ test('a served teacher: --layers, a temperature other than 1, and --teacher-top-
     await server.close();
   }
   await assert.rejects(inspect({ teacherTopK: 5 }), /--teacher-top-k is for a served teacher/);
+});
+
+test('distill-lens inspect --teacher openai+http://…#model: the key from DISTILL_LENS_TEACHER_API_KEY; JSON and table say the teacher is served', async () => {
+  const server = await startFakeServer(teacher, { protocol: 'sglang', apiKey: 'sesame' });
+  const BIN = path.resolve(__dirname, '..', '..', 'bin', 'distill-lens.js');
+  // asynchronous: the fake server answers from this process
+  const cli = (args: string[], key?: string) =>
+    promisify(execFile)(
+      process.execPath,
+      [
+        BIN,
+        'inspect',
+        '--teacher',
+        `openai+${server.url}#demo`,
+        '--student',
+        student,
+        '--text',
+        TEXT,
+        ...args,
+      ],
+      {
+        env: { ...process.env, DISTILL_LENS_TEACHER_API_KEY: key ?? '' },
+      },
+    );
+  try {
+    const json = JSON.parse((await cli(['--format', 'json', '--teacher-top-k', '5'], 'sesame')).stdout);
+    assert.equal(json.teacherSupport, 'top-5+rest');
+    assert.equal(json.teacher.device, 'served');
+    const table = (await cli([], 'sesame')).stdout;
+    assert.match(table, /the teacher is served: divergences over its top-20\+rest buckets/);
+    await assert.rejects(
+      cli([], 'wrong'),
+      (e: { code: number; stderr: string }) =>
+        e.code === 1 && /refused the API key \(HTTP 401\)/.test(e.stderr),
+    );
+  } finally {
+    await server.close();
+  }
 });
