@@ -19,7 +19,7 @@ import '@vscode-elements/elements/dist/vscode-collapsible/index.js';
 import '@vscode-elements/elements/dist/vscode-divider/index.js';
 import '@vscode-elements/elements/dist/vscode-button/index.js';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../src/core/metricKeys';
-import { METRIC_GROUPS } from '../src/core/hoverText';
+import { METRIC_GROUPS, rankText } from '../src/core/hoverText';
 import { formatNumber } from '../src/core/formatNumber';
 import { heatColor, scalePosition, textColorOn, toHex } from '../src/core/colorScale';
 import { layerHeatmapSvg, lensRows, stateName } from '../src/report/layerHeatmap';
@@ -202,6 +202,14 @@ function renderAnalysis(): void {
     `${a.documentName} · teacher ${a.teacher} · student ${a.student} · ${a.values.length} tokens` +
       (stale.size > 0 ? ` · ${stale.size} stale (the text before them changed)` : ''),
   );
+  // a served teacher: say at the top that the divergences are over its top K (lower bounds)
+  const served = a.teacherSupport
+    ? el(
+        'div',
+        { class: 'models', id: 'teacher-support' },
+        `served teacher, ${a.teacherSupport}: divergences over its top tokens, the target and the rest (lower bounds); log p, k1–k3, tckd exact`,
+      )
+    : undefined;
 
   const view = heatmapView ?? newHeatmapView();
   // in the page before it is drawn, so that its font and width can be measured
@@ -233,7 +241,7 @@ function renderAnalysis(): void {
   for (const child of [...analysisHost.childNodes])
     if (child !== view.heat && child !== view.detailsHost) child.remove();
   if (view.heat.nextSibling !== view.detailsHost) view.heat.after(view.detailsHost);
-  view.heat.before(header, models);
+  view.heat.before(header, models, ...(served ? [served] : []));
   view.detailsHost.after(...below);
   // the selection: the same row when the rows are the same version (see the message handler), else none
   const selected = state.selected;
@@ -831,7 +839,11 @@ function details(
     const list = el(
       'div',
       { class: 'bars' },
-      el('div', { class: 'bars-title' }, `${title}: p(target) ${formatNumber(m.p)}, rank ${m.rank}`),
+      el(
+        'div',
+        { class: 'bars-title' },
+        `${title}: p(target) ${formatNumber(m.p)}, rank ${rankText(m.rank)}`,
+      ),
     );
     for (const t of m.top) {
       const row = el('div', { class: `barrow${t.id === r.target ? ' target' : ''}` });

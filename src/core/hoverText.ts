@@ -41,7 +41,7 @@ export function hoverMarkdown(
   lines.push(
     `| p(target) at T=${o.temperature} | ${formatNumber(row.teacher.p)} | ${formatNumber(row.student.p)} |`,
   );
-  lines.push(`| rank | ${row.teacher.rank} | ${row.student.rank} |`);
+  lines.push(`| rank | ${rankText(row.teacher.rank)} | ${rankText(row.student.rank)} |`);
   lines.push(`| log p at T=1 | ${formatNumber(row.teacher.logp)} | ${formatNumber(row.student.logp)} |`);
   lines.push(`| entropy | ${formatNumber(row.teacher.entropy)} | ${formatNumber(row.student.entropy)} |`);
   lines.push('');
@@ -71,4 +71,9 @@ export function hoverMarkdown(
     );
   }
   return lines.join('\n');
+}
+
+/** A rank as shown: a served teacher's rank is unknown (NaN) when the target is not among its top K. */
+export function rankText(rank: number): string {
+  return Number.isFinite(rank) ? String(rank) : 'not in the served top K';
 }

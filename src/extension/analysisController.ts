@@ -2,6 +2,7 @@
  * Runs analyses in the model process and owns what the editor shows for them: per document
  * the placed rows, the decorations of visible editors, the status bar legend, and the panel.
  */
+import { parseServedTeacher } from '../models/servedTeacher';
 import * as vscode from 'vscode';
 import { DocumentAnalysis, EditLog } from '../core/analysisState';
 import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
@@ -37,6 +38,9 @@ const PAINT_MARGIN_LINES = 120;
 /** Texts per Analyze Document request: about 1500 tokens of prose. */
 const DOCUMENT_CHUNK_CHARS = 6000;
 
+/** The secret under which Set Served Teacher API Key keeps the key (never in settings files). */
+export const SERVED_TEACHER_KEY_SECRET = 'distillLens.servedTeacherApiKey';
+
 export class AnalysisController implements vscode.Disposable {
   private readonly analyses = new Map<string, StoredAnalysis>();
   readonly decorations = new HeatDecorations();
@@ -55,6 +59,8 @@ export class AnalysisController implements vscode.Disposable {
   constructor(
     private readonly runtime: RuntimeHost,
     private readonly log: vscode.LogOutputChannel,
+    /** where a served teacher's API key is kept (Set Served Teacher API Key) */
+    private readonly secrets?: vscode.SecretStorage,
   ) {
     this.statusBar.name = 'Distill Lens legend';
     this.statusBar.command = 'distillLens.openPanel';
@@ -169,6 +175,12 @@ export class AnalysisController implements vscode.Disposable {
                   dtype: settings.dtype,
                   hubCacheDir: settings.hubCacheDir,
                   ...(o.layers ? { layers: true } : {}),
+                  ...(parseServedTeacher(settings.teacher)
+                    ? {
+                        teacherTopK: settings.servedTeacherTopK,
+                        teacherApiKey: await this.secrets?.get(SERVED_TEACHER_KEY_SECRET),
+                      }
+                    : {}),
                 },
                 {
                   signal: abort.signal,

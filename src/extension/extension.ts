@@ -4,7 +4,13 @@
  */
 import * as vscode from 'vscode';
 import { METRIC_KEYS, METRIC_LABELS } from '../core/metricKeys';
-import { AnalysisController, documentChunks, paragraphAt, type StoredAnalysis } from './analysisController';
+import {
+  AnalysisController,
+  documentChunks,
+  paragraphAt,
+  SERVED_TEACHER_KEY_SECRET,
+  type StoredAnalysis,
+} from './analysisController';
 import { TokenHoverProvider } from './hoverProvider';
 import { PanelProvider } from './panelProvider';
 import { RuntimeHost } from './runtimeHost';
@@ -44,12 +50,14 @@ export interface DistillLensApi {
   panel: PanelProvider;
   distillation: DistillationRunner;
   continuations: ContinuationController;
+  /** the extension's secret storage (a served teacher's API key) */
+  secrets: vscode.SecretStorage;
 }
 
 export function activate(context: vscode.ExtensionContext): DistillLensApi {
   const log = vscode.window.createOutputChannel('Distill Lens', { log: true });
   const runtime = new RuntimeHost(context, log);
-  const controller = new AnalysisController(runtime, log);
+  const controller = new AnalysisController(runtime, log, context.secrets);
   const continuations = new ContinuationController(runtime, controller, log);
   const distillation = new DistillationRunner(controller, runtime, continuations, log);
   const panel = new PanelProvider(context.extensionUri, controller, distillation, continuations, log);
@@ -149,6 +157,24 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
     }),
     vscode.commands.registerCommand('distillLens.chooseTeacher', () => chooseModel('teacher')),
     vscode.commands.registerCommand('distillLens.chooseStudent', () => chooseModel('student')),
+    vscode.commands.registerCommand('distillLens.setServedTeacherApiKey', async () => {
+      // kept in the editor's secret storage, never in a settings file; empty removes it
+      const key = await vscode.window.showInputBox({
+        title: 'Distill Lens: API key of the served teacher',
+        prompt:
+          'Sent as "Authorization: Bearer …" to the server in distillLens.teacher. Leave empty to remove it.',
+        password: true,
+        ignoreFocusOut: true,
+      });
+      if (key === undefined) return;
+      if (key.trim()) await context.secrets.store(SERVED_TEACHER_KEY_SECRET, key.trim());
+      else await context.secrets.delete(SERVED_TEACHER_KEY_SECRET);
+      void vscode.window.showInformationMessage(
+        key.trim()
+          ? 'Distill Lens: the served teacher’s API key is stored.'
+          : 'Distill Lens: the served teacher’s API key is removed.',
+      );
+    }),
     vscode.commands.registerCommand('distillLens.openSample', async () => {
       // a declaration like the built-in models were trained on, selected and ready to analyse
       const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content: DEMO_TEXT });
@@ -211,7 +237,7 @@ export function activate(context: vscode.ExtensionContext): DistillLensApi {
       panel.update();
     }),
   );
-  return { controller, panel, distillation, continuations };
+  return { controller, panel, distillation, continuations, secrets: context.secrets };
 }
 
 export function deactivate(): void {}

@@ -31,8 +31,14 @@ export class TokenHoverProvider implements vscode.HoverProvider {
       const row = p.result.layers ? p.result.rows.indexOf(hit.row) : -1;
       if (row >= 0 && row < p.result.layers!.rows) settles = `\n\n${settlesLine(p.result.layers!, row)}`;
     }
+    // a served teacher: the divergences are over its top K buckets (docs/metrics.md)
+    const support = a.parts[0]?.result.teacherSupport;
+    const served = support
+      ? `**Served teacher** (${support}): the divergences are over its top tokens, the target and the rest, so they are lower bounds of the full values (akl approximate); log p, k1–k3, tckd and uncertainty are exact.\n\n`
+      : '';
     const md = new vscode.MarkdownString(
       stale +
+        served +
         hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) +
         settles +
         ran,

@@ -1,10 +1,11 @@
-/** Choose Teacher / Choose Student: a hub id, or a folder through an open dialog. */
+/** Choose Teacher / Choose Student: a hub id, a folder through an open dialog, or (the teacher) a served model. */
 import * as vscode from 'vscode';
+import { parseServedTeacher } from '../models/servedTeacher';
 
 export async function chooseModel(role: 'teacher' | 'student'): Promise<string | undefined> {
   const config = vscode.workspace.getConfiguration('distillLens');
   const current = config.get<string>(role, '');
-  const items: (vscode.QuickPickItem & { action: 'folder' | 'hub' | 'keep' })[] = [
+  const items: (vscode.QuickPickItem & { action: 'folder' | 'hub' | 'served' | 'keep' })[] = [
     {
       label: '$(folder-opened) Choose a folder…',
       description: 'Hugging Face ONNX layout, or config.json + model.safetensors',
@@ -16,6 +17,12 @@ export async function chooseModel(role: 'teacher' | 'student'): Promise<string |
       action: 'hub',
     },
   ];
+  if (role === 'teacher')
+    items.push({
+      label: '$(server) Enter a served teacher…',
+      description: 'vLLM or SGLang: openai+http://host:8000/v1#model (divergences over its top K)',
+      action: 'served',
+    });
   if (current) items.push({ label: `$(check) Keep ${current}`, action: 'keep' });
   const pick = await vscode.window.showQuickPick(items, {
     title: `Distill Lens: choose the ${role} model`,
@@ -32,6 +39,18 @@ export async function chooseModel(role: 'teacher' | 'student'): Promise<string |
       title: `Distill Lens: ${role} model folder`,
     });
     value = uris?.[0]?.fsPath;
+  } else if (pick.action === 'served') {
+    value = await vscode.window.showInputBox({
+      title: 'Distill Lens: served teacher',
+      prompt:
+        'openai+ then the server’s OpenAI-compatible base URL, # and the model name; an API key is set with Distill Lens: Set Served Teacher API Key',
+      value: parseServedTeacher(current) ? current : 'openai+http://localhost:8000/v1#',
+      validateInput: (v) =>
+        parseServedTeacher(v)
+          ? undefined
+          : 'A served teacher looks like openai+http://host:8000/v1#meta-llama/Llama-3.1-70B-Instruct',
+    });
+    value = value?.trim();
   } else {
     value = await vscode.window.showInputBox({
       title: `Distill Lens: ${role} hub model id`,

@@ -118,6 +118,8 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     samples?: string;
     /** the layer view's rows, and how many of them are rows of the shown heatmap */
     layers?: { rows: number; shown: number; before: boolean };
+    /** a served teacher's support ("top-20+rest") */
+    teacherSupport?: string;
   } {
     const layers = this.shown && panelLayers(this.shown.analysis).layers;
     return {
@@ -130,6 +132,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
             },
           }
         : {}),
+      teacherSupport: this.shown?.analysis.parts[0]?.result.teacherSupport,
       samples: this.shownRun?.uri.toString(),
       uri: this.shown?.uri.toString(),
       rows: this.shown?.analysis.placed.rows.length ?? 0,
@@ -232,6 +235,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       teacher: modelDisplayName(a.settings.teacher),
       student: modelDisplayName(a.settings.student),
       modelPaths: `teacher: ${a.settings.teacher}\nstudent: ${a.settings.student}`,
+      ...(a.parts[0]?.result.teacherSupport ? { teacherSupport: a.parts[0].result.teacherSupport } : {}),
       ...panelLayers(a),
       documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
     };

@@ -18,6 +18,8 @@ export interface Settings {
   options: MetricOptions;
   metric: MetricKey;
   maxTokens: number;
+  /** a served teacher's top K per position */
+  servedTeacherTopK: number;
   allowRemoteModels: boolean;
   /** which file of an ONNX export runs */
   dtype: DtypeChoice;
@@ -70,6 +72,7 @@ export function readSettings(): Settings {
     },
     metric: isMetricKey(metric) ? metric : 'fkl',
     maxTokens: Math.max(2, Math.round(num('maxTokens', 8192))),
+    servedTeacherTopK: Math.max(1, Math.round(num('servedTeacherTopK', 20))),
     allowRemoteModels: c.get<boolean>('allowRemoteModels', false),
     dtype: (['auto', ...ONNX_DTYPES] as string[]).includes(c.get<string>('dtype', 'auto'))
       ? (c.get<string>('dtype', 'auto') as DtypeChoice)

@@ -137,7 +137,7 @@ ${dataAndSidePanel(data)}
     $('lo').textContent = fmt(d.ranges[m][0]); $('hi').textContent = fmt(d.ranges[m][1]);
     document.querySelectorAll('#heat .tok').forEach((el, i) => { const c = d.bandColors[+d.bands[m][i]]; el.style.background = c.bg; el.style.color = c.ink; });
     const worst = d.rows.map((r, i) => i).sort((a, b) => d.rows[b][m] - d.rows[a][m]).slice(0, 10);
-    $('worst').innerHTML = '<tr><th>' + esc(m) + '</th><th>token</th><th>teacher p (rank)</th><th>student p (rank)</th></tr>' + worst.map((i) => { const r = d.rows[i]; return '<tr><td class="num">' + fmt(r[m]) + '</td><td>' + esc(JSON.stringify(r.text)) + '</td><td class="num">' + fmt(r.teacher.p) + ' (' + r.teacher.rank + ')</td><td class="num">' + fmt(r.student.p) + ' (' + r.student.rank + ')</td></tr>'; }).join('');
+    $('worst').innerHTML = '<tr><th>' + esc(m) + '</th><th>token</th><th>teacher p (rank)</th><th>student p (rank)</th></tr>' + worst.map((i) => { const r = d.rows[i]; return '<tr><td class="num">' + fmt(r[m]) + '</td><td>' + esc(JSON.stringify(r.text)) + '</td><td class="num">' + fmt(r.teacher.p) + ' (' + (r.teacher.rank ?? 'not in the served top K') + ')</td><td class="num">' + fmt(r.student.p) + ' (' + r.student.rank + ')</td></tr>'; }).join('');
   };
   const s = d.summary;
   $('summary').innerHTML = '<tr><td>teacher perplexity</td><td class="num">' + fmt(s.teacherPerplexity) + '</td><td>student perplexity</td><td class="num">' + fmt(s.studentPerplexity) + '</td></tr>' +
@@ -147,7 +147,7 @@ ${dataAndSidePanel(data)}
     const tops = (m) => m.top.map((t) => '<tr><td>' + esc(JSON.stringify(t.text)) + '</td><td class="num">' + fmt(t.p) + '</td></tr>').join('');
     return '<h2>' + esc(JSON.stringify(r.text)) + ' <span class="muted">id ' + r.target + ', chars ' + r.start + '–' + r.end + (r.hard ? ', hard' : '') + '</span></h2>' +
       '<table><tr><th></th><th>teacher</th><th>student</th></tr>' +
-      ['p', 'logp', 'rank', 'entropy'].map((k) => '<tr><td>' + k + '</td><td class="num">' + fmt(r.teacher[k]) + '</td><td class="num">' + fmt(r.student[k]) + '</td></tr>').join('') + '</table>' +
+      ['p', 'logp', 'rank', 'entropy'].map((k) => '<tr><td>' + k + '</td><td class="num">' + (r.teacher[k] === null ? 'not in the served top K' : fmt(r.teacher[k])) + '</td><td class="num">' + fmt(r.student[k]) + '</td></tr>').join('') + '</table>' +
       '<h2>Metrics</h2><table>' + d.keys.map((k) => '<tr><td>' + k + '</td><td class="num">' + fmt(r[k]) + '</td><td class="muted">' + esc(d.labels[k]) + '</td></tr>').join('') + '</table>' +
       '<h2>Top tokens</h2><table><tr><th>teacher</th><th></th></tr>' + tops(r.teacher) + '<tr><th>student</th><th></th></tr>' + tops(r.student) + '</table>' +
       (d.settles[d.rows.indexOf(r)] ? '<p class="muted">' + esc(d.settles[d.rows.indexOf(r)]) + '</p>' : '');

@@ -36,6 +36,8 @@ export interface PanelAnalysis {
   student: string;
   /** both models' folders or hub ids in full, for a tooltip */
   modelPaths?: string;
+  /** a served teacher: what its distribution was known over ("top-20+rest"); the divergences are lower bounds */
+  teacherSupport?: string;
   documentName: string;
   /** the same text analysed with the previous student (before a distillation run) */
   baseline?: BaselineView;

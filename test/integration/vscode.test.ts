@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import * as esbuild from 'esbuild';
 import { CHROMIUM_ARGS, playwright, startCodeServer, toolsInstalled } from './codeServer';
 import { demoPair, tempDir, needsVscode } from '../helpers';
+import { startFakeServer } from '../served/fakeServer';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -39,6 +40,8 @@ test(
     await esbuild.stop(); // its service process would keep this test file from exiting
 
     const { teacher, student } = demoPair();
+    // a served teacher for the suite: the fake vLLM server computing from the built-in teacher
+    const served = await startFakeServer(teacher, { protocol: 'vllm', apiKey: 'sesame' });
     const workspace = tempDir('distill-lens-ws-');
     fs.writeFileSync(
       path.join(workspace, 'sample.txt'),
@@ -89,6 +92,7 @@ test(
             DISTILL_LENS_CACHE: process.env.DISTILL_LENS_CACHE,
             DISTILL_LENS_TEST_WORKSPACE: workspace,
             DISTILL_LENS_TEST_FILTER: process.env.DISTILL_LENS_TEST_FILTER ?? '',
+            DISTILL_LENS_TEST_SERVED_TEACHER: `openai+${served.url}#demo-teacher`,
           }),
         ],
       ];
@@ -115,6 +119,7 @@ test(
     } finally {
       await browser.close();
       await server.stop();
+      await served.close();
     }
   },
 );

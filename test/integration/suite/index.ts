@@ -30,6 +30,18 @@ const workspace = process.env.DISTILL_LENS_TEST_WORKSPACE!;
 const sampleUri = () => vscode.Uri.file(path.join(workspace, 'sample.txt'));
 const config = () => vscode.workspace.getConfiguration('distillLens');
 
+/** The hovers' markdown at a character offset of the editor's document, joined. */
+async function hoverText(editor: vscode.TextEditor, offset: number): Promise<string> {
+  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
+    'vscode.executeHoverProvider',
+    editor.document.uri,
+    editor.document.positionAt(offset),
+  );
+  return hovers
+    .flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value)))
+    .join('\n');
+}
+
 async function openSample(): Promise<vscode.TextEditor> {
   const doc = await vscode.workspace.openTextDocument(sampleUri());
   return vscode.window.showTextDocument(doc, { preview: false });
@@ -103,15 +115,7 @@ test('Analyze Selection decorates exactly the analysed tokens', async () => {
 
 test('the hover shows the token, both models and every metric group', async () => {
   const editor = await analysedSample();
-  const offset = editor.document.getText().indexOf(' number of') + 2;
-  const hovers = await vscode.commands.executeCommand<vscode.Hover[]>(
-    'vscode.executeHoverProvider',
-    editor.document.uri,
-    editor.document.positionAt(offset),
-  );
-  const text = hovers
-    .flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : (c as vscode.MarkdownString).value)))
-    .join('\n');
+  const text = await hoverText(editor, editor.document.getText().indexOf(' number of') + 2);
   assert.match(text, /\*\*Distill Lens\*\* · token/);
   for (const s of [
     'Divergences',
@@ -319,6 +323,38 @@ test('with distillLens.reanalyze = onIdle, the edited part is analysed again onc
     await config().update('reanalyze', undefined, vscode.ConfigurationTarget.Global);
     await config().update('reanalyzeDelay', undefined, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('undo');
+  }
+});
+
+test('a served teacher (vLLM, its key in the secret storage): the analysis is over its top K, and the hover and the panel say so', async () => {
+  const editor = await openSample();
+  const before = config().get<string>('teacher');
+  await vscode.commands.executeCommand('distillLens.clear');
+  await config().update(
+    'teacher',
+    process.env.DISTILL_LENS_TEST_SERVED_TEACHER,
+    vscode.ConfigurationTarget.Global,
+  );
+  await config().update('servedTeacherTopK', 6, vscode.ConfigurationTarget.Global);
+  try {
+    const line = editor.document.lineAt(0).range;
+    editor.selection = new vscode.Selection(line.start, line.end);
+    // without the key the server refuses, and the message says what to set
+    assert.ok(!(await vscode.commands.executeCommand('distillLens.analyzeSelection')));
+    assert.match(api.controller.lastError ?? '', /refused a request without an API key \(HTTP 401\)/);
+    await api.secrets.store('distillLens.servedTeacherApiKey', 'sesame');
+    assert.ok(await vscode.commands.executeCommand('distillLens.analyzeSelection'), api.controller.lastError);
+    const a = api.controller.get(editor.document.uri)!;
+    assert.equal(a.parts[0].result.teacherSupport, 'top-6+rest');
+    const text = await hoverText(editor, editor.document.getText().indexOf(' number of') + 2);
+    assert.match(text, /\*\*Served teacher\*\* \(top-6\+rest\): the divergences are over its top tokens/);
+    await vscode.commands.executeCommand('distillLens.openPanel');
+    await until('the panel shows the served teacher', () => api.panel.state.teacherSupport === 'top-6+rest');
+  } finally {
+    await api.secrets.delete('distillLens.servedTeacherApiKey');
+    await config().update('teacher', before, vscode.ConfigurationTarget.Global);
+    await config().update('servedTeacherTopK', undefined, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('distillLens.clear');
   }
 });
 
