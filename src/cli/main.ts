@@ -124,6 +124,8 @@ export function buildProgram(): Command {
         dtype: o.dtype as DtypeChoice,
         layers: !!o.layers,
         ...(o.teacherTopK ? { teacherTopK: o.teacherTopK } : {}),
+        // a pair whose tokenizers differ: compared on exact spans
+        acrossTokenizers: true,
       });
       for (const m of [...result.messages, result.windowNotice ?? []].flat())
         process.stderr.write(`distill-lens: ${m}\n`);
@@ -135,6 +137,10 @@ export function buildProgram(): Command {
           `timings ${JSON.stringify({ ...result.timings, tokens: result.ids.length, peakRssMiB, processMs: performance.now(), teacherMeanEntropy })}\n`,
         );
       }
+      if (result.spans && o.format === 'html')
+        throw new UsageError(
+          'the HTML report draws per-token rows, which a pair with different tokenizers does not have: use --format json or table',
+        );
       if (o.format === 'json') writeOut(JSON.stringify(toJsonReport(result), null, 1), o.out);
       else if (o.format === 'html') writeOut(renderHtmlReport(result, text, metric), o.out);
       else writeOut(formatTable(result, text, metric, { color: o.out ? false : undefined }), o.out);

@@ -4,6 +4,7 @@ import { heatColor, scalePosition, scaleRange, textColorOn } from '../core/color
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { formatNumber as fmt } from '../core/formatNumber';
 import type { InspectResult, LayerView } from '../shared/protocol';
+import type { AlignedSpan } from '../core/spanAlignment';
 
 export function formatTable(
   r: InspectResult,
@@ -11,6 +12,7 @@ export function formatTable(
   metric: MetricKey,
   o: { color?: boolean } = {},
 ): string {
+  if (r.spans) return spanLines(r, r.spans).join('\n') + '\n';
   const chalk = o.color === false ? new Chalk({ level: 0 }) : new Chalk();
   const range = scaleRange(r.rows.map((row) => row[metric]));
   const paint = (s: string, v: number) => {
@@ -99,4 +101,21 @@ function chunk<T>(xs: T[], n: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
   return out;
+}
+
+/** A pair with different tokenizers: the exact span comparisons, their totals and the spans the models disagree on most. */
+function spanLines(r: InspectResult, spans: AlignedSpan[]): string[] {
+  const total = (pick: (s: AlignedSpan) => number) => spans.reduce((a, s) => a + pick(s), 0);
+  const worst = [...spans].sort((a, b) => b.k3 - a.k3).slice(0, 10);
+  return [
+    `teacher ${r.teacher.name} (${r.teacher.vocab} tokens), student ${r.student.name} (${r.student.vocab} tokens): the tokenizers differ`,
+    `${spans.length} spans compared exactly (between places where both tokenizations have a token boundary)`,
+    `log P over the spans: teacher ${fmt(total((s) => s.teacherLogp))}, student ${fmt(total((s) => s.studentLogp))}; mean k3 ${fmt(total((s) => s.k3) / Math.max(1, spans.length))}`,
+    '',
+    'spans the models disagree on most (by k3 = e^(log P_T − log P_S) − 1 − (log P_T − log P_S)):',
+    ...worst.map(
+      (s) =>
+        `  ${fmt(s.k3).padStart(10)}  ${JSON.stringify(s.text).padEnd(20)} at ${s.start}–${s.end}  log P teacher ${fmt(s.teacherLogp)} (${s.teacherTokens} tokens), student ${fmt(s.studentLogp)} (${s.studentTokens})`,
+    ),
+  ];
 }

@@ -3,17 +3,22 @@
  * Models come from a ModelPool (kept loaded across requests, bounded); the engine owns the
  * metrics sessions. It runs inside the model process for the editor and in-process for the CLI.
  */
-import { modelFileLabel } from '../models/modelSource';
 import { errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
 import { ModelPool, type LoadedModel } from '../models/modelPool';
-import type { InspectRequest, InspectResult, LayerView, ModelReport } from '../shared/protocol';
+import type { InspectRequest, InspectResult, LayerView } from '../shared/protocol';
 import { MetricsRunner, type RowSource } from './metricsRunner';
 import { layerView } from './layerView';
 import { parseServedTeacher } from '../models/servedTeacher';
 import { inspectWithServedTeacher } from './servedInspect';
 import { refuseTokenCount } from './tokenCount';
+import { modelReport } from './modelReport';
+import { inspectAcrossTokenizers } from './acrossTokenizers';
+
+/** What a refusal of a pair with different tokenizers adds: where such a pair can be compared. */
+const ACROSS_TOKENIZERS_HINT =
+  " (the command line's distill-lens inspect compares such a pair exactly on the spans where both tokenizations have a boundary)";
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;
@@ -98,9 +103,12 @@ export class InspectEngine {
     check();
     const tv = teacher.lm.vocabSize ?? teacher.tokenizer.vocabSize;
     const sv = student.lm.vocabSize ?? student.tokenizer.vocabSize;
+    // a pair that tokenizes differently: compared on exact spans where the caller asks for it
+    const across = ACROSS_TOKENIZERS_HINT;
     if (tv !== sv) {
+      if (req.acrossTokenizers) return inspectAcrossTokenizers(req, teacher, student, loadMs, c);
       throw new ModelLoadError(
-        `teacher vocabulary ${tv} (${req.teacher}) ≠ student vocabulary ${sv} (${req.student}): choose a teacher and student that share one tokenizer`,
+        `teacher vocabulary ${tv} (${req.teacher}) ≠ student vocabulary ${sv} (${req.student}): choose a teacher and student that share one tokenizer${across}`,
       );
     }
 
@@ -109,8 +117,9 @@ export class InspectEngine {
     const studentIds = student.tokenizer.encode(req.text).ids;
     const tokenizeMs = performance.now() - t1;
     if (studentIds.length !== enc.ids.length || studentIds.some((id, i) => id !== enc.ids[i])) {
+      if (req.acrossTokenizers) return inspectAcrossTokenizers(req, teacher, student, loadMs, c);
       throw new ModelLoadError(
-        `the teacher's and student's tokenizers split this text differently (${enc.ids.length} vs ${studentIds.length} tokens): choose models that share one tokenizer`,
+        `the teacher's and student's tokenizers split this text differently (${enc.ids.length} vs ${studentIds.length} tokens): choose models that share one tokenizer${across}`,
       );
     }
     const ids = enc.ids;
@@ -185,14 +194,6 @@ export class InspectEngine {
     }
     markHard(rows);
     const summary = summarize(rows, req.metric);
-    const report = (m: LoadedModel, v: number): ModelReport => ({
-      name: m.lm.model.name,
-      folder: m.lm.model.folder,
-      device: m.lm.info.device,
-      vocab: v,
-      contextLength: m.lm.model.contextLength,
-      file: modelFileLabel(m.lm.model),
-    });
     const messages = [...new Set([...teacher.lm.info.messages, ...student.lm.info.messages])];
     const windowNotice =
       windows.length > 1
@@ -207,8 +208,8 @@ export class InspectEngine {
       ids,
       rows,
       summary,
-      teacher: report(teacher, tv),
-      student: report(student, sv),
+      teacher: modelReport(teacher),
+      student: modelReport(student),
       windows: windows.map((w) => [w.start, w.end]),
       exactSpans: enc.exactSpans,
       messages,

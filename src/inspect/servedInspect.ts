@@ -8,12 +8,12 @@ import { errorForRole, ModelLoadError, UsageError } from '../core/errors';
 import { bucketedRow } from '../core/bucketedRows';
 import { markHard, summarize, type TokenRow } from '../core/tokenRows';
 import { planWindows } from '../core/windows';
-import { modelFileLabel } from '../models/modelSource';
 import type { ModelPool } from '../models/modelPool';
 import { PROTOCOL_NAMES, ServedTeacher, type ServedTeacherSpec } from '../models/servedTeacher';
 import type { InspectRequest, InspectResult } from '../shared/protocol';
 import type { RunControl } from './inspectEngine';
 import { refuseTokenCount } from './tokenCount';
+import { modelReport } from './modelReport';
 
 /** The teacher's tokens per position a served teacher is asked for, unless told (vLLM allows up to 20 by default). */
 export const DEFAULT_SERVED_TOP_K = 20;
@@ -138,14 +138,7 @@ export async function inspectWithServedTeacher(
         contextLength: student.lm.model.contextLength,
         file: `served by ${PROTOCOL_NAMES[protocol]}`,
       },
-      student: {
-        name: student.lm.model.name,
-        folder: student.lm.model.folder,
-        device: student.lm.info.device,
-        vocab,
-        contextLength: student.lm.model.contextLength,
-        file: modelFileLabel(student.lm.model),
-      },
+      student: modelReport(student),
       windows: windows.map((w) => [w.start, w.end]),
       exactSpans: enc.exactSpans,
       messages,

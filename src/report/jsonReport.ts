@@ -12,6 +12,7 @@ export function toJsonReport(r: InspectResult): object {
     messages: [...r.messages, ...(r.windowNotice ? [r.windowNotice] : [])],
     ...(r.layers ? { layers: r.layers } : {}),
     ...(r.teacherSupport ? { teacherSupport: r.teacherSupport } : {}),
+    ...(r.spans ? { spans: r.spans } : {}),
     timings: r.timings,
   };
 }

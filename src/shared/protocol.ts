@@ -4,6 +4,7 @@
  * them. Every message says who sends it. Types only (and their key lists): no vscode, no
  * DOM, no ONNX Runtime.
  */
+import type { AlignedSpan } from '../core/spanAlignment';
 import type { DtypeChoice } from './dtypes';
 import type { ModelRole } from '../core/errors';
 import type { MetricKey } from '../core/metricKeys';
@@ -34,6 +35,8 @@ export interface InspectRequest {
   teacherTopK?: number;
   /** a served teacher's API key (the editor's secret storage; the CLI reads DISTILL_LENS_TEACHER_API_KEY) */
   teacherApiKey?: string;
+  /** a pair whose tokenizers differ is compared on exact spans (`spans`) instead of refused */
+  acrossTokenizers?: boolean;
 }
 
 /**
@@ -101,6 +104,12 @@ export interface InspectResult {
    * those buckets (docs/metrics.md, "A served teacher"). Absent for a local teacher (exact).
    */
   teacherSupport?: string;
+  /**
+   * A pair whose tokenizers differ (with `acrossTokenizers`): the exact comparison points, one
+   * per span between places where both tokenizations have a token boundary (docs/metrics.md,
+   * "Teacher and student with different tokenizers"); `rows` is then empty.
+   */
+  spans?: AlignedSpan[];
   timings: Timings;
 }
 

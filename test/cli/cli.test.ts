@@ -227,14 +227,25 @@ test(
 );
 
 test(
-  'teacher and student vocabularies that differ are named in the message',
+  'teacher and student vocabularies that differ: compared on exact spans (JSON spans, the table), no HTML report',
   needs('stories260k', 'ortGenaiLlama'),
   () => {
     const { teacher } = storiesPair();
+    const r = cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT, '--format', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const json = JSON.parse(r.stdout);
+    assert.equal(json.teacher.vocab, 512);
+    assert.equal(json.student.vocab, 32000);
+    assert.equal(json.rows.length, 0);
+    assert.ok(json.spans.length > 0);
+    for (const s of json.spans) assert.equal(s.text, TEXT.slice(s.start, s.end));
+    assert.match(r.stderr, /tokenize differently .* compared exactly on \d+ spans/);
+    const table = cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT);
+    assert.match(table.stdout, /spans compared exactly/);
     expectError(
-      cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT),
-      1,
-      /teacher vocabulary 512 .* student vocabulary 32000 .*share one tokenizer/,
+      cli('inspect', '--teacher', teacher, '--student', ORTGENAI, '--text', TEXT, '--format', 'html'),
+      2,
+      /the HTML report draws per-token rows/,
     );
   },
 );

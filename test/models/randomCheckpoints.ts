@@ -20,12 +20,13 @@ export interface RandomCheckpoint {
   reference: (ids: number[], layers?: ReferenceLayers) => Float64Array[];
 }
 
-function write(name: string, config: Record<string, unknown>, weights: Weights): string {
+function write(name: string, config: Record<string, unknown>, weights: Weights, tokenizer?: object): string {
   const folder = path.join(tempDir(), name);
   fs.mkdirSync(folder);
   writeSafetensors(path.join(folder, 'model.safetensors'), weights);
   fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify(config));
-  fs.copyFileSync(path.join(demoPair().teacher, 'tokenizer.json'), path.join(folder, 'tokenizer.json'));
+  if (tokenizer) fs.writeFileSync(path.join(folder, 'tokenizer.json'), JSON.stringify(tokenizer));
+  else fs.copyFileSync(path.join(demoPair().teacher, 'tokenizer.json'), path.join(folder, 'tokenizer.json'));
   return folder;
 }
 
@@ -41,12 +42,21 @@ const LLAMA: HfLlamaConfig & { intermediate_size: number } = {
   tie_word_embeddings: false,
 };
 
-/** A Llama of width 64 with `layers` layers and an untied head, no biases. */
-export function llamaCheckpoint(layers: number, seed: number): RandomCheckpoint {
-  const c = { ...LLAMA, num_hidden_layers: layers };
+/** A Llama of width 64 with `layers` layers and an untied head, no biases; `tokenizer`: its own tokenizer.json with `vocab` entries. */
+export function llamaCheckpoint(
+  layers: number,
+  seed: number,
+  o: { vocab?: number; tokenizer?: object } = {},
+): RandomCheckpoint {
+  const c = { ...LLAMA, num_hidden_layers: layers, vocab_size: o.vocab ?? VOCAB };
   const w = randomLlamaWeights(c, rng(seed));
   for (const k of Object.keys(w)) if (k.endsWith('.bias')) delete w[k];
-  const folder = write(`llama${layers}-${seed}`, { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...c }, w);
+  const folder = write(
+    `llama${layers}-${seed}-${c.vocab_size}`,
+    { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...c },
+    w,
+    o.tokenizer,
+  );
   return { folder, reference: (ids, out) => referenceLlamaHf(w, c, ids, out) };
 }
 

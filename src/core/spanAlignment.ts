@@ -1,0 +1,88 @@
+/**
+ * Comparing two models whose tokenizers differ, exactly: where both tokenizations of the same
+ * text start a token at the same character, the text between two such points is covered by
+ * whole tokens of both, so each model's log-probability of it (the chain rule over its own
+ * tokens, each conditioned on the text before it) is exact and the two can be compared:
+ *
+ *   boundary of a tokenization   a character offset where a token of positive width starts and
+ *                                every earlier token has ended (and the end of the text)
+ *   comparison point             a boundary of both tokenizations
+ *   span [b_k, b_k+1)            between consecutive comparison points
+ *   log P_M(span)                Σ log p_M(token_i | tokens < i) over M's tokens in the span
+ *   logRatio                     log P_T(span) − log P_S(span); k1 = −logRatio, k3 = e^logRatio − 1 − logRatio
+ *
+ * A span is compared only when both models predict its first token (token 0 has no prediction
+ * when a tokenizer adds no BOS). Offsets are UTF-16, as the editor's; boundaries inside a
+ * character (a byte-level split) are not offsets and are left out, which only merges spans.
+ */
+
+export interface AlignedSpan {
+  /** UTF-16 offsets in the text */
+  start: number;
+  end: number;
+  text: string;
+  teacherLogp: number;
+  studentLogp: number;
+  /** log P_T − log P_S */
+  logRatio: number;
+  k1: number;
+  k3: number;
+  /** how many tokens of each model the span holds */
+  teacherTokens: number;
+  studentTokens: number;
+}
+
+/** Offset → index of the first token of positive width starting there (every earlier token ended), plus the text's end → n. */
+export function tokenBoundaries(spans: [number, number][]): Map<number, number> {
+  const at = new Map<number, number>();
+  let reached = -Infinity; // the furthest end of the tokens so far
+  spans.forEach(([s, e], i) => {
+    if (e > s && reached <= s && !at.has(s)) at.set(s, i);
+    reached = Math.max(reached, e);
+  });
+  if (spans.length > 0) at.set(reached, spans.length);
+  return at;
+}
+
+/**
+ * The spans between the comparison points of two tokenizations of `text`. `teacherLogp[i]` is
+ * log p_T(token i | tokens < i) (NaN for token 0), likewise `studentLogp`.
+ */
+export function alignSpans(
+  text: string,
+  teacher: { spans: [number, number][]; logp: ArrayLike<number> },
+  student: { spans: [number, number][]; logp: ArrayLike<number> },
+): AlignedSpan[] {
+  const bt = tokenBoundaries(teacher.spans);
+  const bs = tokenBoundaries(student.spans);
+  const points = [...bt.keys()].filter((o) => bs.has(o)).sort((a, b) => a - b);
+  const sum = (logp: ArrayLike<number>, from: number, to: number) => {
+    let s = 0;
+    for (let i = from; i < to; i++) s += logp[i];
+    return s;
+  };
+  const out: AlignedSpan[] = [];
+  for (let k = 0; k + 1 < points.length; k++) {
+    const [start, end] = [points[k], points[k + 1]];
+    const [t0, t1] = [bt.get(start)!, bt.get(end)!];
+    const [s0, s1] = [bs.get(start)!, bs.get(end)!];
+    // both models must predict the span's first token
+    if (t0 < 1 || s0 < 1) continue;
+    const teacherLogp = sum(teacher.logp, t0, t1);
+    const studentLogp = sum(student.logp, s0, s1);
+    const logRatio = teacherLogp - studentLogp;
+    out.push({
+      start,
+      end,
+      text: text.slice(start, end),
+      teacherLogp,
+      studentLogp,
+      logRatio,
+      k1: -logRatio,
+      k3: Math.expm1(logRatio) - logRatio,
+      teacherTokens: t1 - t0,
+      studentTokens: s1 - s0,
+    });
+  }
+  return out;
+}

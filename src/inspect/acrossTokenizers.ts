@@ -1,0 +1,110 @@
+/**
+ * Inspection of a teacher and a student whose tokenizers differ: each model runs on its own
+ * tokens of the same text, and the two are compared exactly on the spans where both
+ * tokenizations have a token boundary (core/spanAlignment.ts): each model's log-probability
+ * of the span's text, their difference, k1 and k3. Per-token divergences need one vocabulary;
+ * the result's rows are empty and `spans` holds the comparison.
+ */
+import { ModelLoadError, UsageError } from '../core/errors';
+import { alignSpans } from '../core/spanAlignment';
+import { summarize } from '../core/tokenRows';
+import { halfToFloat32 } from '../models/safetensors';
+import type { LoadedModel } from '../models/modelPool';
+import type { Logits } from '../models/languageModel';
+import type { InspectRequest, InspectResult } from '../shared/protocol';
+import type { RunControl } from './inspectEngine';
+import { refuseTokenCount } from './tokenCount';
+import { modelReport } from './modelReport';
+
+/** log p(token i | tokens < i) from a model's logits of `ids` at T = 1, float64 (token 0: NaN). */
+function tokenLogprobs(logits: Logits, ids: number[]): Float64Array {
+  const V = logits.vocab;
+  const data =
+    logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
+  const out = new Float64Array(ids.length).fill(NaN);
+  for (let i = 1; i < ids.length; i++) {
+    const row = data.subarray((i - 1) * V, i * V);
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) if (row[v] > max) max = row[v];
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(row[v] - max);
+    out[i] = row[ids[i]] - max - Math.log(sum);
+  }
+  return out;
+}
+
+export async function inspectAcrossTokenizers(
+  req: InspectRequest,
+  teacher: LoadedModel,
+  student: LoadedModel,
+  loadMs: number,
+  c: RunControl,
+): Promise<InspectResult> {
+  const t0 = performance.now() - loadMs;
+  const check = c.checkCancelled ?? (() => {});
+  if (req.layers)
+    throw new UsageError('the layer view needs a teacher and a student that share one tokenizer');
+  if (req.options.temperature !== 1)
+    throw new UsageError(
+      `comparing across tokenizers uses each model's own log-probabilities at temperature 1, not ${req.options.temperature}`,
+    );
+  const t1 = performance.now();
+  const encT = teacher.tokenizer.encode(req.text);
+  const encS = student.tokenizer.encode(req.text);
+  const tokenizeMs = performance.now() - t1;
+  for (const [who, enc, m] of [
+    ['teacher', encT, teacher],
+    ['student', encS, student],
+  ] as const) {
+    if (!enc.exactSpans)
+      throw new ModelLoadError(
+        `the ${who}'s tokenizer normalises the text, so its tokens cannot be placed on the text exactly; comparing across tokenizers needs both placed exactly`,
+        who,
+      );
+    refuseTokenCount(enc.ids, req.maxTokens, (id) => m.tokenizer.tokenText(id));
+    if (enc.ids.length > m.lm.model.contextLength)
+      throw new UsageError(
+        `the text is ${enc.ids.length} of the ${who}'s tokens, more than its context (${m.lm.model.contextLength}); comparing across tokenizers takes one window for now: select less text`,
+      );
+  }
+  check();
+  c.onProgress?.('teacher forward pass', 0);
+  let t = performance.now();
+  const teacherLogp = tokenLogprobs(await teacher.lm.forward(encT.ids), encT.ids);
+  const teacherMs = performance.now() - t;
+  check();
+  c.onProgress?.('student forward pass', 0.5);
+  t = performance.now();
+  const studentLogp = tokenLogprobs(await student.lm.forward(encS.ids), encS.ids);
+  const studentMs = performance.now() - t;
+  t = performance.now();
+  const spans = alignSpans(
+    req.text,
+    { spans: encT.spans, logp: teacherLogp },
+    { spans: encS.spans, logp: studentLogp },
+  );
+  const metricsMs = performance.now() - t;
+  return {
+    ids: encS.ids,
+    rows: [],
+    summary: summarize([], req.metric),
+    teacher: modelReport(teacher),
+    student: modelReport(student),
+    windows: [[0, encS.ids.length]],
+    exactSpans: true,
+    messages: [
+      ...new Set([...teacher.lm.info.messages, ...student.lm.info.messages]),
+      `the teacher and the student tokenize differently (${encT.ids.length} and ${encS.ids.length} tokens): compared exactly on ${spans.length} spans, between the places where both tokenizations start a token; per-token divergences need one vocabulary`,
+    ],
+    spans,
+    timings: {
+      loadMs,
+      tokenizeMs,
+      teacherMs,
+      studentMs,
+      metricsMs,
+      aklFullRowSplits: 0,
+      totalMs: performance.now() - t0,
+    },
+  };
+}

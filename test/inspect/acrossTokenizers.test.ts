@@ -1,0 +1,106 @@
+/**
+ * A teacher and a student with different tokenizers: two byte-level BPE vocabularies trained
+ * by the project's trainer on the same text (so many, not all, token boundaries coincide),
+ * each with a random Llama of its vocabulary size. inspect compares them on exact spans:
+ * every place both tokenizations start a token (found here from the token texts) ends a span,
+ * and each span's log-probabilities equal the float64 reference forward passes' sums.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { trainByteLevelBpe } from '../../src/models/bpeTrainer';
+import { TextTokenizer } from '../../src/models/tokenizer';
+import { toJsonReport } from '../../src/report/jsonReport';
+import { llamaCheckpoint } from '../models/randomCheckpoints';
+import { inspectOnce } from '../helpers';
+
+const CORPUS = Array.from(
+  { length: 40 },
+  (_, i) =>
+    `interface Item${i % 7} { name: string; count: number; tags: readonly string[] }\nfunction total(items: Item${i % 5}[]): number { return items.length * ${i}; }`,
+);
+const TEXT = 'function total(items: Item3[]): number { return items.length; } // sum of counts';
+
+/** log p(token i | tokens < i) from the float64 reference logits (token 0: none). */
+function referenceLogp(logits: Float64Array[], ids: number[]): number[] {
+  return ids.map((id, i) => {
+    if (i === 0) return NaN;
+    const row = logits[i - 1];
+    const max = Math.max(...row);
+    return row[id] - max - Math.log(row.reduce((s, z) => s + Math.exp(z - max), 0));
+  });
+}
+
+test('different BPE vocabularies: spans at every common token start, each span’s log-probabilities as the float64 reference', async () => {
+  const small = trainByteLevelBpe(CORPUS, 300);
+  const large = trainByteLevelBpe(CORPUS, 420);
+  const teacher = llamaCheckpoint(2, 31, { vocab: 420, tokenizer: large.json });
+  const student = llamaCheckpoint(1, 32, { vocab: 300, tokenizer: small.json });
+  const tokT = TextTokenizer.fromFolder(teacher.folder);
+  const tokS = TextTokenizer.fromFolder(student.folder);
+  const idsT = tokT.encode(TEXT).ids;
+  const idsS = tokS.encode(TEXT).ids;
+  assert.notDeepEqual(idsT, idsS, 'the two tokenizations differ');
+
+  const r = await inspectOnce({
+    teacher: teacher.folder,
+    student: student.folder,
+    text: TEXT,
+    acrossTokenizers: true,
+  });
+  const spans = r.spans!;
+  assert.equal(r.rows.length, 0);
+  assert.deepEqual((toJsonReport(r) as { spans: unknown[] }).spans, spans);
+
+  // where each tokenization starts a token, from its tokens' texts (this text is ASCII: one character per byte)
+  const starts = (tok: TextTokenizer, ids: number[]) => {
+    let at = 0;
+    return ids.map((id) => {
+      const s = at;
+      at += tok.tokenText(id).length;
+      return s;
+    });
+  };
+  const startsT = starts(tokT, idsT);
+  const startsS = starts(tokS, idsS);
+  // both models predict from their second token on: common starts from there, then the text's end
+  const common = startsT.filter((o, i) => i >= 1 && startsS.indexOf(o) >= 1);
+  const points = [...common, TEXT.length];
+  assert.ok(
+    points.length >= 6 && points.length < startsS.length,
+    `some, not all, boundaries coincide (${points.length})`,
+  );
+  assert.deepEqual(
+    spans.map((s) => [s.start, s.end]),
+    points.slice(0, -1).map((o, k) => [o, points[k + 1]]),
+  );
+
+  const lpT = referenceLogp(teacher.reference(idsT), idsT);
+  const lpS = referenceLogp(student.reference(idsS), idsS);
+  const inside = (startsOf: number[], lp: number[], s: { start: number; end: number }) =>
+    startsOf.reduce((sum, o, i) => (o >= s.start && o < s.end ? sum + lp[i] : sum), 0);
+  for (const s of spans) {
+    assert.equal(s.text, TEXT.slice(s.start, s.end));
+    const t = inside(startsT, lpT, s);
+    const q = inside(startsS, lpS, s);
+    assert.ok(
+      Math.abs(s.teacherLogp - t) < 1e-4 * (1 + Math.abs(t)),
+      `${JSON.stringify(s.text)} teacher ${s.teacherLogp} vs ${t}`,
+    );
+    assert.ok(
+      Math.abs(s.studentLogp - q) < 1e-4 * (1 + Math.abs(q)),
+      `${JSON.stringify(s.text)} student ${s.studentLogp} vs ${q}`,
+    );
+    assert.ok(Math.abs(s.logRatio - (t - q)) < 2e-4 * (1 + Math.abs(t - q)));
+  }
+});
+
+test('without acrossTokenizers (the editor), a pair with different tokenizers is refused, saying where it can be compared', async () => {
+  const small = trainByteLevelBpe(CORPUS, 300);
+  const large = trainByteLevelBpe(CORPUS, 420);
+  const teacher = llamaCheckpoint(1, 33, { vocab: 420, tokenizer: large.json });
+  const student = llamaCheckpoint(1, 34, { vocab: 300, tokenizer: small.json });
+  await assert.rejects(
+    inspectOnce({ teacher: teacher.folder, student: student.folder, text: TEXT }),
+    /teacher vocabulary 420 .* student vocabulary 300 .*distill-lens inspect compares such a pair exactly on the spans/,
+  );
+});
