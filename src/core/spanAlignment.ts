@@ -27,9 +27,29 @@ export interface AlignedSpan {
   logRatio: number;
   k1: number;
   k3: number;
-  /** how many tokens of each model the span holds */
+  /** each model's tokens in the span: the first one's index and how many */
+  teacherFirst: number;
   teacherTokens: number;
+  studentFirst: number;
   studentTokens: number;
+  /**
+   * ULD's distance on the span (a cross-vocabulary approximation, not a divergence): each
+   * model's row predicting its last token, times the probability of its earlier tokens (GOLD's
+   * "bayesian" merge), sorted descending, the shorter vocabulary zero-padded, L1
+   */
+  uld?: number;
+}
+
+/**
+ * ULD between two merged rows: Σ_k |a_(k) − b_(k)| over both sorted descending, the shorter
+ * zero-padded (the closed form of Wasserstein-1 under a uniform cost on sorted values).
+ */
+export function sortedL1(a: Float64Array, b: Float64Array): number {
+  const sa = Float64Array.from(a).sort().reverse();
+  const sb = Float64Array.from(b).sort().reverse();
+  let sum = 0;
+  for (let k = 0; k < Math.max(sa.length, sb.length); k++) sum += Math.abs((sa[k] ?? 0) - (sb[k] ?? 0));
+  return sum;
 }
 
 /** Offset → index of the first token of positive width starting there (every earlier token ended), plus the text's end → n. */
@@ -80,7 +100,9 @@ export function alignSpans(
       logRatio,
       k1: -logRatio,
       k3: Math.expm1(logRatio) - logRatio,
+      teacherFirst: t0,
       teacherTokens: t1 - t0,
+      studentFirst: s0,
       studentTokens: s1 - s0,
     });
   }

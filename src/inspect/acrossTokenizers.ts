@@ -2,11 +2,12 @@
  * Inspection of a teacher and a student whose tokenizers differ: each model runs on its own
  * tokens of the same text, and the two are compared exactly on the spans where both
  * tokenizations have a token boundary (core/spanAlignment.ts): each model's log-probability
- * of the span's text, their difference, k1 and k3. Per-token divergences need one vocabulary;
+ * of the span's text, their difference, k1 and k3; and beside them ULD's distance on the span
+ * (a cross-vocabulary approximation, labelled so). Per-token divergences need one vocabulary;
  * the result's rows are empty and `spans` holds the comparison.
  */
 import { ModelLoadError, UsageError } from '../core/errors';
-import { alignSpans } from '../core/spanAlignment';
+import { alignSpans, sortedL1 } from '../core/spanAlignment';
 import { summarize } from '../core/tokenRows';
 import { halfToFloat32 } from '../models/safetensors';
 import type { LoadedModel } from '../models/modelPool';
@@ -16,21 +17,44 @@ import type { RunControl } from './inspectEngine';
 import { refuseTokenCount } from './tokenCount';
 import { modelReport } from './modelReport';
 
-/** log p(token i | tokens < i) from a model's logits of `ids` at T = 1, float64 (token 0: NaN). */
-function tokenLogprobs(logits: Logits, ids: number[]): Float64Array {
+/** One model's pass over its tokens: its logits rows and log p(token i | tokens < i) at T = 1 (token 0: NaN). */
+interface TokenPass {
+  rows: Float32Array;
+  vocab: number;
+  logp: Float64Array;
+}
+
+function tokenPass(logits: Logits, ids: number[]): TokenPass {
   const V = logits.vocab;
-  const data =
+  const rows =
     logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
-  const out = new Float64Array(ids.length).fill(NaN);
-  for (let i = 1; i < ids.length; i++) {
-    const row = data.subarray((i - 1) * V, i * V);
-    let max = -Infinity;
-    for (let v = 0; v < V; v++) if (row[v] > max) max = row[v];
-    let sum = 0;
-    for (let v = 0; v < V; v++) sum += Math.exp(row[v] - max);
-    out[i] = row[ids[i]] - max - Math.log(sum);
-  }
-  return out;
+  const logp = new Float64Array(ids.length).fill(NaN);
+  for (let i = 1; i < ids.length; i++) logp[i] = rows[(i - 1) * V + ids[i]] - logSumExp(rows, (i - 1) * V, V);
+  return { rows, vocab: V, logp };
+}
+
+/** log Σ_v exp(rows[from + v]) over n entries, in float64. */
+function logSumExp(rows: Float32Array, from: number, n: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < n; v++) if (rows[from + v] > max) max = rows[from + v];
+  let sum = 0;
+  for (let v = 0; v < n; v++) sum += Math.exp(rows[from + v] - max);
+  return max + Math.log(sum);
+}
+
+/**
+ * GOLD's "bayesian" merge of tokens [first, first + count): the distribution of the row that
+ * predicts the span's last token, times the probability of its earlier tokens (unnormalised).
+ */
+function mergedRow(pass: TokenPass, first: number, count: number): Float64Array {
+  const V = pass.vocab;
+  const last = first + count - 1;
+  const at = (last - 1) * V; // row last − 1 predicts token last
+  let logScale = -logSumExp(pass.rows, at, V);
+  for (let i = first; i < last; i++) logScale += pass.logp[i];
+  const row = new Float64Array(V);
+  for (let v = 0; v < V; v++) row[v] = Math.exp(pass.rows[at + v] + logScale);
+  return row;
 }
 
 export async function inspectAcrossTokenizers(
@@ -70,19 +94,25 @@ export async function inspectAcrossTokenizers(
   check();
   c.onProgress?.('teacher forward pass', 0);
   let t = performance.now();
-  const teacherLogp = tokenLogprobs(await teacher.lm.forward(encT.ids), encT.ids);
+  const teacherPass = tokenPass(await teacher.lm.forward(encT.ids), encT.ids);
   const teacherMs = performance.now() - t;
   check();
   c.onProgress?.('student forward pass', 0.5);
   t = performance.now();
-  const studentLogp = tokenLogprobs(await student.lm.forward(encS.ids), encS.ids);
+  const studentPass = tokenPass(await student.lm.forward(encS.ids), encS.ids);
   const studentMs = performance.now() - t;
   t = performance.now();
   const spans = alignSpans(
     req.text,
-    { spans: encT.spans, logp: teacherLogp },
-    { spans: encS.spans, logp: studentLogp },
+    { spans: encT.spans, logp: teacherPass.logp },
+    { spans: encS.spans, logp: studentPass.logp },
   );
+  // ULD on each span's merged rows: a cross-vocabulary approximation beside the exact numbers
+  for (const span of spans)
+    span.uld = sortedL1(
+      mergedRow(teacherPass, span.teacherFirst, span.teacherTokens),
+      mergedRow(studentPass, span.studentFirst, span.studentTokens),
+    );
   const metricsMs = performance.now() - t;
   return {
     ids: encS.ids,

@@ -1,7 +1,7 @@
 /** The exact comparison points of two tokenizations, on hand-built cases whose answers are read off the text. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { alignSpans, tokenBoundaries } from '../../src/core/spanAlignment';
+import { alignSpans, sortedL1, tokenBoundaries } from '../../src/core/spanAlignment';
 
 // each token i's log-probability is −(i + 1) for the teacher and −10·(i + 1) for the student,
 // so a span's sum names the tokens it holds
@@ -121,5 +121,15 @@ test('tokenizations that never meet again compare one span to the end, or none',
       },
     ),
     [],
+  );
+});
+
+test('ULD between merged rows: both sorted descending, the shorter zero-padded, L1', () => {
+  // sorted: [0.5, 0.3, 0.2] against [0.6, 0.1, 0]: 0.1 + 0.2 + 0.2
+  assert.ok(Math.abs(sortedL1(Float64Array.of(0.5, 0.2, 0.3), Float64Array.of(0.1, 0.6)) - 0.5) < 1e-15);
+  assert.equal(
+    sortedL1(Float64Array.of(0.7, 0.3), Float64Array.of(0.3, 0.7)),
+    0,
+    'a permutation costs nothing',
   );
 });

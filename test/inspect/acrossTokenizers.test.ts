@@ -30,7 +30,7 @@ function referenceLogp(logits: Float64Array[], ids: number[]): number[] {
   });
 }
 
-test('different BPE vocabularies: spans at every common token start, each spanâ€™s log-probabilities as the float64 reference', async () => {
+test('different BPE vocabularies: spans at every common token start, each spanâ€™s log-probabilities and ULD as the float64 reference', async () => {
   const small = trainByteLevelBpe(CORPUS, 300);
   const large = trainByteLevelBpe(CORPUS, 420);
   const teacher = llamaCheckpoint(2, 31, { vocab: 420, tokenizer: large.json });
@@ -74,8 +74,31 @@ test('different BPE vocabularies: spans at every common token start, each spanâ€
     points.slice(0, -1).map((o, k) => [o, points[k + 1]]),
   );
 
-  const lpT = referenceLogp(teacher.reference(idsT), idsT);
-  const lpS = referenceLogp(student.reference(idsS), idsS);
+  const logitsT = teacher.reference(idsT);
+  const logitsS = student.reference(idsS);
+  const lpT = referenceLogp(logitsT, idsT);
+  const lpS = referenceLogp(logitsS, idsS);
+  // ULD's merged row of a span: the distribution predicting its last token Ã— its earlier tokens' probabilities
+  const merged = (
+    startsOf: number[],
+    logits: Float64Array[],
+    lp: number[],
+    s: { start: number; end: number },
+  ) => {
+    const inSpan = startsOf.flatMap((o, i) => (o >= s.start && o < s.end ? [i] : []));
+    const last = inSpan[inSpan.length - 1];
+    const scale = Math.exp(inSpan.slice(0, -1).reduce((a, i) => a + lp[i], 0));
+    const row = logits[last - 1];
+    const max = Math.max(...row);
+    const z = row.reduce((a, v) => a + Math.exp(v - max), 0);
+    return Array.from(row, (v) => (scale * Math.exp(v - max)) / z);
+  };
+  const uld = (a: number[], b: number[]) => {
+    const [x, y] = [a, b].map((r) => [...r].sort((u, v) => v - u));
+    return Array.from({ length: Math.max(x.length, y.length) }, (_, k) =>
+      Math.abs((x[k] ?? 0) - (y[k] ?? 0)),
+    ).reduce((s, v) => s + v, 0);
+  };
   const inside = (startsOf: number[], lp: number[], s: { start: number; end: number }) =>
     startsOf.reduce((sum, o, i) => (o >= s.start && o < s.end ? sum + lp[i] : sum), 0);
   for (const s of spans) {
@@ -91,6 +114,8 @@ test('different BPE vocabularies: spans at every common token start, each spanâ€
       `${JSON.stringify(s.text)} student ${s.studentLogp} vs ${q}`,
     );
     assert.ok(Math.abs(s.logRatio - (t - q)) < 2e-4 * (1 + Math.abs(t - q)));
+    const expected = uld(merged(startsT, logitsT, lpT, s), merged(startsS, logitsS, lpS, s));
+    assert.ok(Math.abs(s.uld! - expected) < 1e-4, `${JSON.stringify(s.text)} uld ${s.uld} vs ${expected}`);
   }
 });
 
