@@ -34,7 +34,10 @@ export function addDistillCommand(
     .description(
       'fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder',
     )
-    .requiredOption('--teacher <M>', 'teacher: a model folder or a hub id')
+    .requiredOption(
+      '--teacher <M>',
+      'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (--method word; key from DISTILL_LENS_TEACHER_API_KEY)',
+    )
     .requiredOption(
       '--student <M>',
       'student: a safetensors checkpoint folder (Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 3 text or GPT-2)',

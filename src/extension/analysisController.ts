@@ -56,6 +56,11 @@ export class AnalysisController implements vscode.Disposable {
   readonly onDidChange = this.changed.event;
   private readonly disposables: vscode.Disposable[] = [];
 
+  /** The served teacher's API key from the secret storage (Set Served Teacher API Key…). */
+  async servedTeacherKey(): Promise<string | undefined> {
+    return this.secrets?.get(SERVED_TEACHER_KEY_SECRET);
+  }
+
   constructor(
     private readonly runtime: RuntimeHost,
     private readonly log: vscode.LogOutputChannel,
@@ -178,7 +183,7 @@ export class AnalysisController implements vscode.Disposable {
                   ...(parseServedTeacher(settings.teacher)
                     ? {
                         teacherTopK: settings.servedTeacherTopK,
-                        teacherApiKey: await this.secrets?.get(SERVED_TEACHER_KEY_SECRET),
+                        teacherApiKey: await this.servedTeacherKey(),
                       }
                     : {}),
                 },

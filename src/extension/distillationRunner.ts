@@ -6,6 +6,7 @@
  * student's continuation of the watched prompt before and after, then offers to use the new
  * student and analyse the same text again, so the panel shows per token what changed.
  */
+import { parseServedTeacher } from '../models/servedTeacher';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -221,6 +222,10 @@ export class DistillationRunner implements vscode.Disposable {
 
     const request: DistillRequest = {
       teacher: settings.teacher,
+      // a served teacher: its key from the secret storage (its top K: --teacher-top-k's default)
+      ...(parseServedTeacher(settings.teacher)
+        ? { teacherApiKey: await this.controller.servedTeacherKey() }
+        : {}),
       student: settings.student,
       data: documents,
       method,

@@ -262,6 +262,8 @@ export interface DistillRequest {
   teacherTopK?: number;
   /** which file of an ONNX export teacher runs (default auto); the student is a checkpoint */
   teacherDtype?: DtypeChoice;
+  /** a served teacher's API key (the editor's secret storage; the CLI reads DISTILL_LENS_TEACHER_API_KEY) */
+  teacherApiKey?: string;
   out: string;
   allowRemote?: boolean;
   hubCacheDir?: string;
@@ -369,7 +371,8 @@ export interface RunRecord {
   };
   device: string;
   lossCurve: LossPoint[];
-  heldOut: { before: HeldOut; after: HeldOut; fklChange: number };
+  /** teacherSupport: a served teacher's held-out numbers are over its buckets ("top-19+rest": lower bounds) */
+  heldOut: { before: HeldOut; after: HeldOut; fklChange: number; teacherSupport?: string };
   /** the on-policy methods: what the student writes for held-out prompts, before and after */
   sampledHeldOut?: { before: SampledHeldOut; after: SampledHeldOut; reverseKlChange: number };
   timings: {

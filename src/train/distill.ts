@@ -71,6 +71,14 @@ import { buildStepGraph, DEFAULT_OPTIMIZER, learningRate, names, type StepGraph 
 import { writeDistilledStudent } from './studentOutput';
 import { teacherBuckets, type TeacherBuckets } from './teacherBuckets';
 import { defaultLoraTargets, type TrainMode } from './trainableWeights';
+import {
+  parseServedTeacher,
+  PROTOCOL_NAMES,
+  ServedTeacher,
+  type ServedTeacherSpec,
+} from '../models/servedTeacher';
+import { defaultBuildCacheDir } from '../models/builtModelCache';
+import { scoredPrefix, SERVED_DISTILL_TOP_K, ServedTeacherTargets } from './servedTargets';
 
 export interface DistillControl {
   signal?: AbortSignal;
@@ -122,6 +130,9 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
   const t0 = performance.now();
   const run = new RunContext(control);
   const method = req.method ?? 'word';
+  // a teacher served by vLLM or SGLang gives its top K per position: the buckets of teacher top-k
+  const servedSpec = req.teacher ? parseServedTeacher(req.teacher) : undefined;
+  if (servedSpec) req = { ...req, teacherTopK: req.teacherTopK ?? SERVED_DISTILL_TOP_K };
   const generation: GenerationSettings = {
     ...GENERATION_DEFAULTS,
     ...req.generation,
@@ -139,7 +150,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const student = await resolveStudent(req, run);
     const tokenizer = TextTokenizer.fromFolder(student.folder);
     const vocab = Number(student.config!.vocab_size);
-    const teacher = req.teacher ? await acquireTeacher(req, control.models, run) : undefined;
+    const teacher = req.teacher && !servedSpec ? await acquireTeacher(req, control.models, run) : undefined;
     // feature distillation: the mapped pairs of hidden states, and the stages
     const feature =
       req.feature && teacher
@@ -173,7 +184,17 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const stepReq = ptWindows ? { ...req, batchSize: 2 * req.batchSize } : req;
 
     // 3. teacher targets
-    const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut, feature);
+    const served = servedSpec
+      ? await connectServedTeacher(
+          servedSpec,
+          req,
+          tokenizer,
+          data.train[0] ?? data.heldOut[0],
+          control.signal,
+          run,
+        )
+      : undefined;
+    const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut, feature, served);
 
     // 4. graphs and sessions
     const policyLoss: PolicyLossOptions | undefined =
@@ -188,7 +209,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
               ...(ptWindows ? { pretrain: { kdRatio: minillm.kdRatio, coef: minillm.lmCoef } } : {}),
             }
           : undefined;
-    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss, feature);
+    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss, feature, !!served);
 
     // 5. evaluate, train, evaluate
     const evaluate = (label: string) => evaluateHeldOut(stepReq, trainer, targets, data.heldOut, label, run);
@@ -268,7 +289,12 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       },
       device: trainer.device,
       lossCurve: training.lossCurve,
-      heldOut: { before, after, fklChange: (after.fkl - before.fkl) / before.fkl },
+      heldOut: {
+        before,
+        after,
+        fklChange: (after.fkl - before.fkl) / before.fkl,
+        ...(served ? { teacherSupport: `top-${req.teacherTopK}+rest` } : {}),
+      },
       ...(sampled ? { sampledHeldOut: sampled } : {}),
       timings: {
         totalSeconds: 0,
@@ -351,6 +377,33 @@ async function acquireTeacher(
   run.onEnd(() => lease.release());
   for (const m of lease.model.lm.info.messages) run.note(m);
   return lease;
+}
+
+/**
+ * A served teacher for the run: which protocol it speaks (said in the run's messages), whether
+ * it tokenizes as the student (checked on the first window's text), and the disk cache of its
+ * answers. Cancel aborts a request in flight.
+ */
+async function connectServedTeacher(
+  spec: ServedTeacherSpec,
+  req: DistillRequest,
+  tokenizer: TextTokenizer,
+  probe: Window | undefined,
+  signal: AbortSignal | undefined,
+  run: RunContext,
+): Promise<ServedTeacherTargets> {
+  // a dropped connection is waited out for about two minutes before the run gives up
+  const client = new ServedTeacher(spec, { apiKey: req.teacherApiKey, signal, retries: 8 });
+  run.report({ phase: 'prepare', message: `asking ${client.name} which protocol it speaks` });
+  const protocol = await client.detect();
+  if (probe) {
+    const text = tokenizer.decode(scoredPrefix(probe));
+    await client.checkTokenizer(text, tokenizer.encode(text).ids);
+  }
+  run.note(
+    `the teacher is served (${PROTOCOL_NAMES[protocol]}): each position's top ${req.teacherTopK} and the target, the rest as one bucket; the held-out fkl and rkl are over these buckets (lower bounds of the full values)`,
+  );
+  return new ServedTeacherTargets(client, path.join(defaultBuildCacheDir(), 'served'));
 }
 
 // ---- 2. data ----
@@ -656,6 +709,8 @@ class TeacherTargets {
     private readonly vocab: number,
     heldOut: Window[],
     private readonly feature?: FeatureLossSpec,
+    /** a served teacher: buckets only (its held-out numbers are over the buckets too) */
+    readonly served?: ServedTeacherTargets,
   ) {
     this.heldOut = new Set(heldOut);
   }
@@ -673,7 +728,7 @@ class TeacherTargets {
   }
 
   get present(): boolean {
-    return this.teacher !== undefined;
+    return this.teacher !== undefined || this.served !== undefined;
   }
 
   async logits(w: Window): Promise<Float32Array> {
@@ -704,7 +759,12 @@ class TeacherTargets {
 
   async buckets(w: Window, k: number): Promise<TeacherBuckets> {
     let b = this.bucketCache.get(w);
-    if (!b) {
+    if (!b && this.served) {
+      const t = performance.now();
+      b = await this.served.buckets(w, k);
+      this.seconds += (performance.now() - t) / 1000;
+      if (this.heldOut.has(w)) this.bucketCache.set(w, b);
+    } else if (!b) {
       b = teacherBuckets(
         await this.logits(w),
         this.req.seqLen,
@@ -762,6 +822,8 @@ async function openTrainer(
   run: RunContext,
   policy?: PolicyLossOptions,
   feature?: FeatureLossSpec,
+  /** a served teacher: the evaluation graph takes the buckets too */
+  evalOnBuckets = false,
 ): Promise<Trainer> {
   const arch = student.architecture!;
   const mode: TrainMode =
@@ -808,7 +870,7 @@ async function openTrainer(
     throw new UsageError(
       `no weight matches the LoRA targets ${mode.kind === 'lora' ? mode.targets.join(', ') : ''} in ${req.student}`,
     );
-  const evalBytes = buildStepGraph({ ...spec, purpose: 'eval' }).bytes; // its frozen copies are dropped: the step graph's are fed
+  const evalBytes = buildStepGraph({ ...spec, purpose: 'eval', evalOnBuckets }).bytes; // its frozen copies are dropped: the step graph's are fed
   await run.yieldAndCheckCancel();
   const device = req.device ?? 'cpu';
   const stepOpened = await openSession({ model: step.bytes, device, name: 'the training graph' });
@@ -858,7 +920,8 @@ async function batchFeeds(
   const ids = new BigInt64Array(B * L);
   const targetIds = new BigInt64Array(B * L);
   const mask = new Float32Array(B * L);
-  const k = forEval ? undefined : req.teacherTopK;
+  // a served teacher's held-out numbers are over its buckets; a local one's over the vocabulary
+  const k = forEval && !targets.served ? undefined : req.teacherTopK;
   const takesTeacher = targets.present && (forEval || trainer.stepTakesTeacher);
   const teacherBuf = k || !takesTeacher ? undefined : new Float32Array(B * L * vocab); // [B, L, V]
   const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined; // [B·L, k+1]
@@ -1061,6 +1124,21 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
     if (problems.length > 0) throw new UsageError(problems.join('; '));
   }
   if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
+  if (req.teacher && parseServedTeacher(req.teacher)) {
+    // a served teacher gives log-probabilities of the given tokens at T = 1, nothing more (yet)
+    if (method !== 'word')
+      throw new UsageError(
+        `--method ${method} with a served teacher is not built yet (it would have the server sample and score completions): use --method word, or a local teacher`,
+      );
+    if (req.feature)
+      throw new UsageError(
+        "feature distillation needs the teacher's hidden states, which a served teacher does not give",
+      );
+    if (req.loss.temperature !== 1)
+      throw new UsageError(
+        `a served teacher's log-probabilities are at temperature 1: --temperature ${req.loss.temperature} cannot be computed from its top K`,
+      );
+  }
   if (req.feature || req.stages) {
     if (method !== 'word')
       throw new UsageError(`--feature-loss and --stages are built for --method word, not ${method}`);

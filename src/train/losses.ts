@@ -75,7 +75,7 @@ export function buildEvalSums(
     nll: sum(b.crossEntropy()),
     count: g.op1('ReduceSum', [x.mask, g.ints([0])], { keepdims: 0 }),
   };
-  if (!x.teacher) return base; // training from scratch: no teacher to compare with
+  if (!x.teacher && !x.buckets) return base; // training from scratch: no teacher to compare with
   const dist = b.distributions(1);
   return {
     ...base,

@@ -61,6 +61,8 @@ export interface StepGraphSpec {
    * both weights as scalar inputs (the stages); feature_loss and kd_loss come out too
    */
   feature?: FeatureLossSpec;
+  /** the evaluation graph over teacher top-k buckets (a served teacher) instead of full logits */
+  evalOnBuckets?: boolean;
   /** every float tensor in float64 (gradient checks) */
   float64?: boolean;
   randomLoraB?: boolean;
@@ -118,7 +120,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const mask = g.input('mask', 'float32', [M]);
   const K = spec.teacherTopK;
   let lossInputs: LossInputs;
-  if (K && spec.purpose !== 'eval') {
+  if (K && (spec.purpose !== 'eval' || spec.evalOnBuckets)) {
     const buckets = {
       ids: g.input('teacher_topk_ids', 'int64', [M, K + 1]),
       logprobs: g.input('teacher_topk_logprobs', 'float32', [M, K + 2]),

@@ -1,0 +1,119 @@
+/**
+ * Word-level distillation with a served teacher (the fake vLLM server computing from the
+ * built-in teacher): the same buckets as the same teacher run here with --teacher-top-k, so the
+ * same loss at every step; held-out numbers over the buckets (no larger than the exact ones)
+ * and labelled; a second run asks the server nothing new (the disk cache); what a served
+ * teacher cannot do is refused by name; Cancel stops a run at once and writes nothing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runDistillation } from '../../src/train/distill';
+import { builtInPair } from '../../src/models/builtInModels';
+import { CancelledError, UsageError } from '../../src/core/errors';
+import type { DistillRequest } from '../../src/shared/protocol';
+import { tempDir } from '../helpers';
+import { startFakeServer } from './fakeServer';
+
+// the served answers' cache goes under DISTILL_LENS_CACHE (this file runs in its own process)
+process.env.DISTILL_LENS_CACHE = tempDir('distill-lens-served-cache-');
+const { teacher, student } = builtInPair();
+
+const DECLARATIONS = Array.from(
+  { length: 12 },
+  (_, i) =>
+    `/** Returns the ${['first', 'last', 'largest', 'smallest'][i % 4]} item of the list, or undefined when it is empty. */\ndeclare function pick${i}<T>(items: readonly T[]): T | undefined;\n`,
+).join('\n');
+
+function request(teacherSpec: string, extra: Partial<DistillRequest> = {}): DistillRequest {
+  const data = path.join(tempDir(), 'declarations.ts');
+  fs.writeFileSync(data, DECLARATIONS);
+  return {
+    teacher: teacherSpec,
+    student,
+    data: { path: data },
+    out: path.join(tempDir(), 'out'),
+    loss: { key: 'fkl', temperature: 1 },
+    steps: 6,
+    lr: 2e-3,
+    batchSize: 2,
+    seqLen: 48,
+    seed: 1,
+    teacherTopK: 8,
+    ...extra,
+  };
+}
+
+test('a served teacher trains exactly as the same teacher here with --teacher-top-k; held-out over its buckets; a second run is answered from the cache', async () => {
+  const server = await startFakeServer(teacher, { protocol: 'vllm' });
+  try {
+    const spec = `openai+${server.url}#demo-teacher`;
+    const local = await runDistillation(request(teacher));
+    const served = await runDistillation(request(spec));
+    assert.equal(served.lossCurve.length, local.lossCurve.length);
+    served.lossCurve.forEach((p, i) =>
+      assert.ok(
+        Math.abs(p.loss - local.lossCurve[i].loss) < 1e-5 * (1 + p.loss),
+        `step ${p.step}: ${p.loss} vs ${local.lossCurve[i].loss}`,
+      ),
+    );
+    assert.equal(served.heldOut.teacherSupport, 'top-8+rest');
+    assert.equal(local.heldOut.teacherSupport, undefined, 'a local teacher’s held-out numbers are exact');
+    for (const when of ['before', 'after'] as const) {
+      assert.ok(
+        served.heldOut[when].fkl <= local.heldOut[when].fkl + 1e-6,
+        `${when}: bucketed fkl is a lower bound`,
+      );
+      assert.ok(served.heldOut[when].fkl > 0);
+    }
+    assert.ok(served.messages.some((m) => /the teacher is served \(vLLM's prompt_logprobs\)/.test(m)));
+    const runJson = fs.readFileSync(path.join(served.out, 'run.json'), 'utf8');
+    assert.ok(runJson.includes('"teacherSupport": "top-8+rest"'));
+
+    const asked = server.requests.filter((r) => r.path === '/v1/completions').length;
+    assert.ok(asked > 2, `the first served run asked for its windows (${asked} requests)`);
+    const again = await runDistillation(request(spec));
+    const askedAgain = server.requests.filter((r) => r.path === '/v1/completions').length - asked;
+    assert.equal(askedAgain, 1, 'only the protocol probe: every window from the cache');
+    assert.deepEqual(
+      again.lossCurve.map((p) => p.loss),
+      served.lossCurve.map((p) => p.loss),
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('a served teacher: other methods, feature distillation and T ≠ 1 are refused by name; Cancel stops a run and writes nothing', async () => {
+  const server = await startFakeServer(teacher, { protocol: 'sglang', rateLimited: 1000, retryAfter: 30 });
+  try {
+    const spec = `openai+${server.url}#demo-teacher`;
+    await assert.rejects(
+      runDistillation(request(spec, { method: 'gkd', loss: { key: 'gjsd', temperature: 1 } })),
+      (e: Error) =>
+        e instanceof UsageError && /--method gkd with a served teacher is not built yet/.test(e.message),
+    );
+    await assert.rejects(
+      runDistillation(request(spec, { feature: { loss: 'mse', layers: 'auto', weight: 1 } })),
+      /feature distillation needs the teacher's hidden states/,
+    );
+    await assert.rejects(
+      runDistillation(request(spec, { loss: { key: 'fkl', temperature: 2 } })),
+      /--temperature 2 cannot be computed from its top K/,
+    );
+    // the server keeps answering 429 with Retry-After: 30; Cancel ends the wait at once
+    const abort = new AbortController();
+    const req = request(spec);
+    const t0 = performance.now();
+    setTimeout(() => abort.abort(), 500);
+    await assert.rejects(
+      runDistillation(req, { signal: abort.signal }),
+      (e: Error) => e instanceof CancelledError,
+    );
+    assert.ok(performance.now() - t0 < 10_000, 'cancelled without waiting out the rate limit');
+    assert.ok(!fs.existsSync(req.out), 'nothing written');
+  } finally {
+    await server.close();
+  }
+});
