@@ -2,6 +2,7 @@
  * Turns what the user typed (a folder, or a hub id when remote models are allowed) into a
  * model the runtime can open: an ONNX file, or a safetensors checkpoint to build into ONNX.
  */
+import { parseServedTeacher } from './servedTeacher';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadHubModel, looksLikeHubId } from './hubDownload';
@@ -50,6 +51,10 @@ const GEMMA3_ARCHS = ['Gemma3ForCausalLM'];
 
 export async function resolveModel(spec: string, o: ResolveOptions = {}): Promise<ResolvedModel> {
   if (!spec) throw new ModelLoadError('no model given: pass a model folder (or a hub id with remote models allowed)');
+  if (parseServedTeacher(spec))
+    throw new ModelLoadError(
+      `${spec} is a served teacher: it scores text (analysis, word-level distillation) but does not run here, so it cannot generate, be a student or give hidden states; use a local model for this`,
+    );
   let folder = path.resolve(spec);
   if (!fs.existsSync(folder)) {
     if (!looksLikeHubId(spec)) throw new ModelLoadError(`model folder ${spec} does not exist`);

@@ -46,6 +46,13 @@ test('openai+http://host/v1#model names a served teacher; anything else does not
   assert.equal(parseServedTeacher('models/teacher'), undefined);
 });
 
+test('a served teacher where a model must run here (a student, generation) is refused, saying what it can do', async () => {
+  await assert.rejects(
+    resolveModel('openai+http://gpu-box:8000/v1#big'),
+    /is a served teacher: it scores text \(analysis, word-level distillation\) but does not run here/,
+  );
+});
+
 for (const protocol of ['vllm', 'sglang'] as const) {
   test(`${protocol}: each position's top ${K} and actual token as the server computes them; bucketed metrics equal a local teacher's over the same buckets`, async () => {
     const ids = TextTokenizer.fromFolder(teacher).encode(DEMO_TEXT).ids.slice(0, 48);
