@@ -724,9 +724,11 @@ function trainingSection(t: TrainingView): HTMLElement {
         el('th', { class: 'num' }, 'after'),
       ),
     );
+    // a served teacher: its KLs are over its top-K buckets (lower bounds of the full ones)
+    const bucketed = t.heldOut.teacherSupport ? ` (${t.heldOut.teacherSupport}, a lower bound)` : '';
     for (const [label, k] of [
-      ['forward KL', 'fkl'],
-      ['reverse KL', 'rkl'],
+      [`forward KL${bucketed}`, 'fkl'],
+      [`reverse KL${bucketed}`, 'rkl'],
       ['student perplexity', 'studentPerplexity'],
     ] as const) {
       table.append(

@@ -335,10 +335,11 @@ export class DistillationRunner implements vscode.Disposable {
         ...(record.sampledHeldOut
           ? { sampled: { before: record.sampledHeldOut.before, after: record.sampledHeldOut.after } }
           : {}),
+        ...(record.heldOut.teacherSupport ? { teacherSupport: record.heldOut.teacherSupport } : {}),
       };
       view.out = out;
       const change = record.heldOut.fklChange * 100;
-      view.message = `held-out forward KL ${formatNumber(record.heldOut.before.fkl)} → ${formatNumber(record.heldOut.after.fkl)} (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`;
+      view.message = `held-out forward KL${record.heldOut.teacherSupport ? ` over the served teacher's ${record.heldOut.teacherSupport} buckets` : ''} ${formatNumber(record.heldOut.before.fkl)} → ${formatNumber(record.heldOut.after.fkl)} (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`;
       this.show(view);
       this.last = { out, record, document: compareWith };
       this.log.info(`distillation written to ${out}: ${view.message}`);

@@ -85,6 +85,8 @@ export interface TrainingView {
     after: HeldOutNumbers;
     /** the sequence-level methods: the student's completions of held-out prompts */
     sampled?: { before: SampledHeldOut; after: SampledHeldOut };
+    /** a served teacher: the KLs are over its buckets ("top-19+rest"), lower bounds */
+    teacherSupport?: string;
   };
   /** training in stages: each stage's kind and its first and last step (the chart marks where each starts) */
   stages?: { kind: string; from: number; to: number }[];

@@ -326,7 +326,7 @@ test('with distillLens.reanalyze = onIdle, the edited part is analysed again onc
   }
 });
 
-test('a served teacher (vLLM, its key in the secret storage): the analysis is over its top K, and the hover and the panel say so', async () => {
+test('a served teacher (vLLM, its key in the secret storage): the analysis is over its top K, the hover and the panel say so; Run Distillation with it labels its held-out KL', async () => {
   const editor = await openSample();
   const before = config().get<string>('teacher');
   await vscode.commands.executeCommand('distillLens.clear');
@@ -350,8 +350,27 @@ test('a served teacher (vLLM, its key in the secret storage): the analysis is ov
     assert.match(text, /\*\*Served teacher\*\* \(top-6\+rest\): the divergences are over its top tokens/);
     await vscode.commands.executeCommand('distillLens.openPanel');
     await until('the panel shows the served teacher', () => api.panel.state.teacherSupport === 'top-6+rest');
+
+    // Run Distillation with it: word-level on its top K + 1 (19 + 1), the held-out KL labelled
+    const record = await vscode.commands.executeCommand<{ heldOut: { teacherSupport?: string } }>(
+      'distillLens.runDistillation',
+      {
+        data: { selection: true },
+        loss: 'fkl',
+        steps: 3,
+        out: path.join(workspace, 'served-distilled'),
+        watch: '',
+        feature: null,
+      },
+    );
+    assert.equal(record?.heldOut.teacherSupport, 'top-19+rest', api.controller.lastError);
+    assert.match(
+      api.distillation.training?.message ?? '',
+      /held-out forward KL over the served teacher's top-19\+rest buckets/,
+    );
   } finally {
     await api.secrets.delete('distillLens.servedTeacherApiKey');
+    fs.rmSync(path.join(workspace, 'served-distilled'), { recursive: true, force: true });
     await config().update('teacher', before, vscode.ConfigurationTarget.Global);
     await config().update('servedTeacherTopK', undefined, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('distillLens.clear');
