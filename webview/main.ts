@@ -277,7 +277,8 @@ function layersSection(l: NonNullable<PanelAnalysis['layers']>): HTMLElement {
     return map;
   };
   // after Use as Student and Re-analyse: the student before distillation under the student now
-  const studentBefore = l.before && l.before.rows === v.rows ? lensRows(l.before)[0] : undefined;
+  const studentBefore =
+    l.before && l.before.rows === v.rows ? lensRows(l.before).find((m) => m.model === 'student') : undefined;
   for (const m of lensRows(v)) {
     box.append(
       el('div', { class: 'bars-title' }, `${m.model}${studentBefore ? ' now' : ''}: ${m.what}`),

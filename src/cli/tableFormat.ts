@@ -3,6 +3,7 @@ import { Chalk } from 'chalk';
 import { heatColor, scalePosition, scaleRange, textColorOn } from '../core/colorScale';
 import { METRIC_KEYS, METRIC_LABELS, type MetricKey } from '../core/metricKeys';
 import { formatNumber as fmt } from '../core/formatNumber';
+import { rankText } from '../core/hoverText';
 import type { InspectResult, LayerView } from '../shared/protocol';
 import type { AlignedSpan } from '../core/spanAlignment';
 
@@ -64,7 +65,7 @@ export function formatTable(
     `worst tokens by ${metric}:`,
     ...s.worst.map((i) => {
       const row = r.rows[i];
-      return `  ${fmt(row[metric]).padStart(10)}  ${JSON.stringify(row.text).padEnd(16)} at ${row.start}–${row.end}  teacher p=${fmt(row.teacher.p)} rank ${Number.isNaN(row.teacher.rank) ? `> ${r.teacherSupport?.match(/\d+/)?.[0] ?? '?'}` : row.teacher.rank}, student p=${fmt(row.student.p)} rank ${row.student.rank}`;
+      return `  ${fmt(row[metric]).padStart(10)}  ${JSON.stringify(row.text).padEnd(16)} at ${row.start}–${row.end}  teacher p=${fmt(row.teacher.p)} rank ${rankText(row.teacher.rank)}, student p=${fmt(row.student.p)} rank ${row.student.rank}`;
     }),
   ];
   if (r.layers) lines.push('', ...layerLines(r.layers));

@@ -52,15 +52,21 @@ export function sortedL1(a: Float64Array, b: Float64Array): number {
   return sum;
 }
 
-/** Offset → index of the first token of positive width starting there (every earlier token ended), plus the text's end → n. */
+/**
+ * Offset → index of the first token of positive width starting there (every earlier token
+ * ended), plus the end of the text → the index after its last token of positive width (an
+ * EOS a tokenizer appends, like a BOS it prepends, has no text and belongs to no span).
+ */
 export function tokenBoundaries(spans: [number, number][]): Map<number, number> {
   const at = new Map<number, number>();
   let reached = -Infinity; // the furthest end of the tokens so far
+  let afterLast = 0;
   spans.forEach(([s, e], i) => {
     if (e > s && reached <= s && !at.has(s)) at.set(s, i);
+    if (e > s) afterLast = i + 1;
     reached = Math.max(reached, e);
   });
-  if (spans.length > 0) at.set(reached, spans.length);
+  if (afterLast > 0) at.set(reached, afterLast);
   return at;
 }
 

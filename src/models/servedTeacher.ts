@@ -130,7 +130,10 @@ export class ServedTeacher {
       return await this.ask(protocol, ids, k);
     } catch (e) {
       if (e instanceof Refused)
-        throw new ModelLoadError(`${this.name} refused the request for ${ids.length} tokens: ${e.message}`, 'teacher');
+        throw new ModelLoadError(
+          `${this.name} refused the request for ${ids.length} tokens with its top ${k}: ${e.message}. A server caps how many log-probabilities it sends (vLLM: --max-logprobs, 20 unless set) and how long a prompt may be: lower --teacher-top-k (distillLens.servedTeacherTopK) or select less text`,
+          'teacher',
+        );
       throw e;
     }
   }
@@ -236,7 +239,12 @@ export class ServedTeacher {
           'teacher',
         );
       // a dropped connection or a timeout: worth another try
-      return { error: new ModelLoadError(`the teacher at ${this.spec.baseUrl} did not answer (${cause})`, 'teacher') };
+      return {
+        error: new ModelLoadError(
+          `the teacher at ${this.spec.baseUrl} did not answer (${cause}), also when asked again: check that the server is up and reachable from here, then run again`,
+          'teacher',
+        ),
+      };
     }
     const text = await response.text().catch(() => undefined);
     if (response.status === 401 || response.status === 403)

@@ -10,6 +10,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ModelLoadError } from '../core/errors';
 import type { ServedTeacherRow } from '../core/bucketedRows';
 import type { ServedTeacher } from '../models/servedTeacher';
 import type { TeacherBuckets } from './teacherBuckets';
@@ -47,8 +48,9 @@ export function bucketsFromServed(rows: ServedTeacherRow[], w: Window, k: number
     }
     const y = w.targets[pos];
     if (row.top.length < k1)
-      throw new RangeError(
-        `the server listed ${row.top.length} tokens at position ${pos}, not the ${k1} asked for`,
+      throw new ModelLoadError(
+        `the served teacher listed ${row.top.length} tokens at position ${pos}, not the ${k1} asked for (its top ${k} and one more): lower --teacher-top-k, or raise the server's limit (vLLM: --max-logprobs)`,
+        'teacher',
       );
     const top = [...row.top].sort((a, b) => b.logp - a.logp || a.id - b.id).slice(0, k1);
     // the K most probable and the target, or the (K + 1)-th when the target is among the K

@@ -83,6 +83,34 @@ test('a BOS token (no text) lets the first text token be predicted; split charac
   );
 });
 
+test('an EOS a tokenizer appends (no text) is in no span: the last span holds the text’s tokens only', () => {
+  const text = 'ab';
+  // teacher: BOS, "ab", EOS; student: BOS, "a", "b"
+  const spans = alignSpans(
+    text,
+    {
+      spans: [
+        [0, 0],
+        [0, 2],
+        [2, 2],
+      ],
+      logp: logp(3, 1),
+    },
+    {
+      spans: [
+        [0, 0],
+        [0, 1],
+        [1, 2],
+      ],
+      logp: logp(3, 10),
+    },
+  );
+  assert.deepEqual(
+    spans.map((s) => [s.text, s.teacherLogp, s.studentLogp, s.teacherTokens]),
+    [['ab', -2, -20 - 30, 1]],
+  );
+});
+
 test('tokenizations that never meet again compare one span to the end, or none', () => {
   const text = 'aaaa';
   const spans = alignSpans(
