@@ -12,6 +12,7 @@ import {
   GENERATION_DEFAULTS,
   LOSS_KEYS,
   SAMPLING_METHODS,
+  ULD_DEFAULTS,
   type DistillMethod,
   type LossKey,
   type RunRecord,
@@ -29,6 +30,7 @@ export function addDistillCommand(
   positive: (name: string) => (v: string) => number,
   fraction: (name: string) => (v: string) => number,
 ): void {
+  const nonNegative = (name: string) => number(name, (x) => x >= 0, 'a number ≥ 0');
   program
     .command('distill')
     .description(
@@ -58,8 +60,18 @@ export function addDistillCommand(
     .addOption(
       new Option(
         '--loss <KEY>',
-        'the distillation loss (default fkl; ce with --method seqkd, gjsd with gkd)',
-      ).choices([...LOSS_KEYS]),
+        'the distillation loss (default fkl; ce with --method seqkd, gjsd with gkd; uld for a teacher whose tokenizer differs)',
+      ).choices([...LOSS_KEYS, 'uld']),
+    )
+    .option(
+      '--uld-weight <W>',
+      `--loss uld: loss = W·ULD + C·ce (default ${ULD_DEFAULTS.weight}, the ULD paper's)`,
+      nonNegative('--uld-weight'),
+    )
+    .option(
+      '--ce-weight <C>',
+      `--loss uld: the weight C of the student's cross-entropy on the text (default ${ULD_DEFAULTS.ceWeight})`,
+      nonNegative('--ce-weight'),
     )
     .option(
       '--temperature <T>',
@@ -283,8 +295,19 @@ export function addDistillCommand(
                     }).filter(([, v]) => v !== undefined),
                   )
                 : undefined,
+            // ULD's cross-entropy term is the ce loss; its distance term comes with `uld`
+            ...(o.loss === 'uld'
+              ? {
+                  uld: {
+                    ...(o.uldWeight !== undefined ? { weight: o.uldWeight } : {}),
+                    ...(o.ceWeight !== undefined ? { ceWeight: o.ceWeight } : {}),
+                  },
+                }
+              : {}),
             loss: {
-              key: (o.loss ?? (o.method === 'seqkd' ? 'ce' : o.method === 'gkd' ? 'gjsd' : 'fkl')) as LossKey,
+              key: (o.loss === 'uld'
+                ? 'ce'
+                : (o.loss ?? (o.method === 'seqkd' ? 'ce' : o.method === 'gkd' ? 'gjsd' : 'fkl'))) as LossKey,
               temperature: o.temperature,
               beta: o.beta,
               alpha: o.alpha,
@@ -370,9 +393,18 @@ function summary(r: RunRecord): string {
   const pct = (a: number, b: number) => `${b >= a ? '+' : ''}${(((b - a) / a) * 100).toFixed(1)}%`;
   return [
     `wrote ${r.out} (${r.lossCurve.length} steps, ${r.timings.totalSeconds.toFixed(1)} s, ${Math.round(r.timings.tokensPerSecond)} tokens/s)`,
-    `held-out (${after.tokens} tokens)   before     after      change`,
-    `  forward KL             ${formatNumber(before.fkl).padEnd(10)} ${formatNumber(after.fkl).padEnd(10)} ${pct(before.fkl, after.fkl)}`,
-    `  reverse KL             ${formatNumber(before.rkl).padEnd(10)} ${formatNumber(after.rkl).padEnd(10)} ${pct(before.rkl, after.rkl)}`,
+    `held-out (${after.tokens} tokens${after.spans ? `, ${after.spans} spans` : ''})`.padEnd(24) +
+      ' before     after      change',
+    ...(after.uld !== undefined
+      ? [
+          // across tokenizers: no per-token KL; ULD over the aligned spans, and their exact log-ratio
+          `  ULD (approximate)      ${formatNumber(before.uld!).padEnd(10)} ${formatNumber(after.uld).padEnd(10)} ${pct(before.uld!, after.uld)}`,
+          `  span log P_T − log P_S ${formatNumber(before.spanLogRatio!).padEnd(10)} ${formatNumber(after.spanLogRatio!).padEnd(10)}`,
+        ]
+      : [
+          `  forward KL             ${formatNumber(before.fkl).padEnd(10)} ${formatNumber(after.fkl).padEnd(10)} ${pct(before.fkl, after.fkl)}`,
+          `  reverse KL             ${formatNumber(before.rkl).padEnd(10)} ${formatNumber(after.rkl).padEnd(10)} ${pct(before.rkl, after.rkl)}`,
+        ]),
     `  student perplexity     ${formatNumber(before.studentPerplexity).padEnd(10)} ${formatNumber(after.studentPerplexity).padEnd(10)} ${pct(before.studentPerplexity, after.studentPerplexity)}`,
     ...(r.sampledHeldOut
       ? [

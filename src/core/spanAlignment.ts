@@ -79,33 +79,58 @@ export function alignSpans(
   teacher: { spans: [number, number][]; logp: ArrayLike<number> },
   student: { spans: [number, number][]; logp: ArrayLike<number> },
 ): AlignedSpan[] {
-  const bt = tokenBoundaries(teacher.spans);
-  const bs = tokenBoundaries(student.spans);
-  const points = [...bt.keys()].filter((o) => bs.has(o)).sort((a, b) => a - b);
-  const sum = (logp: ArrayLike<number>, from: number, to: number) => {
+  const sum = (logp: ArrayLike<number>, from: number, count: number) => {
     let s = 0;
-    for (let i = from; i < to; i++) s += logp[i];
+    for (let i = from; i < from + count; i++) s += logp[i];
     return s;
   };
-  const out: AlignedSpan[] = [];
+  return alignedGroups(teacher.spans, student.spans).map((group) => {
+    const teacherLogp = sum(teacher.logp, group.teacherFirst, group.teacherTokens);
+    const studentLogp = sum(student.logp, group.studentFirst, group.studentTokens);
+    const logRatio = teacherLogp - studentLogp;
+    return {
+      ...group,
+      text: text.slice(group.start, group.end),
+      teacherLogp,
+      studentLogp,
+      logRatio,
+      k1: -logRatio,
+      k3: Math.expm1(logRatio) - logRatio,
+    };
+  });
+}
+
+/** The tokens of both tokenizations between two consecutive comparison points. */
+export interface AlignedGroup {
+  start: number;
+  end: number;
+  teacherFirst: number;
+  teacherTokens: number;
+  studentFirst: number;
+  studentTokens: number;
+}
+
+/**
+ * The groups of tokens between consecutive comparison points of two tokenizations (their
+ * character spans), each model's first token of the group predicted (index ≥ 1).
+ */
+export function alignedGroups(
+  teacherSpans: [number, number][],
+  studentSpans: [number, number][],
+): AlignedGroup[] {
+  const bt = tokenBoundaries(teacherSpans);
+  const bs = tokenBoundaries(studentSpans);
+  const points = [...bt.keys()].filter((o) => bs.has(o)).sort((a, b) => a - b);
+  const out: AlignedGroup[] = [];
   for (let k = 0; k + 1 < points.length; k++) {
     const [start, end] = [points[k], points[k + 1]];
     const [t0, t1] = [bt.get(start)!, bt.get(end)!];
     const [s0, s1] = [bs.get(start)!, bs.get(end)!];
     // both models must predict the span's first token
     if (t0 < 1 || s0 < 1) continue;
-    const teacherLogp = sum(teacher.logp, t0, t1);
-    const studentLogp = sum(student.logp, s0, s1);
-    const logRatio = teacherLogp - studentLogp;
     out.push({
       start,
       end,
-      text: text.slice(start, end),
-      teacherLogp,
-      studentLogp,
-      logRatio,
-      k1: -logRatio,
-      k3: Math.expm1(logRatio) - logRatio,
       teacherFirst: t0,
       teacherTokens: t1 - t0,
       studentFirst: s0,
@@ -113,4 +138,49 @@ export function alignSpans(
     });
   }
   return out;
+}
+
+/** log Σ_v exp(rows[from + v]) over n entries, in float64. */
+export function logSumExpRow(rows: ArrayLike<number>, from: number, n: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < n; v++) if (rows[from + v] > max) max = rows[from + v];
+  let sum = 0;
+  for (let v = 0; v < n; v++) sum += Math.exp(rows[from + v] - max);
+  return max + Math.log(sum);
+}
+
+/** One model's logits over its own tokens [n, V] (row i predicts token i + 1). */
+export interface TokenLogits {
+  rows: ArrayLike<number>;
+  vocab: number;
+}
+
+/** log p(token i | tokens < i) at T = 1 for every token (token 0, which nothing predicts: NaN). */
+export function tokenLogps(pass: TokenLogits, ids: number[]): Float64Array {
+  const V = pass.vocab;
+  const logp = new Float64Array(ids.length).fill(NaN);
+  for (let i = 1; i < ids.length; i++)
+    logp[i] = pass.rows[(i - 1) * V + ids[i]] - logSumExpRow(pass.rows, (i - 1) * V, V);
+  return logp;
+}
+
+/**
+ * GOLD's "bayesian" merge of tokens [first, first + count) (the chain rule): the distribution
+ * of the row that predicts the group's last token, times the probability of its earlier
+ * tokens, unnormalised:  row_v = p(v | < last) · Π_{first ≤ i < last} p(token_i | < i).
+ */
+export function mergedRow(
+  pass: TokenLogits,
+  logp: ArrayLike<number>,
+  first: number,
+  count: number,
+): Float64Array {
+  const V = pass.vocab;
+  const last = first + count - 1;
+  const at = (last - 1) * V; // row last − 1 predicts token last
+  let logScale = -logSumExpRow(pass.rows, at, V);
+  for (let i = first; i < last; i++) logScale += logp[i];
+  const row = new Float64Array(V);
+  for (let v = 0; v < V; v++) row[v] = Math.exp(pass.rows[at + v] + logScale);
+  return row;
 }

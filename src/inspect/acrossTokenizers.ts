@@ -7,7 +7,7 @@
  * the result's rows are empty and `spans` holds the comparison.
  */
 import { ModelLoadError, UsageError } from '../core/errors';
-import { alignSpans, sortedL1 } from '../core/spanAlignment';
+import { alignSpans, mergedRow, sortedL1, tokenLogps, type TokenLogits } from '../core/spanAlignment';
 import { summarize } from '../core/tokenRows';
 import { halfToFloat32 } from '../models/safetensors';
 import type { LoadedModel } from '../models/modelPool';
@@ -18,43 +18,15 @@ import { refuseTokenCount } from './tokenCount';
 import { modelReport } from './modelReport';
 
 /** One model's pass over its tokens: its logits rows and log p(token i | tokens < i) at T = 1 (token 0: NaN). */
-interface TokenPass {
-  rows: Float32Array;
-  vocab: number;
+interface TokenPass extends TokenLogits {
   logp: Float64Array;
 }
 
 function tokenPass(logits: Logits, ids: number[]): TokenPass {
-  const V = logits.vocab;
   const rows =
     logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
-  const logp = new Float64Array(ids.length).fill(NaN);
-  for (let i = 1; i < ids.length; i++) logp[i] = rows[(i - 1) * V + ids[i]] - logSumExp(rows, (i - 1) * V, V);
-  return { rows, vocab: V, logp };
-}
-
-/** log Σ_v exp(rows[from + v]) over n entries, in float64. */
-function logSumExp(rows: Float32Array, from: number, n: number): number {
-  let max = -Infinity;
-  for (let v = 0; v < n; v++) if (rows[from + v] > max) max = rows[from + v];
-  let sum = 0;
-  for (let v = 0; v < n; v++) sum += Math.exp(rows[from + v] - max);
-  return max + Math.log(sum);
-}
-
-/**
- * GOLD's "bayesian" merge of tokens [first, first + count): the distribution of the row that
- * predicts the span's last token, times the probability of its earlier tokens (unnormalised).
- */
-function mergedRow(pass: TokenPass, first: number, count: number): Float64Array {
-  const V = pass.vocab;
-  const last = first + count - 1;
-  const at = (last - 1) * V; // row last − 1 predicts token last
-  let logScale = -logSumExp(pass.rows, at, V);
-  for (let i = first; i < last; i++) logScale += pass.logp[i];
-  const row = new Float64Array(V);
-  for (let v = 0; v < V; v++) row[v] = Math.exp(pass.rows[at + v] + logScale);
-  return row;
+  const pass = { rows, vocab: logits.vocab };
+  return { ...pass, logp: tokenLogps(pass, ids) };
 }
 
 export async function inspectAcrossTokenizers(
@@ -110,8 +82,8 @@ export async function inspectAcrossTokenizers(
   // ULD on each span's merged rows: a cross-vocabulary approximation beside the exact numbers
   for (const span of spans)
     span.uld = sortedL1(
-      mergedRow(teacherPass, span.teacherFirst, span.teacherTokens),
-      mergedRow(studentPass, span.studentFirst, span.studentTokens),
+      mergedRow(teacherPass, teacherPass.logp, span.teacherFirst, span.teacherTokens),
+      mergedRow(studentPass, studentPass.logp, span.studentFirst, span.studentTokens),
     );
   const metricsMs = performance.now() - t;
   return {

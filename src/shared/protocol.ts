@@ -240,6 +240,17 @@ export const MINILLM_DEFAULTS: MiniLlmSettings = {
   lmCoef: 1,
 };
 
+/**
+ * Distillation across tokenizers: loss = weight·ULD + ceWeight·CE on the student's tokens of the
+ * text (defaults: the original ULD paper's, Boizard et al. 2024: distil 1.5, cross-entropy 1)
+ */
+export interface UldSettings {
+  weight: number;
+  ceWeight: number;
+}
+
+export const ULD_DEFAULTS: UldSettings = { weight: 1.5, ceWeight: 1 };
+
 export interface DistillRequest {
   /** empty: no teacher, training from scratch with the ce loss (how the built-in teacher is made) */
   teacher: string;
@@ -283,6 +294,8 @@ export interface DistillRequest {
   feature?: FeatureSettings;
   /** training in stages (their steps replace `steps`): the default is one stage, kd+features with `feature`, else kd */
   stages?: StageSpec[];
+  /** the ULD loss, for a teacher whose tokenizer differs from the student's (word-level method only) */
+  uld?: Partial<UldSettings>;
 }
 
 /** Feature distillation: which states, which metric, how much of it. */
@@ -325,10 +338,16 @@ export interface DistillProgress {
 }
 
 export interface HeldOut {
+  /** NaN (null in JSON) across tokenizers: per-token KL needs one vocabulary */
   fkl: number;
   rkl: number;
   studentPerplexity: number;
   tokens: number;
+  /** across tokenizers: the mean ULD over aligned spans (a cross-vocabulary approximation) */
+  uld?: number;
+  /** across tokenizers: the mean over aligned spans of log P_T(span) − log P_S(span) (exact) */
+  spanLogRatio?: number;
+  spans?: number;
 }
 
 /** The student's completions of held-out prompts (one each, fixed seeds), judged by the teacher. */
@@ -372,7 +391,14 @@ export interface RunRecord {
   device: string;
   lossCurve: LossPoint[];
   /** teacherSupport: a served teacher's held-out numbers are over its buckets ("top-19+rest": lower bounds) */
-  heldOut: { before: HeldOut; after: HeldOut; fklChange: number; teacherSupport?: string };
+  heldOut: {
+    before: HeldOut;
+    after: HeldOut;
+    fklChange: number;
+    teacherSupport?: string;
+    /** across tokenizers: the relative change of the held-out ULD */
+    uldChange?: number;
+  };
   /** the on-policy methods: what the student writes for held-out prompts, before and after */
   sampledHeldOut?: { before: SampledHeldOut; after: SampledHeldOut; reverseKlChange: number };
   timings: {

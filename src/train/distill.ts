@@ -30,6 +30,8 @@ import {
   GENERATION_DEFAULTS,
   MINILLM_DEFAULTS,
   SAMPLING_METHODS,
+  ULD_DEFAULTS,
+  type UldSettings,
   type MiniLlmSettings,
   type DistillMethod,
   type GenerationSettings,
@@ -79,6 +81,7 @@ import {
 } from '../models/servedTeacher';
 import { defaultBuildCacheDir } from '../models/builtModelCache';
 import { scoredPrefix, SERVED_DISTILL_TOP_K, ServedTeacherTargets } from './servedTargets';
+import { packTextWindows, uldGroupFeeds, UldTeacherTargets, type TextWindow } from './acrossTokenizers';
 
 export interface DistillControl {
   signal?: AbortSignal;
@@ -157,17 +160,16 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         ? featureSpec(req.feature, student.config!, teacher.model.lm.model.config ?? {})
         : undefined;
     const stages = resolveStages(req);
-    if (teacher && teacher.model.tokenizer.vocabSize !== tokenizer.vocabSize) {
-      throw new ModelLoadError(
-        `teacher vocabulary ${teacher.model.tokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer`,
-      );
-    }
+    // a teacher whose tokenizer differs trains with ULD on the spans both tokenizations share
+    const uld: UldSettings | undefined = req.uld ? { ...ULD_DEFAULTS, ...req.uld } : undefined;
+    if (teacher && !uld) checkSharedTokenizer(req, teacher, tokenizer, documentsOf(req));
     run.checkCancel();
 
     // 2. data
     const rng = seededRandom(req.seed);
-    const data =
-      method === 'seqkd'
+    const data = uld
+      ? prepareTextData(req, tokenizer, teacher!, vocab, rng, run)
+      : method === 'seqkd'
         ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
         : samplesDuringTraining(method)
           ? preparePrompts(req, generation, tokenizer, vocab, rng, run)
@@ -195,6 +197,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         )
       : undefined;
     const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut, feature, served);
+    if (uld) targets.across = new UldTeacherTargets(teacher!.model.lm, vocab, TEACHER_CACHE_BYTES);
 
     // 4. graphs and sessions
     const policyLoss: PolicyLossOptions | undefined =
@@ -209,7 +212,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
               ...(ptWindows ? { pretrain: { kdRatio: minillm.kdRatio, coef: minillm.lmCoef } } : {}),
             }
           : undefined;
-    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss, feature, !!served);
+    const trainer = await openTrainer(stepReq, student, vocab, run, policyLoss, feature, !!served, uld);
 
     // 5. evaluate, train, evaluate
     const evaluate = (label: string) => evaluateHeldOut(stepReq, trainer, targets, data.heldOut, label, run);
@@ -264,7 +267,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
             }
           : {}),
         ...(req.stages || feature ? { stages: stageBoundaries(stages) } : {}),
-        loss: policyLoss ? null : resolvedLossOptions(req.loss),
+        loss: policyLoss ? null : uld ? { key: 'uld', ...uld } : resolvedLossOptions(req.loss),
         mode: trainer.mode,
         optimizer: trainer.optimizer,
         steps: req.steps,
@@ -294,11 +297,12 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         after,
         fklChange: (after.fkl - before.fkl) / before.fkl,
         ...(served ? { teacherSupport: `top-${req.teacherTopK}+rest` } : {}),
+        ...(uld ? { uldChange: (after.uld! - before.uld!) / before.uld! } : {}),
       },
       ...(sampled ? { sampledHeldOut: sampled } : {}),
       timings: {
         totalSeconds: 0,
-        teacherSeconds: targets.seconds,
+        teacherSeconds: targets.seconds + (targets.across?.seconds ?? 0),
         stepSeconds: training.stepSeconds,
         tokensPerSecond: training.tokensPerSecond,
         ...(training.sampleSeconds !== undefined ? { sampleSeconds: training.sampleSeconds } : {}),
@@ -435,6 +439,60 @@ function prepareData(
 ): PreparedData {
   const documents = documentsOf(req);
   return { documents, ...splitChecked(packWindows(documents, tokenizer, req.seqLen), vocab, rng, run) };
+}
+
+/**
+ * A teacher whose tokenizer differs: pieces of text each model tokenizes alone, aligned where
+ * both tokenizations start a token (acrossTokenizers.ts).
+ */
+function prepareTextData(
+  req: DistillRequest,
+  tokenizer: TextTokenizer,
+  teacher: ModelLease,
+  vocab: number,
+  rng: Rng,
+  run: RunContext,
+): PreparedData {
+  const documents = documentsOf(req);
+  const windows = packTextWindows(
+    documents,
+    tokenizer,
+    teacher.model.tokenizer,
+    req.seqLen,
+    teacher.model.lm.model.contextLength,
+  );
+  const groups = windows.reduce((n, w) => n + w.groups.length, 0);
+  const targets = windows.reduce((n, w) => n + w.mask.reduce((a, b) => a + b, 0), 0);
+  run.note(
+    `the teacher and the student tokenize differently: trained with ULD on ${groups} spans where both tokenizations start a token (of ${targets} student tokens), plus the student's cross-entropy; per-token KL needs one vocabulary, so the held-out numbers are ULD (a cross-vocabulary approximation) and the span log-ratio (exact)`,
+  );
+  return { documents, ...splitChecked(windows, vocab, rng, run) };
+}
+
+/**
+ * Teacher and student must tokenize alike for the per-token losses: the same vocabulary size
+ * and the same ids for the data's first text (two tokenizers of one size can still differ).
+ */
+function checkSharedTokenizer(
+  req: DistillRequest,
+  teacher: ModelLease,
+  tokenizer: TextTokenizer,
+  documents: TrainDocument[],
+): void {
+  const uldHint =
+    '; for a pair whose tokenizers differ, train with --loss uld (Universal Logit Distillation)';
+  const teacherTokenizer = teacher.model.tokenizer;
+  if (teacherTokenizer.vocabSize !== tokenizer.vocabSize)
+    throw new ModelLoadError(
+      `teacher vocabulary ${teacherTokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer${uldHint}`,
+    );
+  const sample = documents[0]?.text.slice(0, 4000) ?? '';
+  const a = teacherTokenizer.encode(sample).ids;
+  const b = tokenizer.encode(sample).ids;
+  if (a.length !== b.length || a.some((id, i) => id !== b[i]))
+    throw new ModelLoadError(
+      `the teacher's and student's tokenizers split the data differently (${a.length} vs ${b.length} tokens for the first ${sample.length} characters of ${documents[0].source}): they do not share one tokenizer${uldHint}`,
+    );
 }
 
 /**
@@ -700,6 +758,9 @@ class TeacherTargets {
   private readonly bucketCache = new Map<Window, TeacherBuckets>();
   private readonly heldOut: Set<Window>;
 
+  /** a teacher whose tokenizer differs: its merged, sorted rows of each window's aligned groups */
+  across?: UldTeacherTargets;
+
   /** feature distillation: each window's mapped teacher states, [L, D_T] per pair */
   private readonly hiddenCache = new Map<Window, Float32Array[]>();
 
@@ -798,6 +859,8 @@ interface Trainer {
   vocab: number;
   /** feature distillation's pairs and widths (the step graph takes teacher_hidden_k and the stage weights) */
   feature?: FeatureLossSpec;
+  /** the ULD loss across tokenizers (the graphs take the groups' uld_* inputs) */
+  uld?: UldSettings;
   /** whether the step graph reads the teacher (every loss but ce) */
   stepTakesTeacher: boolean;
   mode: TrainMode;
@@ -824,6 +887,7 @@ async function openTrainer(
   feature?: FeatureLossSpec,
   /** a served teacher: the evaluation graph takes the buckets too */
   evalOnBuckets = false,
+  uld?: UldSettings,
 ): Promise<Trainer> {
   const arch = student.architecture!;
   const mode: TrainMode =
@@ -858,6 +922,7 @@ async function openTrainer(
     seed: req.seed,
     teacherTopK: topK,
     noTeacher: !req.teacher,
+    uld,
     frozenAsInputs: true,
   };
   await run.yieldAndCheckCancel();
@@ -887,6 +952,7 @@ async function openTrainer(
   return {
     vocab,
     feature,
+    uld,
     stepTakesTeacher,
     mode,
     optimizer,
@@ -922,7 +988,7 @@ async function batchFeeds(
   const mask = new Float32Array(B * L);
   // a served teacher's held-out numbers are over its buckets; a local one's over the vocabulary
   const k = forEval && !targets.served ? undefined : req.teacherTopK;
-  const takesTeacher = targets.present && (forEval || trainer.stepTakesTeacher);
+  const takesTeacher = !trainer.uld && targets.present && (forEval || trainer.stepTakesTeacher);
   const teacherBuf = k || !takesTeacher ? undefined : new Float32Array(B * L * vocab); // [B, L, V]
   const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined; // [B·L, k+1]
   const topLogprobs = k ? new Float32Array(B * L * (k + 2)) : undefined; // [B·L, k+2]
@@ -958,6 +1024,14 @@ async function batchFeeds(
   hidden?.forEach(
     (h, p) => (feeds[featureInput(p)] = new ort.Tensor('float32', h, [B * L, feature!.teacherWidth])),
   );
+  if (trainer.uld) {
+    // across tokenizers: the aligned groups and the teacher's sorted rows of each window
+    const windows = Array.from({ length: B }, (_, b) => batch[b] as TextWindow | undefined);
+    const rows = [];
+    for (const w of windows) rows.push(w ? await targets.across!.rows(w) : undefined);
+    for (const [name, t] of Object.entries(uldGroupFeeds(windows, rows, L, vocab)))
+      feeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+  }
   trainer.params.forEach((p, i) => {
     // the evaluation graph has no feature loss, so no projections
     if (!(forEval && p.role === 'projection'))
@@ -983,21 +1057,41 @@ async function evaluateHeldOut(
   let rkl = 0;
   let nll = 0;
   let count = 0;
+  // across tokenizers: Σ ULD, Σ (log P_T − log P_S) and the number of aligned spans
+  let uld = 0;
+  let logRatio = 0;
+  let spans = 0;
   for (let i = 0; i < heldOut.length; i += B) {
     run.checkCancel();
     run.report({
       phase: 'evaluate',
       message: `held-out evaluation ${label}: ${Math.min(i + B, heldOut.length)}/${heldOut.length} windows`,
     });
-    const out = await trainer.evalSession.run(
-      await batchFeeds(heldOut.slice(i, i + B), req, trainer, targets, true),
-    );
+    const batch = heldOut.slice(i, i + B);
+    const out = await trainer.evalSession.run(await batchFeeds(batch, req, trainer, targets, true));
     fkl += out.fkl ? Number(out.fkl.data[0]) : NaN;
     rkl += out.rkl ? Number(out.rkl.data[0]) : NaN;
     nll += Number(out.nll.data[0]);
     count += Number(out.count.data[0]);
+    if (trainer.uld) {
+      uld += Number(out.uld.data[0]);
+      // the groups lie window after window in the batch, as uldGroupFeeds lays them out
+      const studentSpanLogp = out.span_logp.data as Float32Array;
+      let k = 0;
+      for (const w of batch as TextWindow[]) {
+        const teacherSpanLogp = (await targets.across!.rows(w)).spanLogp;
+        for (let j = 0; j < w.groups.length; j++) logRatio += teacherSpanLogp[j] - studentSpanLogp[k++];
+        spans += w.groups.length;
+      }
+    }
   }
-  return { fkl: fkl / count, rkl: rkl / count, studentPerplexity: Math.exp(nll / count), tokens: count };
+  return {
+    fkl: fkl / count,
+    rkl: rkl / count,
+    studentPerplexity: Math.exp(nll / count),
+    tokens: count,
+    ...(trainer.uld ? { uld: uld / spans, spanLogRatio: logRatio / spans, spans } : {}),
+  };
 }
 
 interface TrainingResult {
@@ -1138,6 +1232,25 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
       throw new UsageError(
         `a served teacher's log-probabilities are at temperature 1: --temperature ${req.loss.temperature} cannot be computed from its top K`,
       );
+  }
+  if (req.uld) {
+    const refused = [
+      method !== 'word' ? `--method ${method}` : '',
+      req.teacherTopK !== undefined ? '--teacher-top-k' : '',
+      req.feature ? '--feature-loss' : '',
+      req.stages ? '--stages' : '',
+      req.loss.temperature !== 1 ? '--temperature' : '',
+      // a served teacher's top K cannot be sorted into ULD's full rows
+      req.teacher && parseServedTeacher(req.teacher) ? 'a served teacher' : '',
+    ].filter(Boolean);
+    if (refused.length > 0)
+      throw new UsageError(
+        `--loss uld (across tokenizers) is built for the word-level method at temperature 1: ${refused.join(', ')} ${refused.length > 1 ? 'are' : 'is'} not built for it`,
+      );
+    if (!req.teacher) throw new UsageError('--loss uld needs a teacher');
+    const u = { ...ULD_DEFAULTS, ...req.uld };
+    if (!(u.weight >= 0 && u.ceWeight >= 0 && u.weight + u.ceWeight > 0))
+      throw new UsageError('--uld-weight and --ce-weight must be ≥ 0, not both 0');
   }
   if (req.feature || req.stages) {
     if (method !== 'word')

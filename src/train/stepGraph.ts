@@ -22,7 +22,8 @@ import { buildEvalSums, buildLoss, buildPolicyLoss, type LossInputs, type Policy
 import { seededRandom } from '../core/random';
 import { buildFeatureLoss, depthAndWidth, projectionParams, type FeatureLossSpec } from './featureLoss';
 import { TrainableWeights, type Param, type TrainMode } from './trainableWeights';
-import type { LossOptions, OptimizerSpec } from '../shared/protocol';
+import { buildUldEvalSums, buildUldLoss, type UldInputs } from './uldLoss';
+import type { LossOptions, OptimizerSpec, UldSettings } from '../shared/protocol';
 
 export const DEFAULT_OPTIMIZER: OptimizerSpec = {
   kind: 'adamw',
@@ -61,6 +62,11 @@ export interface StepGraphSpec {
    * both weights as scalar inputs (the stages); feature_loss and kd_loss come out too
    */
   feature?: FeatureLossSpec;
+  /**
+   * A teacher whose vocabulary differs: the ULD loss (uldLoss.ts) on aligned groups instead of
+   * `loss`, with the groups' inputs (uld_*) in place of the teacher's logits
+   */
+  uld?: UldSettings;
   /** the evaluation graph over teacher top-k buckets (a served teacher) instead of full logits */
   evalOnBuckets?: boolean;
   /** every float tensor in float64 (gradient checks) */
@@ -120,7 +126,13 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const mask = g.input('mask', 'float32', [M]);
   const K = spec.teacherTopK;
   let lossInputs: LossInputs;
-  if (K && (spec.purpose !== 'eval' || spec.evalOnBuckets)) {
+  // ULD's groups: at most one per position of the batch
+  const uld: UldInputs | undefined = spec.uld
+    ? { student: LOGITS_ROWS, targets, mask, rows: M, vocab: V, groups: M }
+    : undefined;
+  if (uld) {
+    lossInputs = { student: LOGITS_ROWS, teacher: '', targets, mask, rows: M, vocab: V };
+  } else if (K && (spec.purpose !== 'eval' || spec.evalOnBuckets)) {
     const buckets = {
       ids: g.input('teacher_topk_ids', 'int64', [M, K + 1]),
       logprobs: g.input('teacher_topk_logprobs', 'float32', [M, K + 2]),
@@ -145,11 +157,13 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   const stateNames: string[] = [];
 
   if (spec.purpose === 'eval') {
-    const sums = buildEvalSums(g, lossInputs);
+    const sums: Record<string, string | undefined> = uld
+      ? buildUldEvalSums(g, uld)
+      : buildEvalSums(g, lossInputs);
     for (const [k, v] of Object.entries(sums)) {
       if (!v) continue;
       g.rename(v, k);
-      g.output(k, 'float32', []);
+      g.output(k, 'float32', k === 'span_logp' ? [M] : []);
     }
   } else {
     const kdLoss = spec.policy
@@ -169,7 +183,9 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
           },
           spec.policy,
         )
-      : buildLoss(g, lossInputs, spec.loss);
+      : uld
+        ? buildUldLoss(g, uld, spec.uld!)
+        : buildLoss(g, lossInputs, spec.loss);
     let loss = kdLoss;
     if (feature) {
       const featureLoss = buildFeatureLoss(g, feature, states, projections, mask, M);

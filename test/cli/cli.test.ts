@@ -537,6 +537,46 @@ test(
   },
 );
 
+test(
+  'distill a student from a teacher whose tokenizer differs: refused for the per-token losses naming --loss uld; --loss uld trains and prints ULD and the span log-ratio',
+  needs('stories260k', 'ortGenaiLlama'),
+  () => {
+    const { student } = storiesPair();
+    const dir = tempDir();
+    const data = path.join(dir, 'data.txt');
+    fs.writeFileSync(
+      data,
+      `${TEXT}\n\nTom had a big red ball. He liked to throw it high in the sky.\n`.repeat(3),
+    );
+    const args = ['distill', '--teacher', ORTGENAI, '--student', student, '--data', data, '--steps', '3'];
+    expectError(cli(...args, '--out', path.join(dir, 'a')), 1, /student vocabulary 512 .*--loss uld/);
+    const ok = cli(
+      ...args,
+      '--out',
+      path.join(dir, 'b'),
+      '--loss',
+      'uld',
+      '--ce-weight',
+      '0.5',
+      '--seq-len',
+      '32',
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /held-out \(\d+ tokens, \d+ spans\)/);
+    assert.match(ok.stdout, /ULD \(approximate\)\s+\d/);
+    assert.match(ok.stdout, /span log P_T − log P_S\s+-?\d/);
+    assert.match(ok.stderr, /tokenize differently: trained with ULD on \d+ spans/);
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'b', 'run.json'), 'utf8'));
+    assert.deepEqual(record.settings.loss, { key: 'uld', weight: 1.5, ceWeight: 0.5 });
+    assert.equal(record.heldOut.before.fkl, null, 'no per-token KL across vocabularies (NaN in JSON)');
+    expectError(
+      cli(...args, '--out', path.join(dir, 'c'), '--loss', 'uld', '--uld-weight', '-1'),
+      2,
+      /--uld-weight must be a number ≥ 0/,
+    );
+  },
+);
+
 test('demo: the built-in pair analyses the sample and writes the HTML report', () => {
   const out = path.join(tempDir(), 'demo.html');
   const r = cli('demo', '--out', out);

@@ -1,0 +1,225 @@
+/**
+ * Distillation data for a teacher and a student whose tokenizers differ (the ULD loss,
+ * uldLoss.ts). Each document is cut into pieces of text at the student's token starts; each
+ * piece is tokenized by both models on its own (each with its own special tokens), so both read
+ * exactly the same text. The pieces' aligned groups (core/spanAlignment.ts) are the comparison
+ * points: the tokens of both between two places where both tokenizations start a token.
+ *
+ *   window       the student's tokens of the piece, padded to seqLen (targets: the next token)
+ *   groups       per aligned group: the student rows it reads, and the teacher's merged row,
+ *                sorted descending and cut (or zero-padded) to the student's vocabulary, with
+ *                the teacher's mass ranked beyond it as `tail`
+ */
+import { InputError, ModelLoadError } from '../core/errors';
+import {
+  alignedGroups,
+  mergedRow,
+  tokenBoundaries,
+  tokenLogps,
+  type AlignedGroup,
+  type TokenLogits,
+} from '../core/spanAlignment';
+import type { TextTokenizer } from '../models/tokenizer';
+import type { LanguageModel } from '../models/languageModel';
+import { halfToFloat32 } from '../models/safetensors';
+import type { TrainDocument } from '../shared/protocol';
+import type { Window } from './data';
+import { ULD_INPUTS } from './uldLoss';
+
+/** A window whose text both models tokenize: the student's ids (the Window) and the teacher's. */
+export interface TextWindow extends Window {
+  text: string;
+  teacherIds: number[];
+  /** the aligned groups trained on (none inside a prompt) */
+  groups: AlignedGroup[];
+}
+
+/** What the tokenizers add to every text (BOS, …): the room a piece leaves for them. */
+const SPECIAL_TOKEN_ROOM = 4;
+
+/**
+ * Cuts every document into pieces of at most `seqLen` student tokens (each tokenized alone by
+ * both models) and aligns them. Every piece's text follows the previous one's, so each token
+ * of a document is in one piece; a token is a target when it is not a prompt token.
+ */
+export function packTextWindows(
+  docs: TrainDocument[],
+  student: TextTokenizer,
+  teacher: TextTokenizer,
+  seqLen: number,
+  teacherContext: number,
+): TextWindow[] {
+  if (seqLen < SPECIAL_TOKEN_ROOM + 2)
+    throw new InputError(`--seq-len must be at least ${SPECIAL_TOKEN_ROOM + 2} when the tokenizers differ`);
+  const windows: TextWindow[] = [];
+  for (const doc of docs) {
+    // the student's token starts, as (offset, index) in order: where a piece may begin or end
+    const starts = [...tokenBoundaries(exactEncoding(student, doc.text, 'student').spans).entries()].sort(
+      (a, b) => a[0] - b[0],
+    );
+    let from = 0;
+    while (from + 1 < starts.length) {
+      // the furthest start that keeps the piece within seqLen tokens with room for specials
+      let to = from + 1;
+      while (to + 1 < starts.length && starts[to + 1][1] - starts[from][1] <= seqLen - SPECIAL_TOKEN_ROOM)
+        to++;
+      let piece = pieceWindow(doc, starts[from][0], starts[to][0], student, teacher, seqLen);
+      // a piece tokenized alone may take more tokens than inside the document: shorten it
+      while (!piece && to > from + 1)
+        piece = pieceWindow(doc, starts[from][0], starts[--to][0], student, teacher, seqLen);
+      if (!piece)
+        throw new InputError(`${doc.source}: a single token of text does not fit --seq-len ${seqLen}`);
+      if (piece.teacherIds.length > teacherContext)
+        throw new InputError(
+          `${doc.source}: a piece of ${piece.ids.length} student tokens is ${piece.teacherIds.length} of the teacher's tokens, more than its context (${teacherContext}): lower --seq-len`,
+        );
+      if (piece.mask.some((m) => m) && piece.groups.length > 0) windows.push(piece);
+      from = to;
+    }
+  }
+  return windows;
+}
+
+function exactEncoding(tokenizer: TextTokenizer, text: string, who: 'teacher' | 'student') {
+  const enc = tokenizer.encode(text);
+  if (!enc.exactSpans)
+    throw new ModelLoadError(
+      `the ${who}'s tokenizer normalises the text, so its tokens cannot be placed on the text exactly; distilling across tokenizers needs both placed exactly`,
+      who,
+    );
+  return enc;
+}
+
+/** The window of doc.text[start, end), or undefined when the student's tokens of it exceed seqLen. */
+function pieceWindow(
+  doc: TrainDocument,
+  start: number,
+  end: number,
+  student: TextTokenizer,
+  teacher: TextTokenizer,
+  seqLen: number,
+): TextWindow | undefined {
+  const text = doc.text.slice(start, end);
+  const s = exactEncoding(student, text, 'student');
+  if (s.ids.length > seqLen) return undefined;
+  const t = exactEncoding(teacher, text, 'teacher');
+  // a prompt's tokens (JSONL prompt/completion) are read, not trained on
+  const promptEnd = doc.promptChars === undefined ? 0 : doc.promptChars - start;
+  const counts = (i: number) => s.spans[i][0] >= promptEnd;
+  const w: TextWindow = {
+    ids: [],
+    targets: [],
+    mask: [],
+    source: doc.source,
+    text,
+    teacherIds: t.ids,
+    groups: alignedGroups(t.spans, s.spans).filter((g) => g.start >= promptEnd),
+  };
+  for (let i = 0; i < seqLen; i++) {
+    w.ids.push(i < s.ids.length ? s.ids[i] : 0);
+    const valid = i + 1 < s.ids.length && counts(i + 1);
+    w.targets.push(valid ? s.ids[i + 1] : 0);
+    w.mask.push(valid ? 1 : 0);
+  }
+  return w;
+}
+
+/** The teacher's side of one window's groups, computed once from its logits. */
+export interface UldTeacherRows {
+  /** merged rows sorted descending, cut or zero-padded to the student's vocabulary: [G, V_S] */
+  sorted: Float32Array;
+  /** Σ of the sorted entries beyond V_S (0 when V_T ≤ V_S): [G] */
+  tail: Float64Array;
+  /** log P_T of each group's text (exact): [G] */
+  spanLogp: Float64Array;
+}
+
+/** The teacher's merged, sorted rows of a window's groups from its logits over its own tokens. */
+export function uldTeacherRows(w: TextWindow, teacher: TokenLogits, studentVocab: number): UldTeacherRows {
+  const G = w.groups.length;
+  const logp = tokenLogps(teacher, w.teacherIds);
+  const sorted = new Float32Array(G * studentVocab);
+  const tail = new Float64Array(G);
+  const spanLogp = new Float64Array(G);
+  w.groups.forEach((g, k) => {
+    const row = mergedRow(teacher, logp, g.teacherFirst, g.teacherTokens).sort().reverse();
+    sorted.set(row.subarray(0, Math.min(row.length, studentVocab)), k * studentVocab);
+    for (let r = studentVocab; r < row.length; r++) tail[k] += row[r];
+    for (let i = g.teacherFirst; i < g.teacherFirst + g.teacherTokens; i++) spanLogp[k] += logp[i];
+  });
+  return { sorted, tail, spanLogp };
+}
+
+/**
+ * The uld_* inputs of a batch: groups laid out window after window (at most one per position),
+ * the rest padding (mask 0). Window b's token i is predicted by row b·L + i − 1.
+ */
+export function uldGroupFeeds(
+  batch: (TextWindow | undefined)[],
+  teacherRows: (UldTeacherRows | undefined)[],
+  seqLen: number,
+  vocab: number,
+): Record<string, { type: 'int64' | 'float32'; data: BigInt64Array | Float32Array; dims: number[] }> {
+  const L = seqLen;
+  const G = batch.length * L; // groups per batch, as the graph's inputs
+  const M = G;
+  const last = new BigInt64Array(G);
+  const earlier = new Float32Array(G * M);
+  const teacher = new Float32Array(G * vocab);
+  const tail = new Float32Array(G);
+  const mask = new Float32Array(G);
+  let k = 0;
+  batch.forEach((w, b) => {
+    if (!w) return;
+    const rows = teacherRows[b]!;
+    w.groups.forEach((g, j) => {
+      const lastToken = g.studentFirst + g.studentTokens - 1;
+      last[k] = BigInt(b * L + lastToken - 1);
+      for (let i = g.studentFirst; i < lastToken; i++) earlier[k * M + b * L + i - 1] = 1;
+      teacher.set(rows.sorted.subarray(j * vocab, (j + 1) * vocab), k * vocab);
+      tail[k] = rows.tail[j];
+      mask[k] = 1;
+      k++;
+    });
+  });
+  return {
+    [ULD_INPUTS.last]: { type: 'int64', data: last, dims: [G] },
+    [ULD_INPUTS.earlier]: { type: 'float32', data: earlier, dims: [G, M] },
+    [ULD_INPUTS.teacher]: { type: 'float32', data: teacher, dims: [G, vocab] },
+    [ULD_INPUTS.tail]: { type: 'float32', data: tail, dims: [G] },
+    [ULD_INPUTS.mask]: { type: 'float32', data: mask, dims: [G] },
+  };
+}
+
+/**
+ * The teacher's rows of each window, from one forward pass over its own tokens; kept while they
+ * fit in `budgetBytes` (a window's are its groups × the student's vocabulary, float32).
+ */
+export class UldTeacherTargets {
+  seconds = 0;
+  private readonly cache = new Map<TextWindow, UldTeacherRows>();
+  private keptBytes = 0;
+
+  constructor(
+    private readonly teacher: LanguageModel,
+    private readonly studentVocab: number,
+    private readonly budgetBytes: number,
+  ) {}
+
+  async rows(w: TextWindow): Promise<UldTeacherRows> {
+    const kept = this.cache.get(w);
+    if (kept) return kept;
+    const t = performance.now();
+    const logits = await this.teacher.forward(w.teacherIds);
+    const rows =
+      logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
+    const out = uldTeacherRows(w, { rows, vocab: logits.vocab }, this.studentVocab);
+    this.seconds += (performance.now() - t) / 1000;
+    const bytes = out.sorted.byteLength;
+    if (this.keptBytes + bytes <= this.budgetBytes) {
+      this.cache.set(w, out);
+      this.keptBytes += bytes;
+    }
+    return out;
+  }
+}
