@@ -211,6 +211,15 @@ function renderAnalysis(): void {
       )
     : undefined;
 
+  // a pair whose tokenizers differ: how many boundaries coincide, and what the numbers are
+  const across = a.acrossTokenizers
+    ? el(
+        'div',
+        { class: 'models', id: 'across-tokenizers' },
+        `the tokenizers differ: compared on ${a.acrossTokenizers.spans} spans, where both tokenizations start a token (of ${a.acrossTokenizers.studentTokens} student and ${a.acrossTokenizers.teacherTokens} teacher tokens); each student token shows its span's k1–k3 (exact), per-token divergences need one vocabulary`,
+      )
+    : undefined;
+
   const view = heatmapView ?? newHeatmapView();
   // in the page before it is drawn, so that its font and width can be measured
   if (!view.heat.isConnected) analysisHost.replaceChildren(view.heat);
@@ -241,7 +250,7 @@ function renderAnalysis(): void {
   for (const child of [...analysisHost.childNodes])
     if (child !== view.heat && child !== view.detailsHost) child.remove();
   if (view.heat.nextSibling !== view.detailsHost) view.heat.after(view.detailsHost);
-  view.heat.before(header, models, ...(served ? [served] : []));
+  view.heat.before(header, models, ...(served ? [served] : []), ...(across ? [across] : []));
   view.detailsHost.after(...below);
   // the selection: the same row when the rows are the same version (see the message handler), else none
   const selected = state.selected;

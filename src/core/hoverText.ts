@@ -6,6 +6,7 @@ import type { MetricKey } from './metricKeys';
 import { METRIC_LABELS } from './metricKeys';
 import type { TokenRow } from './tokenRows';
 import { formatNumber } from './formatNumber';
+import type { AlignedSpan } from './spanAlignment';
 
 export const METRIC_GROUPS: { title: string; keys: MetricKey[] }[] = [
   { title: 'Divergences', keys: ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'akl'] },
@@ -76,4 +77,41 @@ export function hoverMarkdown(
 /** A rank as shown: a served teacher's rank is unknown (NaN) when the target is not among its top K. */
 export function rankText(rank: number): string {
   return Number.isFinite(rank) ? String(rank) : 'not in the served top K';
+}
+
+/**
+ * The hover of a student token when the tokenizers differ: its span (the text both tokenize
+ * with whole tokens), the teacher's and the student's tokens in it, the span's exact numbers
+ * and ULD (an approximation), then the student's own values at this token.
+ */
+export function acrossHoverMarkdown(row: TokenRow, span: AlignedSpan): string {
+  const pieces = (list: string[] | undefined) => (list ?? []).map((t) => `\`${shown(t)}\``).join(' ');
+  const lines = [
+    `**Distill Lens** · student token \`${JSON.stringify(row.text)}\` (id ${row.target}) · the tokenizers differ`,
+    '',
+    `**Span** \`${JSON.stringify(span.text)}\`: both tokenizations start a token at its start and its end, so these numbers are exact.`,
+    '',
+    '| | teacher | student |',
+    '|:--|:--|:--|',
+    `| tokens | ${pieces(span.teacherPieces)} | ${pieces(span.studentPieces)} |`,
+    `| log P(span) | ${formatNumber(span.teacherLogp)} | ${formatNumber(span.studentLogp)} |`,
+    '',
+    '| span | value |',
+    '|:--|--:|',
+    `| log P_T − log P_S | ${formatNumber(span.logRatio)} |`,
+    `| k1 | ${formatNumber(span.k1)} |`,
+    `| k2 | ${formatNumber(row.k2)} |`,
+    `| k3 | ${formatNumber(span.k3)} |`,
+    ...(span.uld !== undefined
+      ? [`| ULD (a cross-vocabulary approximation) | ${formatNumber(span.uld)} |`]
+      : []),
+    '',
+    `Per-token divergences need one vocabulary. **The student at this token**: p ${formatNumber(row.student.p)}, rank ${row.student.rank}, log p ${formatNumber(row.student.logp)}, entropy ${formatNumber(row.student.entropy)}.`,
+  ];
+  if (row.student.top.length > 0) {
+    lines.push('', '| student top | p |', '|:--|--:|');
+    for (const t of row.student.top)
+      lines.push(`| ${shown(t.text)}${t.id === row.target ? ' ◂' : ''} | ${formatNumber(t.p)} |`);
+  }
+  return lines.join('\n');
 }

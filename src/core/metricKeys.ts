@@ -38,6 +38,17 @@ export const METRIC_LABELS: Record<MetricKey, string> = {
   k3: 'k3 = r − 1 − log r',
 };
 
+/** The metrics defined on a span when the tokenizers differ (the others need one vocabulary). */
+export const SPAN_METRIC_KEYS: readonly MetricKey[] = ['k1', 'k2', 'k3'];
+
+/**
+ * The metric an analysis is shown by: the chosen one, or k3 when the tokenizers differ and the
+ * chosen one is not defined on spans.
+ */
+export function shownMetric(metric: MetricKey, acrossTokenizers: boolean): MetricKey {
+  return acrossTokenizers && !SPAN_METRIC_KEYS.includes(metric) ? 'k3' : metric;
+}
+
 export function isMetricKey(key: string): key is MetricKey {
   return (METRIC_KEYS as readonly string[]).includes(key);
 }

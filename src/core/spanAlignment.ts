@@ -27,6 +27,9 @@ export interface AlignedSpan {
   logRatio: number;
   k1: number;
   k3: number;
+  /** each model's tokens in the span, as text (what the editor's hover lists) */
+  teacherPieces?: string[];
+  studentPieces?: string[];
   /** each model's tokens in the span: the first one's index and how many */
   teacherFirst: number;
   teacherTokens: number;

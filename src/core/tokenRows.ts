@@ -88,6 +88,12 @@ export interface TokenRow extends MetricValues {
   argmaxAgree: boolean;
   teacher: ModelValues;
   student: ModelValues;
+  /**
+   * A pair whose tokenizers differ: the index in the result's `spans` of the span holding this
+   * student token. k1–k3 are then the span's (exact), every other metric NaN, and the teacher's
+   * values NaN: per-token distributions need one vocabulary.
+   */
+  span?: number;
 }
 
 const LOG2 = Math.log(2);

@@ -5,7 +5,7 @@
 import { parseServedTeacher } from '../models/servedTeacher';
 import * as vscode from 'vscode';
 import { DocumentAnalysis, EditLog } from '../core/analysisState';
-import { METRIC_LABELS, type MetricKey } from '../core/metricKeys';
+import { METRIC_LABELS, shownMetric, type MetricKey } from '../core/metricKeys';
 import { CancelledError, ModelLoadError } from '../core/errors';
 import { HeatDecorations, type PaintedToken } from './heatDecorations';
 import { changeClass, heatBand, heatRange, maxAbsChange } from '../report/heatmap';
@@ -180,6 +180,8 @@ export class AnalysisController implements vscode.Disposable {
                   dtype: settings.dtype,
                   hubCacheDir: settings.hubCacheDir,
                   ...(o.layers ? { layers: true } : {}),
+                  // a pair whose tokenizers differ: compared on spans, each student token painted by its span
+                  acrossTokenizers: true,
                   ...(parseServedTeacher(settings.teacher)
                     ? {
                         teacherTopK: settings.servedTeacherTopK,
@@ -438,7 +440,7 @@ export class AnalysisController implements vscode.Disposable {
    */
   private coloringOf(a: StoredAnalysis, settings: Settings): Coloring {
     const rows = a.placed.rows;
-    const metric = settings.metric;
+    const metric = analysisMetric(a, settings);
     if (settings.colorBy === 'change' && a.baseline) {
       const baseline = a.baseline.placed;
       const changes = rows.map((r) => {
@@ -502,6 +504,7 @@ export class AnalysisController implements vscode.Disposable {
       this.decorations.paint(editor, settings.metric, []);
       return;
     }
+    const metric = analysisMetric(a, settings);
     const visible = editor.visibleRanges;
     const firstLine = Math.max(0, (visible[0]?.start.line ?? 0) - PAINT_MARGIN_LINES);
     const lastLine = Math.min(
@@ -516,7 +519,7 @@ export class AnalysisController implements vscode.Disposable {
     a.placed.rows.forEach((r, i) => {
       if (r.end >= from && r.start <= to) tokens.push({ cls: classes[i], start: r.start, end: r.end });
     });
-    this.decorations.paint(editor, byChange ? `change of ${settings.metric}` : settings.metric, tokens);
+    this.decorations.paint(editor, byChange ? `change of ${metric}` : metric, tokens);
   }
 
   /** Scrolling near the edge of the painted lines paints the lines that come into view. */
@@ -547,14 +550,20 @@ export class AnalysisController implements vscode.Disposable {
     const { byChange, range } = shown.coloring;
     const stale = a.placed.staleCount;
     const scale = `${formatNumber(range[0])}–${formatNumber(range[1])}`;
+    const metric = analysisMetric(a, settings);
     this.statusBar.text =
-      `$(flame) ${byChange ? `Δ${settings.metric}` : settings.metric} ${scale}` +
+      `$(flame) ${byChange ? `Δ${metric}` : metric} ${scale}` +
       (stale > 0 ? ` · $(history) ${stale} stale` : '');
     const lines = [
       byChange
-        ? `Distill Lens: the change of ${METRIC_LABELS[settings.metric]} against ${modelDisplayName(a.baseline!.settings.student)}, from ${scale.replace('–', ' (fell most, green) to ')} (rose most, red).`
-        : `Distill Lens: ${METRIC_LABELS[settings.metric]} colours the analysed tokens, from ${formatNumber(range[0])} (light) to ${formatNumber(range[1])} (dark).`,
+        ? `Distill Lens: the change of ${METRIC_LABELS[metric]} against ${modelDisplayName(a.baseline!.settings.student)}, from ${scale.replace('–', ' (fell most, green) to ')} (rose most, red).`
+        : `Distill Lens: ${METRIC_LABELS[metric]} colours the analysed tokens, from ${formatNumber(range[0])} (light) to ${formatNumber(range[1])} (dark).`,
     ];
+    const spans = acrossTokenizerSpans(a);
+    if (spans !== undefined)
+      lines.push(
+        `The teacher and the student tokenize differently: each student token shows the k1–k3 of its span (${spans} spans between the places where both tokenizations start a token)${metric !== settings.metric ? `; ${settings.metric} needs one vocabulary, so ${metric} colours them` : ''}.`,
+      );
     if (stale > 0)
       lines.push(
         `${stale} token${stale > 1 ? 's' : ''} after an edit ${stale > 1 ? 'are' : 'is'} out of date (dimmed): the text before ${stale > 1 ? 'them' : 'it'} changed.`,
@@ -600,6 +609,17 @@ export function paragraphAt(doc: vscode.TextDocument, position: vscode.Position)
   while (first > 0 && !doc.lineAt(first - 1).isEmptyOrWhitespace) first--;
   while (last < doc.lineCount - 1 && !doc.lineAt(last + 1).isEmptyOrWhitespace) last++;
   return new vscode.Range(first, 0, last, doc.lineAt(last).text.length);
+}
+
+/** How many spans a pair whose tokenizers differ was compared on; undefined for a pair sharing one tokenizer. */
+export function acrossTokenizerSpans(a: StoredAnalysis): number | undefined {
+  if (!a.parts.some((p) => p.result.spans)) return undefined;
+  return a.parts.reduce((n, p) => n + (p.result.spans?.length ?? 0), 0);
+}
+
+/** The metric an analysis is painted by: the setting, or k3 where the tokenizers differ and it needs one vocabulary. */
+export function analysisMetric(a: StoredAnalysis, settings: Settings): MetricKey {
+  return shownMetric(settings.metric, acrossTokenizerSpans(a) !== undefined);
 }
 
 /** Two analyses whose numbers compare: the same models (and files of them) and metric options. */

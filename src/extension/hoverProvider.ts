@@ -1,6 +1,6 @@
 /** Hover tooltips on analysed tokens: the numbers are already computed, so this is instant. */
 import * as vscode from 'vscode';
-import { hoverMarkdown } from '../core/hoverText';
+import { acrossHoverMarkdown, hoverMarkdown } from '../core/hoverText';
 import type { AnalysisController } from './analysisController';
 import { settlesLine } from '../report/layerHeatmap';
 
@@ -36,10 +36,17 @@ export class TokenHoverProvider implements vscode.HoverProvider {
     const served = support
       ? `**Served teacher** (${support}): the divergences are over its top tokens, the target and the rest, so they are lower bounds of the full values (akl approximate); log p, k1–k3, tckd and uncertainty are exact.\n\n`
       : '';
+    // the tokenizers differ: the span this student token is in
+    const span =
+      hit.row.span === undefined
+        ? undefined
+        : a.parts.find((p) => p.result.rows.includes(hit.row))?.result.spans?.[hit.row.span];
     const md = new vscode.MarkdownString(
       stale +
         served +
-        hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options }) +
+        (span
+          ? acrossHoverMarkdown(hit.row, span)
+          : hoverMarkdown(hit.row, { metric: this.controller.metric, ...a.settings.options })) +
         settles +
         ran,
     );

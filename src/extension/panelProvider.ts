@@ -17,7 +17,13 @@ import { summarize } from '../core/tokenRows';
 import { METRIC_KEYS, type MetricKey } from '../core/metricKeys';
 import type { DocumentAnalysis, PlacedRow } from '../core/analysisState';
 import type { DistillationRunner } from './distillationRunner';
-import type { AnalysisController, StoredAnalysis } from './analysisController';
+import {
+  acrossTokenizerSpans,
+  analysisMetric,
+  type AnalysisController,
+  type StoredAnalysis,
+} from './analysisController';
+import type { AlignedSpan } from '../core/spanAlignment';
 import type { ContinuationController, ContinuationRun } from './continuations';
 
 export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposable {
@@ -120,6 +126,8 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
     layers?: { rows: number; shown: number; before: boolean };
     /** a served teacher's support ("top-20+rest") */
     teacherSupport?: string;
+    /** a pair whose tokenizers differ: the spans compared and each model's tokens in them */
+    acrossTokenizers?: PanelAnalysis['acrossTokenizers'];
   } {
     const layers = this.shown && panelLayers(this.shown.analysis).layers;
     return {
@@ -133,6 +141,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
           }
         : {}),
       teacherSupport: this.shown?.analysis.parts[0]?.result.teacherSupport,
+      ...(this.shown ? acrossTokenizersView(this.shown.analysis) : {}),
       samples: this.shownRun?.uri.toString(),
       uri: this.shown?.uri.toString(),
       rows: this.shown?.analysis.placed.rows.length ?? 0,
@@ -184,11 +193,13 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       samples: this.shownRun ? this.continuations.panelSamples(this.shownRun) : null,
     });
     const settings = this.controller.currentSettings();
-    const analysis = this.shown ? this.panelAnalysis(this.shown, settings.metric) : null;
+    // a pair whose tokenizers differ is shown by a metric defined on its spans
+    const metric = this.shown ? analysisMetric(this.shown.analysis, settings) : settings.metric;
+    const analysis = this.shown ? this.panelAnalysis(this.shown, metric) : null;
     this.post({
       type: 'showAnalysis',
       analysis,
-      metric: settings.metric,
+      metric,
       colorBy: settings.colorBy,
       fixedMax: settings.colorScaleMaximum,
     });
@@ -236,6 +247,7 @@ export class PanelProvider implements vscode.WebviewViewProvider, vscode.Disposa
       student: modelDisplayName(a.settings.student),
       modelPaths: `teacher: ${a.settings.teacher}\nstudent: ${a.settings.student}`,
       ...(a.parts[0]?.result.teacherSupport ? { teacherSupport: a.parts[0].result.teacherSupport } : {}),
+      ...acrossTokenizersView(a),
       ...panelLayers(a),
       documentName: s.uri.path.split('/').pop() ?? s.uri.toString(),
     };
@@ -369,6 +381,21 @@ function panelLayers(a: StoredAnalysis): Pick<PanelAnalysis, 'layers'> {
       tokens: rows.map((r) => r.text),
       rowIndex: rows.map((r) => shown.get(r) ?? -1),
       ...(before ? { before } : {}),
+    },
+  };
+}
+
+/** A pair whose tokenizers differ: how many places both tokenizations start a token, of each model's tokens. */
+function acrossTokenizersView(a: StoredAnalysis): Pick<PanelAnalysis, 'acrossTokenizers'> {
+  const spans = acrossTokenizerSpans(a);
+  if (spans === undefined) return {};
+  const count = (pick: (s: AlignedSpan) => number) =>
+    a.parts.reduce((n, p) => n + (p.result.spans ?? []).reduce((m, s) => m + pick(s), 0), 0);
+  return {
+    acrossTokenizers: {
+      spans,
+      teacherTokens: count((s) => s.teacherTokens),
+      studentTokens: count((s) => s.studentTokens),
     },
   };
 }

@@ -3,12 +3,16 @@
  * tokens of the same text, and the two are compared exactly on the spans where both
  * tokenizations have a token boundary (core/spanAlignment.ts): each model's log-probability
  * of the span's text, their difference, k1 and k3; and beside them ULD's distance on the span
- * (a cross-vocabulary approximation, labelled so). Per-token divergences need one vocabulary;
- * the result's rows are empty and `spans` holds the comparison.
+ * (a cross-vocabulary approximation, labelled so). Per-token divergences need one vocabulary:
+ * the result's rows are the student's tokens inside spans, each with its own model's values
+ * and its span's k1–k3 (the editor paints and hovers them); `spans` holds the comparison.
  */
 import { ModelLoadError, UsageError } from '../core/errors';
 import { alignSpans, mergedRow, sortedL1, tokenLogps, type TokenLogits } from '../core/spanAlignment';
-import { summarize } from '../core/tokenRows';
+import { summarize, type ModelValues, type TokenRow } from '../core/tokenRows';
+import { METRIC_KEYS, shownMetric } from '../core/metricKeys';
+import type { AlignedSpan } from '../core/spanAlignment';
+import type { TextTokenizer } from '../models/tokenizer';
 import { halfToFloat32 } from '../models/safetensors';
 import type { LoadedModel } from '../models/modelPool';
 import type { Logits } from '../models/languageModel';
@@ -85,18 +89,23 @@ export async function inspectAcrossTokenizers(
       mergedRow(teacherPass, teacherPass.logp, span.teacherFirst, span.teacherTokens),
       mergedRow(studentPass, studentPass.logp, span.studentFirst, span.studentTokens),
     );
+  for (const span of spans) {
+    span.teacherPieces = pieces(teacher.tokenizer, encT.ids, span.teacherFirst, span.teacherTokens);
+    span.studentPieces = pieces(student.tokenizer, encS.ids, span.studentFirst, span.studentTokens);
+  }
+  const rows = studentRows(spans, studentPass, encS, student.tokenizer, req.options.topK);
   const metricsMs = performance.now() - t;
   return {
     ids: encS.ids,
-    rows: [],
-    summary: summarize([], req.metric),
+    rows,
+    summary: summarize(rows, shownMetric(req.metric, true)),
     teacher: modelReport(teacher),
     student: modelReport(student),
     windows: [[0, encS.ids.length]],
     exactSpans: true,
     messages: [
       ...new Set([...teacher.lm.info.messages, ...student.lm.info.messages]),
-      `the teacher and the student tokenize differently (${encT.ids.length} and ${encS.ids.length} tokens): compared exactly on ${spans.length} spans, between the places where both tokenizations start a token; per-token divergences need one vocabulary`,
+      `the teacher and the student tokenize differently (${encT.ids.length} and ${encS.ids.length} tokens): compared exactly on ${spans.length} spans, between the places where both tokenizations start a token; per-token divergences need one vocabulary, so each student token shows its span's k1–k3`,
     ],
     spans,
     timings: {
@@ -109,4 +118,85 @@ export async function inspectAcrossTokenizers(
       totalMs: performance.now() - t0,
     },
   };
+}
+
+function pieces(tokenizer: TextTokenizer, ids: number[], first: number, count: number): string[] {
+  return ids.slice(first, first + count).map((id) => tokenizer.tokenText(id));
+}
+
+/**
+ * A row per student token inside a span: the student's own values at that token (exact), the
+ * span's k1–k3 (exact), every per-token divergence and the teacher's values NaN.
+ */
+function studentRows(
+  spans: AlignedSpan[],
+  pass: TokenPass,
+  enc: { ids: number[]; spans: [number, number][] },
+  tokenizer: TextTokenizer,
+  topK: number,
+): TokenRow[] {
+  const unknown: ModelValues = { p: NaN, logp: NaN, rank: NaN, entropy: NaN, top: [] };
+  const rows: TokenRow[] = [];
+  spans.forEach((span, k) => {
+    const k2 = 0.5 * span.logRatio * span.logRatio;
+    for (let i = span.studentFirst; i < span.studentFirst + span.studentTokens; i++) {
+      const metrics = Object.fromEntries(METRIC_KEYS.map((m) => [m, NaN])) as Record<
+        (typeof METRIC_KEYS)[number],
+        number
+      >;
+      metrics.k1 = span.k1;
+      metrics.k2 = k2;
+      metrics.k3 = span.k3;
+      rows.push({
+        ...metrics,
+        index: i,
+        target: enc.ids[i],
+        text: tokenizer.tokenText(enc.ids[i]),
+        start: enc.spans[i][0],
+        end: enc.spans[i][1],
+        hard: false,
+        argmaxAgree: false,
+        teacher: unknown,
+        student: ownValues(pass, i, enc.ids[i], topK, tokenizer),
+        span: k,
+      });
+    }
+  });
+  return rows;
+}
+
+/** One model's own values at token i (predicted by row i − 1), at T = 1, in float64. */
+function ownValues(
+  pass: TokenPass,
+  i: number,
+  id: number,
+  topK: number,
+  tokenizer: TextTokenizer,
+): ModelValues {
+  const V = pass.vocab;
+  const at = (i - 1) * V;
+  const logZ = pass.logp[i] - pass.rows[at + id]; // log p(id) = z_id − logZ
+  let entropy = 0;
+  let rank = 1;
+  for (let v = 0; v < V; v++) {
+    const lp = pass.rows[at + v] + logZ;
+    entropy -= Math.exp(lp) * lp;
+    if (pass.rows[at + v] > pass.rows[at + id]) rank++;
+  }
+  // the k largest logits, by insertion into a short sorted list (a full sort is V log V per token)
+  const best: number[] = [];
+  for (let v = 0; v < V; v++) {
+    const z = pass.rows[at + v];
+    if (best.length === topK && z <= pass.rows[at + best[topK - 1]]) continue;
+    let j = Math.min(best.length, topK - 1);
+    while (j > 0 && pass.rows[at + best[j - 1]] < z) j--;
+    best.splice(j, 0, v);
+    if (best.length > topK) best.pop();
+  }
+  const top = best.map((v) => ({
+    id: v,
+    text: tokenizer.tokenText(v),
+    p: Math.exp(pass.rows[at + v] + logZ),
+  }));
+  return { p: Math.exp(pass.logp[i]), logp: pass.logp[i], rank, entropy, top };
 }

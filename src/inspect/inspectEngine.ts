@@ -18,7 +18,7 @@ import { inspectAcrossTokenizers } from './acrossTokenizers';
 
 /** What a refusal of a pair with different tokenizers adds: where such a pair can be compared. */
 const ACROSS_TOKENIZERS_HINT =
-  " (the command line's distill-lens inspect compares such a pair exactly on the spans where both tokenizations have a boundary)";
+  ' (ask with acrossTokenizers, as the editor and distill-lens inspect do, to compare such a pair exactly on the spans where both tokenizations have a boundary)';
 
 export interface RunControl {
   onProgress?: (message: string, fraction?: number) => void;

@@ -38,6 +38,11 @@ export interface PanelAnalysis {
   modelPaths?: string;
   /** a served teacher: what its distribution was known over ("top-20+rest"); the divergences are lower bounds */
   teacherSupport?: string;
+  /**
+   * A pair whose tokenizers differ: the spans compared (between places where both tokenizations
+   * start a token) and each model's tokens inside them; rows carry their span's k1–k3
+   */
+  acrossTokenizers?: { spans: number; teacherTokens: number; studentTokens: number };
   documentName: string;
   /** the same text analysed with the previous student (before a distillation run) */
   baseline?: BaselineView;

@@ -107,7 +107,7 @@ export interface InspectResult {
   /**
    * A pair whose tokenizers differ (with `acrossTokenizers`): the exact comparison points, one
    * per span between places where both tokenizations have a token boundary (docs/metrics.md,
-   * "Teacher and student with different tokenizers"); `rows` is then empty.
+   * "Teacher and student with different tokenizers"); `rows` then holds the student's tokens inside spans (their span's k1–k3, the rest NaN).
    */
   spans?: AlignedSpan[];
   timings: Timings;

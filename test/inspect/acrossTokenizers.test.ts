@@ -48,7 +48,6 @@ test('different BPE vocabularies: spans at every common token start, each spanâ€
     acrossTokenizers: true,
   });
   const spans = r.spans!;
-  assert.equal(r.rows.length, 0);
   assert.deepEqual((toJsonReport(r) as { spans: unknown[] }).spans, spans);
 
   // where each tokenization starts a token, from its tokens' texts (this text is ASCII: one character per byte)
@@ -116,16 +115,44 @@ test('different BPE vocabularies: spans at every common token start, each spanâ€
     assert.ok(Math.abs(s.logRatio - (t - q)) < 2e-4 * (1 + Math.abs(t - q)));
     const expected = uld(merged(startsT, logitsT, lpT, s), merged(startsS, logitsS, lpS, s));
     assert.ok(Math.abs(s.uld! - expected) < 1e-4, `${JSON.stringify(s.text)} uld ${s.uld} vs ${expected}`);
+    // the tokens each side has in the span, as text
+    assert.equal(s.teacherPieces!.join(''), s.text);
+    assert.equal(s.studentPieces!.join(''), s.text);
+  }
+
+  // the rows: one per student token inside a span, its own log p, the span's k1â€“k3, no per-token divergence
+  const inSpans = startsS.flatMap((o, i) => (spans.some((s) => o >= s.start && o < s.end) ? [i] : []));
+  assert.deepEqual(
+    r.rows.map((row) => row.index),
+    inSpans,
+  );
+  for (const row of r.rows) {
+    const span = spans[row.span!];
+    assert.ok(row.start >= span.start && row.end <= span.end);
+    assert.equal(row.text, TEXT.slice(row.start, row.end));
+    assert.equal(row.k1, span.k1);
+    assert.equal(row.k3, span.k3);
+    assert.ok(Math.abs(row.k2 - 0.5 * span.logRatio ** 2) < 1e-12);
+    assert.ok(Number.isNaN(row.fkl) && Number.isNaN(row.teacher.logp));
+    assert.ok(Math.abs(row.student.logp - lpS[row.index]) < 1e-4 * (1 + Math.abs(lpS[row.index])));
+    // rank and top tokens from the reference row predicting this token
+    const ref = logitsS[row.index - 1];
+    assert.equal(row.student.rank, 1 + ref.filter((z) => z > ref[row.target]).length);
+    const order = Array.from(ref, (_, v) => v).sort((a, b) => ref[b] - ref[a]);
+    assert.deepEqual(
+      row.student.top.map((t) => t.id),
+      order.slice(0, 5),
+    );
   }
 });
 
-test('without acrossTokenizers (the editor), a pair with different tokenizers is refused, saying where it can be compared', async () => {
+test('without acrossTokenizers, a pair with different tokenizers is refused, saying how to compare it', async () => {
   const small = trainByteLevelBpe(CORPUS, 300);
   const large = trainByteLevelBpe(CORPUS, 420);
   const teacher = llamaCheckpoint(1, 33, { vocab: 420, tokenizer: large.json });
   const student = llamaCheckpoint(1, 34, { vocab: 300, tokenizer: small.json });
   await assert.rejects(
     inspectOnce({ teacher: teacher.folder, student: student.folder, text: TEXT }),
-    /teacher vocabulary 420 .* student vocabulary 300 .*distill-lens inspect compares such a pair exactly on the spans/,
+    /teacher vocabulary 420 .* student vocabulary 300 .*ask with acrossTokenizers, as the editor and distill-lens inspect do, to compare such a pair exactly on the spans/,
   );
 });

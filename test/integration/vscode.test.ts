@@ -12,6 +12,8 @@ import * as esbuild from 'esbuild';
 import { CHROMIUM_ARGS, playwright, startCodeServer, toolsInstalled } from './codeServer';
 import { demoPair, tempDir, needsVscode } from '../helpers';
 import { startFakeServer } from '../served/fakeServer';
+import { trainByteLevelBpe } from '../../src/models/bpeTrainer';
+import { llamaCheckpoint } from '../models/randomCheckpoints';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -42,6 +44,17 @@ test(
     const { teacher, student } = demoPair();
     // a served teacher for the suite: the fake vLLM server computing from the built-in teacher
     const served = await startFakeServer(teacher, { protocol: 'vllm', apiKey: 'sesame' });
+    // a student whose tokenizer differs from the built-in teacher's: a random Llama with a BPE
+    // vocabulary trained here on declarations like the sample's
+    const corpus = Array.from(
+      { length: 30 },
+      (_, i) =>
+        `/** Returns the number of items ${i}. */\ndeclare function count${i % 4}<T>(items: readonly T[]): number;\ninterface Queue<T> { push(item: T, priority: number): void; }`,
+    );
+    const acrossStudent = llamaCheckpoint(1, 71, {
+      vocab: 320,
+      tokenizer: trainByteLevelBpe(corpus, 320).json,
+    }).folder;
     const workspace = tempDir('distill-lens-ws-');
     fs.writeFileSync(
       path.join(workspace, 'sample.txt'),
@@ -93,6 +106,7 @@ test(
             DISTILL_LENS_TEST_WORKSPACE: workspace,
             DISTILL_LENS_TEST_FILTER: process.env.DISTILL_LENS_TEST_FILTER ?? '',
             DISTILL_LENS_TEST_SERVED_TEACHER: `openai+${served.url}#demo-teacher`,
+            DISTILL_LENS_TEST_ACROSS_STUDENT: acrossStudent,
           }),
         ],
       ];

@@ -377,6 +377,52 @@ test('a served teacher (vLLM, its key in the secret storage): the analysis is ov
   }
 });
 
+test("a student whose tokenizer differs: each student token painted by its span, the hover lists both models' tokens of the span, the panel counts the spans", async () => {
+  const editor = await openSample();
+  const before = config().get<string>('student');
+  await vscode.commands.executeCommand('distillLens.clear');
+  await config().update(
+    'student',
+    process.env.DISTILL_LENS_TEST_ACROSS_STUDENT,
+    vscode.ConfigurationTarget.Global,
+  );
+  try {
+    const line = editor.document.lineAt(0).range;
+    editor.selection = new vscode.Selection(line.start, line.end);
+    assert.ok(await vscode.commands.executeCommand('distillLens.analyzeSelection'), api.controller.lastError);
+    const a = api.controller.get(editor.document.uri)!;
+    const spans = a.parts[0].result.spans!;
+    assert.ok(spans.length > 3, 'compared on spans');
+    const rows = a.placed.rows;
+    assert.ok(rows.length >= spans.length && rows.every((r) => r.row.span !== undefined));
+    // painted by k3 (the metric setting, fkl, needs one vocabulary): the span's value on each of its tokens
+    const painted = api.controller.decorations.painted.get(editor.document.uri.toString())!;
+    assert.equal(painted.coloring, 'k3');
+    assert.deepEqual(
+      painted.tokens.map((t) => [t.start, t.end]),
+      rows.map((r) => [r.start, r.end]),
+    );
+    // the hover of a token inside a span of several student tokens, or any
+    const row = rows.find((r) => spans[r.row.span!].studentTokens > 1) ?? rows[0];
+    const span = spans[row.row.span!];
+    const text = await hoverText(editor, row.start);
+    assert.match(text, /the tokenizers differ/);
+    assert.ok(text.includes(`**Span** \`${JSON.stringify(span.text)}\``), text);
+    assert.match(text, /ULD \(a cross-vocabulary approximation\)/);
+    assert.match(text, /\| log P\(span\) \| -?\d/);
+    await vscode.commands.executeCommand('distillLens.openPanel');
+    const across = await until('the panel counts the spans', () => api.panel.state.acrossTokenizers);
+    assert.equal(across.spans, spans.length);
+    assert.equal(
+      across.studentTokens,
+      spans.reduce((n, s) => n + s.studentTokens, 0),
+    );
+  } finally {
+    await config().update('student', before, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('distillLens.clear');
+  }
+});
+
 test('Export Report writes JSON, CSV and HTML', async () => {
   const editor = await openSample();
   editor.selection = new vscode.Selection(0, 0, 0, 0);
