@@ -73,6 +73,39 @@ export function tokenBoundaries(spans: [number, number][]): Map<number, number> 
   return at;
 }
 
+/** What a tokenizer adds to every text it encodes (BOS, …): the room a piece leaves for them. */
+export const SPECIAL_TOKEN_ROOM = 4;
+
+/**
+ * Cuts a text into consecutive pieces [start, end) at the places where the student starts a
+ * token (`studentSpans`: its tokens of the whole text), each of at most `maxTokens` of those
+ * tokens, shortened further until `fits(start, end)` (a piece tokenized alone, by either model,
+ * may take more tokens than inside the text). Every character is in one piece. Throws
+ * `tooLong` when not even one token's text fits.
+ */
+export function textPieces(
+  studentSpans: [number, number][],
+  maxTokens: number,
+  fits: (start: number, end: number) => boolean,
+  tooLong: () => Error,
+): [number, number][] {
+  // (offset, token index) of each start, in order, and the text's end
+  const starts = [...tokenBoundaries(studentSpans).entries()].sort((a, b) => a[0] - b[0]);
+  const pieces: [number, number][] = [];
+  let from = 0;
+  while (from + 1 < starts.length) {
+    let to = from + 1;
+    while (to + 1 < starts.length && starts[to + 1][1] - starts[from][1] <= maxTokens) to++;
+    while (!fits(starts[from][0], starts[to][0])) {
+      if (to === from + 1) throw tooLong();
+      to--;
+    }
+    pieces.push([starts[from][0], starts[to][0]]);
+    from = to;
+  }
+  return pieces;
+}
+
 /**
  * The spans between the comparison points of two tokenizations of `text`. `teacherLogp[i]` is
  * log p_T(token i | tokens < i) (NaN for token 0), likewise `studentLogp`.

@@ -8,11 +8,19 @@
  * and its span's k1–k3 (the editor paints and hovers them); `spans` holds the comparison.
  */
 import { ModelLoadError, UsageError } from '../core/errors';
-import { alignSpans, mergedRow, sortedL1, tokenLogps, type TokenLogits } from '../core/spanAlignment';
+import {
+  alignSpans,
+  mergedRow,
+  sortedL1,
+  SPECIAL_TOKEN_ROOM,
+  textPieces,
+  tokenLogps,
+  type TokenLogits,
+} from '../core/spanAlignment';
 import { summarize, type ModelValues, type TokenRow } from '../core/tokenRows';
 import { METRIC_KEYS, shownMetric } from '../core/metricKeys';
-import type { AlignedSpan } from '../core/spanAlignment';
 import type { TextTokenizer } from '../models/tokenizer';
+import type { AlignedSpan } from '../core/spanAlignment';
 import { halfToFloat32 } from '../models/safetensors';
 import type { LoadedModel } from '../models/modelPool';
 import type { Logits } from '../models/languageModel';
@@ -51,7 +59,7 @@ export async function inspectAcrossTokenizers(
   const t1 = performance.now();
   const encT = teacher.tokenizer.encode(req.text);
   const encS = student.tokenizer.encode(req.text);
-  const tokenizeMs = performance.now() - t1;
+  let tokenizeMs = performance.now() - t1;
   for (const [who, enc, m] of [
     ['teacher', encT, teacher],
     ['student', encS, student],
@@ -62,51 +70,97 @@ export async function inspectAcrossTokenizers(
         who,
       );
     refuseTokenCount(enc.ids, req.maxTokens, (id) => m.tokenizer.tokenText(id));
-    if (enc.ids.length > m.lm.model.contextLength)
-      throw new UsageError(
-        `the text is ${enc.ids.length} of the ${who}'s tokens, more than its context (${m.lm.model.contextLength}); comparing across tokenizers takes one window for now: select less text`,
-      );
   }
-  check();
-  c.onProgress?.('teacher forward pass', 0);
-  let t = performance.now();
-  const teacherPass = tokenPass(await teacher.lm.forward(encT.ids), encT.ids);
-  const teacherMs = performance.now() - t;
-  check();
-  c.onProgress?.('student forward pass', 0.5);
-  t = performance.now();
-  const studentPass = tokenPass(await student.lm.forward(encS.ids), encS.ids);
-  const studentMs = performance.now() - t;
-  t = performance.now();
-  const spans = alignSpans(
-    req.text,
-    { spans: encT.spans, logp: teacherPass.logp },
-    { spans: encS.spans, logp: studentPass.logp },
-  );
-  // ULD on each span's merged rows: a cross-vocabulary approximation beside the exact numbers
-  for (const span of spans)
-    span.uld = sortedL1(
-      mergedRow(teacherPass, teacherPass.logp, span.teacherFirst, span.teacherTokens),
-      mergedRow(studentPass, studentPass.logp, span.studentFirst, span.studentTokens),
+  // a text longer than either model's context: pieces cut where the student starts a token,
+  // each read from its own start (its first span has less context than in the whole text)
+  const [contextT, contextS] = [teacher.lm.model.contextLength, student.lm.model.contextLength];
+  const pieces: [number, number][] =
+    encT.ids.length <= contextT && encS.ids.length <= contextS
+      ? [[0, req.text.length]]
+      : textPieces(
+          encS.spans,
+          contextS - SPECIAL_TOKEN_ROOM,
+          (a, b) =>
+            teacher.tokenizer.encode(req.text.slice(a, b)).ids.length <= contextT &&
+            student.tokenizer.encode(req.text.slice(a, b)).ids.length <= contextS,
+          () => new UsageError("a single token of the text does not fit the models' context"),
+        );
+
+  const ids: number[] = [];
+  const windows: [number, number][] = [];
+  const spans: AlignedSpan[] = [];
+  const rows: TokenRow[] = [];
+  let [teacherTokens, teacherMs, studentMs, metricsMs] = [0, 0, 0, 0];
+  for (const [k, [a, b]] of pieces.entries()) {
+    check();
+    const text = req.text.slice(a, b);
+    let t = performance.now();
+    const pieceT = pieces.length === 1 ? encT : teacher.tokenizer.encode(text);
+    const pieceS = pieces.length === 1 ? encS : student.tokenizer.encode(text);
+    tokenizeMs += pieces.length === 1 ? 0 : performance.now() - t;
+    const part = pieces.length > 1 ? `piece ${k + 1}/${pieces.length}: ` : '';
+    c.onProgress?.(`${part}teacher forward pass`, k / pieces.length);
+    t = performance.now();
+    const teacherPass = tokenPass(await teacher.lm.forward(pieceT.ids), pieceT.ids);
+    teacherMs += performance.now() - t;
+    check();
+    c.onProgress?.(`${part}student forward pass`, (k + 0.5) / pieces.length);
+    t = performance.now();
+    const studentPass = tokenPass(await student.lm.forward(pieceS.ids), pieceS.ids);
+    studentMs += performance.now() - t;
+    t = performance.now();
+    const pieceSpans = alignSpans(
+      text,
+      { spans: pieceT.spans, logp: teacherPass.logp },
+      { spans: pieceS.spans, logp: studentPass.logp },
     );
-  for (const span of spans) {
-    span.teacherPieces = pieces(teacher.tokenizer, encT.ids, span.teacherFirst, span.teacherTokens);
-    span.studentPieces = pieces(student.tokenizer, encS.ids, span.studentFirst, span.studentTokens);
+    for (const span of pieceSpans) {
+      // ULD on each span's merged rows: a cross-vocabulary approximation beside the exact numbers
+      span.uld = sortedL1(
+        mergedRow(teacherPass, teacherPass.logp, span.teacherFirst, span.teacherTokens),
+        mergedRow(studentPass, studentPass.logp, span.studentFirst, span.studentTokens),
+      );
+      span.teacherPieces = tokenTexts(teacher.tokenizer, pieceT.ids, span.teacherFirst, span.teacherTokens);
+      span.studentPieces = tokenTexts(student.tokenizer, pieceS.ids, span.studentFirst, span.studentTokens);
+    }
+    const pieceRows = studentRows(pieceSpans, studentPass, pieceS, student.tokenizer, req.options.topK);
+    // offsets into the whole text, indices into the pieces' tokens one after the other
+    for (const span of pieceSpans) {
+      span.start += a;
+      span.end += a;
+      span.studentFirst += ids.length;
+      span.teacherFirst += teacherTokens;
+    }
+    for (const row of pieceRows) {
+      row.start += a;
+      row.end += a;
+      row.index += ids.length;
+      row.span! += spans.length;
+    }
+    windows.push([ids.length, ids.length + pieceS.ids.length]);
+    ids.push(...pieceS.ids);
+    teacherTokens += pieceT.ids.length;
+    spans.push(...pieceSpans);
+    rows.push(...pieceRows);
+    metricsMs += performance.now() - t;
   }
-  const rows = studentRows(spans, studentPass, encS, student.tokenizer, req.options.topK);
-  const metricsMs = performance.now() - t;
   return {
-    ids: encS.ids,
+    ids,
     rows,
     summary: summarize(rows, shownMetric(req.metric, true)),
     teacher: modelReport(teacher),
     student: modelReport(student),
-    windows: [[0, encS.ids.length]],
+    windows,
     exactSpans: true,
     messages: [
       ...new Set([...teacher.lm.info.messages, ...student.lm.info.messages]),
       `the teacher and the student tokenize differently (${encT.ids.length} and ${encS.ids.length} tokens): compared exactly on ${spans.length} spans, between the places where both tokenizations start a token; per-token divergences need one vocabulary, so each student token shows its span's k1–k3`,
     ],
+    ...(pieces.length > 1
+      ? {
+          windowNotice: `the text is longer than a model's context (teacher ${contextT}, student ${contextS} tokens): compared in ${pieces.length} pieces, cut where the student starts a token, each read from its own start`,
+        }
+      : {}),
     spans,
     timings: {
       loadMs,
@@ -120,7 +174,7 @@ export async function inspectAcrossTokenizers(
   };
 }
 
-function pieces(tokenizer: TextTokenizer, ids: number[], first: number, count: number): string[] {
+function tokenTexts(tokenizer: TextTokenizer, ids: number[], first: number, count: number): string[] {
   return ids.slice(first, first + count).map((id) => tokenizer.tokenText(id));
 }
 

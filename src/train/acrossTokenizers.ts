@@ -14,7 +14,8 @@ import { InputError, ModelLoadError } from '../core/errors';
 import {
   alignedGroups,
   mergedRow,
-  tokenBoundaries,
+  SPECIAL_TOKEN_ROOM,
+  textPieces,
   tokenLogps,
   type AlignedGroup,
   type TokenLogits,
@@ -34,9 +35,6 @@ export interface TextWindow extends Window {
   groups: AlignedGroup[];
 }
 
-/** What the tokenizers add to every text (BOS, …): the room a piece leaves for them. */
-const SPECIAL_TOKEN_ROOM = 4;
-
 /**
  * Cuts every document into pieces of at most `seqLen` student tokens (each tokenized alone by
  * both models) and aligns them. Every piece's text follows the previous one's, so each token
@@ -53,28 +51,25 @@ export function packTextWindows(
     throw new InputError(`--seq-len must be at least ${SPECIAL_TOKEN_ROOM + 2} when the tokenizers differ`);
   const windows: TextWindow[] = [];
   for (const doc of docs) {
-    // the student's token starts, as (offset, index) in order: where a piece may begin or end
-    const starts = [...tokenBoundaries(exactEncoding(student, doc.text, 'student').spans).entries()].sort(
-      (a, b) => a[0] - b[0],
+    const fits = (start: number, end: number) => {
+      const text = doc.text.slice(start, end);
+      return (
+        exactEncoding(student, text, 'student').ids.length <= seqLen &&
+        exactEncoding(teacher, text, 'teacher').ids.length <= teacherContext
+      );
+    };
+    const pieces = textPieces(
+      exactEncoding(student, doc.text, 'student').spans,
+      seqLen - SPECIAL_TOKEN_ROOM,
+      fits,
+      () =>
+        new InputError(
+          `${doc.source}: a single token of text does not fit --seq-len ${seqLen} (or the teacher's context, ${teacherContext})`,
+        ),
     );
-    let from = 0;
-    while (from + 1 < starts.length) {
-      // the furthest start that keeps the piece within seqLen tokens with room for specials
-      let to = from + 1;
-      while (to + 1 < starts.length && starts[to + 1][1] - starts[from][1] <= seqLen - SPECIAL_TOKEN_ROOM)
-        to++;
-      let piece = pieceWindow(doc, starts[from][0], starts[to][0], student, teacher, seqLen);
-      // a piece tokenized alone may take more tokens than inside the document: shorten it
-      while (!piece && to > from + 1)
-        piece = pieceWindow(doc, starts[from][0], starts[--to][0], student, teacher, seqLen);
-      if (!piece)
-        throw new InputError(`${doc.source}: a single token of text does not fit --seq-len ${seqLen}`);
-      if (piece.teacherIds.length > teacherContext)
-        throw new InputError(
-          `${doc.source}: a piece of ${piece.ids.length} student tokens is ${piece.teacherIds.length} of the teacher's tokens, more than its context (${teacherContext}): lower --seq-len`,
-        );
+    for (const [start, end] of pieces) {
+      const piece = pieceWindow(doc, start, end, student, teacher, seqLen);
       if (piece.mask.some((m) => m) && piece.groups.length > 0) windows.push(piece);
-      from = to;
     }
   }
   return windows;
@@ -90,7 +85,7 @@ function exactEncoding(tokenizer: TextTokenizer, text: string, who: 'teacher' | 
   return enc;
 }
 
-/** The window of doc.text[start, end), or undefined when the student's tokens of it exceed seqLen. */
+/** The window of doc.text[start, end) (its tokens fit seqLen: textPieces checked). */
 function pieceWindow(
   doc: TrainDocument,
   start: number,
@@ -98,10 +93,9 @@ function pieceWindow(
   student: TextTokenizer,
   teacher: TextTokenizer,
   seqLen: number,
-): TextWindow | undefined {
+): TextWindow {
   const text = doc.text.slice(start, end);
   const s = exactEncoding(student, text, 'student');
-  if (s.ids.length > seqLen) return undefined;
   const t = exactEncoding(teacher, text, 'teacher');
   // a prompt's tokens (JSONL prompt/completion) are read, not trained on
   const promptEnd = doc.promptChars === undefined ? 0 : doc.promptChars - start;

@@ -7,6 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { trainByteLevelBpe } from '../../src/models/bpeTrainer';
 import { TextTokenizer } from '../../src/models/tokenizer';
 import { toJsonReport } from '../../src/report/jsonReport';
@@ -143,6 +145,68 @@ test('different BPE vocabularies: spans at every common token start, each spanâ€
       row.student.top.map((t) => t.id),
       order.slice(0, 5),
     );
+  }
+});
+
+test("a text longer than the student's context: compared in pieces cut at the student's token starts, each span as the reference on its piece", async () => {
+  const small = trainByteLevelBpe(CORPUS, 300);
+  const large = trainByteLevelBpe(CORPUS, 420);
+  const teacher = llamaCheckpoint(2, 35, { vocab: 420, tokenizer: large.json });
+  const student = llamaCheckpoint(1, 36, { vocab: 300, tokenizer: small.json });
+  // the student reads at most 24 tokens at once
+  const configFile = path.join(student.folder, 'config.json');
+  fs.writeFileSync(
+    configFile,
+    JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 24 }),
+  );
+  const long = [TEXT, TEXT.toUpperCase(), TEXT].join('\n');
+  const r = await inspectOnce({
+    teacher: teacher.folder,
+    student: student.folder,
+    text: long,
+    acrossTokenizers: true,
+  });
+  const tokS = TextTokenizer.fromFolder(student.folder);
+  const tokT = TextTokenizer.fromFolder(teacher.folder);
+  assert.ok(r.windows.length >= 4, `pieces: ${r.windows.length}`);
+  assert.match(r.windowNotice ?? '', /compared in \d+ pieces, cut where the student starts a token/);
+  // the pieces tile the text (ASCII: one character per byte); each is compared on its own
+  let at = 0;
+  let checked = 0;
+  for (const [from, to] of r.windows) {
+    assert.ok(to - from <= 24);
+    const ids = r.ids.slice(from, to);
+    const text = ids.map((id) => tokS.tokenText(id)).join('');
+    assert.equal(long.slice(at, at + text.length), text);
+    const idsT = tokT.encode(text).ids;
+    const lpT = referenceLogp(teacher.reference(idsT), idsT);
+    const lpS = referenceLogp(student.reference(ids), ids);
+    const startsOf = (tok: TextTokenizer, list: number[]) => {
+      let o = at;
+      return list.map((id) => ((o += tok.tokenText(id).length), o - tok.tokenText(id).length));
+    };
+    const [sT, sS] = [startsOf(tokT, idsT), startsOf(tokS, ids)];
+    for (const span of r.spans!.filter((sp) => sp.start >= at && sp.end <= at + text.length)) {
+      const sum = (starts: number[], lp: number[]) =>
+        starts.reduce((a, o, i) => (o >= span.start && o < span.end ? a + lp[i] : a), 0);
+      const [t, q] = [sum(sT, lpT), sum(sS, lpS)];
+      assert.ok(
+        Math.abs(span.teacherLogp - t) < 1e-4 * (1 + Math.abs(t)),
+        `${span.text}: ${span.teacherLogp} vs ${t}`,
+      );
+      assert.ok(
+        Math.abs(span.studentLogp - q) < 1e-4 * (1 + Math.abs(q)),
+        `${span.text}: ${span.studentLogp} vs ${q}`,
+      );
+      checked++;
+    }
+    at += text.length;
+  }
+  assert.equal(at, long.length);
+  assert.equal(checked, r.spans!.length, 'every span lies inside one piece');
+  for (const row of r.rows) {
+    assert.equal(r.ids[row.index], row.target);
+    assert.equal(long.slice(row.start, row.end), row.text);
   }
 });
 
