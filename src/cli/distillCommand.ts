@@ -409,7 +409,10 @@ function summary(r: RunRecord): string {
     ...(r.sampledHeldOut
       ? [
           `student's completions of ${r.sampledHeldOut.after.completions} held-out prompt(s)`,
-          `  Σ reverse KL per step  ${formatNumber(r.sampledHeldOut.before.reverseKl).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.reverseKl).padEnd(10)} ${pct(r.sampledHeldOut.before.reverseKl, r.sampledHeldOut.after.reverseKl)}`,
+          r.sampledHeldOut.after.spanLogRatio !== undefined
+            ? // across tokenizers: the completions' aligned spans, log P_T − log Q summed per completion
+              `  Σ span log P_T − log Q ${formatNumber(r.sampledHeldOut.before.spanLogRatio!).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.spanLogRatio).padEnd(10)}`
+            : `  Σ reverse KL per step  ${formatNumber(r.sampledHeldOut.before.reverseKl).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.reverseKl).padEnd(10)} ${pct(r.sampledHeldOut.before.reverseKl, r.sampledHeldOut.after.reverseKl)}`,
           `  teacher log p / token  ${formatNumber(r.sampledHeldOut.before.teacherLogp).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.teacherLogp).padEnd(10)}`,
           `  length (tokens)        ${formatNumber(r.sampledHeldOut.before.length).padEnd(10)} ${formatNumber(r.sampledHeldOut.after.length).padEnd(10)}`,
         ]

@@ -87,6 +87,11 @@ export class TextTokenizer {
     return { ids, spans, exactSpans: exact };
   }
 
+  /** Where given ids (e.g. sampled ones, not necessarily this tokenizer's encoding of `text`) lie on `text`. */
+  spansOf(text: string, ids: number[]): { spans: [number, number][]; exact: boolean } {
+    return this.alignSpans(text, ids);
+  }
+
   decode(ids: number[]): string {
     return this.tok.decode(ids, { skip_special_tokens: false });
   }

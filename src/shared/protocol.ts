@@ -352,9 +352,18 @@ export interface HeldOut {
 
 /** The student's completions of held-out prompts (one each, fixed seeds), judged by the teacher. */
 export interface SampledHeldOut {
-  /** mean over completions of Σ_t KL(q_t ‖ p_t), exact at each step (as `sample`'s reverseKl) */
+  /**
+   * mean over completions of Σ_t KL(q_t ‖ p_t), exact at each step (as `sample`'s reverseKl);
+   * NaN (null in JSON) when the tokenizers differ: see spanLogRatio
+   */
   reverseKl: number;
-  /** the teacher's mean log p per completion token */
+  /**
+   * the tokenizers differ: mean over completions of Σ over their aligned spans of
+   * log P_T(span) − log Q(span) at T = 1 (exact per completion; its negative is a one-sample
+   * estimate of the sequence-level KL(Q ‖ P) on those spans)
+   */
+  spanLogRatio?: number;
+  /** the teacher's mean log p per completion token (its own tokens when the tokenizers differ) */
   teacherLogp: number;
   /** mean completion length in tokens */
   length: number;

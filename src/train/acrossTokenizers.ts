@@ -217,3 +217,83 @@ export class UldTeacherTargets {
     return out;
   }
 }
+
+/** What a teacher whose tokenizer differs says of a sampled completion, on the aligned spans. */
+export interface AcrossScore {
+  /** per completion token of the student: log P_T(span) − log Q(span) of the span it is in; NaN in none */
+  rewards: number[];
+  /** Σ over the completion's aligned spans of log P_T(span) − log Q(span) */
+  spanLogRatio: number;
+  spans: number;
+  /** the teacher's log p of each of its tokens of the completion */
+  teacherLogp: number[];
+}
+
+/**
+ * Scores the student's sampled sequence `ids` (its first `promptTokens` the prompt's encoding)
+ * with a teacher whose tokenizer differs: the text is the prompt's and the completion's bytes,
+ * exactly (trailing tokens that end inside a character are left out); the teacher reads it with
+ * its own tokens; each aligned span of the completion gets log P_T(span) − Σ log Q of the
+ * student's tokens in it (`studentLogp`: per completion token, under the distribution it was
+ * drawn from).
+ */
+export async function scoreAcrossTokenizers(
+  teacher: LanguageModel,
+  teacherTokenizer: TextTokenizer,
+  studentTokenizer: TextTokenizer,
+  promptText: string,
+  ids: number[],
+  promptTokens: number,
+  studentLogp: number[],
+): Promise<AcrossScore> {
+  const completion = ids.slice(promptTokens);
+  const none: AcrossScore = {
+    rewards: completion.map(() => NaN),
+    spanLogRatio: 0,
+    spans: 0,
+    teacherLogp: [],
+  };
+  // the completion's text: its tokens' bytes, without a last character cut in the middle
+  let kept = completion.length;
+  let completionText: string | undefined;
+  for (; kept >= Math.max(0, completion.length - 3); kept--) {
+    completionText = utf8Text(completion.slice(0, kept).map((id) => studentTokenizer.pieceBytes(id)));
+    if (completionText !== undefined) break;
+  }
+  if (completionText === undefined) return none;
+  const text = promptText + completionText;
+  const placed = studentTokenizer.spansOf(text, ids.slice(0, promptTokens + kept));
+  const encT = teacherTokenizer.encode(text);
+  if (!placed.exact || !encT.exactSpans) return none;
+  const logits = await teacher.forward(encT.ids);
+  const rows =
+    logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
+  const logpT = tokenLogps({ rows, vocab: logits.vocab }, encT.ids);
+  const score: AcrossScore = { ...none, rewards: [...none.rewards] };
+  for (const g of alignedGroups(encT.spans, placed.spans)) {
+    if (g.start < promptText.length) continue; // a span of the prompt, or across its end
+    let logRatio = 0;
+    for (let i = g.teacherFirst; i < g.teacherFirst + g.teacherTokens; i++) logRatio += logpT[i];
+    for (let i = g.studentFirst; i < g.studentFirst + g.studentTokens; i++)
+      logRatio -= studentLogp[i - promptTokens];
+    for (let i = g.studentFirst; i < g.studentFirst + g.studentTokens; i++)
+      score.rewards[i - promptTokens] = logRatio;
+    score.spanLogRatio += logRatio;
+    score.spans++;
+  }
+  encT.spans.forEach(([start, end], i) => {
+    if (i >= 1 && end > start && start >= promptText.length) score.teacherLogp.push(logpT[i]);
+  });
+  return score;
+}
+
+/** The UTF-8 text of these bytes, or undefined when they are not valid UTF-8 (a character cut). */
+function utf8Text(pieces: Uint8Array[]): string | undefined {
+  const joined = new Uint8Array(pieces.reduce((n, b) => n + b.length, 0));
+  pieces.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(joined);
+  } catch {
+    return undefined;
+  }
+}

@@ -161,19 +161,32 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         : undefined;
     const stages = resolveStages(req);
     // a teacher whose tokenizer differs trains with ULD on the spans both tokenizations share
-    const uld: UldSettings | undefined = req.uld ? { ...ULD_DEFAULTS, ...req.uld } : undefined;
-    if (teacher && !uld) checkSharedTokenizer(req, teacher, tokenizer, documentsOf(req));
+    // onpolicy rewards the aligned spans of each completion; the held-out numbers are ULD's
+    const tokenizerProblem =
+      teacher && !req.uld ? sharedTokenizerProblem(req, teacher, tokenizer, documentsOf(req)) : undefined;
+    const acrossPolicy = !!tokenizerProblem && method === 'onpolicy';
+    if (tokenizerProblem && !acrossPolicy)
+      throw new ModelLoadError(
+        `${tokenizerProblem}: ${method === 'word' ? 'for a pair whose tokenizers differ, train with --loss uld (Universal Logit Distillation)' : `--method ${method} needs one tokenizer; for a pair whose tokenizers differ, use --method onpolicy (rewards on aligned spans) or --method word --loss uld`}`,
+      );
+    const uld: UldSettings | undefined =
+      req.uld || acrossPolicy ? { ...ULD_DEFAULTS, ...req.uld } : undefined;
+    if (acrossPolicy)
+      run.note(
+        "the teacher and the student tokenize differently: the teacher reads each completion's text with its own tokens, and each student token's reward is log P_T − log Q_old of the span it is in (spans end where both tokenizations start a token; a token in none has no reward); the held-out numbers are ULD (an approximation) and the span log-ratio (exact)",
+      );
     run.checkCancel();
 
     // 2. data
     const rng = seededRandom(req.seed);
-    const data = uld
-      ? prepareTextData(req, tokenizer, teacher!, vocab, rng, run)
-      : method === 'seqkd'
-        ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
-        : samplesDuringTraining(method)
-          ? preparePrompts(req, generation, tokenizer, vocab, rng, run)
-          : prepareData(req, tokenizer, vocab, rng, run);
+    const data =
+      uld && !acrossPolicy
+        ? prepareTextData(req, tokenizer, teacher!, vocab, rng, run)
+        : method === 'seqkd'
+          ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
+          : samplesDuringTraining(method)
+            ? preparePrompts(req, generation, tokenizer, vocab, rng, run, acrossPolicy ? teacher : undefined)
+            : prepareData(req, tokenizer, vocab, rng, run);
     run.checkCancel();
 
     // MiniLLM's pre-training term: plain-text windows in the same batch as the rollouts
@@ -470,29 +483,25 @@ function prepareTextData(
 }
 
 /**
- * Teacher and student must tokenize alike for the per-token losses: the same vocabulary size
- * and the same ids for the data's first text (two tokenizers of one size can still differ).
+ * Whether teacher and student tokenize alike, as the per-token losses need: the same vocabulary
+ * size and the same ids for the data's first text (two tokenizers of one size can still
+ * differ). Undefined when they do; otherwise what differs.
  */
-function checkSharedTokenizer(
+function sharedTokenizerProblem(
   req: DistillRequest,
   teacher: ModelLease,
   tokenizer: TextTokenizer,
   documents: TrainDocument[],
-): void {
-  const uldHint =
-    '; for a pair whose tokenizers differ, train with --loss uld (Universal Logit Distillation)';
+): string | undefined {
   const teacherTokenizer = teacher.model.tokenizer;
   if (teacherTokenizer.vocabSize !== tokenizer.vocabSize)
-    throw new ModelLoadError(
-      `teacher vocabulary ${teacherTokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer${uldHint}`,
-    );
+    return `teacher vocabulary ${teacherTokenizer.vocabSize} (${req.teacher}) ≠ student vocabulary ${tokenizer.vocabSize} (${req.student}): distillation needs a teacher and student that share one tokenizer`;
   const sample = documents[0]?.text.slice(0, 4000) ?? '';
   const a = teacherTokenizer.encode(sample).ids;
   const b = tokenizer.encode(sample).ids;
   if (a.length !== b.length || a.some((id, i) => id !== b[i]))
-    throw new ModelLoadError(
-      `the teacher's and student's tokenizers split the data differently (${a.length} vs ${b.length} tokens for the first ${sample.length} characters of ${documents[0].source}): they do not share one tokenizer${uldHint}`,
-    );
+    return `the teacher's and student's tokenizers split the data differently (${a.length} vs ${b.length} tokens for the first ${sample.length} characters of ${documents[0].source}): they do not share one tokenizer`;
+  return undefined;
 }
 
 /**
@@ -546,6 +555,8 @@ function preparePrompts(
   vocab: number,
   rng: Rng,
   run: RunContext,
+  /** a teacher whose tokenizer differs: the held-out text as pieces both tokenize (its ULD) */
+  acrossTeacher?: ModelLease,
 ): PreparedData {
   const documents = documentsOf(req);
   const prompts = readPrompts(documents, tokenizer, generation.promptTokens);
@@ -571,7 +582,16 @@ function preparePrompts(
   if (held.length === 0)
     run.note('there is a single prompt, so the held-out numbers are measured on the training prompt');
   const heldText = heldPrompts.map((p) => ({ source: p.source, text: p.text + (p.completion ?? '') }));
-  const checked = splitChecked(packWindows(heldText, tokenizer, req.seqLen), vocab, rng, run);
+  const heldWindows = acrossTeacher
+    ? packTextWindows(
+        heldText,
+        tokenizer,
+        acrossTeacher.model.tokenizer,
+        req.seqLen,
+        acrossTeacher.model.lm.model.contextLength,
+      )
+    : packWindows(heldText, tokenizer, req.seqLen);
+  const checked = splitChecked(heldWindows, vocab, rng, run);
   return {
     documents,
     prompts: prompts.length,
@@ -621,6 +641,7 @@ async function onPolicyTraining(
       { ...generation, sampling: GENERATION_DEFAULTS.sampling },
       req.seed + 7_000_001,
       () => run.checkCancel(),
+      trainer.uld ? teacher.model.tokenizer : undefined,
     );
   };
   const before = await evaluateSampled('before');
@@ -644,6 +665,7 @@ async function onPolicyTraining(
     student: policy.lm,
     teacher: teacher.model.lm,
     tokenizer,
+    ...(trainer.uld ? { teacherTokenizer: teacher.model.tokenizer } : {}),
     prompts: data.trainPrompts!,
     rng,
     checkCancelled: () => run.checkCancel(),
@@ -717,7 +739,11 @@ async function onPolicyTraining(
       sampleSeconds: result.sampleSeconds,
       tokensPerSecond: result.tokens / seconds,
     },
-    sampled: { before, after, reverseKlChange: (after.reverseKl - before.reverseKl) / before.reverseKl },
+    sampled: {
+      before,
+      after,
+      reverseKlChange: (after.reverseKl - before.reverseKl) / before.reverseKl,
+    },
     rollouts: result.rollouts,
   };
 }
@@ -859,8 +885,10 @@ interface Trainer {
   vocab: number;
   /** feature distillation's pairs and widths (the step graph takes teacher_hidden_k and the stage weights) */
   feature?: FeatureLossSpec;
-  /** the ULD loss across tokenizers (the graphs take the groups' uld_* inputs) */
+  /** the ULD loss across tokenizers (the evaluation graph takes the groups' uld_* inputs) */
   uld?: UldSettings;
+  /** the step graph takes them too (word-level ULD; not the on-policy methods' step) */
+  stepTakesGroups: boolean;
   /** whether the step graph reads the teacher (every loss but ce) */
   stepTakesTeacher: boolean;
   mode: TrainMode;
@@ -929,7 +957,15 @@ async function openTrainer(
   // the ce loss never reads the teacher: its steps are not fed the teacher's logits (the
   // held-out evaluation still compares with the teacher)
   const stepTakesTeacher = !!req.teacher && (policy ? policy.singleStep : req.loss.key !== 'ce');
-  const step = buildStepGraph({ ...spec, noTeacher: !stepTakesTeacher, policy, feature, purpose: 'step' });
+  // the on-policy methods across tokenizers: ULD only in the evaluation graph
+  const step = buildStepGraph({
+    ...spec,
+    noTeacher: !stepTakesTeacher,
+    policy,
+    feature,
+    purpose: 'step',
+    ...(policy ? { uld: undefined } : {}),
+  });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
     throw new UsageError(
@@ -953,6 +989,7 @@ async function openTrainer(
     vocab,
     feature,
     uld,
+    stepTakesGroups: !!uld && !policy,
     stepTakesTeacher,
     mode,
     optimizer,
@@ -1024,7 +1061,7 @@ async function batchFeeds(
   hidden?.forEach(
     (h, p) => (feeds[featureInput(p)] = new ort.Tensor('float32', h, [B * L, feature!.teacherWidth])),
   );
-  if (trainer.uld) {
+  if (trainer.uld && (forEval || trainer.stepTakesGroups)) {
     // across tokenizers: the aligned groups and the teacher's sorted rows of each window
     const windows = Array.from({ length: B }, (_, b) => batch[b] as TextWindow | undefined);
     const rows = [];

@@ -12,7 +12,9 @@
  *                log q_old(y_t) of each token under the distribution it was drawn
  *                from (at the generation temperature, no truncation) — or, for gkd's off-policy steps, the dataset's or the teacher's
  *   3. score     the teacher's log p(y_t) from one full pass over prompt + completion
- *   4. advantage onpolicy: A_t = log p(y_t) − log q_old(y_t) (advantages.ts)
+ *   4. advantage onpolicy: A_t = log p(y_t) − log q_old(y_t) (advantages.ts); with a teacher
+ *                whose tokenizer differs, the log-ratio of the aligned span y_t is in
+ *                (acrossTokenizers.ts: the teacher reads the completion's text)
  *   5. update    one optimiser step (onpolicy: −mean(ρ_t·A_t), buildPolicyLoss; gkd: gjsd)
  *
  * Every rollout is kept for rollouts.jsonl with the step that used it.
@@ -33,11 +35,14 @@ import {
 import type { Prompt, Window } from './data';
 import type { Rollout } from './rollouts';
 import type { FinishReason } from '../shared/generation';
+import { scoreAcrossTokenizers } from './acrossTokenizers';
 
 /** A rollout of an on-policy step, with what its update used. */
 export interface PolicyRollout extends Rollout {
   /** log q of each token under the distribution it was drawn from (at the generation temperature) */
   oldLogpStudent: number[];
+  /** the tokenizers differ: Σ over the completion's aligned spans of log P_T − log Q_old, and how many */
+  across?: { spanLogRatio: number; spans: number };
   /** MiniLLM sampling at T ≠ 1: the teacher's log p at T, which its importance weight w uses */
   logpTeacherAtT?: number[];
   /** per completion token, KL(q_old ‖ p) at T = 1 exact over the vocabulary (the run's KL curve) */
@@ -169,9 +174,13 @@ export async function sampledHeldOut(
   g: GenerationSettings,
   seed: number,
   checkCancelled: () => void,
+  /** a teacher whose tokenizer differs: compared on the completions' aligned spans */
+  teacherTokenizer?: TextTokenizer,
 ): Promise<SampledHeldOut> {
   let reverseKl = 0;
+  let spanLogRatio = 0;
   let teacherLogp = 0;
+  let teacherTokens = 0;
   let tokens = 0;
   let distinct2 = 0;
   for (const [i, prompt] of prompts.entries()) {
@@ -189,15 +198,32 @@ export async function sampledHeldOut(
     const bigrams = completion.slice(1).map((id, t) => `${completion[t]} ${id}`);
     distinct2 += bigrams.length ? new Set(bigrams).size / bigrams.length : 0;
     const q = await logitsOf(student, ids);
+    tokens += ids.length - promptIds.length;
+    if (teacherTokenizer) {
+      const score = await scoreAcrossTokenizers(
+        teacher,
+        teacherTokenizer,
+        tokenizer,
+        prompt.text,
+        ids,
+        promptIds.length,
+        completionLogps(q, ids, promptIds.length, [1])[0],
+      );
+      spanLogRatio += score.spanLogRatio;
+      for (const lp of score.teacherLogp) teacherLogp += lp;
+      teacherTokens += score.teacherLogp.length;
+      continue;
+    }
     const p = await logitsOf(teacher, ids);
     for (const kl of completionReverseKl(q, p, promptIds.length, ids.length)) reverseKl += kl;
     for (const lp of completionLogps(p, ids, promptIds.length, [1])[0]) teacherLogp += lp;
-    tokens += ids.length - promptIds.length;
+    teacherTokens += ids.length - promptIds.length;
   }
   const n = Math.max(1, prompts.length);
   return {
-    reverseKl: reverseKl / n,
-    teacherLogp: teacherLogp / Math.max(1, tokens),
+    reverseKl: teacherTokenizer ? NaN : reverseKl / n,
+    ...(teacherTokenizer ? { spanLogRatio: spanLogRatio / n } : {}),
+    teacherLogp: teacherLogp / Math.max(1, teacherTokens),
     length: tokens / n,
     distinct2: distinct2 / n,
     completions: prompts.length,
@@ -222,6 +248,11 @@ export interface OnPolicyLoop {
   student: LanguageModel;
   teacher: LanguageModel;
   tokenizer: TextTokenizer;
+  /**
+   * onpolicy with a teacher whose tokenizer differs: the teacher reads each completion's text
+   * with its own tokens, and each student token's reward is its aligned span's log P_T − log Q_old
+   */
+  teacherTokenizer?: TextTokenizer;
   prompts: Prompt[];
   rng: Rng;
   checkCancelled: () => void;
@@ -301,6 +332,38 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
     // rewards use the teacher at T = 1 (LMOps, Tinker); MiniLLM's w its distribution at the
     // sampling temperature, as the mix was drawn
     const T = o.generation.sampling.temperature;
+    if (o.teacherTokenizer) {
+      // the tokenizers differ (onpolicy only): rewards on the completion's aligned spans
+      const score = await scoreAcrossTokenizers(
+        o.teacher,
+        o.teacherTokenizer,
+        o.tokenizer,
+        prompt.text,
+        written.ids,
+        written.promptTokens,
+        written.logp,
+      );
+      rollouts.push({
+        ids: written.ids,
+        promptTokens: written.promptTokens,
+        source: prompt.source,
+        writer: 'student',
+        prompt: prompt.text,
+        completion: written.text,
+        finish: written.finish,
+        logpTeacher: score.teacherLogp,
+        across: { spanLogRatio: score.spanLogRatio, spans: score.spans },
+        reverseKl: [],
+        oldLogpStudent: written.logp,
+        // a token in no aligned span has no reward (NaN in rollouts.jsonl) and no advantage
+        rewards: score.rewards,
+        advantages: score.rewards.map((r) => (Number.isFinite(r) ? r : 0)),
+        w: score.rewards.map(() => 1),
+        step: s + 1,
+        epochs: 1,
+      });
+      continue;
+    }
     const weighAtT = o.method === 'minillm' && T !== 1;
     const teacherLogits = await logitsOf(o.teacher, written.ids);
     const [logpTeacher, logpTeacherAtT] = completionLogps(
@@ -345,6 +408,7 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
     });
   }
   const tokens = rollouts.map((r) => ({ logpTeacher: r.logpTeacher, oldLogpStudent: r.oldLogpStudent }));
+  if (o.teacherTokenizer) return rollouts; // rewards and advantages set above
   if (o.method === 'onpolicy') {
     onPolicyAdvantages(tokens).forEach((a, i) => {
       rollouts[i].rewards = a;
@@ -409,7 +473,13 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     const written = collection.filter((r) => r.oldLogpStudent.length > 0);
     const logRatios = written.flatMap((r) => r.logpTeacher.map((lp, t) => lp - r.oldLogpStudent[t]));
     const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : undefined);
-    const reward = mean(logRatios);
+    // across tokenizers: per aligned span, log P_T − log Q_old
+    const spans = collection.reduce((n, r) => n + (r.across?.spans ?? 0), 0);
+    const reward = o.teacherTokenizer
+      ? spans > 0
+        ? collection.reduce((a, r) => a + r.across!.spanLogRatio, 0) / spans
+        : undefined
+      : mean(logRatios);
     // the exact per-token KL(q_old‖p) over the collection's completion tokens
     const kl = mean(collection.flatMap((r) => r.reverseKl));
     o.onStep(s + 1, loss, lr, tokens, reward, kl);

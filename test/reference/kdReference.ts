@@ -133,3 +133,10 @@ export function referenceRow(
 export { seededRandom as rng } from '../../src/core/random';
 
 export { gaussian } from '../../src/core/random';
+
+/** log-softmax of row `row` of logits laid out [rows, V], at `id`, of the logits divided by T, in float64. */
+export function logSoftmaxAt(data: ArrayLike<number>, row: number, V: number, id: number, T = 1): number {
+  const z = Array.from({ length: V }, (_, v) => data[row * V + v] / T);
+  const m = Math.max(...z);
+  return z[id] - m - Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+}

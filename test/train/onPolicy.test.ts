@@ -21,6 +21,7 @@ import { LanguageModel } from '../../src/models/languageModel';
 import { CancelledError, InputError, UsageError } from '../../src/core/errors';
 import { demoPair, storiesPair, tempDir, needs } from '../helpers';
 import { storiesText } from './storiesText';
+import { logSoftmaxAt } from '../reference/kdReference';
 import type { DistillRequest } from '../../src/shared/protocol';
 
 test('a policy window: the completion tokens are the targets, each with its old log q and advantage', () => {
@@ -65,13 +66,6 @@ function request(out: string, extra: Partial<DistillRequest> = {}): DistillReque
     seed: 1,
     ...extra,
   };
-}
-
-/** log-softmax of row `row` at `id` in float64, of the logits divided by T. */
-function logSoftmaxAt(data: Float32Array, row: number, V: number, id: number, T = 1): number {
-  const z = Array.from(data.subarray(row * V, (row + 1) * V), (v) => v / T);
-  const m = Math.max(...z);
-  return z[id] - m - Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
 }
 
 test(

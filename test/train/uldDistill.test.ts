@@ -161,7 +161,7 @@ test('distill --loss uld on several documents with a prompt: pieces within --seq
   assert.ok(last < first, `loss ${first / 3} → ${last / 3}`);
 });
 
-test('a pair whose tokenizers differ is refused for the per-token losses, naming --loss uld, even with equal vocabulary sizes', async () => {
+test('a pair whose tokenizers differ is refused for the per-token losses (naming --loss uld, even with equal vocabulary sizes) and for the methods that need one vocabulary (naming onpolicy)', async () => {
   const { teacher, student } = pair(45);
   const data = path.join(tempDir(), 'one.txt');
   fs.writeFileSync(data, TEXT);
@@ -179,6 +179,19 @@ test('a pair whose tokenizers differ is refused for the per-token losses, naming
   await assert.rejects(
     runDistillation(request(sameSize.folder, student.folder, data, perToken)),
     /tokenizers split the data differently .*--loss uld/,
+  );
+  // the methods that need one vocabulary say which ones work across tokenizers
+  const prompts = path.join(tempDir(), 'prompts.jsonl');
+  fs.writeFileSync(prompts, JSON.stringify({ prompt: TEXT.slice(0, 30) }) + '\n');
+  await assert.rejects(
+    runDistillation(
+      request(teacher.folder, student.folder, prompts, {
+        ...perToken,
+        method: 'minillm',
+        generation: { maxNewTokens: 8 },
+      }),
+    ),
+    /--method minillm needs one tokenizer; for a pair whose tokenizers differ, use --method onpolicy \(rewards on aligned spans\) or --method word --loss uld/,
   );
   await assert.rejects(
     runDistillation(request(teacher.folder, student.folder, data, { method: 'gkd' })),
