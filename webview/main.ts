@@ -736,18 +736,27 @@ function trainingSection(t: TrainingView): HTMLElement {
     );
     // a served teacher: its KLs are over its top-K buckets (lower bounds of the full ones)
     const bucketed = t.heldOut.teacherSupport ? ` (${t.heldOut.teacherSupport}, a lower bound)` : '';
-    for (const [label, k] of [
-      [`forward KL${bucketed}`, 'fkl'],
-      [`reverse KL${bucketed}`, 'rkl'],
-      ['student perplexity', 'studentPerplexity'],
-    ] as const) {
+    // across tokenizers there is no per-token KL: ULD (an approximation) and the exact span log-ratio
+    const rows =
+      t.heldOut.after.uld !== undefined
+        ? ([
+            ['ULD across tokenizers (approximate)', 'uld'],
+            ['span log P_T − log P_S (exact)', 'spanLogRatio'],
+            ['student perplexity', 'studentPerplexity'],
+          ] as const)
+        : ([
+            [`forward KL${bucketed}`, 'fkl'],
+            [`reverse KL${bucketed}`, 'rkl'],
+            ['student perplexity', 'studentPerplexity'],
+          ] as const);
+    for (const [label, k] of rows) {
       table.append(
         el(
           'tr',
           {},
           el('td', {}, label),
-          el('td', { class: 'num' }, formatNumber(t.heldOut.before[k])),
-          el('td', { class: 'num' }, formatNumber(t.heldOut.after[k])),
+          el('td', { class: 'num' }, formatNumber(t.heldOut.before[k] ?? NaN)),
+          el('td', { class: 'num' }, formatNumber(t.heldOut.after[k] ?? NaN)),
         ),
       );
     }

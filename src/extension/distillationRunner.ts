@@ -45,6 +45,15 @@ const LOSS_DESCRIPTIONS: Record<LossKey, string> = {
   ce: 'cross-entropy on the text only (plain fine-tune)',
 };
 
+/** The loss for a teacher whose tokenizer differs, offered beside the others. */
+const ULD_CHOICE = {
+  label: 'uld',
+  description: 'Universal Logit Distillation + ce: for a teacher whose tokenizer differs (1.5·ULD + ce)',
+} as const;
+
+/** What Run Distillation… trains a word-level run on: a loss of one vocabulary, or ULD across tokenizers. */
+type WordLoss = LossKey | 'uld';
+
 /** Characters before the cursor offered as the prompt to watch at most. */
 const WATCH_CHARS = 400;
 
@@ -77,7 +86,7 @@ export interface DistillArgs {
   data?: { selection: true } | { currentFile: true } | { path: string };
   /** a sequence-level method instead of a word-level loss */
   method?: DistillMethod;
-  loss?: LossKey;
+  loss?: WordLoss;
   steps?: number;
   out?: string;
   /** switch to the new student and re-analyse without asking */
@@ -171,9 +180,9 @@ export class DistillationRunner implements vscode.Disposable {
         : await this.askMethod(ds.loss);
     if (!choice) return undefined;
     const method: DistillMethod = choice.method;
-    // the word-level losses can add feature distillation (asked in the interactive flow only)
+    // the word-level losses of one vocabulary can add feature distillation (asked in the interactive flow only)
     const feature =
-      method !== 'word'
+      method !== 'word' || choice.loss === 'uld'
         ? null
         : args.feature !== undefined
           ? args.feature
@@ -183,7 +192,7 @@ export class DistillationRunner implements vscode.Disposable {
     if (feature === undefined) return undefined;
     // the loss each method trains on: seqkd ce, gkd generalised JSD at T = 1; the on-policy
     // methods have their own (the request's loss is not used)
-    const loss: LossKey = choice.loss ?? (method === 'gkd' ? 'gjsd' : method === 'word' ? 'fkl' : 'ce');
+    const loss: WordLoss = choice.loss ?? (method === 'gkd' ? 'gjsd' : method === 'word' ? 'fkl' : 'ce');
     // asked in the interactive flow only: commands given their data from code run as told
     const watch = args.watch ?? (args.data ? '' : await this.askWatch(editor));
     if (watch === undefined) return undefined;
@@ -229,10 +238,12 @@ export class DistillationRunner implements vscode.Disposable {
       student: settings.student,
       data: documents,
       method,
+      // ULD's cross-entropy term is the ce loss (at T = 1); its distance term comes with `uld`
+      ...(loss === 'uld' ? { uld: {} } : {}),
       loss: {
-        key: loss,
+        key: loss === 'uld' ? 'ce' : loss,
         // GKD's loss is at T = 1 (TRL)
-        temperature: method === 'gkd' ? 1 : settings.options.temperature,
+        temperature: method === 'gkd' || loss === 'uld' ? 1 : settings.options.temperature,
         ...(loss === 'gjsd' ? { beta: settings.options.beta } : {}),
         ...(loss === 'skl' || loss === 'srkl' ? { alpha: settings.options.alpha } : {}),
       },
@@ -338,8 +349,13 @@ export class DistillationRunner implements vscode.Disposable {
         ...(record.heldOut.teacherSupport ? { teacherSupport: record.heldOut.teacherSupport } : {}),
       };
       view.out = out;
-      const change = record.heldOut.fklChange * 100;
-      view.message = `held-out forward KL${record.heldOut.teacherSupport ? ` over the served teacher's ${record.heldOut.teacherSupport} buckets` : ''} ${formatNumber(record.heldOut.before.fkl)} → ${formatNumber(record.heldOut.after.fkl)} (${change >= 0 ? '+' : ''}${change.toFixed(1)}%)`;
+      const percent = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
+      const { before, after } = record.heldOut;
+      view.message =
+        after.uld !== undefined
+          ? // across tokenizers: no per-token KL
+            `held-out ULD across tokenizers (an approximation) ${formatNumber(before.uld!)} → ${formatNumber(after.uld)} (${percent(record.heldOut.uldChange!)})`
+          : `held-out forward KL${record.heldOut.teacherSupport ? ` over the served teacher's ${record.heldOut.teacherSupport} buckets` : ''} ${formatNumber(before.fkl)} → ${formatNumber(after.fkl)} (${percent(record.heldOut.fklChange)})`;
       this.show(view);
       this.last = { out, record, document: compareWith };
       this.log.info(`distillation written to ${out}: ${view.message}`);
@@ -510,12 +526,15 @@ export class DistillationRunner implements vscode.Disposable {
   }
 
   /** A word-level loss (the default from settings first), or a method that samples completions. */
-  private async askMethod(preferred: string): Promise<{ method: DistillMethod; loss?: LossKey } | undefined> {
-    type Item = vscode.QuickPickItem & { method?: DistillMethod; loss?: LossKey };
+  private async askMethod(
+    preferred: string,
+  ): Promise<{ method: DistillMethod; loss?: WordLoss } | undefined> {
+    type Item = vscode.QuickPickItem & { method?: DistillMethod; loss?: WordLoss };
     const keys = [...LOSS_KEYS].sort((a, b) => Number(b === preferred) - Number(a === preferred));
     const items: Item[] = [
       { label: 'word-level: the text, teacher-forced', kind: vscode.QuickPickItemKind.Separator },
       ...keys.map((k) => ({ label: k, description: LOSS_DESCRIPTIONS[k], method: 'word' as const, loss: k })),
+      { ...ULD_CHOICE, method: 'word' as const, loss: 'uld' as const },
       { label: 'sequence-level: sampled completions of prompts', kind: vscode.QuickPickItemKind.Separator },
       ...SEQUENCE_METHODS.map((m) => ({ label: m.label, description: m.description, method: m.method })),
     ];

@@ -125,6 +125,9 @@ export interface HeldOutNumbers {
   fkl: number;
   rkl: number;
   studentPerplexity: number;
+  /** across tokenizers (fkl and rkl NaN): the mean ULD and span log-ratio over aligned spans */
+  uld?: number;
+  spanLogRatio?: number;
 }
 
 /**

@@ -377,7 +377,7 @@ test('a served teacher (vLLM, its key in the secret storage): the analysis is ov
   }
 });
 
-test("a student whose tokenizer differs: each student token painted by its span, the hover lists both models' tokens of the span, the panel counts the spans", async () => {
+test("a student whose tokenizer differs: each student token painted by its span, the hover lists both models' tokens of the span, the panel counts the spans; Run Distillation with ULD", async () => {
   const editor = await openSample();
   const before = config().get<string>('student');
   await vscode.commands.executeCommand('distillLens.clear');
@@ -417,7 +417,25 @@ test("a student whose tokenizer differs: each student token painted by its span,
       across.studentTokens,
       spans.reduce((n, s) => n + s.studentTokens, 0),
     );
+
+    // Run Distillation with ULD: the held-out numbers are ULD and the span log-ratio
+    const record = await vscode.commands.executeCommand<{ heldOut: { after: { uld?: number } } }>(
+      'distillLens.runDistillation',
+      {
+        data: { selection: true },
+        loss: 'uld',
+        steps: 3,
+        out: path.join(workspace, 'uld-distilled'),
+        watch: '',
+      },
+    );
+    assert.ok(record && Number.isFinite(record.heldOut.after.uld), api.controller.lastError);
+    assert.match(
+      api.distillation.training?.message ?? '',
+      /held-out ULD across tokenizers \(an approximation\)/,
+    );
   } finally {
+    fs.rmSync(path.join(workspace, 'uld-distilled'), { recursive: true, force: true });
     await config().update('student', before, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('distillLens.clear');
   }
