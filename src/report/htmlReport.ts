@@ -113,7 +113,11 @@ export function renderHtmlReport(
 <body>
 <main>
   <h1>Distill Lens</h1>
-  <div class="muted" id="models"></div>
+  <div class="muted" id="models"></div>${
+    r.teacherSupport
+      ? `\n  <div class="muted" id="teacher-support"><b>Served teacher, ${escapeHtml(r.teacherSupport)}</b>: the divergences are over its top tokens, the target and the rest as one bucket, so they are lower bounds of the full-vocabulary values (akl approximate); log p, k1–k3, tckd and uncertainty are exact.</div>`
+      : ''
+  }
   <div class="legend"><label>metric <select id="metric"></select></label><span id="lo"></span><span class="bar" id="bar"></span><span id="hi"></span></div>
   <div id="heat"></div>
   <h2>Summary</h2><table id="summary"></table>

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { DEFAULT_METRIC_OPTIONS } from '../../src/core/tokenRows';
 import { METRIC_KEYS } from '../../src/core/metricKeys';
 import { builtInPair, DEMO_TEXT } from '../../src/models/builtInModels';
+import { renderHtmlReport } from '../../src/report/htmlReport';
 import { toJsonReport } from '../../src/report/jsonReport';
 import type { InspectRequest, InspectResult } from '../../src/shared/protocol';
 import { inspectOnce } from '../helpers';
@@ -35,6 +36,11 @@ for (const protocol of ['vllm', 'sglang'] as const) {
       const top8 = await inspect({ teacher: at, teacherTopK: 8 });
       assert.equal(top8.teacherSupport, 'top-8+rest');
       assert.equal((toJsonReport(top8) as { teacherSupport: string }).teacherSupport, 'top-8+rest');
+      // the HTML report says so at the top
+      assert.match(
+        renderHtmlReport(top8, DEMO_TEXT, 'fkl'),
+        /id="teacher-support"><b>Served teacher, top-8\+rest<\/b>: the divergences are over its top tokens/,
+      );
       assert.ok(top8.messages.some((m) => /lower bounds of the full-vocabulary values/.test(m)));
       assert.equal(top8.rows.length, local.rows.length);
       const close = (a: number, b: number, what: string) =>
