@@ -113,7 +113,15 @@ async function main(): Promise<void> {
       try {
         const fkl = await teacherForcedFkl(lm, teacherLm, tokenizer, held);
         const g = { ...GENERATION_DEFAULTS, maxNewTokens: 48 };
-        const sampled = await sampledHeldOut(lm, teacherLm, tokenizer, prompts, g, 424242, () => {});
+        const sampled = await sampledHeldOut(
+          lm,
+          { kind: 'local', lm: teacherLm },
+          tokenizer,
+          prompts,
+          g,
+          424242,
+          () => {},
+        );
         return { fkl, ...sampled };
       } finally {
         await lm.release();

@@ -57,7 +57,13 @@ import {
 } from './data';
 import type { PolicyLossOptions } from './losses';
 import { openPolicyModel } from './policyModel';
-import { sampledHeldOut, trainOnPolicy, type PolicyRollout, type PolicyWindow } from './onPolicy';
+import {
+  sampledHeldOut,
+  trainOnPolicy,
+  type PolicyRollout,
+  type PolicyTeacher,
+  type PolicyWindow,
+} from './onPolicy';
 import {
   generationProblems,
   readRollouts,
@@ -241,7 +247,8 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         generation,
         student,
         trainer,
-        teacher!,
+        teacher,
+        served,
         tokenizer,
         data,
         rng,
@@ -418,7 +425,9 @@ async function connectServedTeacher(
     await client.checkTokenizer(text, tokenizer.encode(text).ids);
   }
   run.note(
-    `the teacher is served (${PROTOCOL_NAMES[protocol]}): each position's top ${req.teacherTopK} and the target, the rest as one bucket; the held-out fkl and rkl are over these buckets (lower bounds of the full values)`,
+    req.method === 'onpolicy'
+      ? `the teacher is served (${PROTOCOL_NAMES[protocol]}): the rewards are its log p of the student's sampled tokens (exact); the held-out fkl and rkl are over its top ${req.teacherTopK}, the target and the rest (lower bounds), and the sampled held-out is Σ log p − log q per completion (the reverse KL needs its whole distribution)`
+      : `the teacher is served (${PROTOCOL_NAMES[protocol]}): each position's top ${req.teacherTopK} and the target, the rest as one bucket; the held-out fkl and rkl are over these buckets (lower bounds of the full values)`,
   );
   return new ServedTeacherTargets(client, path.join(defaultBuildCacheDir(), 'served'));
 }
@@ -613,7 +622,9 @@ async function onPolicyTraining(
   generation: GenerationSettings,
   studentModel: ResolvedModel,
   trainer: Trainer,
-  teacher: ModelLease,
+  /** run here; or served (onpolicy only), which gives the log p of the sampled tokens */
+  teacher: ModelLease | undefined,
+  served: ServedTeacherTargets | undefined,
   tokenizer: TextTokenizer,
   data: PreparedData,
   rng: Rng,
@@ -629,19 +640,26 @@ async function onPolicyTraining(
     frozenFeeds: trainer.frozenFeeds,
   });
   run.onEnd(() => policy.lm.release());
+  const policyTeacher: PolicyTeacher = served
+    ? { kind: 'served', logps: (ids, from) => served.logps(ids, from) }
+    : {
+        kind: 'local',
+        lm: teacher!.model.lm,
+        // across tokenizers (onpolicy): the teacher reads the completions' text
+        ...(trainer.uld ? { tokenizer: teacher!.model.tokenizer } : {}),
+      };
   const evaluateSampled = (label: string) => {
     run.report({ phase: 'evaluate', message: `sampling the held-out prompts ${label}` });
     // the same prompts and seeds before and after
     // at T = 1 without truncation whatever the method samples at, as `sample` does by default
     return sampledHeldOut(
       policy.lm,
-      teacher.model.lm,
+      policyTeacher,
       tokenizer,
       data.heldOutPrompts!,
       { ...generation, sampling: GENERATION_DEFAULTS.sampling },
       req.seed + 7_000_001,
       () => run.checkCancel(),
-      trainer.uld ? teacher.model.tokenizer : undefined,
     );
   };
   const before = await evaluateSampled('before');
@@ -663,9 +681,8 @@ async function onPolicyTraining(
     seed: req.seed,
     generation,
     student: policy.lm,
-    teacher: teacher.model.lm,
+    teacher: policyTeacher,
     tokenizer,
-    ...(trainer.uld ? { teacherTokenizer: teacher.model.tokenizer } : {}),
     prompts: data.trainPrompts!,
     rng,
     checkCancelled: () => run.checkCancel(),
@@ -889,6 +906,8 @@ interface Trainer {
   uld?: UldSettings;
   /** the step graph takes them too (word-level ULD; not the on-policy methods' step) */
   stepTakesGroups: boolean;
+  /** the step graph's teacher top-k buckets (word-level; a served teacher's held-out evaluation has them too) */
+  stepTopK: number | undefined;
   /** whether the step graph reads the teacher (every loss but ce) */
   stepTakesTeacher: boolean;
   mode: TrainMode;
@@ -964,7 +983,8 @@ async function openTrainer(
     policy,
     feature,
     purpose: 'step',
-    ...(policy ? { uld: undefined } : {}),
+    // the on-policy methods' step reads neither ULD's groups nor a served teacher's buckets
+    ...(policy ? { uld: undefined, teacherTopK: undefined } : {}),
   });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
@@ -990,6 +1010,7 @@ async function openTrainer(
     feature,
     uld,
     stepTakesGroups: !!uld && !policy,
+    stepTopK: policy ? undefined : topK,
     stepTakesTeacher,
     mode,
     optimizer,
@@ -1024,7 +1045,7 @@ async function batchFeeds(
   const targetIds = new BigInt64Array(B * L);
   const mask = new Float32Array(B * L);
   // a served teacher's held-out numbers are over its buckets; a local one's over the vocabulary
-  const k = forEval && !targets.served ? undefined : req.teacherTopK;
+  const k = forEval ? (targets.served ? req.teacherTopK : undefined) : trainer.stepTopK;
   const takesTeacher = !trainer.uld && targets.present && (forEval || trainer.stepTakesTeacher);
   const teacherBuf = k || !takesTeacher ? undefined : new Float32Array(B * L * vocab); // [B, L, V]
   const topIds = k ? new BigInt64Array(B * L * (k + 1)) : undefined; // [B·L, k+1]
@@ -1256,10 +1277,13 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
   }
   if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
   if (req.teacher && parseServedTeacher(req.teacher)) {
-    // a served teacher gives log-probabilities of the given tokens at T = 1, nothing more (yet)
-    if (method !== 'word')
+    // a served teacher gives log-probabilities of given tokens at T = 1: its top K for word-level,
+    // the sampled tokens' for onpolicy's rewards
+    if (method !== 'word' && method !== 'onpolicy')
       throw new UsageError(
-        `--method ${method} with a served teacher is not built yet (it would have the server sample and score completions): use --method word, or a local teacher`,
+        method === 'seqkd'
+          ? '--method seqkd with a served teacher is not built yet (the server would sample the completions): use --method word or onpolicy, or a local teacher'
+          : `--method ${method} with a served teacher is not built: it needs the teacher's whole distribution at every sampled position${method === 'minillm' ? ' and samples from a mix with it' : ''}, which a server does not send; use --method onpolicy (the teacher's log p of the student's tokens) or word, or a local teacher`,
       );
     if (req.feature)
       throw new UsageError(
@@ -1307,7 +1331,12 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
   }
   if (method !== 'gkd' && (req.lmbda !== undefined || req.seqKd))
     throw new UsageError('--lmbda and --seq-kd need --method gkd');
-  if (samplesDuringTraining(method) && req.teacherTopK !== undefined)
+  // (a served teacher's K sets the buckets of the held-out evaluation only)
+  if (
+    samplesDuringTraining(method) &&
+    req.teacherTopK !== undefined &&
+    !parseServedTeacher(req.teacher ?? '')
+  )
     throw new UsageError(`--teacher-top-k is not built for --method ${method}`);
   if (method === 'minillm') {
     const m = { ...MINILLM_DEFAULTS, ...req.minillm };

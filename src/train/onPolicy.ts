@@ -162,21 +162,35 @@ function completionLogps(
 }
 
 /**
+ * A served teacher's log p of each token of `ids` from index `from` on, at T = 1 (the server's
+ * prompt log-probabilities of the actual tokens: exact).
+ */
+export type ServedLogps = (ids: number[], from: number) => Promise<number[]>;
+
+/**
+ * The teacher of the on-policy methods: a model run here (with its tokenizer when it differs
+ * from the student's), or a served one, which gives the log p of given tokens and nothing more.
+ */
+export type PolicyTeacher =
+  { kind: 'local'; lm: LanguageModel; tokenizer?: TextTokenizer } | { kind: 'served'; logps: ServedLogps };
+
+/**
  * The student's completions of `prompts` (one each, prompt i with seed seed + i), and for
  * each the exact per-step reverse KL from both models' full distributions, summed over the
- * completion: the number the on-policy methods lower.
+ * completion: the number the on-policy methods lower. With a teacher whose tokenizer differs,
+ * or a served one, the full distributions are not both known: then Σ over the completion's
+ * spans (its tokens, with a served teacher) of log P_T − log Q instead (`spanLogRatio`).
  */
 export async function sampledHeldOut(
   student: LanguageModel,
-  teacher: LanguageModel,
+  teacher: PolicyTeacher,
   tokenizer: TextTokenizer,
   prompts: Prompt[],
   g: GenerationSettings,
   seed: number,
   checkCancelled: () => void,
-  /** a teacher whose tokenizer differs: compared on the completions' aligned spans */
-  teacherTokenizer?: TextTokenizer,
 ): Promise<SampledHeldOut> {
+  const bySpans = teacher.kind === 'served' || teacher.tokenizer !== undefined;
   let reverseKl = 0;
   let spanLogRatio = 0;
   let teacherLogp = 0;
@@ -199,10 +213,19 @@ export async function sampledHeldOut(
     distinct2 += bigrams.length ? new Set(bigrams).size / bigrams.length : 0;
     const q = await logitsOf(student, ids);
     tokens += ids.length - promptIds.length;
-    if (teacherTokenizer) {
+    if (teacher.kind === 'served') {
+      // one tokenizer: every token is a span
+      const lp = await teacher.logps(ids, promptIds.length);
+      const lq = completionLogps(q, ids, promptIds.length, [1])[0];
+      lp.forEach((v, t) => (spanLogRatio += v - lq[t]));
+      for (const v of lp) teacherLogp += v;
+      teacherTokens += lp.length;
+      continue;
+    }
+    if (teacher.tokenizer) {
       const score = await scoreAcrossTokenizers(
-        teacher,
-        teacherTokenizer,
+        teacher.lm,
+        teacher.tokenizer,
         tokenizer,
         prompt.text,
         ids,
@@ -214,15 +237,15 @@ export async function sampledHeldOut(
       teacherTokens += score.teacherLogp.length;
       continue;
     }
-    const p = await logitsOf(teacher, ids);
+    const p = await logitsOf(teacher.lm, ids);
     for (const kl of completionReverseKl(q, p, promptIds.length, ids.length)) reverseKl += kl;
     for (const lp of completionLogps(p, ids, promptIds.length, [1])[0]) teacherLogp += lp;
     teacherTokens += ids.length - promptIds.length;
   }
   const n = Math.max(1, prompts.length);
   return {
-    reverseKl: teacherTokenizer ? NaN : reverseKl / n,
-    ...(teacherTokenizer ? { spanLogRatio: spanLogRatio / n } : {}),
+    reverseKl: bySpans ? NaN : reverseKl / n,
+    ...(bySpans ? { spanLogRatio: spanLogRatio / n } : {}),
     teacherLogp: teacherLogp / Math.max(1, teacherTokens),
     length: tokens / n,
     distinct2: distinct2 / n,
@@ -246,13 +269,13 @@ export interface OnPolicyLoop {
   seed: number;
   generation: GenerationSettings;
   student: LanguageModel;
-  teacher: LanguageModel;
-  tokenizer: TextTokenizer;
   /**
-   * onpolicy with a teacher whose tokenizer differs: the teacher reads each completion's text
-   * with its own tokens, and each student token's reward is its aligned span's log P_T − log Q_old
+   * Run here, or served (onpolicy only: its log p of the sampled tokens). With a tokenizer of
+   * its own (onpolicy only), the teacher reads each completion's text with its own tokens, and
+   * each student token's reward is its aligned span's log P_T − log Q_old.
    */
-  teacherTokenizer?: TextTokenizer;
+  teacher: PolicyTeacher;
+  tokenizer: TextTokenizer;
   prompts: Prompt[];
   rng: Rng;
   checkCancelled: () => void;
@@ -310,6 +333,12 @@ export function datasetCompletion(tokenizer: TextTokenizer, prompt: Prompt): Wri
   return { ids: enc.ids, promptTokens, text: prompt.completion!, finish: 'length', logp: [] };
 }
 
+/** The teacher as a model run here: gkd and minillm sample from it (a served teacher is refused for them). */
+function localTeacher(o: OnPolicyLoop): LanguageModel {
+  if (o.teacher.kind !== 'local') throw new Error(`--method ${o.method} needs the teacher run here`);
+  return o.teacher.lm;
+}
+
 /** One collection: a completion per prompt, scored by the teacher, with the method's advantages. */
 async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<PolicyRollout[]> {
   const rollouts: PolicyRollout[] = [];
@@ -321,22 +350,22 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
       o.method === 'minillm'
         ? // each token from α·p + (1 − α)·q, both models stepping their own caches; log q of the student
           await sampleCompletion(
-            { teacher: o.teacher, student: o.student, alpha: o.mixAlpha },
+            { teacher: localTeacher(o), student: o.student, alpha: o.mixAlpha },
             o,
             prompt,
             seed,
           )
         : fromStudent || o.seqKd || prompt.completion === undefined
-          ? await sampleCompletion(fromStudent ? o.student : o.teacher, o, prompt, seed)
+          ? await sampleCompletion(fromStudent ? o.student : localTeacher(o), o, prompt, seed)
           : datasetCompletion(o.tokenizer, prompt);
     // rewards use the teacher at T = 1 (LMOps, Tinker); MiniLLM's w its distribution at the
     // sampling temperature, as the mix was drawn
     const T = o.generation.sampling.temperature;
-    if (o.teacherTokenizer) {
+    if (o.teacher.kind === 'local' && o.teacher.tokenizer) {
       // the tokenizers differ (onpolicy only): rewards on the completion's aligned spans
       const score = await scoreAcrossTokenizers(
-        o.teacher,
-        o.teacherTokenizer,
+        o.teacher.lm,
+        o.teacher.tokenizer,
         o.tokenizer,
         prompt.text,
         written.ids,
@@ -365,20 +394,29 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
       continue;
     }
     const weighAtT = o.method === 'minillm' && T !== 1;
-    const teacherLogits = await logitsOf(o.teacher, written.ids);
-    const [logpTeacher, logpTeacherAtT] = completionLogps(
-      teacherLogits,
-      written.ids,
-      written.promptTokens,
-      weighAtT ? [1, T] : [1],
-    );
-    // the curve's exact per-token KL(q‖p) at T = 1 on this step's completions, whoever wrote them
-    const reverseKl = completionReverseKl(
-      await logitsOf(o.student, written.ids),
-      teacherLogits,
-      written.promptTokens,
-      written.ids.length,
-    );
+    let logpTeacher: number[];
+    let logpTeacherAtT: number[] | undefined;
+    let reverseKl: number[];
+    if (o.teacher.kind === 'served') {
+      // a served teacher (onpolicy only): the log p of the sampled tokens, no distributions
+      logpTeacher = await o.teacher.logps(written.ids, written.promptTokens);
+      reverseKl = [];
+    } else {
+      const teacherLogits = await logitsOf(o.teacher.lm, written.ids);
+      [logpTeacher, logpTeacherAtT] = completionLogps(
+        teacherLogits,
+        written.ids,
+        written.promptTokens,
+        weighAtT ? [1, T] : [1],
+      );
+      // the curve's exact per-token KL(q‖p) at T = 1 on this step's completions, whoever wrote them
+      reverseKl = completionReverseKl(
+        await logitsOf(o.student, written.ids),
+        teacherLogits,
+        written.promptTokens,
+        written.ids.length,
+      );
+    }
     const oldLogpStudent = fromStudent ? written.logp : [];
     rollouts.push({
       ids: written.ids,
@@ -408,7 +446,7 @@ async function collect(o: OnPolicyLoop, batch: Prompt[], s: number): Promise<Pol
     });
   }
   const tokens = rollouts.map((r) => ({ logpTeacher: r.logpTeacher, oldLogpStudent: r.oldLogpStudent }));
-  if (o.teacherTokenizer) return rollouts; // rewards and advantages set above
+  if (o.teacher.kind === 'local' && o.teacher.tokenizer) return rollouts; // rewards and advantages set above
   if (o.method === 'onpolicy') {
     onPolicyAdvantages(tokens).forEach((a, i) => {
       rollouts[i].rewards = a;
@@ -475,11 +513,12 @@ export async function trainOnPolicy(o: OnPolicyLoop): Promise<{
     const mean = (xs: number[]) => (xs.length ? xs.reduce((a, v) => a + v, 0) / xs.length : undefined);
     // across tokenizers: per aligned span, log P_T − log Q_old
     const spans = collection.reduce((n, r) => n + (r.across?.spans ?? 0), 0);
-    const reward = o.teacherTokenizer
-      ? spans > 0
-        ? collection.reduce((a, r) => a + r.across!.spanLogRatio, 0) / spans
-        : undefined
-      : mean(logRatios);
+    const reward =
+      o.teacher.kind === 'local' && o.teacher.tokenizer
+        ? spans > 0
+          ? collection.reduce((a, r) => a + r.across!.spanLogRatio, 0) / spans
+          : undefined
+        : mean(logRatios);
     // the exact per-token KL(q_old‖p) over the collection's completion tokens
     const kl = mean(collection.flatMap((r) => r.reverseKl));
     o.onStep(s + 1, loss, lr, tokens, reward, kl);

@@ -81,6 +81,17 @@ export class ServedTeacherTargets {
     private readonly cacheDir: string,
   ) {}
 
+  /**
+   * The teacher's log p of each token of `ids` from index `from` on (the server's prompt
+   * log-probabilities of the actual tokens: exact); the on-policy methods' samples are new each
+   * time, so not cached.
+   */
+  async logps(ids: number[], from: number): Promise<number[]> {
+    const rows = await this.client.promptLogprobs(ids, 1);
+    this.asked++;
+    return rows.slice(from - 1).map((r) => r.targetLogp);
+  }
+
   async buckets(w: Window, k: number): Promise<TeacherBuckets> {
     const prefix = scoredPrefix(w);
     const key = crypto

@@ -85,14 +85,73 @@ test('a served teacher trains exactly as the same teacher here with --teacher-to
   }
 });
 
-test('a served teacher: other methods, feature distillation and T ≠ 1 are refused by name; Cancel stops a run and writes nothing', async () => {
+test("onpolicy with a served teacher: the rewards are its log p of the student's tokens, as the same teacher run here gives them; the sampled held-out is Σ log p − log q", async () => {
+  const server = await startFakeServer(teacher, { protocol: 'vllm' });
+  try {
+    const onpolicy = (teacherSpec: string): DistillRequest =>
+      request(teacherSpec, {
+        method: 'onpolicy',
+        generation: { maxNewTokens: 8, promptTokens: 16 },
+        steps: 2,
+        teacherTopK: undefined,
+        out: path.join(tempDir(), 'onpolicy'),
+      });
+    const local = await runDistillation(onpolicy(teacher));
+    const served = await runDistillation(onpolicy(`openai+${server.url}#demo-teacher`));
+    const rollouts = (out: string) =>
+      fs
+        .readFileSync(path.join(out, 'rollouts.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+    // the first step samples from the same student with the same seeds: the same tokens, scored alike
+    const [a, b] = [rollouts(local.out), rollouts(served.out)].map((r) => r.filter((x) => x.step === 1));
+    assert.ok(a.length > 0 && a.length === b.length);
+    a.forEach((x, i) => {
+      assert.deepEqual(b[i].ids, x.ids);
+      x.logpTeacher.forEach((lp: number, t: number) => {
+        assert.ok(
+          Math.abs(b[i].logpTeacher[t] - lp) < 1e-4 * (1 + Math.abs(lp)),
+          `log p ${b[i].logpTeacher[t]} vs ${lp}`,
+        );
+        assert.ok(Math.abs(b[i].advantages[t] - x.advantages[t]) < 1e-4 * (1 + Math.abs(lp)));
+      });
+      assert.deepEqual(b[i].reverseKl, [], 'no per-token KL without the whole distribution');
+    });
+    // before training both evaluate the same student on the same completions
+    const [ls, ss] = [local.sampledHeldOut!.before, served.sampledHeldOut!.before];
+    assert.ok(Math.abs(ss.teacherLogp - ls.teacherLogp) < 1e-4 * (1 + Math.abs(ls.teacherLogp)));
+    assert.ok(Number.isNaN(ss.reverseKl) && Number.isFinite(ss.spanLogRatio));
+    assert.equal(
+      served.heldOut.teacherSupport,
+      `top-19+rest`,
+      'the teacher-forced held-out over its buckets',
+    );
+    assert.ok(
+      served.messages.some((m) =>
+        /the rewards are its log p of the student's sampled tokens \(exact\)/.test(m),
+      ),
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('a served teacher: gkd, minillm and seqkd, feature distillation and T ≠ 1 are refused by name; Cancel stops a run and writes nothing', async () => {
   const server = await startFakeServer(teacher, { protocol: 'sglang', rateLimited: 1000, retryAfter: 30 });
   try {
     const spec = `openai+${server.url}#demo-teacher`;
     await assert.rejects(
       runDistillation(request(spec, { method: 'gkd', loss: { key: 'gjsd', temperature: 1 } })),
       (e: Error) =>
-        e instanceof UsageError && /--method gkd with a served teacher is not built yet/.test(e.message),
+        e instanceof UsageError &&
+        /--method gkd with a served teacher is not built: it needs the teacher's whole distribution at every sampled position/.test(
+          e.message,
+        ),
+    );
+    await assert.rejects(
+      runDistillation(request(spec, { method: 'seqkd', loss: { key: 'ce', temperature: 1 } })),
+      /--method seqkd with a served teacher is not built yet \(the server would sample the completions\)/,
     );
     await assert.rejects(
       runDistillation(request(spec, { feature: { loss: 'mse', layers: 'auto', weight: 1 } })),
