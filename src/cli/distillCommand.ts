@@ -38,7 +38,7 @@ export function addDistillCommand(
     )
     .requiredOption(
       '--teacher <M>',
-      'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (--method word or onpolicy; key from DISTILL_LENS_TEACHER_API_KEY)',
+      'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (--method word, seqkd or onpolicy; key from DISTILL_LENS_TEACHER_API_KEY)',
     )
     .requiredOption(
       '--student <M>',

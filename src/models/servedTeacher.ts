@@ -14,6 +14,11 @@
  *               → meta_info.input_token_logprobs [[logprob, id, text], …] (the first null),
  *                 meta_info.input_top_logprobs [null, [[logprob, id, text], …], …]
  *             the same with {text} gives the server's ids of a text (the tokenizer check)
+ *   sampling  (SeqKD) vLLM: POST {base}/completions {prompt: ids, max_tokens, temperature, top_k,
+ *               top_p, min_p, repetition_penalty, seed, logprobs: 0,
+ *               return_tokens_as_token_ids: true} → choices[0].logprobs.tokens ["token_id:N", …]
+ *             SGLang: POST {root}/generate {input_ids, sampling_params: {…, sampling_seed},
+ *               return_logprob: true} → meta_info.output_token_logprobs [[logprob, id, text], …]
  *
  * The API key comes from the environment (DISTILL_LENS_TEACHER_API_KEY) or the editor's secret
  * storage, never from a settings file. Rate limits (429, with Retry-After) and dropped
@@ -22,6 +27,13 @@
  */
 import { CancelledError, ModelLoadError } from '../core/errors';
 import type { ServedTeacherRow } from '../core/bucketedRows';
+import type { SamplingOptions } from '../shared/generation';
+
+/** One completion the server sampled: its token ids, and whether it stopped (an EOS) or ran out. */
+export interface ServedCompletion {
+  ids: number[];
+  finish: 'stop' | 'length';
+}
 
 export const TEACHER_API_KEY_ENV = 'DISTILL_LENS_TEACHER_API_KEY';
 
@@ -134,6 +146,66 @@ export class ServedTeacher {
           `${this.name} refused the request for ${ids.length} tokens with its top ${k}: ${e.message}. A server caps how many log-probabilities it sends (vLLM: --max-logprobs, 20 unless set) and how long a prompt may be: lower --teacher-top-k (distillLens.servedTeacherTopK) or select less text`,
           'teacher',
         );
+      throw e;
+    }
+  }
+
+  /**
+   * The server's completion of `promptIds`: at most `maxNewTokens` ids, sampled with these
+   * settings and this seed (reproducible as far as the engine makes seeded sampling so).
+   */
+  async sample(
+    promptIds: number[],
+    sampling: SamplingOptions,
+    maxNewTokens: number,
+    seed: number,
+  ): Promise<ServedCompletion> {
+    const protocol = await this.detect();
+    const temperature = sampling.greedy ? 0 : sampling.temperature;
+    const knobs = {
+      temperature,
+      top_p: sampling.topP,
+      top_k: sampling.topK > 0 ? sampling.topK : -1,
+      min_p: sampling.minP,
+      repetition_penalty: sampling.repetitionPenalty,
+    };
+    try {
+      if (protocol === 'vllm') {
+        const answer = (await this.post(`${this.spec.baseUrl}/completions`, {
+          model: this.spec.model,
+          prompt: promptIds,
+          max_tokens: maxNewTokens,
+          ...knobs,
+          seed,
+          logprobs: 0,
+          return_tokens_as_token_ids: true,
+        })) as { choices?: { finish_reason?: string; logprobs?: { tokens?: string[] } }[] };
+        const choice = answer.choices?.[0];
+        const tokens = choice?.logprobs?.tokens;
+        if (!Array.isArray(tokens)) throw this.malformed('a completion without its tokens');
+        const ids = tokens.map((t) => {
+          const m = /^token_id:(\d+)$/.exec(t);
+          if (!m) throw this.malformed(`a completion token "${t}" that is not "token_id:N" (return_tokens_as_token_ids)`);
+          return Number(m[1]);
+        });
+        return { ids, finish: choice?.finish_reason === 'length' ? 'length' : 'stop' };
+      }
+      const answer = (await this.post(`${this.root}/generate`, {
+        input_ids: promptIds,
+        sampling_params: { max_new_tokens: maxNewTokens, ...knobs, sampling_seed: seed },
+        return_logprob: true,
+      })) as {
+        meta_info?: { output_token_logprobs?: [number, number, unknown][]; finish_reason?: { type?: string } };
+      };
+      const out = answer.meta_info?.output_token_logprobs;
+      if (!Array.isArray(out)) throw this.malformed('a completion without output_token_logprobs');
+      return {
+        ids: out.map(([, id]) => id),
+        finish: answer.meta_info?.finish_reason?.type === 'length' ? 'length' : 'stop',
+      };
+    } catch (e) {
+      if (e instanceof Refused)
+        throw new ModelLoadError(`${this.name} refused to sample a completion: ${e.message}`, 'teacher');
       throw e;
     }
   }

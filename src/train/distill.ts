@@ -57,6 +57,7 @@ import {
 } from './data';
 import type { PolicyLossOptions } from './losses';
 import { openPolicyModel } from './policyModel';
+import { eosIds } from '../generate/generator';
 import {
   sampledHeldOut,
   trainOnPolicy,
@@ -68,6 +69,7 @@ import {
   generationProblems,
   readRollouts,
   rolloutsJsonl,
+  sampleServedRollouts,
   sampleTeacherRollouts,
   type Rollout,
 } from './rollouts';
@@ -86,7 +88,7 @@ import {
   type ServedTeacherSpec,
 } from '../models/servedTeacher';
 import { defaultBuildCacheDir } from '../models/builtModelCache';
-import { scoredPrefix, SERVED_DISTILL_TOP_K, ServedTeacherTargets } from './servedTargets';
+import { SERVED_DISTILL_TOP_K, ServedTeacherTargets } from './servedTargets';
 import { packTextWindows, uldGroupFeeds, UldTeacherTargets, type TextWindow } from './acrossTokenizers';
 
 export interface DistillControl {
@@ -182,6 +184,10 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
         "the teacher and the student tokenize differently: the teacher reads each completion's text with its own tokens, and each student token's reward is log P_T − log Q_old of the span it is in (spans end where both tokenizations start a token; a token in none has no reward); the held-out numbers are ULD (an approximation) and the span log-ratio (exact)",
       );
     run.checkCancel();
+    // a served teacher: its protocol, whether it tokenizes as the student, the cache of its answers
+    const served = servedSpec
+      ? await connectServedTeacher(servedSpec, req, tokenizer, documentsOf(req), control.signal, run)
+      : undefined;
 
     // 2. data
     const rng = seededRandom(req.seed);
@@ -189,7 +195,7 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
       uld && !acrossPolicy
         ? prepareTextData(req, tokenizer, teacher!, vocab, rng, run)
         : method === 'seqkd'
-          ? await prepareRollouts(req, generation, teacher!, tokenizer, vocab, rng, run)
+          ? await prepareRollouts(req, generation, teacher ?? served!, student, tokenizer, vocab, rng, run)
           : samplesDuringTraining(method)
             ? preparePrompts(req, generation, tokenizer, vocab, rng, run, acrossPolicy ? teacher : undefined)
             : prepareData(req, tokenizer, vocab, rng, run);
@@ -205,16 +211,6 @@ export async function runDistillation(req: DistillRequest, control: DistillContr
     const stepReq = ptWindows ? { ...req, batchSize: 2 * req.batchSize } : req;
 
     // 3. teacher targets
-    const served = servedSpec
-      ? await connectServedTeacher(
-          servedSpec,
-          req,
-          tokenizer,
-          data.train[0] ?? data.heldOut[0],
-          control.signal,
-          run,
-        )
-      : undefined;
     const targets = new TeacherTargets(teacher, stepReq, vocab, data.heldOut, feature, served);
     if (uld) targets.across = new UldTeacherTargets(teacher!.model.lm, vocab, TEACHER_CACHE_BYTES);
 
@@ -412,7 +408,7 @@ async function connectServedTeacher(
   spec: ServedTeacherSpec,
   req: DistillRequest,
   tokenizer: TextTokenizer,
-  probe: Window | undefined,
+  documents: TrainDocument[],
   signal: AbortSignal | undefined,
   run: RunContext,
 ): Promise<ServedTeacherTargets> {
@@ -420,14 +416,15 @@ async function connectServedTeacher(
   const client = new ServedTeacher(spec, { apiKey: req.teacherApiKey, signal, retries: 8 });
   run.report({ phase: 'prepare', message: `asking ${client.name} which protocol it speaks` });
   const protocol = await client.detect();
-  if (probe) {
-    const text = tokenizer.decode(scoredPrefix(probe));
-    await client.checkTokenizer(text, tokenizer.encode(text).ids);
-  }
+  // the tokenizer check on the data's first text
+  const probe = documents[0]?.text.slice(0, 1000);
+  if (probe) await client.checkTokenizer(probe, tokenizer.encode(probe).ids);
   run.note(
-    req.method === 'onpolicy'
-      ? `the teacher is served (${PROTOCOL_NAMES[protocol]}): the rewards are its log p of the student's sampled tokens (exact); the held-out fkl and rkl are over its top ${req.teacherTopK}, the target and the rest (lower bounds), and the sampled held-out is Σ log p − log q per completion (the reverse KL needs its whole distribution)`
-      : `the teacher is served (${PROTOCOL_NAMES[protocol]}): each position's top ${req.teacherTopK} and the target, the rest as one bucket; the held-out fkl and rkl are over these buckets (lower bounds of the full values)`,
+    req.method === 'seqkd'
+      ? `the teacher is served (${PROTOCOL_NAMES[protocol]}): it samples the completions, and the log p of each of their tokens is its own (exact); the held-out fkl and rkl are over its top ${req.teacherTopK}, the target and the rest (lower bounds)`
+      : req.method === 'onpolicy'
+        ? `the teacher is served (${PROTOCOL_NAMES[protocol]}): the rewards are its log p of the student's sampled tokens (exact); the held-out fkl and rkl are over its top ${req.teacherTopK}, the target and the rest (lower bounds), and the sampled held-out is Σ log p − log q per completion (the reverse KL needs its whole distribution)`
+        : `the teacher is served (${PROTOCOL_NAMES[protocol]}): each position's top ${req.teacherTopK} and the target, the rest as one bucket; the held-out fkl and rkl are over these buckets (lower bounds of the full values)`,
   );
   return new ServedTeacherTargets(client, path.join(defaultBuildCacheDir(), 'served'));
 }
@@ -520,7 +517,9 @@ function sharedTokenizerProblem(
 async function prepareRollouts(
   req: DistillRequest,
   generation: GenerationSettings,
-  teacher: ModelLease,
+  /** run here, or served (the server samples) */
+  teacher: ModelLease | ServedTeacherTargets,
+  student: ResolvedModel,
   tokenizer: TextTokenizer,
   vocab: number,
   rng: Rng,
@@ -537,10 +536,23 @@ async function prepareRollouts(
     const read = readPrompts(documents, tokenizer, generation.promptTokens);
     prompts = read.length;
     const t = performance.now();
-    rollouts = await sampleTeacherRollouts(teacher.model.lm, tokenizer, read, generation, req.seed, {
+    const hooks = {
       checkCancelled: () => run.checkCancel(),
-      onProgress: (message) => run.report({ phase: 'prepare', message }),
-    });
+      onProgress: (message: string) => run.report({ phase: 'prepare', message }),
+    };
+    rollouts =
+      teacher instanceof ServedTeacherTargets
+        ? await sampleServedRollouts(
+            teacher.client,
+            tokenizer,
+            // one tokenizer (checked): the student's EOS ids are the teacher's
+            eosIds(student.folder, student.config),
+            read,
+            generation,
+            req.seed,
+            hooks,
+          )
+        : await sampleTeacherRollouts(teacher.model.lm, tokenizer, read, generation, req.seed, hooks);
     run.note(
       `the teacher wrote ${rollouts.length} completions of ${prompts} prompts in ${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
@@ -984,7 +996,8 @@ async function openTrainer(
     feature,
     purpose: 'step',
     // the on-policy methods' step reads neither ULD's groups nor a served teacher's buckets
-    ...(policy ? { uld: undefined, teacherTopK: undefined } : {}),
+    ...(policy ? { uld: undefined } : {}),
+    ...(policy || !stepTakesTeacher ? { teacherTopK: undefined } : {}),
   });
   await run.yieldAndCheckCancel();
   if (step.params.length === 0)
@@ -1010,7 +1023,7 @@ async function openTrainer(
     feature,
     uld,
     stepTakesGroups: !!uld && !policy,
-    stepTopK: policy ? undefined : topK,
+    stepTopK: policy || !stepTakesTeacher ? undefined : topK,
     stepTakesTeacher,
     mode,
     optimizer,
@@ -1277,13 +1290,11 @@ function validate(req: DistillRequest, method: DistillMethod, generation: Genera
   }
   if (req.reuseRollouts && method !== 'seqkd') throw new UsageError('--reuse-rollouts needs --method seqkd');
   if (req.teacher && parseServedTeacher(req.teacher)) {
-    // a served teacher gives log-probabilities of given tokens at T = 1: its top K for word-level,
-    // the sampled tokens' for onpolicy's rewards
-    if (method !== 'word' && method !== 'onpolicy')
+    // a served teacher gives log-probabilities of given tokens at T = 1 (its top K for word-level,
+    // the sampled tokens' for onpolicy's rewards) and samples completions (seqkd)
+    if (method === 'gkd' || method === 'minillm')
       throw new UsageError(
-        method === 'seqkd'
-          ? '--method seqkd with a served teacher is not built yet (the server would sample the completions): use --method word or onpolicy, or a local teacher'
-          : `--method ${method} with a served teacher is not built: it needs the teacher's whole distribution at every sampled position${method === 'minillm' ? ' and samples from a mix with it' : ''}, which a server does not send; use --method onpolicy (the teacher's log p of the student's tokens) or word, or a local teacher`,
+        `--method ${method} with a served teacher is not built: it needs the teacher's whole distribution at every sampled position${method === 'minillm' ? ' and samples from a mix with it' : ''}, which a server does not send; use --method onpolicy (the teacher's log p of the student's tokens), seqkd or word, or a local teacher`,
       );
     if (req.feature)
       throw new UsageError(

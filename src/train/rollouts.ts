@@ -16,6 +16,7 @@ import { generate } from '../generate/generator';
 import { samplingProblems } from '../generate/logitsProcessors';
 import type { LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
+import type { ServedTeacher } from '../models/servedTeacher';
 import type { FinishReason } from '../shared/generation';
 import type { GenerationSettings } from '../shared/protocol';
 import type { Prompt, TokenSequence } from './data';
@@ -86,6 +87,54 @@ export async function sampleTeacherRollouts(
         finish: s.finish,
         logpTeacher: s.tokens.map((t) => t.logp),
       });
+  }
+  return rollouts;
+}
+
+/**
+ * A served teacher's completions of every prompt (SeqKD): `samplesPerPrompt` each, sample j of
+ * prompt i with seed seed + i·samplesPerPrompt + j, sampled by the server; the log p of each
+ * completion token at T = 1 from its prompt log-probabilities (exact). A completion that stopped
+ * ends with the EOS the server chose (appended when the server leaves it out).
+ */
+export async function sampleServedRollouts(
+  teacher: ServedTeacher,
+  tokenizer: TextTokenizer,
+  eos: number[],
+  prompts: Prompt[],
+  g: GenerationSettings,
+  seed: number,
+  hooks: { checkCancelled: () => void; onProgress: (message: string) => void },
+): Promise<Rollout[]> {
+  const rollouts: Rollout[] = [];
+  for (const [i, prompt] of prompts.entries()) {
+    hooks.checkCancelled();
+    hooks.onProgress(`the served teacher writes completions: prompt ${i + 1}/${prompts.length}`);
+    const promptIds = tokenizer.encode(prompt.text).ids;
+    for (let j = 0; j < g.samplesPerPrompt; j++) {
+      const sampled = await teacher.sample(
+        promptIds,
+        g.sampling,
+        g.maxNewTokens,
+        seed + i * g.samplesPerPrompt + j,
+      );
+      const completion = [...sampled.ids];
+      if (sampled.finish === 'stop' && eos.length > 0 && !eos.includes(completion[completion.length - 1]))
+        completion.push(eos[0]);
+      if (completion.length === 0) continue;
+      const ids = [...promptIds, ...completion];
+      const rows = await teacher.promptLogprobs(ids, 1);
+      rollouts.push({
+        ids,
+        promptTokens: promptIds.length,
+        source: prompt.source,
+        writer: 'teacher',
+        prompt: prompt.text,
+        completion: tokenizer.decode(completion.filter((id) => !eos.includes(id))),
+        finish: sampled.finish === 'stop' ? 'eos' : 'length',
+        logpTeacher: rows.slice(promptIds.length - 1).map((r) => r.targetLogp),
+      });
+    }
   }
   return rollouts;
 }

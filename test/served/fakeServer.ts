@@ -1,7 +1,9 @@
 /**
  * A teacher server on the loopback address that speaks vLLM's or SGLang's request and response
  * shapes and computes its answers from a local model (float64 log-softmax of its logits), so
- * what the client reads can be checked exactly. Misbehaviours on demand: an API key it
+ * what the client reads can be checked exactly. It samples completions too (at the request's
+ * temperature, top-k and seed; greedy at 0) and keeps them in `samples`, EOS included when it
+ * ends one (vLLM lists it, this SGLang leaves it out). Misbehaviours on demand: an API key it
  * requires, rate limiting with Retry-After, answers cut off, a tokenizer that differs.
  */
 import * as http from 'node:http';
@@ -9,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { LanguageModel } from '../../src/models/languageModel';
 import { resolveModel } from '../../src/models/modelSource';
 import { TextTokenizer } from '../../src/models/tokenizer';
+import { eosIds } from '../../src/generate/generator';
 
 export interface FakeServerOptions {
   protocol: 'vllm' | 'sglang';
@@ -21,12 +24,16 @@ export interface FakeServerOptions {
   cutOff?: number;
   /** the server's tokenizer adds this to every id (a different tokenizer) */
   idShift?: number;
+  /** a sampled completion ends with the EOS after this many tokens (as if the model chose it) */
+  eosAfter?: number;
 }
 
 export interface FakeServer {
   url: string;
   /** every request's path and the time it came (ms) */
   requests: { path: string; at: number }[];
+  /** every completion it sampled: the prompt's ids and the completion's (an EOS it chose included) */
+  samples: { prompt: number[]; completion: number[] }[];
   /** the log-softmax row of the model at each position of `ids` (float64), as the server computes it */
   logSoftmax(ids: number[]): Promise<Float64Array[]>;
   close(): Promise<void>;
@@ -47,6 +54,46 @@ export async function startFakeServer(modelFolder: string, o: FakeServerOptions)
     });
   };
   const ranked = (row: Float64Array) => Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
+  const eos = new Set(eosIds(modelFolder, lm.model.config));
+  const samples: FakeServer['samples'] = [];
+  /** Samples up to `max` tokens after `prompt`: softmax(log p / T) over the top k (all when k ≤ 0), argmax at T = 0. */
+  const sample = async (prompt: number[], max: number, temperature: number, topK: number, seed: number) => {
+    let state = seed >>> 0 || 1;
+    const uniform = () => {
+      // xorshift32: the server's own stream, seeded by the request
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state >>> 0) / 2 ** 32;
+    };
+    const ids = [...prompt];
+    for (let n = 0; n < max; n++) {
+      const rows = await logSoftmax(ids);
+      const row = rows[rows.length - 1];
+      const order = ranked(row);
+      let next = order[0];
+      if (temperature > 0) {
+        const kept = topK > 0 ? order.slice(0, topK) : order;
+        const weights = kept.map((t) => Math.exp((row[t] - row[order[0]]) / temperature));
+        let u = uniform() * weights.reduce((a, b) => a + b, 0);
+        next = kept[kept.length - 1];
+        for (let j = 0; j < kept.length; j++)
+          if ((u -= weights[j]) <= 0) {
+            next = kept[j];
+            break;
+          }
+      }
+      ids.push(next);
+      if (eos.has(next)) break;
+      if (n + 1 === o.eosAfter && n + 1 < max) {
+        ids.push([...eos][0]);
+        break;
+      }
+    }
+    const completion = ids.slice(prompt.length);
+    samples.push({ prompt, completion });
+    return { completion, stopped: eos.has(completion[completion.length - 1]) };
+  };
 
   let served = 0;
   const requests: FakeServer['requests'] = [];
@@ -80,6 +127,40 @@ export async function startFakeServer(modelFolder: string, o: FakeServerOptions)
   ): Promise<unknown | undefined> => {
     if (o.protocol === 'vllm' && route === '/tokenize')
       return { tokens: shift(tokenizer.encode(request.prompt).ids), count: 0, max_model_len: 512 };
+    if (o.protocol === 'vllm' && route === '/v1/completions' && request.prompt_logprobs === undefined) {
+      const s = await sample(
+        request.prompt,
+        request.max_tokens,
+        request.temperature,
+        request.top_k,
+        request.seed,
+      );
+      return {
+        id: 'cmpl-2',
+        object: 'text_completion',
+        choices: [
+          {
+            index: 0,
+            text: tokenizer.decode(s.completion),
+            finish_reason: s.stopped ? 'stop' : 'length',
+            logprobs: { tokens: s.completion.map((id) => `token_id:${id}`) },
+          },
+        ],
+      };
+    }
+    if (o.protocol === 'sglang' && route === '/generate' && request.logprob_start_len === undefined) {
+      const p = request.sampling_params;
+      const s = await sample(request.input_ids, p.max_new_tokens, p.temperature, p.top_k, p.sampling_seed);
+      // SGLang's output without the EOS it stopped at
+      const out = s.stopped ? s.completion.slice(0, -1) : s.completion;
+      return {
+        text: tokenizer.decode(out),
+        meta_info: {
+          output_token_logprobs: out.map((id) => [0, id, null]),
+          finish_reason: { type: s.stopped ? 'stop' : 'length' },
+        },
+      };
+    }
     if (o.protocol === 'vllm' && route === '/v1/completions') {
       const ids: number[] = request.prompt;
       const k: number = request.prompt_logprobs;
@@ -129,6 +210,7 @@ export async function startFakeServer(modelFolder: string, o: FakeServerOptions)
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    samples,
     logSoftmax,
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));

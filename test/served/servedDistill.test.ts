@@ -137,7 +137,55 @@ test("onpolicy with a served teacher: the rewards are its log p of the student's
   }
 });
 
-test('a served teacher: gkd, minillm and seqkd, feature distillation and T ≠ 1 are refused by name; Cancel stops a run and writes nothing', async () => {
+for (const protocol of ['vllm', 'sglang'] as const) {
+  test(`seqkd with a served teacher (${protocol}): the server samples the completions (its EOS kept), their log p are the teacher's, the student learns them`, async () => {
+    // every completion stops at an EOS after 6 tokens: vLLM lists it, this SGLang leaves it out
+    const server = await startFakeServer(teacher, { protocol, eosAfter: 6 });
+    try {
+      const record = await runDistillation(
+        request(`openai+${server.url}#demo-teacher`, {
+          method: 'seqkd',
+          loss: { key: 'ce', temperature: 1 },
+          generation: { maxNewTokens: 12, promptTokens: 16, sampling: { temperature: 0.7 } as never },
+          steps: 30,
+          lr: 1e-3,
+          mode: { kind: 'full' },
+          teacherTopK: undefined,
+          out: path.join(tempDir(), 'seqkd'),
+        }),
+      );
+      const rollouts = fs
+        .readFileSync(path.join(record.out, 'rollouts.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.equal(rollouts.length, server.samples.length, 'one rollout per completion the server sampled');
+      const eos = JSON.parse(fs.readFileSync(path.join(teacher, 'config.json'), 'utf8')).eos_token_id;
+      for (const [i, r] of rollouts.entries()) {
+        const sampled = server.samples[i];
+        // the server's ids exactly; the EOS it stopped at kept even where its answer leaves it out
+        assert.deepEqual(r.ids, [...sampled.prompt, ...sampled.completion]);
+        assert.equal(r.finish === 'eos', sampled.completion.at(-1) === eos);
+        const rows = await server.logSoftmax(r.ids);
+        r.logpTeacher.forEach((lp: number, t: number) => {
+          const want = rows[r.promptTokens + t - 1][r.ids[r.promptTokens + t]];
+          assert.ok(Math.abs(lp - want) < 1e-9, `log p ${lp} vs ${want}`);
+        });
+      }
+      assert.ok(rollouts.every((r) => r.finish === 'eos' && r.ids.at(-1) === eos));
+      assert.equal(record.heldOut.teacherSupport, 'top-19+rest');
+      assert.ok(record.messages.some((m) => /it samples the completions/.test(m)));
+      assert.ok(
+        record.heldOut.after.studentPerplexity < record.heldOut.before.studentPerplexity,
+        `the student learns the teacher's completions: perplexity on held-out ones ${record.heldOut.before.studentPerplexity} → ${record.heldOut.after.studentPerplexity}`,
+      );
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+test('a served teacher: gkd and minillm, feature distillation and T ≠ 1 are refused by name; Cancel stops a run and writes nothing', async () => {
   const server = await startFakeServer(teacher, { protocol: 'sglang', rateLimited: 1000, retryAfter: 30 });
   try {
     const spec = `openai+${server.url}#demo-teacher`;
@@ -150,8 +198,10 @@ test('a served teacher: gkd, minillm and seqkd, feature distillation and T ≠ 1
         ),
     );
     await assert.rejects(
-      runDistillation(request(spec, { method: 'seqkd', loss: { key: 'ce', temperature: 1 } })),
-      /--method seqkd with a served teacher is not built yet \(the server would sample the completions\)/,
+      runDistillation(
+        request(spec, { method: 'minillm', loss: { key: 'fkl', temperature: 1 }, teacherTopK: undefined }),
+      ),
+      /--method minillm with a served teacher is not built: it needs the teacher's whole distribution at every sampled position and samples from a mix with it/,
     );
     await assert.rejects(
       runDistillation(request(spec, { feature: { loss: 'mse', layers: 'auto', weight: 1 } })),
