@@ -70,6 +70,43 @@ export function bucketsFromServed(rows: ServedTeacherRow[], w: Window, k: number
   return { ids, logprobs, target };
 }
 
+/** The served answers' cache is kept under this size: the least recently used answers go first. */
+export const SERVED_CACHE_BYTES = 1 << 30;
+
+/**
+ * Deletes the least recently used files of `dir` (by modification time: a cache hit touches
+ * its file) until they take at most `maxBytes` × 0.8, when they take more than `maxBytes`.
+ * Returns how many it deleted.
+ */
+export function pruneCache(dir: string, maxBytes: number): number {
+  let files: { file: string; bytes: number; used: number }[];
+  try {
+    files = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => {
+        const st = fs.statSync(path.join(dir, f));
+        return { file: path.join(dir, f), bytes: st.size, used: st.mtimeMs };
+      });
+  } catch {
+    return 0; // no cache yet, or another run pruning it
+  }
+  let total = files.reduce((n, f) => n + f.bytes, 0);
+  if (total <= maxBytes) return 0;
+  let deleted = 0;
+  for (const f of files.sort((a, b) => a.used - b.used)) {
+    if (total <= 0.8 * maxBytes) break;
+    try {
+      fs.rmSync(f.file);
+      total -= f.bytes;
+      deleted++;
+    } catch {
+      // gone already (another run)
+    }
+  }
+  return deleted;
+}
+
 /** Each window's buckets from the served teacher, through the disk cache. */
 export class ServedTeacherTargets {
   /** windows answered from the cache, and asked of the server */
@@ -79,7 +116,11 @@ export class ServedTeacherTargets {
   constructor(
     readonly client: ServedTeacher,
     private readonly cacheDir: string,
-  ) {}
+    private readonly cacheBytes = SERVED_CACHE_BYTES,
+  ) {
+    // a long-lived cache stays bounded: pruned once per run, before it grows
+    pruneCache(cacheDir, cacheBytes);
+  }
 
   /**
    * The teacher's log p of each token of `ids` from index `from` on (the server's prompt
@@ -110,6 +151,9 @@ export class ServedTeacherTargets {
     try {
       rows = JSON.parse(fs.readFileSync(file, 'utf8'));
       this.cached++;
+      // recently used: the last to be pruned
+      const now = new Date();
+      fs.utimesSync(file, now, now);
     } catch {
       rows = await this.client.promptLogprobs(prefix, k + 1);
       this.asked++;
@@ -118,6 +162,8 @@ export class ServedTeacherTargets {
       const tmp = `${file}.${process.pid}.tmp`;
       fs.writeFileSync(tmp, JSON.stringify(rows));
       fs.renameSync(tmp, file);
+      // a run that writes many answers keeps the cache bounded as it goes
+      if (this.asked % 256 === 0) pruneCache(this.cacheDir, this.cacheBytes);
     }
     return bucketsFromServed(rows!, w, k);
   }

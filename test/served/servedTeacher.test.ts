@@ -7,7 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ServedTeacher, parseServedTeacher } from '../../src/models/servedTeacher';
 import { bucketedRow, type ServedTeacherRow } from '../../src/core/bucketedRows';
@@ -18,6 +20,8 @@ import { LanguageModel } from '../../src/models/languageModel';
 import { resolveModel } from '../../src/models/modelSource';
 import { ModelLoadError } from '../../src/core/errors';
 import { startFakeServer, type FakeServerOptions } from './fakeServer';
+import { pruneCache } from '../../src/train/servedTargets';
+import { tempDir } from '../helpers';
 
 const { teacher, student } = builtInPair();
 const K = 8;
@@ -170,4 +174,33 @@ test('a served teacher whose tokenizer differs from the student’s is refused, 
           e.message.includes(`[${local.join(', ')}] here`),
       );
     });
+});
+
+test("the served answers' cache: over its size, the least recently used answers go until it is at 80%", () => {
+  const dir = tempDir('distill-lens-served-prune-');
+  const day = 86_400_000;
+  // ten 1000-byte answers, the first used longest ago
+  for (let i = 0; i < 10; i++) {
+    const file = path.join(dir, `${i}.json`);
+    fs.writeFileSync(file, 'x'.repeat(1000));
+    const t = new Date(Date.now() - (10 - i) * day);
+    fs.utimesSync(file, t, t);
+  }
+  fs.writeFileSync(path.join(dir, 'other.txt'), 'kept: not an answer');
+  assert.equal(pruneCache(dir, 20_000), 0, 'under the limit: nothing deleted');
+  // answer 0 was used again just now: the oldest are 1, 2, 3 … then
+  const now = new Date();
+  fs.utimesSync(path.join(dir, '0.json'), now, now);
+  assert.equal(pruneCache(dir, 9_000), 3, 'down to 7200 bytes: three answers');
+  assert.deepEqual(fs.readdirSync(dir).sort(), [
+    '0.json',
+    '4.json',
+    '5.json',
+    '6.json',
+    '7.json',
+    '8.json',
+    '9.json',
+    'other.txt',
+  ]);
+  assert.equal(pruneCache(path.join(dir, 'missing'), 1), 0, 'no cache folder: nothing to do');
 });
