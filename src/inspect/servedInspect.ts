@@ -44,8 +44,6 @@ export async function inspectWithServedTeacher(
       abort.abort();
     }
   }, 100);
-  const teacher = new ServedTeacher(spec, { apiKey: req.teacherApiKey, signal: abort.signal });
-
   const lease = await models
     .acquire(req.student, {
       device: req.device,
@@ -58,6 +56,12 @@ export async function inspectWithServedTeacher(
     .catch((e) => Promise.reject(errorForRole(e, 'student')));
   try {
     const student = lease.model;
+    // the student's tokenizer reads the legacy protocol's token texts back to ids
+    const teacher = new ServedTeacher(spec, {
+      apiKey: req.teacherApiKey,
+      signal: abort.signal,
+      tokenizer: student.tokenizer,
+    });
     const loadMs = performance.now() - t0;
     c.onProgress?.(`asking ${teacher.name} which protocol it speaks`);
     const protocol = await teacher.detect();

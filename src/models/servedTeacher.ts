@@ -14,6 +14,13 @@
  *               → meta_info.input_token_logprobs [[logprob, id, text], …] (the first null),
  *                 meta_info.input_top_logprobs [null, [[logprob, id, text], …], …]
  *             the same with {text} gives the server's ids of a text (the tokenizer check)
+ *   OpenAI    (legacy completions, where a server offers only that) POST {base}/completions
+ *               {prompt: ids, max_tokens: 0, echo: true, logprobs: K} → choices[0].logprobs:
+ *               {tokens, token_logprobs: [null, …], top_logprobs: [null, {token: logprob}, …]};
+ *               tokens are "token_id:N" (vLLM's return_tokens_as_token_ids) or their text, read
+ *               back to ids through the student's tokenizer: a text that several ids share, or
+ *               none, is left out of the listed tokens (its mass stays in the rest, for both
+ *               models alike, so the buckets are still exact); the actual token's rank is unknown
  *   sampling  (SeqKD) vLLM: POST {base}/completions {prompt: ids, max_tokens, temperature, top_k,
  *               top_p, min_p, repetition_penalty, seed, logprobs: 0,
  *               return_tokens_as_token_ids: true} → choices[0].logprobs.tokens ["token_id:N", …]
@@ -50,12 +57,19 @@ export function parseServedTeacher(spec: string): ServedTeacherSpec | undefined 
   return { baseUrl: m[1].replace(/\/+$/, ''), model: m[2] };
 }
 
-export type ServedProtocol = 'vllm' | 'sglang';
+export type ServedProtocol = 'vllm' | 'sglang' | 'openai';
 
 export const PROTOCOL_NAMES: Record<ServedProtocol, string> = {
   vllm: "vLLM's prompt_logprobs",
   sglang: "SGLang's /generate with return_logprob",
+  openai: "the OpenAI completions API's echo with logprobs",
 };
+
+/** How the legacy protocol's token texts are read back to ids: the student's tokenizer. */
+export interface TokenTexts {
+  vocabSize: number;
+  tokenText(id: number): string;
+}
 
 export interface ServedTeacherOptions {
   apiKey?: string;
@@ -66,6 +80,8 @@ export interface ServedTeacherOptions {
   /** the longest wait for one answer in ms (default 120 000) */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** the student's tokenizer, to read the legacy protocol's token texts (when it sends texts) */
+  tokenizer?: TokenTexts;
 }
 
 /** An answer that is not worth repeating: the request or the server is wrong. */
@@ -87,11 +103,11 @@ export class ServedTeacher {
     return `${this.spec.model} at ${this.spec.baseUrl}`;
   }
 
-  /** Finds which of the two protocols the server answers (vLLM's first), and remembers it. */
+  /** Finds which protocol the server answers (vLLM's, SGLang's, then the legacy echo), and remembers it. */
   async detect(): Promise<ServedProtocol> {
     if (this.protocol) return this.protocol;
     const probe = [1, 2];
-    for (const protocol of ['vllm', 'sglang'] as const) {
+    for (const protocol of ['vllm', 'sglang', 'openai'] as const) {
       try {
         const rows = await this.ask(protocol, probe, 1);
         if (rows.length === 1) return (this.protocol = protocol);
@@ -100,7 +116,7 @@ export class ServedTeacher {
       }
     }
     throw new ModelLoadError(
-      `${this.name} answers neither ${PROTOCOL_NAMES.vllm} nor ${PROTOCOL_NAMES.sglang}: Distill Lens needs the teacher's log-probabilities of the prompt's tokens, which only these give (an OpenAI-style server that only generates cannot be a teacher)`,
+      `${this.name} answers neither ${PROTOCOL_NAMES.vllm}, ${PROTOCOL_NAMES.sglang} nor ${PROTOCOL_NAMES.openai}: Distill Lens needs the teacher's log-probabilities of the prompt's tokens, which only these give (a server that only generates, like the chat completions API, cannot be a teacher)`,
       'teacher',
     );
   }
@@ -112,7 +128,9 @@ export class ServedTeacher {
   async checkTokenizer(text: string, localIds: number[]): Promise<void> {
     const protocol = await this.detect();
     const served =
-      protocol === 'vllm'
+      protocol === 'openai'
+        ? await this.echoIds(text)
+        : protocol === 'vllm'
         ? ((await this.post(`${this.root}/tokenize`, { model: this.spec.model, prompt: text })) as { tokens?: number[] })
             .tokens
         : ((await this.post(`${this.root}/generate`, {
@@ -169,24 +187,31 @@ export class ServedTeacher {
       min_p: sampling.minP,
       repetition_penalty: sampling.repetitionPenalty,
     };
+    if (protocol === 'openai' && (sampling.topK > 0 || sampling.minP > 0 || sampling.repetitionPenalty !== 1))
+      throw new ModelLoadError(
+        `${this.name} speaks ${PROTOCOL_NAMES.openai}, which samples with temperature and top-p only: --top-k, --min-p and --repetition-penalty are not available there`,
+        'teacher',
+      );
     try {
-      if (protocol === 'vllm') {
+      if (protocol !== 'sglang') {
         const answer = (await this.post(`${this.spec.baseUrl}/completions`, {
           model: this.spec.model,
           prompt: promptIds,
           max_tokens: maxNewTokens,
-          ...knobs,
+          ...(protocol === 'vllm'
+            ? { ...knobs, return_tokens_as_token_ids: true }
+            : { temperature: knobs.temperature, top_p: knobs.top_p }),
           seed,
           logprobs: 0,
-          return_tokens_as_token_ids: true,
         })) as { choices?: { finish_reason?: string; logprobs?: { tokens?: string[] } }[] };
         const choice = answer.choices?.[0];
         const tokens = choice?.logprobs?.tokens;
         if (!Array.isArray(tokens)) throw this.malformed('a completion without its tokens');
         const ids = tokens.map((t) => {
-          const m = /^token_id:(\d+)$/.exec(t);
-          if (!m) throw this.malformed(`a completion token "${t}" that is not "token_id:N" (return_tokens_as_token_ids)`);
-          return Number(m[1]);
+          const id = this.idOf(t);
+          if (id === undefined)
+            throw this.malformed(`a sampled token ${JSON.stringify(t)} whose text is several ids' or none's`);
+          return id;
         });
         return { ids, finish: choice?.finish_reason === 'length' ? 'length' : 'stop' };
       }
@@ -211,7 +236,79 @@ export class ServedTeacher {
   }
 
   private async ask(protocol: ServedProtocol, ids: number[], k: number): Promise<ServedTeacherRow[]> {
-    return protocol === 'vllm' ? this.askVllm(ids, k) : this.askSglang(ids, k);
+    return protocol === 'vllm' ? this.askVllm(ids, k) : protocol === 'sglang' ? this.askSglang(ids, k) : this.askEcho(ids, k);
+  }
+
+  /** A legacy token, "token_id:N" or its text, as an id; undefined when its text is several ids' or none's. */
+  private idOf(token: string): number | undefined {
+    const m = /^token_id:(\d+)$/.exec(token);
+    if (m) return Number(m[1]);
+    if (!this.o.tokenizer) throw new Refused('token texts, and no tokenizer to read them back to ids');
+    if (!this.textIndex) {
+      // each text that exactly one id has
+      const index = new Map<string, number>();
+      const shared = new Set<string>();
+      for (let id = 0; id < this.o.tokenizer.vocabSize; id++) {
+        const t = this.o.tokenizer.tokenText(id);
+        if (index.has(t)) shared.add(t);
+        else index.set(t, id);
+      }
+      for (const t of shared) index.delete(t);
+      this.textIndex = index;
+    }
+    return this.textIndex.get(token);
+  }
+
+  private textIndex?: Map<string, number>;
+
+  private async askEcho(ids: number[], k: number): Promise<ServedTeacherRow[]> {
+    const answer = (await this.post(`${this.spec.baseUrl}/completions`, {
+      model: this.spec.model,
+      prompt: ids,
+      max_tokens: 0,
+      echo: true,
+      logprobs: k,
+    })) as {
+      choices?: {
+        logprobs?: {
+          tokens?: string[];
+          token_logprobs?: (number | null)[];
+          top_logprobs?: (Record<string, number> | null)[];
+        };
+      }[];
+    };
+    const lp = answer.choices?.[0]?.logprobs;
+    if (!lp || !Array.isArray(lp.tokens) || !Array.isArray(lp.token_logprobs) || !Array.isArray(lp.top_logprobs))
+      throw new Refused('no echoed logprobs');
+    this.expectLength(lp.tokens.length, ids.length);
+    return ids.slice(1).map((target, r) => {
+      const token = lp.tokens![r + 1];
+      const read = this.idOf(token);
+      const logp = lp.token_logprobs![r + 1];
+      if ((read !== undefined && read !== target) || typeof logp !== 'number')
+        throw this.malformed(`position ${r + 1} echoes ${JSON.stringify(token)} (log p ${logp}), not the prompt's token ${target}`);
+      // the listed texts read back to ids; a text shared by several ids (or none) stays in the rest
+      const top: { id: number; logp: number }[] = [];
+      for (const [text, value] of Object.entries(lp.top_logprobs![r + 1] ?? {})) {
+        const id = this.idOf(text);
+        if (id !== undefined) top.push({ id, logp: value });
+      }
+      return { targetLogp: logp, top: top.sort((a, b) => b.logp - a.logp).slice(0, k) };
+    });
+  }
+
+  /** The server's ids of a text, from the legacy protocol's echo (every token read back to an id). */
+  private async echoIds(text: string): Promise<number[] | undefined> {
+    const answer = (await this.post(`${this.spec.baseUrl}/completions`, {
+      model: this.spec.model,
+      prompt: text,
+      max_tokens: 0,
+      echo: true,
+      logprobs: 0,
+    })) as { choices?: { logprobs?: { tokens?: string[] } }[] };
+    const tokens = answer.choices?.[0]?.logprobs?.tokens;
+    if (!Array.isArray(tokens)) return undefined;
+    return tokens.map((t) => this.idOf(t) ?? -1);
   }
 
   private async askVllm(ids: number[], k: number): Promise<ServedTeacherRow[]> {

@@ -413,7 +413,7 @@ async function connectServedTeacher(
   run: RunContext,
 ): Promise<ServedTeacherTargets> {
   // a dropped connection is waited out for about two minutes before the run gives up
-  const client = new ServedTeacher(spec, { apiKey: req.teacherApiKey, signal, retries: 8 });
+  const client = new ServedTeacher(spec, { apiKey: req.teacherApiKey, signal, retries: 8, tokenizer });
   run.report({ phase: 'prepare', message: `asking ${client.name} which protocol it speaks` });
   const protocol = await client.detect();
   // the tokenizer check on the data's first text

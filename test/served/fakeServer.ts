@@ -14,7 +14,10 @@ import { TextTokenizer } from '../../src/models/tokenizer';
 import { eosIds } from '../../src/generate/generator';
 
 export interface FakeServerOptions {
-  protocol: 'vllm' | 'sglang';
+  /** openai: only the legacy completions API (echo with logprobs), no prompt_logprobs */
+  protocol: 'vllm' | 'sglang' | 'openai';
+  /** openai: tokens as their text, not "token_id:N" */
+  tokenTexts?: boolean;
   /** answers 401 unless the request carries this key */
   apiKey?: string;
   /** the first N requests answer 429 with Retry-After: retryAfter seconds */
@@ -115,7 +118,13 @@ export async function startFakeServer(modelFolder: string, o: FakeServerOptions)
       const request = JSON.parse(body || '{}');
       const shift = (ids: number[]) => ids.map((id) => id + (o.idShift ?? 0));
       void answer(req.url ?? '', request, shift)
-        .then((a) => (a ? send(200, a) : send(404, { detail: 'Not Found' })))
+        .then((a) =>
+          !a
+            ? send(404, { detail: 'Not Found' })
+            : (a as { status?: number }).status
+              ? send((a as { status: number }).status, a)
+              : send(200, a),
+        )
         .catch((e) => send(500, { error: String(e) }));
     });
   });
@@ -127,6 +136,51 @@ export async function startFakeServer(modelFolder: string, o: FakeServerOptions)
   ): Promise<unknown | undefined> => {
     if (o.protocol === 'vllm' && route === '/tokenize')
       return { tokens: shift(tokenizer.encode(request.prompt).ids), count: 0, max_model_len: 512 };
+    if (o.protocol === 'openai' && route === '/v1/completions') {
+      if (request.prompt_logprobs !== undefined)
+        return { status: 400, detail: 'prompt_logprobs is not a parameter' };
+      const token = (id: number) => (o.tokenTexts ? tokenizer.tokenText(id) : `token_id:${id}`);
+      if (request.echo) {
+        const ids: number[] =
+          typeof request.prompt === 'string' ? shift(tokenizer.encode(request.prompt).ids) : request.prompt;
+        const k: number = request.logprobs ?? 0;
+        const rows = await logSoftmax(ids);
+        return {
+          choices: [
+            {
+              index: 0,
+              text: '',
+              logprobs: {
+                tokens: ids.map(token),
+                token_logprobs: ids.map((id, i) => (i === 0 ? null : rows[i - 1][id])),
+                // texts that several ids share collide in a dict, as a real server's would
+                top_logprobs: ids.map((_, i) =>
+                  i === 0
+                    ? null
+                    : Object.fromEntries(
+                        ranked(rows[i - 1])
+                          .slice(0, k)
+                          .reverse()
+                          .map((t) => [token(t), rows[i - 1][t]]),
+                      ),
+                ),
+              },
+            },
+          ],
+        };
+      }
+      const s = await sample(request.prompt, request.max_tokens, request.temperature, -1, request.seed);
+      return {
+        choices: [
+          {
+            index: 0,
+            text: tokenizer.decode(s.completion),
+            finish_reason: s.stopped ? 'stop' : 'length',
+            logprobs: { tokens: s.completion.map(token) },
+          },
+        ],
+      };
+    }
     if (o.protocol === 'vllm' && route === '/v1/completions' && request.prompt_logprobs === undefined) {
       const s = await sample(
         request.prompt,

@@ -137,7 +137,7 @@ test("onpolicy with a served teacher: the rewards are its log p of the student's
   }
 });
 
-for (const protocol of ['vllm', 'sglang'] as const) {
+for (const protocol of ['vllm', 'sglang', 'openai'] as const) {
   test(`seqkd with a served teacher (${protocol}): the server samples the completions (its EOS kept), their log p are the teacher's, the student learns them`, async () => {
     // every completion stops at an EOS after 6 tokens: vLLM lists it, this SGLang leaves it out
     const server = await startFakeServer(teacher, { protocol, eosAfter: 6 });

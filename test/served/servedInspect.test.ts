@@ -27,7 +27,7 @@ const inspect = (extra: Partial<InspectRequest>): Promise<InspectResult> =>
 const EXACT = ['k1', 'k2', 'k3', 'tckd', 'uncertainty'] as const;
 const BOUNDED = ['fkl', 'rkl', 'jeffreys', 'jsd', 'gjsd', 'tvd', 'skl', 'srkl', 'nckd'] as const;
 
-for (const protocol of ['vllm', 'sglang'] as const) {
+for (const protocol of ['vllm', 'sglang', 'openai'] as const) {
   test(`inspect with a served teacher (${protocol}): exact numbers as a local teacher's, divergences lower bounds, all equal when K is the vocabulary`, async () => {
     const local = await inspect({});
     const server = await startFakeServer(teacher, { protocol });
@@ -66,6 +66,32 @@ for (const protocol of ['vllm', 'sglang'] as const) {
     }
   });
 }
+
+test("the OpenAI completions API's echo with token texts: read back through the student's tokenizer, shared texts left in the rest; exact numbers exact, divergences lower bounds", async () => {
+  const local = await inspect({ text: TEXT.slice(0, 60) });
+  const server = await startFakeServer(teacher, { protocol: 'openai', tokenTexts: true });
+  try {
+    const at = `openai+${server.url}#demo-teacher`;
+    // the whole vocabulary listed: every text but those several ids share (the byte tokens)
+    const r = await inspect({ teacher: at, teacherTopK: 4096, text: TEXT.slice(0, 60) });
+    assert.ok(
+      r.messages.some((m) => /the OpenAI completions API's echo with logprobs/.test(m)),
+      r.messages.join('; '),
+    );
+    const close = (a: number, b: number, what: string) =>
+      assert.ok(Math.abs(a - b) <= 1e-6 * (1 + Math.abs(b)), `${what}: ${a} vs ${b}`);
+    r.rows.forEach((row, i) => {
+      const full = local.rows[i];
+      assert.equal(row.target, full.target);
+      for (const k of EXACT) close(row[k], full[k], `row ${i} ${k}`);
+      for (const k of BOUNDED) assert.ok(row[k] <= full[k] + 1e-6, `row ${i} ${k}: ${row[k]} ≤ ${full[k]}`);
+    });
+    // prompt_logprobs is not there: the client fell back to the echo
+    assert.ok(server.requests.some((q) => q.path === '/v1/completions'));
+  } finally {
+    await server.close();
+  }
+});
 
 test('a served teacher: --layers, a temperature other than 1, and --teacher-top-k with a local teacher are refused by name', async () => {
   const server = await startFakeServer(teacher, { protocol: 'vllm' });

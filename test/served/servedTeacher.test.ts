@@ -100,7 +100,7 @@ for (const protocol of ['vllm', 'sglang'] as const) {
   });
 }
 
-test('a refused connection, a refused key and a server that is neither vLLM nor SGLang are said by name, at once', async () => {
+test('a refused connection, a refused key and a server that speaks none of the three protocols are said by name, at once', async () => {
   // a port nobody listens on
   const closed = http.createServer();
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
@@ -132,7 +132,7 @@ test('a refused connection, a refused key and a server that is neither vLLM nor 
     const url = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/v1`;
     await assert.rejects(
       new ServedTeacher(spec(url)).detect(),
-      /answers neither vLLM's prompt_logprobs nor SGLang's \/generate/,
+      /answers neither vLLM's prompt_logprobs, SGLang's \/generate with return_logprob nor the OpenAI completions API's echo with logprobs/,
     );
   } finally {
     await new Promise<void>((resolve) => plain.close(() => resolve()));
