@@ -4,7 +4,7 @@
  */
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import { Command, CommanderError, Option } from 'commander';
-import { METRIC_KEYS, parseMetricKey } from '../core/metricKeys';
+import { METRIC_KEYS, parseMetricKey, shownMetric } from '../core/metricKeys';
 import { CancelledError, UsageError } from '../core/errors';
 import { DEFAULT_METRIC_OPTIONS, type MetricOptions } from '../core/tokenRows';
 import { ModelPool } from '../models/modelPool';
@@ -137,12 +137,10 @@ export function buildProgram(): Command {
           `timings ${JSON.stringify({ ...result.timings, tokens: result.ids.length, peakRssMiB, processMs: performance.now(), teacherMeanEntropy })}\n`,
         );
       }
-      if (result.spans && o.format === 'html')
-        throw new UsageError(
-          'the HTML report draws per-token rows, which a pair with different tokenizers does not have: use --format json or table',
-        );
       if (o.format === 'json') writeOut(JSON.stringify(toJsonReport(result), null, 1), o.out);
-      else if (o.format === 'html') writeOut(renderHtmlReport(result, text, metric), o.out);
+      // a pair whose tokenizers differ is drawn by a metric its spans define (k3 unless k1–k3 is chosen)
+      else if (o.format === 'html')
+        writeOut(renderHtmlReport(result, text, shownMetric(metric, !!result.spans)), o.out);
       else writeOut(formatTable(result, text, metric, { color: o.out ? false : undefined }), o.out);
     } finally {
       await engine.dispose();

@@ -10,7 +10,7 @@ import { toJsonReport } from '../report/jsonReport';
 import { mergeParts } from '../report/mergeParts';
 import { renderSampleReport, sampleReportJson } from '../report/sampleReport';
 import type { SampleReport } from '../shared/generation';
-import type { StoredAnalysis } from './analysisController';
+import { analysisMetric, type StoredAnalysis } from './analysisController';
 import { readSettings } from './settings';
 
 type Format = 'json' | 'csv' | 'html';
@@ -63,10 +63,11 @@ export function exportReport(
     ['json', 'csv', 'html'],
     (chosen) => {
       // one report for the whole document: every analysed part's rows at document offsets
-      const merged = mergeParts(a.parts, a.settings.metric);
+      const metric = analysisMetric(a, readSettings());
+      const merged = mergeParts(a.parts, metric);
       if (chosen === 'csv') return rowsToCsv(merged.rows);
       if (chosen === 'json') return JSON.stringify(toJsonReport(merged), null, 1);
-      return renderHtmlReport(merged, a.documentText, a.settings.metric, readSettings().colorScaleMaximum);
+      return renderHtmlReport(merged, a.documentText, metric, readSettings().colorScaleMaximum);
     },
     format,
     target,

@@ -117,6 +117,10 @@ export function renderHtmlReport(
     r.teacherSupport
       ? `\n  <div class="muted" id="teacher-support"><b>Served teacher, ${escapeHtml(r.teacherSupport)}</b>: the divergences are over its top tokens, the target and the rest as one bucket, so they are lower bounds of the full-vocabulary values (akl approximate); log p, k1–k3, tckd and uncertainty are exact.</div>`
       : ''
+  }${
+    r.spans
+      ? `\n  <div class="muted" id="across-tokenizers"><b>The tokenizers differ</b>: compared on ${r.spans.length} spans, where both tokenizations start a token; each student token shows its span's k1–k3 (exact); the other metrics need one vocabulary and are NaN.</div>`
+      : ''
   }
   <div class="legend"><label>metric <select id="metric"></select></label><span id="lo"></span><span class="bar" id="bar"></span><span id="hi"></span></div>
   <div id="heat"></div>

@@ -26,6 +26,9 @@ export function mergeParts(parts: AnalysedPart[], metric: MetricKey): InspectRes
   const ids: number[] = [];
   const rows: InspectResult['rows'] = [];
   const windows: [number, number][] = [];
+  // a pair whose tokenizers differ: each part's spans at document offsets (their teacherFirst
+  // counts the teacher's tokens of their part: its ids are not in the result)
+  const spans: NonNullable<InspectResult['spans']> = [];
   for (const [k, part] of parts.entries()) {
     const r = part.result;
     const skip = k > 0 && startsWithBos(r) ? 1 : 0; // a later part's own BOS is not in the document's sequence
@@ -37,6 +40,14 @@ export function mergeParts(parts: AnalysedPart[], metric: MetricKey): InspectRes
         index: row.index + offset,
         start: row.start + part.baseOffset,
         end: row.end + part.baseOffset,
+        ...(row.span !== undefined ? { span: row.span + spans.length } : {}),
+      });
+    for (const span of r.spans ?? [])
+      spans.push({
+        ...span,
+        start: span.start + part.baseOffset,
+        end: span.end + part.baseOffset,
+        studentFirst: span.studentFirst + offset,
       });
     for (const [a, b] of r.windows) windows.push([Math.max(0, a + offset), b + offset]);
   }
@@ -53,5 +64,6 @@ export function mergeParts(parts: AnalysedPart[], metric: MetricKey): InspectRes
       ? `${parts.filter((p) => p.result.windowNotice).length} of ${parts.length} parts were longer than the context: analysed in overlapping windows`
       : undefined,
     exactSpans: parts.every((p) => p.result.exactSpans),
+    ...(parts.some((p) => p.result.spans) ? { spans } : {}),
   };
 }

@@ -135,6 +135,65 @@ test('a document analysed in two parts exports one sequence: rows numbered throu
   ]);
 });
 
+test('a pair whose tokenizers differ, analysed in two parts: spans at document offsets, each row pointing at its own span', () => {
+  const BOS = 1;
+  const spanOf = (start: number, end: number, studentFirst: number) => ({
+    start,
+    end,
+    text: 'x',
+    teacherLogp: -1,
+    studentLogp: -2,
+    logRatio: 1,
+    k1: -1,
+    k3: Math.E - 2,
+    teacherFirst: studentFirst,
+    teacherTokens: 1,
+    studentFirst,
+    studentTokens: 1,
+  });
+  const a = {
+    ...part(
+      [BOS, 20, 21],
+      [
+        { ...row(1, 0, 1, 0.5), span: 0 },
+        { ...row(2, 1, 2, 0.25), span: 1 },
+      ],
+    ),
+    spans: [spanOf(0, 1, 1), spanOf(1, 2, 2)],
+  };
+  const b = {
+    ...part(
+      [BOS, 30, 31],
+      [
+        { ...row(1, 0, 1, 2), span: 0 },
+        { ...row(2, 1, 2, 1), span: 1 },
+      ],
+    ),
+    spans: [spanOf(0, 1, 1), spanOf(1, 2, 2)],
+  };
+  const merged = mergeParts(
+    [
+      { result: a, baseOffset: 0 },
+      { result: b, baseOffset: 10 },
+    ],
+    'k3',
+  );
+  assert.deepEqual(
+    merged.spans!.map((s) => [s.start, s.end, s.studentFirst]),
+    [
+      [0, 1, 1],
+      [1, 2, 2],
+      [10, 11, 3],
+      [11, 12, 4],
+    ],
+  );
+  for (const r of merged.rows) {
+    const span = merged.spans![r.span!];
+    assert.ok(r.start >= span.start && r.end <= span.end, `row at ${r.start} inside its span`);
+    assert.equal(merged.ids[span.studentFirst], merged.ids[r.index]);
+  }
+});
+
 test('the HTML report and the panel use one scale: a fixed maximum sets the report range too', () => {
   const r = part([1, 20, 21], [row(1, 0, 1, 0.5), row(2, 1, 2, 0.25)]);
   const html = renderHtmlReport(r, 'ab', 'fkl', 2);
