@@ -145,8 +145,9 @@ export function uldTeacherRows(w: TextWindow, teacher: TokenLogits, studentVocab
 }
 
 /**
- * The uld_* inputs of a batch: groups laid out window after window (at most one per position),
- * the rest padding (mask 0). Window b's token i is predicted by row b·L + i − 1.
+ * The uld_* inputs of a batch: window b's groups in slots b·L … b·L + L − 1 (a window has fewer
+ * than L), the rest padding (mask 0); `uld_earlier` [B, L, L] marks, per window and group, the
+ * rows that predict its earlier tokens. Window b's token i is predicted by row b·L + i − 1.
  */
 export function uldGroupFeeds(
   batch: (TextWindow | undefined)[],
@@ -155,30 +156,29 @@ export function uldGroupFeeds(
   vocab: number,
 ): Record<string, { type: 'int64' | 'float32'; data: BigInt64Array | Float32Array; dims: number[] }> {
   const L = seqLen;
-  const G = batch.length * L; // groups per batch, as the graph's inputs
-  const M = G;
+  const B = batch.length;
+  const G = B * L; // group slots per batch, as the graph's inputs
   const last = new BigInt64Array(G);
-  const earlier = new Float32Array(G * M);
+  const earlier = new Float32Array(B * L * L);
   const teacher = new Float32Array(G * vocab);
   const tail = new Float32Array(G);
   const mask = new Float32Array(G);
-  let k = 0;
   batch.forEach((w, b) => {
     if (!w) return;
     const rows = teacherRows[b]!;
     w.groups.forEach((g, j) => {
+      const k = b * L + j;
       const lastToken = g.studentFirst + g.studentTokens - 1;
       last[k] = BigInt(b * L + lastToken - 1);
-      for (let i = g.studentFirst; i < lastToken; i++) earlier[k * M + b * L + i - 1] = 1;
+      for (let i = g.studentFirst; i < lastToken; i++) earlier[k * L + i - 1] = 1;
       teacher.set(rows.sorted.subarray(j * vocab, (j + 1) * vocab), k * vocab);
       tail[k] = rows.tail[j];
       mask[k] = 1;
-      k++;
     });
   });
   return {
     [ULD_INPUTS.last]: { type: 'int64', data: last, dims: [G] },
-    [ULD_INPUTS.earlier]: { type: 'float32', data: earlier, dims: [G, M] },
+    [ULD_INPUTS.earlier]: { type: 'float32', data: earlier, dims: [B, L, L] },
     [ULD_INPUTS.teacher]: { type: 'float32', data: teacher, dims: [G, vocab] },
     [ULD_INPUTS.tail]: { type: 'float32', data: tail, dims: [G] },
     [ULD_INPUTS.mask]: { type: 'float32', data: mask, dims: [G] },

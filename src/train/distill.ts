@@ -1146,12 +1146,12 @@ async function evaluateHeldOut(
     count += Number(out.count.data[0]);
     if (trainer.uld) {
       uld += Number(out.uld.data[0]);
-      // the groups lie window after window in the batch, as uldGroupFeeds lays them out
+      // window b's groups in slots b·L + j, as uldGroupFeeds lays them out
       const studentSpanLogp = out.span_logp.data as Float32Array;
-      let k = 0;
-      for (const w of batch as TextWindow[]) {
+      for (const [b, w] of (batch as TextWindow[]).entries()) {
         const teacherSpanLogp = (await targets.across!.rows(w)).spanLogp;
-        for (let j = 0; j < w.groups.length; j++) logRatio += teacherSpanLogp[j] - studentSpanLogp[k++];
+        for (let j = 0; j < w.groups.length; j++)
+          logRatio += teacherSpanLogp[j] - studentSpanLogp[b * req.seqLen + j];
         spans += w.groups.length;
       }
     }

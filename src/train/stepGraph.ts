@@ -128,7 +128,7 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   let lossInputs: LossInputs;
   // ULD's groups: at most one per position of the batch
   const uld: UldInputs | undefined = spec.uld
-    ? { student: LOGITS_ROWS, targets, mask, rows: M, vocab: V, groups: M }
+    ? { student: LOGITS_ROWS, targets, mask, rows: M, vocab: V, batch: B, seqLen: L }
     : undefined;
   if (uld) {
     lossInputs = { student: LOGITS_ROWS, teacher: '', targets, mask, rows: M, vocab: V };

@@ -30,8 +30,9 @@ export interface UldInputs {
   mask: string;
   rows: number;
   vocab: number;
-  /** groups per batch (padding groups have uld_mask 0) */
-  groups: number;
+  /** windows per batch and their length: each window's groups sit in its own L slots (padding: uld_mask 0) */
+  batch: number;
+  seqLen: number;
 }
 
 /** The graph inputs of the groups: see UldGroupBatch for what each holds. */
@@ -45,16 +46,22 @@ export const ULD_INPUTS = {
 
 /** The per-group distance uld_g [G] and the student's log-probability of each group's tokens [G]. */
 function groupTerms(g: GraphBuilder, x: UldInputs): { distance: string; spanLogp: string; mask: string } {
-  const { groups: G, rows: M, vocab: V } = x;
+  const { batch: B, seqLen: L, rows: M, vocab: V } = x;
+  const G = B * L;
   const last = g.input(ULD_INPUTS.last, 'int64', [G]);
-  const earlier = g.input(ULD_INPUTS.earlier, 'float32', [G, M]);
+  // per window, which of its rows predict a group's earlier tokens: [B, L groups, L rows]
+  const earlier = g.input(ULD_INPUTS.earlier, 'float32', [B, L, L]);
   const teacherSorted = g.input(ULD_INPUTS.teacher, 'float32', [G, V]);
   const tail = g.input(ULD_INPUTS.tail, 'float32', [G]);
   const mask = g.input(ULD_INPUTS.mask, 'float32', [G]);
 
   const logq = g.op1('LogSoftmax', [x.student], { axis: -1 }); // [M, V]
   const targetLogq = g.op1('GatherElements', [logq, x.targets], { axis: 1 }); // [M, 1]: log q(s_{i+1} | ≤ i)
-  const earlierLogp = g.op1('MatMul', [earlier, targetLogq]); // [G, 1]: Σ log q of the earlier tokens
+  // [G, 1]: Σ log q of the earlier tokens, window by window
+  const earlierLogp = g.op1('Reshape', [
+    g.op1('MatMul', [earlier, g.op1('Reshape', [targetLogq, g.ints([B, L, 1])])]),
+    g.ints([G, 1]),
+  ]);
   const lastRowLogq = g.op1('Gather', [logq, last], { axis: 0 }); // [G, V]
   const mergedRow = g.op1('Exp', [g.op1('Add', [lastRowLogq, earlierLogp])]); // [G, V]
 

@@ -79,7 +79,7 @@ async function graphLossAndGradient(
   const student = g.input('student', 'float32', [M, VS]);
   const targets = g.input('targets', 'int64', [M, 1]);
   const mask = g.input('mask', 'float32', [M]);
-  const loss = buildUldLoss(g, { student, targets, mask, rows: M, vocab: VS, groups: M }, w);
+  const loss = buildUldLoss(g, { student, targets, mask, rows: M, vocab: VS, batch: B, seqLen: L }, w);
   const session = await lossGradientSession(g, loss, student, M, VS);
   // the teacher's side as the product lays it out, from the reference's sorted rows
   let k = 0;
