@@ -20,7 +20,7 @@ import {
 } from '../shared/protocol';
 import { ONNX_DTYPES, type DtypeChoice } from '../shared/dtypes';
 import type { SamplingOptions } from '../shared/generation';
-import { number } from './cliParts';
+import { addTeacherOptions, number, teacherSpec } from './cliParts';
 
 type Parse = (name: string, min: number) => (v: string) => number;
 
@@ -31,15 +31,14 @@ export function addDistillCommand(
   fraction: (name: string) => (v: string) => number,
 ): void {
   const nonNegative = (name: string) => number(name, (x) => x >= 0, 'a number ≥ 0');
-  program
-    .command('distill')
-    .description(
-      'fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder',
-    )
-    .requiredOption(
-      '--teacher <M>',
-      'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (--method word, seqkd or onpolicy; key from DISTILL_LENS_TEACHER_API_KEY)',
-    )
+  addTeacherOptions(
+    program
+      .command('distill')
+      .description(
+        'fine-tune the student against the teacher (LoRA by default) and write the result as a new model folder',
+      ),
+    'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (--method word, seqkd or onpolicy; key from DISTILL_LENS_TEACHER_API_KEY)',
+  )
     .requiredOption(
       '--student <M>',
       'student: a safetensors checkpoint folder (Llama, Qwen2, Qwen3, Mistral, Phi-3, Gemma 3 text or GPT-2)',
@@ -260,7 +259,7 @@ export function addDistillCommand(
       try {
         const record = await runDistillation(
           {
-            teacher: o.teacher,
+            teacher: teacherSpec(o),
             student: o.student,
             data: { path: o.data },
             out: o.out,

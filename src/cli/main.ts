@@ -20,7 +20,7 @@ import { addDistillCommand } from './distillCommand';
 import { addGenerateCommand, addSampleCommand } from './generateCommand';
 import { version } from '../../package.json';
 import { DEVICES, type Device } from '../shared/devices';
-import { integer, number, writeOut } from './cliParts';
+import { addTeacherOptions, integer, number, teacherSpec, writeOut } from './cliParts';
 
 /** Options shared by inspect, metrics and demo. */
 function metricOptions(cmd: Command): Command {
@@ -66,13 +66,10 @@ export function buildProgram(): Command {
     .exitOverride();
 
   metricOptions(
-    program
-      .command('inspect')
-      .description('analyse a text with a teacher and a student model')
-      .requiredOption(
-        '--teacher <M>',
-        'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (vLLM, SGLang; key from DISTILL_LENS_TEACHER_API_KEY)',
-      )
+    addTeacherOptions(
+      program.command('inspect').description('analyse a text with a teacher and a student model'),
+      'teacher: a model folder, a hub id, or a served teacher openai+http://host:port/v1#model (vLLM, SGLang, OpenAI completions; key from DISTILL_LENS_TEACHER_API_KEY)',
+    )
       .requiredOption('--student <M>', 'student: a model folder or a hub id')
       .option('--text <S>', 'the text to analyse')
       .option('--file <F>', 'a UTF-8 file to analyse')
@@ -112,7 +109,7 @@ export function buildProgram(): Command {
     const engine = new InspectEngine(new ModelPool({ threads: o.threads }));
     try {
       const result = await engine.inspect({
-        teacher: o.teacher,
+        teacher: teacherSpec(o),
         student: o.student,
         text,
         options: toMetricOptions(o),

@@ -144,6 +144,29 @@ test('distill-lens inspect --teacher openai+http://…#model: the key from DISTI
       (e: { code: number; stderr: string }) =>
         e.code === 1 && /refused the API key \(HTTP 401\)/.test(e.stderr),
     );
+    // the other form: --teacher-endpoint URL --teacher-model NAME
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, [BIN, 'inspect', '--student', student, '--text', TEXT, ...args], {
+        env: { ...process.env, DISTILL_LENS_TEACHER_API_KEY: 'sesame' },
+      });
+    const byEndpoint = JSON.parse(
+      (await run(['--teacher-endpoint', server.url, '--teacher-model', 'demo', '--format', 'json'])).stdout,
+    );
+    assert.equal(byEndpoint.teacherSupport, 'top-20+rest');
+    assert.equal(byEndpoint.rows.length, json.rows.length);
+    for (const [args, message] of [
+      [['--teacher-endpoint', server.url], /--teacher-endpoint and --teacher-model go together/],
+      [['--teacher', teacher, '--teacher-endpoint', server.url, '--teacher-model', 'demo'], /not both/],
+      [
+        ['--teacher-endpoint', 'gpu-box:8000', '--teacher-model', 'demo'],
+        /must be an http:\/\/ or https:\/\/ URL/,
+      ],
+      [[], /give the teacher: --teacher .* or --teacher-endpoint with --teacher-model/],
+    ] as const)
+      await assert.rejects(
+        run([...args]),
+        (e: { code: number; stderr: string }) => e.code === 2 && message.test(e.stderr),
+      );
   } finally {
     await server.close();
   }
