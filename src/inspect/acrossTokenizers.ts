@@ -21,9 +21,8 @@ import { summarize, type ModelValues, type TokenRow } from '../core/tokenRows';
 import { METRIC_KEYS, shownMetric } from '../core/metricKeys';
 import type { TextTokenizer } from '../models/tokenizer';
 import type { AlignedSpan } from '../core/spanAlignment';
-import { halfToFloat32 } from '../models/safetensors';
 import type { LoadedModel } from '../models/modelPool';
-import type { Logits } from '../models/languageModel';
+import { float32Logits, type Logits } from '../models/languageModel';
 import type { InspectRequest, InspectResult } from '../shared/protocol';
 import type { RunControl } from './inspectEngine';
 import { refuseTokenCount } from './tokenCount';
@@ -35,9 +34,7 @@ interface TokenPass extends TokenLogits {
 }
 
 function tokenPass(logits: Logits, ids: number[]): TokenPass {
-  const rows =
-    logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
-  const pass = { rows, vocab: logits.vocab };
+  const pass = { rows: float32Logits(logits), vocab: logits.vocab };
   return { ...pass, logp: tokenLogps(pass, ids) };
 }
 

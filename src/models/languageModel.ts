@@ -21,6 +21,11 @@ export interface Logits {
   vocab: number;
 }
 
+/** The logits as float32 [length, vocab] (a float16 export's widened; float32 returned as is). */
+export function float32Logits(logits: Pick<Logits, 'data' | 'type'>): Float32Array {
+  return logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
+}
+
 /**
  * The keys and values of the positions decoded so far: buffers of a fixed capacity that the
  * graphs built here read in place (cache.* inputs, new.* outputs), or the present.* outputs
@@ -261,8 +266,7 @@ export class LanguageModel {
       if (meta.name !== 'reference_logits') feeds[meta.name] = this.feedFor(meta, ids);
       else {
         if (!reference || reference.length !== L) throw new Error(`${this.model.name}: the layer view needs the reference logits of the same ${L} positions`);
-        const data = reference.type === 'float16' ? halfToFloat32(reference.data as Uint16Array) : (reference.data as Float32Array);
-        feeds[meta.name] = new ort.Tensor('float32', data, [L, reference.vocab]);
+        feeds[meta.name] = new ort.Tensor('float32', float32Logits(reference), [L, reference.vocab]);
       }
     }
     // a model opened with layerView 'states' has the hidden states only

@@ -21,8 +21,7 @@ import {
   type TokenLogits,
 } from '../core/spanAlignment';
 import type { TextTokenizer } from '../models/tokenizer';
-import type { LanguageModel } from '../models/languageModel';
-import { halfToFloat32 } from '../models/safetensors';
+import { float32Logits, type LanguageModel } from '../models/languageModel';
 import type { TrainDocument } from '../shared/protocol';
 import type { Window } from './data';
 import { ULD_INPUTS } from './uldLoss';
@@ -187,12 +186,16 @@ export function uldGroupFeeds(
 
 /**
  * The teacher's rows of each window, from one forward pass over its own tokens; kept while they
- * fit in `budgetBytes` (a window's are its groups × the student's vocabulary, float32).
+ * fit in `budgetBytes` (a window's are its groups × the student's vocabulary, float32), and the
+ * last few besides, so that the held-out evaluation, which reads a batch's rows twice (for the
+ * graph, then for the span log-ratio), runs the teacher once per window when the cache is full.
  */
 export class UldTeacherTargets {
   seconds = 0;
   private readonly cache = new Map<TextWindow, UldTeacherRows>();
   private keptBytes = 0;
+  private readonly recent = new Map<TextWindow, UldTeacherRows>();
+  private static readonly RECENT = 16;
 
   constructor(
     private readonly teacher: LanguageModel,
@@ -201,18 +204,19 @@ export class UldTeacherTargets {
   ) {}
 
   async rows(w: TextWindow): Promise<UldTeacherRows> {
-    const kept = this.cache.get(w);
+    const kept = this.cache.get(w) ?? this.recent.get(w);
     if (kept) return kept;
     const t = performance.now();
     const logits = await this.teacher.forward(w.teacherIds);
-    const rows =
-      logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
-    const out = uldTeacherRows(w, { rows, vocab: logits.vocab }, this.studentVocab);
+    const out = uldTeacherRows(w, { rows: float32Logits(logits), vocab: logits.vocab }, this.studentVocab);
     this.seconds += (performance.now() - t) / 1000;
     const bytes = out.sorted.byteLength;
     if (this.keptBytes + bytes <= this.budgetBytes) {
       this.cache.set(w, out);
       this.keptBytes += bytes;
+    } else {
+      this.recent.set(w, out);
+      if (this.recent.size > UldTeacherTargets.RECENT) this.recent.delete(this.recent.keys().next().value!);
     }
     return out;
   }
@@ -266,9 +270,7 @@ export async function scoreAcrossTokenizers(
   const encT = teacherTokenizer.encode(text);
   if (!placed.exact || !encT.exactSpans) return none;
   const logits = await teacher.forward(encT.ids);
-  const rows =
-    logits.type === 'float16' ? halfToFloat32(logits.data as Uint16Array) : (logits.data as Float32Array);
-  const logpT = tokenLogps({ rows, vocab: logits.vocab }, encT.ids);
+  const logpT = tokenLogps({ rows: float32Logits(logits), vocab: logits.vocab }, encT.ids);
   const score: AcrossScore = { ...none, rewards: [...none.rewards] };
   for (const g of alignedGroups(encT.spans, placed.spans)) {
     if (g.start < promptText.length) continue; // a span of the prompt, or across its end

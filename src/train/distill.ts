@@ -22,7 +22,8 @@ import { CancelledError, InputError, ModelLoadError, UsageError } from '../core/
 import { WeightSource } from '../models/builder/weights';
 import { ModelPool, type ModelLease } from '../models/modelPool';
 import { modelFileLabel, resolveModel, type ResolvedModel } from '../models/modelSource';
-import { halfToFloat32, readSafetensors } from '../models/safetensors';
+import { readSafetensors } from '../models/safetensors';
+import { float32Logits } from '../models/languageModel';
 import { TextTokenizer } from '../models/tokenizer';
 import { openSession } from '../onnx/sessions';
 import {
@@ -867,7 +868,7 @@ class TeacherTargets {
       throw new ModelLoadError(
         `the teacher's logits have ${out.vocab} entries, the student's vocabulary ${this.vocab}: they do not share a vocabulary`,
       );
-    const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
+    const data = float32Logits(out);
     this.seconds += (performance.now() - t) / 1000;
     if (this.shouldCache(w)) this.logitsCache.set(w, data);
     return data;

@@ -20,9 +20,8 @@
  * Every rollout is kept for rollouts.jsonl with the step that used it.
  */
 import { generate, type Policy } from '../generate/generator';
-import type { LanguageModel } from '../models/languageModel';
+import { float32Logits, type LanguageModel } from '../models/languageModel';
 import type { TextTokenizer } from '../models/tokenizer';
-import { halfToFloat32 } from '../models/safetensors';
 import { shuffle, type Rng } from '../core/random';
 import { InputError } from '../core/errors';
 import type { GenerationSettings, SampledHeldOut } from '../shared/protocol';
@@ -138,8 +137,7 @@ function completionReverseKl(
 
 async function logitsOf(lm: LanguageModel, ids: number[]): Promise<{ data: Float32Array; vocab: number }> {
   const out = await lm.forward(ids);
-  const data = out.type === 'float16' ? halfToFloat32(out.data as Uint16Array) : (out.data as Float32Array);
-  return { data, vocab: out.vocab };
+  return { data: float32Logits(out), vocab: out.vocab };
 }
 
 /**

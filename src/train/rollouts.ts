@@ -31,6 +31,12 @@ export interface Rollout extends TokenSequence {
   logpTeacher: number[];
 }
 
+/** What sampling rollouts reports to, and asks whether it was cancelled. */
+export interface RolloutHooks {
+  checkCancelled: () => void;
+  onProgress: (message: string) => void;
+}
+
 /** Checks the generation settings with the flags' names, before any work. */
 export function generationProblems(g: GenerationSettings): string[] {
   const problems = samplingProblems(g.sampling).map((m) => m.replace('--temperature', '--gen-temperature'));
@@ -50,7 +56,7 @@ export async function sampleTeacherRollouts(
   prompts: Prompt[],
   g: GenerationSettings,
   seed: number,
-  hooks: { checkCancelled: () => void; onProgress: (message: string) => void },
+  hooks: RolloutHooks,
 ): Promise<Rollout[]> {
   const rollouts: Rollout[] = [];
   for (const [i, prompt] of prompts.entries()) {
@@ -104,7 +110,7 @@ export async function sampleServedRollouts(
   prompts: Prompt[],
   g: GenerationSettings,
   seed: number,
-  hooks: { checkCancelled: () => void; onProgress: (message: string) => void },
+  hooks: RolloutHooks,
 ): Promise<Rollout[]> {
   const rollouts: Rollout[] = [];
   for (const [i, prompt] of prompts.entries()) {

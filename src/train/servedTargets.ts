@@ -49,7 +49,7 @@ export function bucketsFromServed(rows: ServedTeacherRow[], w: Window, k: number
     const y = w.targets[pos];
     if (row.top.length < k1)
       throw new ModelLoadError(
-        `the served teacher listed ${row.top.length} tokens at position ${pos}, not the ${k1} asked for (its top ${k} and one more): lower --teacher-top-k, or raise the server's limit (vLLM: --max-logprobs)`,
+        `the served teacher listed ${row.top.length} tokens at position ${pos}, not the ${k1} asked for (its top ${k} and one more): lower --teacher-top-k, or raise the server's limit (vLLM: --max-logprobs); a server that sends token texts instead of ids (the OpenAI completions API) lists fewer when some texts are several tokens'`,
         'teacher',
       );
     const top = [...row.top].sort((a, b) => b.logp - a.logp || a.id - b.id).slice(0, k1);

@@ -35,7 +35,7 @@ export interface UldInputs {
   seqLen: number;
 }
 
-/** The graph inputs of the groups: see UldGroupBatch for what each holds. */
+/** The graph inputs of the groups: acrossTokenizers.ts's uldGroupFeeds says what each holds. */
 export const ULD_INPUTS = {
   last: 'uld_last',
   earlier: 'uld_earlier',

@@ -12,7 +12,13 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/onnx/graphBuilder';
 import { lossGradientSession } from './lossGraph';
 import { buildUldLoss } from '../../src/train/uldLoss';
-import { uldGroupFeeds, uldTeacherRows, type TextWindow } from '../../src/train/acrossTokenizers';
+import {
+  uldGroupFeeds,
+  uldTeacherRows,
+  UldTeacherTargets,
+  type TextWindow,
+} from '../../src/train/acrossTokenizers';
+import type { LanguageModel } from '../../src/models/languageModel';
 import { gaussian, rng, softmax } from '../reference/kdReference';
 import type { UldSettings } from '../../src/shared/protocol';
 
@@ -209,4 +215,30 @@ test("the teacher's side: merged rows by the chain rule, sorted, cut or padded t
         0,
       );
   }
+});
+
+test("the teacher's rows of a window are computed once, also when the cache is full (the last few are kept)", async () => {
+  let forwards = 0;
+  const V = 6;
+  const teacher = {
+    forward: async (ids: number[]) => {
+      forwards++;
+      return { data: new Float32Array(ids.length * V), type: 'float32', length: ids.length, vocab: V };
+    },
+  } as unknown as LanguageModel;
+  const window = (i: number) =>
+    ({
+      teacherIds: [0, 1, 2],
+      groups: [{ start: 0, end: 1, teacherFirst: 1, teacherTokens: 2, studentFirst: 1, studentTokens: 1 }],
+      source: `w${i}`,
+    }) as unknown as TextWindow;
+  const windows = Array.from({ length: 4 }, (_, i) => window(i));
+  // no room in the cache: each window's rows still come from one pass while they are recent
+  const targets = new UldTeacherTargets(teacher, 4, 0);
+  for (const w of windows) await targets.rows(w);
+  for (const w of windows) await targets.rows(w);
+  assert.equal(forwards, 4);
+  const sorted = (await targets.rows(windows[0])).sorted;
+  // uniform logits: the merged row is 1/6 · 1/6 in every entry
+  assert.ok(sorted.every((v) => Math.abs(v - 1 / 36) < 1e-7));
 });

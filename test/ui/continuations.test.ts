@@ -109,12 +109,24 @@ test(
       await page.locator('.statusbar-item', { hasText: 'log p − log q' }).waitFor({ timeout: 120_000 });
       await page.mouse.move(5, 5);
       await painted(page);
-      const sides = [
-        await page.locator('.monaco-diff-editor .editor.original .view-lines[role=presentation]').innerText(),
-        await page.locator('.monaco-diff-editor .editor.modified .view-lines[role=presentation]').innerText(),
-      ];
-      for (const side of sides)
-        assert.ok(side.replace(/\s+/g, ' ').startsWith(STORY), 'each side continues the story');
+      // each side's lines are drawn a little after its legend: wait for both, not a fixed time
+      const sides = () =>
+        Promise.all(
+          ['original', 'modified'].map((side) =>
+            page.locator(`.monaco-diff-editor .editor.${side} .view-lines[role=presentation]`).innerText(),
+          ),
+        );
+      const deadline = Date.now() + 30_000;
+      let shown = await sides();
+      while (!shown.every((t) => t.replace(/\s+/g, ' ').startsWith(STORY)) && Date.now() < deadline) {
+        await page.waitForTimeout(200);
+        shown = await sides();
+      }
+      for (const side of shown)
+        assert.ok(
+          side.replace(/\s+/g, ' ').startsWith(STORY),
+          `each side continues the story: ${JSON.stringify(side.slice(0, 200))}`,
+        );
       await page.screenshot({ path: path.join(SHOTS, 'compare.png') });
     } catch (e) {
       await page.screenshot({ path: path.join(SHOTS, 'continuations-failure.png') }).catch(() => {});
